@@ -1,0 +1,47 @@
+"""Test-wide setup: development settings, and a hard stop when required services are missing.
+
+With REQUIRE_SERVICES=1 (CI sets it) the run refuses to start unless DATABASE_URL points at a
+reachable MySQL/MariaDB and REDIS_URL at a reachable Redis: nothing may fall back to SQLite or
+an in-process cache silently.
+"""
+import os
+
+import pytest
+
+
+def _require_services():
+    import socket
+    from urllib.parse import urlparse
+
+    problems = []
+    db_url = os.environ.get("DATABASE_URL", "")
+    if not db_url.startswith(("mysql://", "mysql2://", "mariadb://")):
+        problems.append(f"DATABASE_URL must name MySQL/MariaDB, not {db_url or 'the SQLite default'!r}")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not redis_url:
+        problems.append("REDIS_URL is not set")
+    for url, default_port in ((db_url, 3306), (redis_url, 6379)):
+        if not url:
+            continue
+        parsed = urlparse(url)
+        try:
+            socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 3).close()
+        except OSError as exc:
+            problems.append(f"cannot reach {parsed.scheme}://{parsed.hostname}:{parsed.port or default_port} ({exc})")
+    return problems
+
+
+def pytest_configure(config):
+    if os.environ.get("REQUIRE_SERVICES") in ("1", "true", "yes"):
+        problems = _require_services()
+        if problems:
+            raise pytest.UsageError("REQUIRE_SERVICES is set but: " + "; ".join(problems) + ".")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Each test starts with an empty cache (Redis or local)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

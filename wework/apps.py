@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class WeworkAdminConfig(AdminConfig):
+    """Installs the platform's admin site as `admin.site`, so `@admin.register` keeps working."""
+
+    default_site = "wework.admin_site.WeworkAdminSite"
+
+
+class WeworkConfig(AppConfig):
+    """Cross-cutting infrastructure: database fields, routing, shared commands."""
+
+    name = "wework"
+    verbose_name = _("Platform")

@@ -1,0 +1,31 @@
+from importlib import import_module
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+PAGE_APPS = ("accounts", "instances", "contacts", "messaging", "monitoring")
+
+
+def _page_patterns():
+    """Server-rendered pages of each app, from `<app>/urls.py` (namespace = app label)."""
+    patterns = []
+    for app in PAGE_APPS:
+        try:
+            module = import_module(f"{app}.urls")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{app}.urls":
+                raise
+            continue
+        patterns.append(path(f"{app}/", include((module.urlpatterns, app), namespace=app)))
+    return patterns
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/v1/", include(("wework.api.urls", "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    *_page_patterns(),
+]
