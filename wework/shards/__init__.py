@@ -1,0 +1,38 @@
+"""The shard layer: physical shard tables for big tables, routed by time or by instance.
+
+Public API (see docs/shards.md): `from wework import shards`, then `shards.model_for(...)`,
+`shards.create(...)`, `shards.get(...)`, `shards.paginate(...)`, `shards.new_id()`, ...
+Names are forwarded lazily to `wework.shards.router` so that importing this package does not
+touch the app registry.
+"""
+
+_PUBLIC = {
+    "model_for", "model_for_id", "create", "bulk_create", "bulk_upsert", "get", "get_or_none",
+    "update", "for_instance", "paginate", "iterate", "shard_models", "is_sharded", "config_for",
+    "create_instance_shards", "archive_instance_shards", "drop_instance_shards", "Page",
+}
+_IDS = {"new_id", "new_uuid", "id_time", "id_bounds"}
+_ERRORS = {
+    "ShardError", "UnknownShardModel", "ShardMissing", "ShardOutOfRange", "NotToolCreated",
+    "RotationLocked",
+}
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        from . import router
+
+        return getattr(router, name)
+    if name in _IDS:
+        from wework import ids
+
+        return getattr(ids, name)
+    if name in _ERRORS:
+        from . import exceptions
+
+        return getattr(exceptions, name)
+    raise AttributeError(f"module 'wework.shards' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(_PUBLIC | _IDS | _ERRORS)
