@@ -282,12 +282,32 @@ LOGGING = {
 }
 
 # --- Platform -------------------------------------------------------------------------------
-EMAIL_BACKEND = env.str(
-    "EMAIL_BACKEND",
-    default="django.core.mail.backends.console.EmailBackend"
-    if DEBUG
-    else "django.core.mail.backends.smtp.EmailBackend",
+# Outgoing mail (alert notifications) from one URL: smtp://user:pass@host:25,
+# smtp+tls://...:587, smtp+ssl://...:465, consolemail://, dummymail://. Django 6.1's MAILERS
+# replaces the deprecated EMAIL_* settings.
+_email = environ.Env.email_url_config(
+    env.str("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
 )
+MAILERS = {
+    "default": {
+        "BACKEND": _email["EMAIL_BACKEND"],
+        "OPTIONS": {
+            key: value
+            for key, value in {
+                "host": _email.get("EMAIL_HOST"),
+                "port": _email.get("EMAIL_PORT"),
+                "username": _email.get("EMAIL_HOST_USER"),
+                "password": _email.get("EMAIL_HOST_PASSWORD"),
+                "use_tls": _email.get("EMAIL_USE_TLS"),
+                "use_ssl": _email.get("EMAIL_USE_SSL"),
+                "timeout": env.int("EMAIL_TIMEOUT", default=10),
+            }.items()
+            if value not in (None, "")
+        }
+        if _email["EMAIL_BACKEND"].endswith("smtp.EmailBackend")
+        else {},
+    }
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="wework@localhost")
 
 SILENCED_SYSTEM_CHECKS = [
