@@ -7,3 +7,9 @@ class MonitoringConfig(AppConfig):
 
     name = "monitoring"
     verbose_name = _("Monitoring")
+
+    def ready(self):
+        from . import audit, commands, signals  # noqa: F401 - connects receivers
+
+        audit.connect_model_signals()
+        commands.install_command_actor()

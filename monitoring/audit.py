@@ -1,0 +1,377 @@
+"""The audit trail (`audit_logs`): who changed what, from where, with old and new values.
+
+Public API (other apps call these):
+
+- `record(operation, *, resource_type, resource_id, resource_name, operation_type,
+  old_values=None, new_values=None, result="SUCCESS", error_message=None, extra=None)` writes one
+  audit row, taking who/where from the current actor context. Secrets in the values are masked.
+- `actor_context(user=None, ip=None, user_agent=None, session_id=None, request_id=None,
+  source="command", **extra)` — a context manager that sets who is acting for the code inside
+  (commands, tasks, scripts). The request middleware sets it for admin/API requests, the
+  `AuditedCommand` base for management commands, Celery signals for tasks.
+
+Model changes are recorded automatically (`connect_model_signals()`, called from the app's
+ready()): `pre_save` reads the old row (one query by primary key), `post_save`/`post_delete`
+write the row inside the same transaction, so a rolled-back change leaves no audit row.
+Models or fields are excluded by `settings.AUDIT_EXCLUDED_TABLES` / `AUDIT_IGNORED_FIELDS`.
+"""
+import datetime
+import decimal
+import logging
+import re
+import uuid
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save, pre_save
+
+from . import context
+
+logger = logging.getLogger(__name__)
+
+MASK = "******"
+OPERATION_TYPES = ("CREATE", "READ", "UPDATE", "DELETE")
+RESULTS = ("SUCCESS", "FAILURE")
+
+# Field names that hold secrets wherever they appear (matched on the lower-cased name).
+DEFAULT_SECRET_NAME_RE = re.compile(
+    r"(^|_)(password|passwd|pwd|secret|token|api_?key|private_?key|access_?key|credentials?"
+    r"|salt|otp|totp|cookie|session_?key|webhook_?url|auth)($|_)|password|secret|token"
+)
+# Tables never audited row by row: the log tables themselves, high-volume telemetry and
+# messages (audited by their task/broadcast instead), registry bookkeeping.
+DEFAULT_EXCLUDED_TABLES = (
+    "audit_logs", "system_logs", "instance_monitors", "messages", "message_receivers",
+    "shard_tables", "shard_locks", "login_logs", "django_session", "django_migrations", "django_content_type",
+    "user_sessions", "otp_", "guardian_", "celery", "django_celery",
+)
+# Columns whose change alone is bookkeeping, not an audited change.
+DEFAULT_IGNORED_FIELDS = frozenset({
+    "updated_at", "last_heartbeat", "last_login", "last_login_time", "last_sync_time",
+    "login_fail_count", "today_messages", "total_messages", "row_estimate",
+})
+
+
+def _secret_name_re():
+    extra = getattr(settings, "AUDIT_SECRET_FIELD_NAMES", ())
+    if not extra:
+        return DEFAULT_SECRET_NAME_RE
+    return re.compile(DEFAULT_SECRET_NAME_RE.pattern + "|" + "|".join(map(re.escape, extra)))
+
+
+def excluded_tables():
+    return tuple(getattr(settings, "AUDIT_EXCLUDED_TABLES", DEFAULT_EXCLUDED_TABLES))
+
+
+def ignored_fields():
+    return frozenset(getattr(settings, "AUDIT_IGNORED_FIELDS", DEFAULT_IGNORED_FIELDS))
+
+
+# --- actor context ------------------------------------------------------------------------------
+@contextmanager
+def actor_context(user=None, ip=None, user_agent=None, session_id=None, request_id=None,
+                  source="command", instance_id=None, **extra):
+    """Run the body as `user` (None: the system) from `source`; nests and restores."""
+    if source not in context.SOURCES:
+        raise ValueError(f"unknown audit source {source!r}; use one of {context.SOURCES}")
+    actor = context.Actor(
+        source=source, user=user, ip=ip, user_agent=user_agent, session_id=session_id,
+        request_id=request_id or context.new_trace_id(), span_id=context.new_span_id(),
+        instance_id=instance_id,
+    )
+    if extra:
+        _EXTRA[id(actor)] = extra
+    try:
+        with context.use_actor(actor):
+            yield actor
+    finally:
+        _EXTRA.pop(id(actor), None)
+
+
+_EXTRA = {}  # actor id -> extra info given to actor_context (command name, task id, ...)
+
+
+# --- values and masking -------------------------------------------------------------------------
+def is_secret_field(field):
+    from wework.db.fields import EncryptedTextField
+
+    if isinstance(field, EncryptedTextField):
+        return True
+    name = (getattr(field, "attname", None) or getattr(field, "name", "") or "").lower()
+    return is_secret_name(name)
+
+
+def is_secret_name(name):
+    name = str(name).lower()
+    return bool(_secret_name_re().search(name))
+
+
+def json_value(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {str(k): (MASK if is_secret_name(k) else json_value(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+def mask_values(values):
+    """A copy of a dict with secret keys masked (for callers of `record()`)."""
+    if values is None:
+        return None
+    return {str(k): (MASK if is_secret_name(k) else json_value(v)) for k, v in values.items()}
+
+
+def _concrete_fields(model):
+    return [f for f in model._meta.concrete_fields]
+
+
+def snapshot(instance, fields=None):
+    """{attname: json value} of a model instance (or a `.values()` dict with `fields`),
+    secrets masked."""
+    if fields is None:
+        fields = _concrete_fields(type(instance))
+        values = {f.attname: getattr(instance, f.attname, None) for f in fields}
+    else:
+        values = instance
+    data = {}
+    for field in fields:
+        raw = values.get(field.attname)
+        if is_secret_field(field) or _masked_by_flag(values, field):
+            data[field.attname] = MASK if raw not in (None, "") else raw
+        else:
+            data[field.attname] = json_value(raw)
+    return data
+
+
+def _masked_by_flag(values, field):
+    # instance_configs: `config_value` is secret when `is_encrypted` is set.
+    return field.attname == "config_value" and bool(values.get("is_encrypted"))
+
+
+def diff(old, new):
+    """(old_subset, new_subset) of the keys whose values differ."""
+    keys = [k for k in new if old.get(k) != new.get(k)]
+    return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
+
+
+# --- writing ------------------------------------------------------------------------------------
+def _actor_fields():
+    actor = context.current()
+    if actor is None:
+        return {"user_id": None, "username": None, "ip_address": "", "user_agent": None,
+                "session_id": None, "request_id": None}, {"source": "system"}
+    user = actor.resolved_user()
+    session_id = actor.session_id
+    if session_id is None and actor.request is not None:
+        session = getattr(actor.request, "session", None)
+        session_id = getattr(session, "session_key", None)
+    extra = {"source": actor.source}
+    extra.update(_EXTRA.get(id(actor), {}))
+    return {
+        "user_id": getattr(user, "pk", None) if user is not None else None,
+        "username": (str(user.get_username())[:50] if user is not None else None),
+        "ip_address": actor.ip or "",
+        "user_agent": actor.user_agent,
+        "session_id": (session_id or None) and str(session_id)[:128],
+        "request_id": (actor.request_id or None) and str(actor.request_id)[:64],
+    }, extra
+
+
+def record(operation, *, resource_type, resource_id, resource_name, operation_type,
+           old_values=None, new_values=None, result="SUCCESS", error_message=None, extra=None):
+    """Write one audit row for an operation done by the current actor; returns it.
+
+    `operation` is a short name ("instance.restart", "alert.acknowledge"); `operation_type` one of
+    CREATE, READ, UPDATE, DELETE; `result` SUCCESS or FAILURE. Keys of old/new values and extra
+    that look like secrets are masked. Never raises on a database error when the caller is
+    not in a transaction (the failure is logged); inside a transaction it raises, so that the
+    change and its audit commit or roll back together.
+    """
+    from .models import AuditLog
+
+    if operation_type not in OPERATION_TYPES:
+        raise ValueError(f"operation_type must be one of {OPERATION_TYPES}")
+    if result not in RESULTS:
+        raise ValueError(f"result must be one of {RESULTS}")
+    who, info = _actor_fields()
+    if extra:
+        info.update(mask_values(extra))
+    row = AuditLog(
+        audit_uuid=_new_uuid(),
+        operation=str(operation)[:100],
+        resource_type=str(resource_type)[:50],
+        resource_id=None if resource_id is None else str(resource_id)[:100],
+        resource_name=None if resource_name is None else str(resource_name)[:200],
+        operation_type=operation_type,
+        old_values=mask_values(old_values),
+        new_values=mask_values(new_values),
+        result=result,
+        error_message=error_message,
+        extra_info=info,
+        **who,
+    )
+    if transaction.get_connection().in_atomic_block:
+        row.save(force_insert=True)
+        return row
+    try:
+        row.save(force_insert=True)
+    except Exception:  # noqa: BLE001 - an audit failure is logged, never breaks the caller
+        logger.exception("could not write the audit row for %s", operation)
+        return None
+    return row
+
+
+def _new_uuid():
+    try:
+        from wework.ids import new_uuid
+
+        return new_uuid()
+    except ImportError:  # pragma: no cover - before the shard layer lands
+        import uuid6
+
+        return str(uuid6.uuid7())
+
+
+def record_request_failure(request, status, error):
+    """A FAILURE row for a write request that was refused or crashed (4xx/5xx)."""
+    resolver = getattr(request, "resolver_match", None)
+    view = getattr(resolver, "view_name", None) or request.path
+    record(
+        f"{request.method} {view}"[:100],
+        resource_type=(getattr(resolver, "app_name", None) or "request")[:50] or "request",
+        resource_id=None,
+        resource_name=request.path[:200],
+        operation_type={"POST": "CREATE", "DELETE": "DELETE"}.get(request.method, "UPDATE"),
+        result="FAILURE",
+        error_message=error or f"HTTP {status}",
+        extra={"status": status},
+    )
+
+
+# --- model signals ------------------------------------------------------------------------------
+def _audited(sender):
+    meta = sender._meta
+    if meta.abstract:
+        return False
+    if getattr(settings, "AUDIT_MODEL_CHANGES", True) is False:
+        return False
+    app_label = meta.app_label
+    if app_label not in _platform_apps():
+        return False
+    table = meta.db_table
+    return not table.startswith(excluded_tables())
+
+
+def _platform_apps():
+    return tuple(getattr(settings, "AUDIT_APPS", ("accounts", "instances", "contacts",
+                                                    "messaging", "monitoring", "auth")))
+
+
+def resource_type_of(model):
+    return model._meta.db_table[:50]
+
+
+def _resource_name(instance):
+    try:
+        return str(instance)[:200]
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _on_pre_save(sender, instance, raw=False, using=None, update_fields=None, **kwargs):
+    if raw or not _audited(sender) or instance._state.adding or instance.pk is None:
+        return
+    fields = _concrete_fields(sender)
+    if update_fields:
+        wanted = set(update_fields) | {sender._meta.pk.attname, "is_encrypted"}
+        fields = [f for f in fields if f.attname in wanted or f.name in wanted]
+    old = (sender._base_manager.using(using).filter(pk=instance.pk)
+           .values(*[f.attname for f in fields]).first())
+    instance._audit_old = snapshot(old, fields) if old is not None else None
+
+
+def _on_post_save(sender, instance, created, raw=False, using=None, update_fields=None,
+                  **kwargs):
+    if raw or not _audited(sender):
+        return
+    old = instance.__dict__.pop("_audit_old", None)
+    new = snapshot(instance)
+    if created or old is None:
+        op_type, old_values, new_values = "CREATE", None, new
+    else:
+        if update_fields:
+            keep = {a for a in new if a in update_fields or a.removesuffix("_id") in update_fields}
+            new = {k: v for k, v in new.items() if k in keep}
+        old_values, new_values = diff(old, new)
+        significant = set(new_values) - ignored_fields()
+        if not significant:
+            return
+        op_type = "UPDATE"
+        # A soft delete is a delete for the audit trail; a restore an update.
+        if "deleted_at" in new_values and new_values["deleted_at"] and not old_values.get(
+                "deleted_at"):
+            op_type = "DELETE"
+    _write_model_row(sender, instance, op_type, old_values, new_values, using)
+
+
+def _on_post_delete(sender, instance, using=None, **kwargs):
+    if not _audited(sender):
+        return
+    _write_model_row(sender, instance, "DELETE", snapshot(instance), None, using)
+
+
+def _write_model_row(sender, instance, op_type, old_values, new_values, using):
+    label = sender._meta.model_name
+    try:
+        with transaction.atomic(using=using, savepoint=True):
+            record(
+                f"{label}.{op_type.lower()}",
+                resource_type=resource_type_of(sender),
+                resource_id=instance.pk,
+                resource_name=_resource_name(instance),
+                operation_type=op_type,
+                old_values=old_values,
+                new_values=new_values,
+            )
+    except Exception:  # noqa: BLE001 - auditing must not break the change itself
+        logger.exception("could not audit %s %s", op_type, sender._meta.label)
+
+
+_CONNECTED = False
+
+
+def connect_model_signals():
+    global _CONNECTED
+    if _CONNECTED:
+        return
+    pre_save.connect(_on_pre_save, dispatch_uid="monitoring.audit.pre_save")
+    post_save.connect(_on_post_save, dispatch_uid="monitoring.audit.post_save")
+    post_delete.connect(_on_post_delete, dispatch_uid="monitoring.audit.post_delete")
+    _CONNECTED = True
+
+
+def audit_model_instance(instance, operation, operation_type, old_values=None, new_values=None,
+                         **kwargs):
+    """Convenience for services: `record()` with resource fields taken from a model instance."""
+    model = type(instance) if isinstance(instance, models.Model) else None
+    return record(
+        operation,
+        resource_type=resource_type_of(model) if model else type(instance).__name__,
+        resource_id=getattr(instance, "pk", None),
+        resource_name=_resource_name(instance),
+        operation_type=operation_type,
+        old_values=old_values,
+        new_values=new_values,
+        **kwargs,
+    )
