@@ -9,7 +9,9 @@ Routes are built from :data:`instances.protocol.COMMANDS`; each command is serve
 risk_control_after, chatter_per_min, duplicate_rate, redeliver_rate),
 ``POST /sim/chatter`` (JSON: count, account_id?, is_history?), ``POST /sim/accounts/<id>/ban``,
 ``POST /sim/accounts/<id>/abnormal``, ``POST /sim/client-exit``, ``POST /sim/heartbeat``,
-``POST /sim/accounts/<id>/contacts`` (adds a contact, emits contact.added).
+``POST /sim/accounts/<id>/contacts`` (adds a contact, emits contact.added),
+``POST /sim/accounts/<id>/changes`` (one contact added/updated/removed, a room renamed, a member
+joined and one left).
 """
 
 from __future__ import annotations
@@ -595,6 +597,89 @@ class Simulator:
             self.emit(EventType.CONTACT_ADDED, acc.account_id, {"contact": dict(contact)})
             return contact
 
+    def update_contact(self, account_id, contact_id=None, **changes):
+        """Change a contact (default: its remark) and emit contact.updated."""
+        with self.lock:
+            acc = self._account(account_id)
+            contact = acc.contact_index.get(contact_id) if contact_id else (acc.contacts[0] if acc.contacts else None)
+            if contact is None:
+                raise SimError(ErrorCode.TARGET_NOT_FOUND, f"No contact {contact_id}.")
+            contact.update(changes or {"remark": f"备注{self.rng.randrange(1000)}"})
+            return self.emit(EventType.CONTACT_UPDATED, acc.account_id, {"contact": dict(contact)})
+
+    def remove_contact(self, account_id, contact_id=None):
+        """Delete a contact (default: the last one) and emit contact.removed."""
+        with self.lock:
+            acc = self._account(account_id)
+            contact = acc.contact_index.get(contact_id) if contact_id else (acc.contacts[-1] if acc.contacts else None)
+            if contact is None:
+                raise SimError(ErrorCode.TARGET_NOT_FOUND, f"No contact {contact_id}.")
+            acc.contacts.remove(contact)
+            del acc.contact_index[contact["contact_id"]]
+            return self.emit(EventType.CONTACT_REMOVED, acc.account_id, {"contact": {"contact_id": contact["contact_id"]}})
+
+    def _room(self, acc, room_id):
+        room = acc.room_index.get(room_id) if room_id else (acc.rooms[0] if acc.rooms else None)
+        if room is None:
+            raise SimError(ErrorCode.TARGET_NOT_FOUND, f"No room {room_id}.")
+        return room
+
+    def rename_room(self, account_id, room_id=None, topic=None):
+        with self.lock:
+            acc = self._account(account_id)
+            room = self._room(acc, room_id)
+            room["topic"] = topic or f"{room['topic'].split('·')[0]}·{self.rng.randrange(100)}"
+            return self.emit(
+                EventType.ROOM_UPDATED,
+                acc.account_id,
+                {"room_id": room["room_id"], "topic": room["topic"], "room": dict(room)},
+            )
+
+    def member_join(self, account_id, room_id=None, name=None):
+        with self.lock:
+            acc = self._account(account_id)
+            room = self._room(acc, room_id)
+            member = {
+                "member_id": f"wxid_j{uuid.uuid4().hex[:10]}",
+                "name": name or person_name(self.rng),
+                "role": "member",
+                "room_alias": None,
+                "avatar": None,
+                "joined_at_ms": now_ms(),
+                "invited_by": acc.account_id,
+            }
+            acc.members[room["room_id"]].append(member)
+            room["member_count"] = len(acc.members[room["room_id"]])
+            return self.emit(EventType.ROOM_MEMBER_JOINED, acc.account_id, {"room_id": room["room_id"], "members": [dict(member)]})
+
+    def member_leave(self, account_id, room_id=None, member_id=None):
+        with self.lock:
+            acc = self._account(account_id)
+            room = self._room(acc, room_id)
+            members = acc.members[room["room_id"]]
+            others = [m for m in members if m["member_id"] != acc.account_id and m["role"] != "owner"]
+            member = next((m for m in members if m["member_id"] == member_id), None) if member_id else (others[-1] if others else None)
+            if member is None:
+                raise SimError(ErrorCode.TARGET_NOT_FOUND, f"No member {member_id} to remove.")
+            members.remove(member)
+            room["member_count"] = len(members)
+            return self.emit(EventType.ROOM_MEMBER_LEFT, acc.account_id, {"room_id": room["room_id"], "member_ids": [member["member_id"]]})
+
+    def churn(self, account_id):
+        """One of each incremental change: contact added/updated/removed, room renamed,
+        member joined and left. Returns the events."""
+        with self.lock:
+            self.add_contact(account_id)
+            added = self.events[-1]
+            return [
+                added,
+                self.update_contact(account_id),
+                self.remove_contact(account_id),
+                self.rename_room(account_id),
+                self.member_join(account_id),
+                self.member_leave(account_id),
+            ]
+
     # ================================================================= helpers
 
     def _account(self, account_id):
@@ -681,6 +766,19 @@ class Simulator:
         login["account_id"] = acc.account_id
         self._set_login(login, "confirmed")
         self.emit(EventType.ACCOUNT_ONLINE, acc.account_id, {"account_id": acc.account_id, "profile": acc.as_dict()})
+        self.emit(
+            EventType.SYNC_COMPLETED,
+            acc.account_id,
+            {
+                "sync_id": f"sync_{uuid.uuid4().hex[:12]}",
+                "scope": "all",
+                "counts": {
+                    "contacts": len(acc.contacts),
+                    "rooms": len(acc.rooms),
+                    "members": sum(len(m) for m in acc.members.values()),
+                },
+            },
+        )
         if self.history_on_login and self.client_running:
             self.chatter(self.history_on_login, account_id=acc.account_id, is_history=True)
 
@@ -1201,6 +1299,8 @@ class _Handler(BaseHTTPRequestHandler):
                 data = sim.mark_abnormal(aid) or {}
             case ["accounts", aid, "contacts"] if method == "POST":
                 data = sim.add_contact(aid, body.get("name"))
+            case ["accounts", aid, "changes"] if method == "POST":
+                data = {"events": sim.churn(aid)}
             case ["client-exit"] if method == "POST":
                 sim.client_exit(body.get("reason") or "crash")
                 data = {"client_running": sim.client_running}
