@@ -32,6 +32,12 @@ class UnsignedBigAutoField(models.BigAutoField):
 class UnsignedBigIntegerField(models.PositiveBigIntegerField):
     """`BIGINT(20) UNSIGNED` for plain id columns that are not foreign keys."""
 
+    def db_check(self, connection):
+        # UNSIGNED already forbids negatives on MySQL; the design has no CHECK there.
+        if _is_mysql(connection):
+            return None
+        return super().db_check(connection)
+
 
 class TinyIntegerField(models.SmallIntegerField):
     """`TINYINT(1)` holding a small code (status 0-3, priority 1-3), not a boolean."""
