@@ -61,7 +61,8 @@ def account_id_for(seed, index):
 
 
 def build_account(seed, index, *, contacts, rooms, members, status="online", created_ms=0):
-    """One account with its contacts, rooms and room members."""
+    """One account with its contacts, rooms and room members (timestamps relative to the day of
+    ``created_ms``)."""
     rng = random.Random(f"{seed}:{index}")
     aid = account_id_for(seed, index)
     nickname = person_name(rng)
@@ -78,6 +79,7 @@ def build_account(seed, index, *, contacts, rooms, members, status="online", cre
     }
     account = SimAccount(index=index, account_id=aid, nickname=nickname, status=status, profile=profile)
     day_ms = 86_400_000
+    created_ms -= created_ms % day_ms  # deterministic within a day
     for c in range(contacts):
         cid = f"{aid}_c{c + 1:05d}"
         external = rng.random() < 0.4

@@ -225,7 +225,7 @@ class Simulator:
         self._reset_chatter_clock()
         self.emit(EventType.INSTANCE_STARTED, None, {"reason": "start", "client_version": self.client_version})
         for target, name in (
-            (self._server.serve_forever, "sim-http"),
+            (lambda: self._server.serve_forever(poll_interval=0.1), "sim-http"),
             (self._tick_loop, "sim-tick"),
             (self._deliver_loop, "sim-deliver"),
         ):
