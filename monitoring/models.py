@@ -203,6 +203,7 @@ class AuditLog(models.Model):
         db_table_comment = "操作审计表"
         verbose_name = _("audit log")
         verbose_name_plural = _("audit logs")
+        permissions = [("export_audit", _("Export the audit trail"))]
         constraints = [
             TableUniqueConstraint(fields=["audit_uuid"], name="uk_audit_uuid"),
         ]
@@ -399,6 +400,7 @@ class AlertRecord(models.Model):
         db_table_comment = "告警记录表"
         verbose_name = _("alert")
         verbose_name_plural = _("alerts")
+        permissions = [("ack_alert", _("Acknowledge and resolve alerts"))]
         constraints = [
             TableUniqueConstraint(fields=["alert_uuid"], name="uk_alert_uuid"),
         ]

@@ -296,7 +296,7 @@ def evaluate_rule(rule, now=None):
     firing = evaluator(rule, now)  # {(source_type, source_id): dict(fire_alert kwargs)}
     fired = 0
     for (source_type, source_id), kwargs in firing.items():
-        _, created = fire_alert(rule.name, source_type=source_type, source_id=source_id,
+        _record, created = fire_alert(rule.name, source_type=source_type, source_id=source_id,
                                 level=rule.alert_level, **kwargs)
         fired += int(created)
     resolved = 0

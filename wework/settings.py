@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     # backup codes in clear, so accounts/ ships encrypted/digested devices instead.
     "django_otp",
     "wework.apps.WeworkConfig",
+    "wework.shards",
     "accounts",
     "instances",
     "contacts",
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.SessionRevocationMiddleware",  # revoked browser sessions log out
+    "monitoring.middleware.RequestContextMiddleware",  # trace id, request context, audit actor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -192,10 +195,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
-]
+# One backend: passwords with lockout and login history, permissions through roles (expiring
+# grants) and per-instance object grants stored in guardian's table (accounts/backends.py).
+AUTHENTICATION_BACKENDS = ["accounts.backends.RoleBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
@@ -210,14 +212,28 @@ LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "admin:index"
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user row
+# Access control (accounts/, docs/access-control.md).
+TOKEN_PEPPER = env.str("TOKEN_PEPPER", default="")  # HMAC key of token digests; SECRET_KEY-derived if empty
+ACCESS_TOKEN_SECONDS = env.int("ACCESS_TOKEN_SECONDS", default=3600)
+ACCESS_REFRESH_SECONDS = env.int("ACCESS_REFRESH_SECONDS", default=30 * 24 * 3600)
+ACCESS_REFRESH_GRACE_SECONDS = 5
+ACCESS_LOCKOUT_THRESHOLD = env.int("ACCESS_LOCKOUT_THRESHOLD", default=5)
+ACCESS_LOCKOUT_MINUTES = env.int("ACCESS_LOCKOUT_MINUTES", default=15)
+ACCESS_LOGIN_RATE_PER_IP = (env.int("ACCESS_LOGIN_RATE_PER_IP", default=30), 60)  # per minute
+ACCESS_LOGIN_RATE_PER_USERNAME = (env.int("ACCESS_LOGIN_RATE_PER_USERNAME", default=10), 60)
+ACCESS_TRUSTED_PROXIES = env.int("ACCESS_TRUSTED_PROXIES", default=0)  # X-Forwarded-For hops
+ACCESS_SUDO_MINUTES = env.int("ACCESS_SUDO_MINUTES", default=10)
+ACCESS_CACHE_SECONDS = 300  # resolved permissions, never beyond the next grant expiry
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="WeWork")
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "wework.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
-        "rest_framework.permissions.IsAuthenticated",
+        "wework.api.permissions.PlatformPermission",
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
@@ -276,14 +292,65 @@ LOGGING = {
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Structured records into system_logs (daily shards), queued and batched; see
+        # docs/monitoring.md. SYSTEM_LOG_DB=0 turns the database sink off.
+        "system_log": {
+            "()": "monitoring.logging_handler.SystemLogHandler",
+            "level": env.str("SYSTEM_LOG_LEVEL", default="INFO"),
+            "queue_size": env.int("SYSTEM_LOG_QUEUE_SIZE", default=10_000),
+            "batch_size": env.int("SYSTEM_LOG_BATCH_SIZE", default=500),
+            "flush_interval": env.float("SYSTEM_LOG_FLUSH_INTERVAL", default=1.0),
+            "enabled": env.bool("SYSTEM_LOG_DB", default=True)
+            or bool(env.list("SYSTEM_LOG_ELASTICSEARCH_HOSTS", default=[])),
+        },
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console", "system_log"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
     },
 }
 
+# --- Monitoring (docs/monitoring.md) -------------------------------------------------------
+SYSTEM_LOG_DB = env.bool("SYSTEM_LOG_DB", default=True)
+SYSTEM_LOG_REQUESTS = env.bool("SYSTEM_LOG_REQUESTS", default=True)  # one access record/request
+SYSTEM_LOG_ELASTICSEARCH = {  # off unless hosts are given
+    "hosts": env.list("SYSTEM_LOG_ELASTICSEARCH_HOSTS", default=[]),
+    "api_key": env.str("SYSTEM_LOG_ELASTICSEARCH_API_KEY", default=""),
+    "username": env.str("SYSTEM_LOG_ELASTICSEARCH_USERNAME", default=""),
+    "password": env.str("SYSTEM_LOG_ELASTICSEARCH_PASSWORD", default=""),
+    "index_prefix": env.str("SYSTEM_LOG_ELASTICSEARCH_INDEX", default="wework-logs"),
+    "verify_certs": env.bool("SYSTEM_LOG_ELASTICSEARCH_VERIFY_CERTS", default=True),
+    "ca_certs": env.str("SYSTEM_LOG_ELASTICSEARCH_CA_CERTS", default=""),
+}
+INFLUXDB = {  # metrics exporter, off unless a URL is given
+    "url": env.str("INFLUXDB_URL", default=""),
+    "token": env.str("INFLUXDB_TOKEN", default=""),
+    "org": env.str("INFLUXDB_ORG", default=""),
+    "bucket": env.str("INFLUXDB_BUCKET", default="wework"),
+}
+MONITORING_TRUST_X_FORWARDED_FOR = env.bool("MONITORING_TRUST_X_FORWARDED_FOR", default=False)
+ALERT_WECOM_ROBOTS = env.dict("ALERT_WECOM_ROBOTS", default={})  # name=webhook URL,...
+ALERT_DEFAULT_CHANNELS = {
+    "email": env.list("ALERT_EMAILS", default=[]),
+    "wecom": env.list("ALERT_DEFAULT_ROBOTS", default=[]),
+}
+DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=15)
+# Retention of system logs (daily shards) and instance metrics (weekly shards).
+SHARDING = {
+    **globals().get("SHARDING", {}),
+    "monitoring.SystemLog": {
+        "hot_days": env.int("SYSTEM_LOG_HOT_DAYS", default=30),
+        "cold_days": env.int("SYSTEM_LOG_COLD_DAYS", default=365),
+    },
+    "instances.InstanceMonitor": {
+        "hot_days": env.int("METRICS_HOT_DAYS", default=30),
+        "cold_days": env.int("METRICS_COLD_DAYS", default=365),
+    },
+}
+
 # --- Platform -------------------------------------------------------------------------------
+# The platform's address as instances reach it: webhook URLs pushed to instances start with it.
+PLATFORM_BASE_URL = env.str("PLATFORM_BASE_URL", default="http://127.0.0.1:8000")
 # Outgoing mail (alert notifications) from one URL: smtp://user:pass@host:25,
 # smtp+tls://...:587, smtp+ssl://...:465, consolemail://, dummymail://. Django 6.1's MAILERS
 # replaces the deprecated EMAIL_* settings.
@@ -320,4 +387,6 @@ SILENCED_SYSTEM_CHECKS = [
     # unique per table where the database scopes names per database (SQLite).
     "models.E030",
     "models.E032",  # the same for unique keys (uk_name on roles and permissions)
+    # accounts.backends.RoleBackend answers object permissions (guardian's table is storage).
+    "guardian.W001",
 ]

@@ -57,12 +57,12 @@ class AlertRuleFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"cpu_high_{n}")
     display_name = factory.Sequence(lambda n: f"CPU high {n}")
     rule_type = RuleType.METRIC_THRESHOLD
-    metric_name = "cpu_percent"
+    metric_name = "cpu"
     comparison = Comparison.GT
     threshold_value = Decimal("90.0000")
     duration_seconds = 60
     alert_level = AlertLevel.WARNING
-    notify_channels = factory.LazyFunction(lambda: ["email"])
+    notify_channels = factory.LazyFunction(dict)
     created_by = factory.SubFactory(UserFactory)
 
 
@@ -74,8 +74,8 @@ class AlertRecordFactory(DjangoModelFactory):
     rule_name = factory.Sequence(lambda n: f"cpu_high_{n}")
     alert_level = AlertLevel.WARNING
     alert_title = "CPU high"
-    alert_message = "cpu_percent above 90 for 60 s"
-    metric_name = "cpu_percent"
+    alert_message = "cpu above 90 for 60 s"
+    metric_name = "cpu"
     metric_value = Decimal("95.5000")
     threshold_value = Decimal("90.0000")
     instance = factory.SubFactory(WeworkInstanceFactory)

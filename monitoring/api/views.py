@@ -1,0 +1,112 @@
+"""API of monitoring: system logs (keyset pages over the daily shards), the audit trail
+(read-only), alert records (acknowledge / resolve), alert rules (CRUD), the dashboard."""
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring import services
+from monitoring.admin import LOG_COLUMNS, SystemLogFilterForm, day_bounds
+from monitoring.filtersets import AlertRecordFilterSet, AlertRuleFilterSet, AuditLogFilterSet
+from monitoring.models import AlertRecord, AlertRule, AuditLog, SystemLog
+from wework import shards
+from wework.api.permissions import PlatformPermission
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+
+from .serializers import (
+    AlertRecordSerializer,
+    AlertRuleSerializer,
+    AuditLogSerializer,
+    CommentSerializer,
+    SystemLogSerializer,
+)
+
+
+class AuditLogViewSet(PlatformReadOnlyViewSet):
+    queryset = AuditLog.objects.order_by("-id")
+    serializer_class = AuditLogSerializer
+    filterset_class = AuditLogFilterSet
+    search_fields = ["=username", "operation", "=resource_id"]
+    ordering_fields = ["id", "created_at"]
+
+
+class AlertRuleViewSet(PlatformModelViewSet):
+    queryset = AlertRule.objects.order_by("name")
+    serializer_class = AlertRuleSerializer
+    filterset_class = AlertRuleFilterSet
+    search_fields = ["name", "display_name"]
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=self.request.user)
+
+
+class AlertRecordViewSet(PlatformReadOnlyViewSet):
+    queryset = AlertRecord.objects.order_by("-id")
+    serializer_class = AlertRecordSerializer
+    filterset_class = AlertRecordFilterSet
+    search_fields = ["=rule_name", "alert_title"]
+    ordering_fields = ["id", "created_at", "alert_level"]
+    action_permissions = {
+        "acknowledge": ["monitoring.ack_alert"],
+        "resolve": ["monitoring.ack_alert"],
+    }
+
+    def _transition(self, request, apply):
+        record = self.get_object()
+        body = CommentSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            record = apply(record, request.user, body.validated_data.get("comment", ""))
+        except services.MonitoringError as exc:
+            return Response({"detail": str(exc)}, status=409)
+        return Response(AlertRecordSerializer(record).data)
+
+    @action(detail=True, methods=["post"], serializer_class=CommentSerializer)
+    def acknowledge(self, request, pk=None):
+        return self._transition(request, services.acknowledge)
+
+    @action(detail=True, methods=["post"], serializer_class=CommentSerializer)
+    def resolve(self, request, pk=None):
+        return self._transition(request, services.resolve)
+
+
+class SystemLogView(APIView):
+    """GET: one day of logs newest first (`day`, filters as in the admin, `after` cursor);
+    GET <id>: one record (the id tells the shard)."""
+
+    permission_classes = [PlatformPermission]
+    model = SystemLog
+    serializer_class = SystemLogSerializer
+
+    def get(self, request, pk=None):
+        if pk is not None:
+            try:
+                row = shards.get(SystemLog, int(pk))
+            except (SystemLog.DoesNotExist, shards.ShardError, ValueError):
+                raise NotFound(_("No such log record.")) from None
+            return Response(SystemLogSerializer(row).data)
+        form = SystemLogFilterForm(request.query_params)
+        if not form.is_valid():
+            raise ValidationError(form.errors)
+        day = form.cleaned_data.get("day") or timezone.localdate()
+        since, until = day_bounds(day)
+        try:
+            limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
+        except ValueError:
+            raise ValidationError({"limit": [_("Enter a whole number.")]}) from None
+        page = shards.paginate(SystemLog, since=since, until=until, filters=form.lookups(),
+                               after=form.cleaned_data.get("after"), limit=limit,
+                               values=LOG_COLUMNS)
+        return Response({"day": day.isoformat(), "next_after": page.next_after,
+                         "results": page.items})
+
+
+class DashboardView(APIView):
+    permission_classes = [PlatformPermission]
+    required_permissions = ["monitoring.view_alertrecord"]
+
+    def get(self, request):
+        return Response(services.dashboard_data())
