@@ -7,3 +7,9 @@ class AccountsConfig(AppConfig):
 
     name = "accounts"
     verbose_name = _("Users and access")
+
+    def ready(self):
+        from accounts import signals
+        from wework.api import authentication  # noqa: F401  (drf-spectacular extension)
+
+        signals.connect_late()

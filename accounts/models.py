@@ -667,7 +667,7 @@ class BackupCodeDevice(ThrottlingMixin, Device):
         allowed, _info = self.verify_is_allowed()
         if not allowed:
             return False
-        code = "".join(str(token or "").split()).lower()
+        code = "".join(str(token or "").split()).replace("-", "").lower()
         used = 0
         if code:
             used, _rows = self.codes.filter(digest=digest(code)).delete()

@@ -2,6 +2,7 @@
 soft delete and (in accounts/) permission scoping behave the same on every page."""
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.http import Http404
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _, ngettext
 
@@ -21,11 +22,80 @@ class EstimatedCountPaginator(Paginator):
 
 
 class PlatformModelAdmin(admin.ModelAdmin):
-    """Defaults for big operational tables."""
+    """Defaults for big operational tables, and permission checks with object scoping.
+
+    Permissions come from roles (every object) or per-instance object grants (the instance
+    and every row below it, via the model's INSTANCE_PATH): see accounts/scoping.py. The
+    changelist, change pages, foreign key choices and bulk actions only ever see rows in the
+    user's scope; a row outside it answers 404.
+    """
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+
+    # --- permissions -----------------------------------------------------------------------
+
+    def _perm(self, action):
+        from accounts.scoping import model_perm
+
+        return model_perm(self.model, action)
+
+    def _can(self, request, action, obj=None):
+        from accounts.scoping import may_use_model
+
+        if obj is None:
+            return may_use_model(request.user, self._perm(action), self.model)
+        return request.user.has_perm(self._perm(action), obj)
+
+    def has_view_permission(self, request, obj=None):
+        return self._can(request, "view", obj) or self._can(request, "change", obj)
+
+    def has_add_permission(self, request):
+        return self._can(request, "add")
+
+    def has_change_permission(self, request, obj=None):
+        return self._can(request, "change", obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._can(request, "delete", obj)
+
+    def has_module_permission(self, request):
+        return request.user.has_module_perms(self.opts.app_label)
+
+    # --- scoping ---------------------------------------------------------------------------
+
+    def get_base_queryset(self, request):
+        """The unscoped queryset (SoftDeleteAdminMixin widens it to deleted rows)."""
+        return super().get_queryset(request)
+
+    def get_queryset(self, request):
+        from accounts.scoping import scope_queryset
+
+        return scope_queryset(
+            self.get_base_queryset(request), request.user, self._perm("view"), self._perm("change")
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        from accounts.scoping import model_perm, scope_queryset
+
+        related = db_field.remote_field.model
+        if "queryset" not in kwargs and getattr(related, "INSTANCE_PATH", None) is not None:
+            kwargs["queryset"] = scope_queryset(
+                related._default_manager.all(), request.user, model_perm(related, "view")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        from django.core.exceptions import PermissionDenied
+
+        if not request.user.has_perm(self._perm("change" if change else "add"), obj):
+            raise PermissionDenied
+        super().save_model(request, obj, form, change)
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Outside the user's scope or missing: 404, not a redirect that hints either way.
+        raise Http404
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -59,7 +129,9 @@ class SoftDeleteAdminMixin:
 
     actions = ["restore_selected"]
 
-    def get_queryset(self, request):
+    def get_base_queryset(self, request):
+        # PlatformModelAdmin.get_queryset() scopes this; it must stay a hook, not get_queryset,
+        # so that the mixin works in either base-class order.
         qs = self.model.all_objects.get_queryset()
         ordering = self.get_ordering(request)
         if ordering:

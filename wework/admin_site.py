@@ -1,8 +1,48 @@
 from django.contrib import admin
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 
 class WeworkAdminSite(admin.AdminSite):
+    """The admin with two-factor login (django-otp).
+
+    Users who need a second factor (super admins, holders of roles flagged so, everyone who
+    enrolled a device) must have logged in with a one-time code; those without a device yet
+    are sent to the enrollment page after their password.
+    """
+
     site_header = _("WeWork management platform")
     site_title = _("WeWork platform")
     index_title = _("Operations")
+    login_template = "accounts/admin_login.html"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from accounts.forms import AdminLoginForm
+
+        self.login_form = AdminLoginForm
+
+    def has_permission(self, request):
+        from accounts.services.otp import requires_two_factor
+
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        if requires_two_factor(user):
+            check = getattr(user, "is_verified", None)
+            return bool(check and check())
+        return True
+
+    def login(self, request, extra_context=None):
+        from accounts.services.otp import has_device, requires_two_factor
+
+        user = request.user
+        if (
+            user.is_authenticated
+            and user.is_active
+            and requires_two_factor(user)
+            and not has_device(user)
+        ):
+            return redirect(f"{reverse('accounts:otp-setup')}?next={reverse('admin:index')}")
+        return super().login(request, extra_context)

@@ -1,0 +1,300 @@
+"""Admin pages of accounts/: users (unlock), roles, grants, sessions ("my sessions" for
+everyone), login history (auditors), permissions (read-only)."""
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _, ngettext
+
+from accounts.decorators import SudoAdminMixin
+from accounts.forms import UserCreationForm
+from accounts.models import (
+    LoginLog, Permission, Role, RolePermission, User, UserRole, UserSession, UserStatus,
+)
+from accounts.scoping import has_global_perm
+from accounts.services import auth as auth_services
+from accounts.services import otp as otp_services
+from accounts.services import permissions as perm_services
+from accounts.services import sessions as session_services
+from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+
+
+def _manages_roles(request):
+    return request.user.is_superuser or request.user.has_perm("accounts.manage_roles")
+
+
+class UserRoleInline(admin.TabularInline):
+    """Role grants of a user; editing needs accounts.manage_roles and sudo mode."""
+
+    model = UserRole
+    fk_name = "user"
+    extra = 0
+    fields = ("role", "expires_at", "granted_by", "created_at")
+    readonly_fields = ("granted_by", "created_at")
+
+    def _may_edit(self, request):
+        return _manages_roles(request) and otp_services.in_sudo(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("accounts.view_userrole") or _manages_roles(request)
+
+    def has_add_permission(self, request, obj=None):
+        return self._may_edit(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_edit(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may_edit(request)
+
+
+@admin.register(User)
+class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
+    sudo_views = ("delete_view",)
+    add_form = UserCreationForm
+    list_display = (
+        "username", "email", "nickname", "status", "is_superuser", "two_factor_enabled",
+        "locked_until", "login_fail_count", "last_login", "last_login_ip",
+    )
+    list_filter = ("status", "is_superuser", "two_factor_enabled")
+    search_fields = ("username", "email", "phone", "nickname")
+    ordering = ("username",)
+    readonly_fields = (
+        "last_login", "last_login_ip", "login_fail_count", "locked_until",
+        "two_factor_enabled", "created_at", "updated_at", "deleted_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("username", "email", "phone", "nickname", "avatar_url")}),
+        (_("Access"), {"fields": ("status", "is_superuser", "email_verified", "phone_verified")}),
+        (_("Security"), {"fields": (
+            "two_factor_enabled", "login_fail_count", "locked_until", "last_login",
+            "last_login_ip",
+        )}),
+        (_("Dates"), {"fields": ("created_at", "updated_at", "deleted_at")}),
+    )
+    add_fieldsets = ((None, {"fields": ("username", "email", "password1", "password2")}),)
+    inlines = [UserRoleInline]
+    actions = ["restore_selected", "unlock_users", "disable_users", "enable_users", "end_sessions"]
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+            kwargs["fields"] = ("username", "email", "password1", "password2")
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields.append("is_superuser")  # only super admins make super admins
+        return fields
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else super().get_inlines(request, obj)
+
+    @admin.action(description=_("Unlock selected users"), permissions=["change"])
+    def unlock_users(self, request, queryset):
+        count = 0
+        for user in queryset.filter(status=UserStatus.LOCKED):
+            auth_services.unlock(user)
+            count += 1
+        self.message_user(request, ngettext("%(n)d user unlocked.", "%(n)d users unlocked.", count) % {"n": count})
+
+    @admin.action(description=_("Disable selected users"), permissions=["change"])
+    def disable_users(self, request, queryset):
+        queryset = queryset.exclude(pk=request.user.pk)
+        if not request.user.is_superuser:
+            queryset = queryset.filter(is_superuser=False)
+        count = queryset.update(status=UserStatus.DISABLED)
+        self.message_user(request, ngettext("%(n)d user disabled.", "%(n)d users disabled.", count) % {"n": count})
+
+    @admin.action(description=_("Enable selected users"), permissions=["change"])
+    def enable_users(self, request, queryset):
+        count = queryset.update(status=UserStatus.ENABLED, locked_until=None, login_fail_count=0)
+        self.message_user(request, ngettext("%(n)d user enabled.", "%(n)d users enabled.", count) % {"n": count})
+
+    @admin.action(description=_("End all sessions of selected users"), permissions=["change"])
+    def end_sessions(self, request, queryset):
+        count = sum(session_services.revoke_all_for_user(u, reason="admin") for u in queryset)
+        self.message_user(request, ngettext("%(n)d session ended.", "%(n)d sessions ended.", count) % {"n": count})
+
+
+class RoleForm(forms.ModelForm):
+    permission_names = forms.ModelMultipleChoiceField(
+        label=_("Permissions"), queryset=Permission.objects.filter(status=1), required=False,
+        widget=FilteredSelectMultiple(_("permissions"), is_stacked=False),
+    )
+
+    class Meta:
+        model = Role
+        fields = ("name", "display_name", "description", "status", "require_two_factor",
+                  "is_default", "sort_order")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["permission_names"].initial = list(self.instance.permissions.values_list("pk", flat=True))
+        if self.instance.is_system:
+            self.fields["permission_names"].disabled = True
+            self.fields["permission_names"].help_text = _("System roles are kept in step by `seed_roles`.")
+
+
+@admin.register(Role)
+class RoleAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
+    form = RoleForm
+    sudo_views = ("changeform_post", "delete_view", "actions")
+    list_display = ("name", "display_name", "status", "is_system", "require_two_factor", "sort_order")
+    list_filter = ("status", "is_system", "require_two_factor")
+    search_fields = ("name", "display_name")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("name", "is_system") if obj is not None and obj.is_system else ("is_system",)
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and _manages_roles(request)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and _manages_roles(request)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_system:
+            return False
+        return super().has_delete_permission(request, obj) and _manages_roles(request)
+
+    @transaction.atomic
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.is_system:
+            return
+        wanted = {p.pk for p in form.cleaned_data.get("permission_names") or []}
+        have = set(obj.permissions.values_list("pk", flat=True))
+        RolePermission.objects.filter(role=obj, permission_id__in=have - wanted).delete()
+        RolePermission.objects.bulk_create([RolePermission(role=obj, permission_id=p) for p in wanted - have])
+        perm_services.bump_generation()
+
+
+@admin.register(Permission)
+class PermissionAdmin(PlatformModelAdmin):
+    list_display = ("name", "display_name", "module", "resource", "action", "status")
+    list_filter = ("module", "status")
+    search_fields = ("name", "display_name")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # kept in step with the code by seed_roles / migrate
+
+
+class UserRoleForm(forms.ModelForm):
+    class Meta:
+        model = UserRole
+        fields = ("user", "role", "expires_at")
+
+
+@admin.register(UserRole)
+class UserRoleAdmin(SudoAdminMixin, PlatformModelAdmin):
+    """Grants: need accounts.manage_roles and sudo mode; granted_by is the current user."""
+
+    form = UserRoleForm
+    sudo_views = ("changeform_post", "delete_view", "actions")
+    list_display = ("user", "role", "expires_at", "granted_by", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__username", "role__name")
+    list_select_related = ("user", "role", "granted_by")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and _manages_roles(request)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and _manages_roles(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and _manages_roles(request)
+
+    def save_model(self, request, obj, form, change):
+        try:
+            perm_services.grant_role(obj.user, obj.role, request.user, obj.expires_at)
+        except ValidationError as exc:
+            raise PermissionDenied(exc) from exc
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(PlatformModelAdmin):
+    """Everyone sees their own sessions ("my sessions") and may end them; holders of
+    accounts.view_usersession see all, of accounts.change_usersession may end any."""
+
+    list_display = ("user", "kind", "device_type", "ip_address", "location", "created_at",
+                    "last_activity", "expires_at", "is_active", "revoke_reason")
+    list_filter = ("kind", "is_active")
+    search_fields = ("user__username", "ip_address", "device_id")
+    list_select_related = ("user",)
+    actions = ["end_sessions"]
+    readonly_fields = [f.name for f in UserSession._meta.fields if f.name not in ("access_token_hash", "refresh_token_hash")]
+    exclude = ("access_token_hash", "refresh_token_hash")
+
+    def _sees_all(self, request):
+        return has_global_perm(request.user, "accounts.view_usersession")
+
+    def get_queryset(self, request):
+        qs = self.get_base_queryset(request)
+        return qs if self._sees_all(request) else qs.filter(user=request.user)
+
+    def has_module_permission(self, request):
+        return request.user.is_active
+
+    def has_view_permission(self, request, obj=None):
+        if not request.user.is_active:
+            return False
+        return obj is None or obj.user_id == request.user.pk or self._sees_all(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _may_end(self, request, session):
+        return session.user_id == request.user.pk or has_global_perm(request.user, "accounts.change_usersession")
+
+    @admin.action(description=_("End selected sessions"), permissions=["view"])
+    def end_sessions(self, request, queryset):
+        count = 0
+        for row in queryset:
+            if self._may_end(request, row):
+                count += session_services.revoke(row, reason="admin" if row.user_id != request.user.pk else "user")
+        self.message_user(request, ngettext("%(n)d session ended.", "%(n)d sessions ended.", count) % {"n": count},
+                          messages.SUCCESS)
+
+
+@admin.register(LoginLog)
+class LoginLogAdmin(PlatformModelAdmin):
+    """Login history: read-only, for auditors (accounts.view_loginlog)."""
+
+    list_display = ("created_at", "username", "user", "success", "result", "channel", "ip_address", "location")
+    list_filter = ("success", "result", "channel")
+    search_fields = ("username", "ip_address")
+    list_select_related = ("user",)
+    date_hierarchy = None
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in LoginLog._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,258 @@
+"""Auth endpoints (login, refresh, logout, sessions) and the access-control resources."""
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, permissions, status, throttling, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api import serializers as s
+from accounts.models import LoginLog, LoginResult, Permission, Role, User, UserRole, UserSession
+from accounts.scoping import has_global_perm
+from accounts.services import auth as auth_services
+from accounts.services import otp as otp_services
+from accounts.services import permissions as perm_services
+from accounts.services import sessions as session_services
+from wework.api.authentication import UNIFORM_MESSAGE
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+
+
+class _CacheThrottle(throttling.SimpleRateThrottle):
+    """Per-IP or per-username windows in the cache (Redis in production)."""
+
+    def get_rate(self):
+        from django.conf import settings
+
+        count, seconds = getattr(settings, self.setting, self.default)
+        return f"{count}/{seconds}s"
+
+    def parse_rate(self, rate):
+        count, seconds = rate.split("/")
+        return int(count), int(seconds.rstrip("s"))
+
+
+class LoginIPThrottle(_CacheThrottle):
+    scope = "auth_ip"
+    setting, default = "ACCESS_LOGIN_RATE_PER_IP", (30, 60)
+
+    def get_cache_key(self, request, view):
+        return f"thr:api:{self.scope}:{auth_services.client_ip(request)}"
+
+
+class LoginUsernameThrottle(_CacheThrottle):
+    scope = "auth_user"
+    setting, default = "ACCESS_LOGIN_RATE_PER_USERNAME", (10, 60)
+
+    def get_cache_key(self, request, view):
+        try:
+            username = str(request.data.get("username") or "")[:50].lower()
+        except Exception:  # unparsable body: the view answers 400
+            return None
+        return f"thr:api:{self.scope}:{username}" if username else None
+
+
+def _failed():
+    return exceptions.AuthenticationFailed(UNIFORM_MESSAGE)
+
+
+def _pair(row, access, refresh):
+    return {
+        "token_type": "Bearer",
+        "access": access,
+        "refresh": refresh,
+        "expires_in": session_services.access_seconds(),
+        "refresh_expires_in": session_services.refresh_seconds(),
+        "session": row.pk,
+    }
+
+
+class LoginView(APIView):
+    """Exchange username, password (and a one-time code when enrolled) for tokens."""
+
+    authentication_classes = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [LoginIPThrottle, LoginUsernameThrottle]
+
+    @extend_schema(request=s.LoginSerializer, responses={200: s.TokenPairSerializer})
+    def post(self, request):
+        data = s.LoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        user = auth_services.check_password_login(
+            request, v["username"], v["password"], channel="api", throttle=False
+        )
+        if user is None:
+            raise _failed()
+        if otp_services.has_device(user):
+            if otp_services.verify_code(user, v.get("otp")) is None:
+                auth_services.register_otp_failure(request, user, channel="api")
+                raise _failed()
+        elif otp_services.requires_two_factor(user):
+            # Must enroll in the browser first (the admin sends them to the setup page).
+            auth_services.record_attempt(request, user.username, LoginResult.BAD_OTP, user=user, channel="api")
+            raise _failed()
+        with transaction.atomic():
+            row, access, refresh = session_services.issue_tokens(
+                user, request, v.get("device_type") or None, v.get("device_id") or None
+            )
+            auth_services.complete_login(request, user, channel="api", session_id=row.session_id)
+        return Response(_pair(row, access, refresh))
+
+
+class RefreshView(APIView):
+    """Rotate a refresh token: returns a new pair; the old refresh token stops working."""
+
+    authentication_classes = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [LoginIPThrottle]
+
+    @extend_schema(request=s.RefreshSerializer, responses={200: s.TokenPairSerializer})
+    def post(self, request):
+        data = s.RefreshSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            row, access, refresh = session_services.refresh_tokens(data.validated_data["refresh"], request)
+        except session_services.AuthFailed:
+            raise _failed() from None
+        return Response(_pair(row, access, refresh))
+
+
+class LogoutView(APIView):
+    """End the current session (its whole token family)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        if isinstance(request.auth, UserSession):
+            session_services.revoke(request.auth, reason="logout")
+        else:
+            from django.contrib.auth import logout
+
+            logout(request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                     viewsets.GenericViewSet):
+    """My sessions (everyone); all sessions for holders of accounts.view_usersession.
+    DELETE ends a session: your own, or any with accounts.change_usersession."""
+
+    serializer_class = s.UserSessionSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    queryset = UserSession.objects.all()
+
+    def get_queryset(self):
+        user = self.request.user
+        qs = UserSession.objects.filter(is_active=True, revoked_at__isnull=True).order_by("-last_activity")
+        if has_global_perm(user, "accounts.view_usersession"):
+            wanted = self.request.query_params.get("user")
+            if wanted and wanted.isdigit():
+                return qs.filter(user_id=int(wanted))
+            if self.request.query_params.get("all") == "1":
+                return qs
+        return qs.filter(user=user)
+
+    def perform_destroy(self, instance):
+        user = self.request.user
+        if instance.user_id != user.pk and not has_global_perm(user, "accounts.change_usersession"):
+            raise exceptions.PermissionDenied
+        session_services.revoke(instance, reason="user" if instance.user_id == user.pk else "admin")
+
+
+class UserViewSet(PlatformModelViewSet):
+    queryset = User.objects.all().order_by("id")
+    serializer_class = s.UserSerializer
+    search_fields = ["username", "email", "nickname"]
+    filterset_fields = ["status"]
+    action_permissions = {"unlock": ["accounts.change_user"]}
+    sudo_actions = {"destroy"}
+
+    def perform_create(self, serializer):
+        password = self.request.data.get("password")
+        with transaction.atomic():
+            user = serializer.save()
+            if password:
+                from django.contrib.auth.password_validation import validate_password
+                from django.core.exceptions import ValidationError
+
+                try:
+                    validate_password(password, user)
+                except ValidationError as exc:
+                    raise exceptions.ValidationError({"password": list(exc.messages)}) from None
+                user.set_password(password)
+            else:
+                user.set_unusable_password()
+            user.save()
+
+    def perform_update(self, serializer):
+        if "status" in serializer.validated_data and serializer.instance.pk == self.request.user.pk:
+            raise exceptions.PermissionDenied(_("You may not change your own status."))
+        super().perform_update(serializer)
+
+    @action(detail=True, methods=["post"])
+    def unlock(self, request, pk=None):
+        user = self.get_object()
+        auth_services.unlock(user)
+        return Response(s.UserSerializer(user).data)
+
+
+class RoleViewSet(PlatformModelViewSet):
+    queryset = Role.objects.all().prefetch_related("permissions")
+    serializer_class = s.RoleSerializer
+    sudo_actions = {"create", "update", "partial_update", "destroy"}
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        if request.method not in permissions.SAFE_METHODS and not request.user.has_perm("accounts.manage_roles"):
+            self.permission_denied(request)
+
+    def perform_destroy(self, instance):
+        if instance.is_system:
+            raise exceptions.PermissionDenied(_("System roles cannot be deleted."))
+        instance.delete()
+
+
+class PermissionViewSet(PlatformReadOnlyViewSet):
+    queryset = Permission.objects.all()
+    serializer_class = s.PermissionSerializer
+    filterset_fields = ["module", "status"]
+    search_fields = ["name", "display_name"]
+
+
+class UserRoleViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, PlatformReadOnlyViewSet):
+    """Role grants. Granting and revoking need accounts.manage_roles and sudo mode."""
+
+    queryset = UserRole.objects.select_related("user", "role").order_by("id")
+    serializer_class = s.UserRoleSerializer
+    filterset_fields = ["user", "role"]
+    sudo_actions = {"create", "destroy"}
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        if request.method not in permissions.SAFE_METHODS and not request.user.has_perm("accounts.manage_roles"):
+            self.permission_denied(request)
+
+    def perform_create(self, serializer):
+        v = serializer.validated_data
+        from django.core.exceptions import PermissionDenied, ValidationError
+
+        try:
+            serializer.instance = perm_services.grant_role(v["user"], v["role"], self.request.user, v.get("expires_at"))
+        except PermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc)) from None
+        except ValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+
+    def perform_destroy(self, instance):
+        perm_services.revoke_role(instance.user, instance.role, self.request.user)
+
+
+class LoginLogViewSet(PlatformReadOnlyViewSet):
+    """Login history (auditors: accounts.view_loginlog)."""
+
+    queryset = LoginLog.objects.all()
+    serializer_class = s.LoginLogSerializer
+    filterset_fields = ["success", "result", "channel", "user"]
+    search_fields = ["username", "ip_address"]

@@ -1,0 +1,167 @@
+"""Two-factor devices (django-otp), enrollment, backup codes and sudo mode."""
+import secrets
+import time
+
+import segno
+from django.conf import settings
+from django.db import transaction
+from django_otp import devices_for_user
+
+from accounts.models import BackupCode, BackupCodeDevice, EncryptedTOTPDevice, User, UserRole
+from accounts.tokens import digest
+
+SUDO_SESSION_KEY = "wework_sudo_at"
+
+
+def sudo_seconds():
+    return int(getattr(settings, "ACCESS_SUDO_MINUTES", 10)) * 60
+
+
+# --- Devices ---------------------------------------------------------------------------------
+
+
+def has_device(user):
+    return any(True for _d in devices_for_user(user, confirmed=True))
+
+
+def requires_two_factor(user):
+    """Super admins, holders of a role flagged `require_two_factor`, and anyone who enrolled."""
+    if not (user and user.is_authenticated):
+        return False
+    cached = getattr(user, "_requires_2fa", None)
+    if cached is not None:
+        return cached
+    required = bool(
+        user.is_superuser
+        or user.two_factor_enabled
+        or UserRole.objects.active().filter(user_id=user.pk, role__require_two_factor=True).exists()
+    )
+    user._requires_2fa = required
+    return required
+
+
+def verify_code(user, code):
+    """The device that accepts `code` (TOTP, or a backup code, which is used up), else None.
+    TOTP codes cannot be replayed: a device accepts each time step once."""
+    code = "".join(str(code or "").split())
+    if not code or len(code) > 32 or not user or not user.pk:
+        return None
+    # Route by shape so that a TOTP code does not count as a failed backup code (and the other
+    # way round): django-otp throttles a device after failures.
+    model = EncryptedTOTPDevice if code.isdigit() and len(code) in (6, 8) else BackupCodeDevice
+    with transaction.atomic():
+        for device in model.objects.select_for_update().filter(user_id=user.pk, confirmed=True):
+            if device.verify_token(code):
+                return device
+    return None
+
+
+def sync_two_factor_flag(user):
+    enabled = EncryptedTOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    if user.two_factor_enabled != enabled:
+        User.all_objects.filter(pk=user.pk).update(two_factor_enabled=enabled)
+        user.two_factor_enabled = enabled
+    return enabled
+
+
+@transaction.atomic
+def start_totp_enrollment(user, name="Authenticator"):
+    """A new unconfirmed TOTP device (replacing earlier unconfirmed ones)."""
+    EncryptedTOTPDevice.objects.filter(user=user, confirmed=False).delete()
+    return EncryptedTOTPDevice.objects.create(user=user, name=name[:64], confirmed=False)
+
+
+def pending_totp_device(user):
+    return EncryptedTOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+
+
+@transaction.atomic
+def confirm_totp(user, device, code):
+    """Confirm an enrollment with a first code. Returns fresh backup codes when the user had
+    none, else an empty list; None when the code is wrong."""
+    if device.user_id != user.pk or device.confirmed:
+        return None
+    if not device.verify_token(code):
+        return None
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    sync_two_factor_flag(user)
+    if not BackupCode.objects.filter(device__user=user).exists():
+        return generate_backup_codes(user)
+    return []
+
+
+@transaction.atomic
+def create_confirmed_totp(user, name="Authenticator"):
+    """Bootstrap (create_super_admin): a confirmed device, returned for its provisioning URI."""
+    device = EncryptedTOTPDevice.objects.create(user=user, name=name[:64], confirmed=True)
+    sync_two_factor_flag(user)
+    return device
+
+
+def _new_backup_code():
+    raw = secrets.token_hex(5)  # 10 hex characters, 40 bits, used once
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+@transaction.atomic
+def generate_backup_codes(user, count=None):
+    """Replace the user's backup codes; returns the clear codes (shown once, stored digested)."""
+    count = count or getattr(settings, "ACCESS_BACKUP_CODES", 10)
+    device, _created = BackupCodeDevice.objects.get_or_create(
+        user=user, defaults={"name": "Backup codes", "confirmed": True}
+    )
+    device.codes.all().delete()
+    codes = [_new_backup_code() for _i in range(count)]
+    BackupCode.objects.bulk_create(
+        [BackupCode(device=device, digest=digest(code.replace("-", "").lower())) for code in codes]
+    )
+    return codes
+
+
+def backup_codes_left(user):
+    return BackupCode.objects.filter(device__user=user).count()
+
+
+@transaction.atomic
+def remove_totp(user, device):
+    device.delete()
+    enabled = sync_two_factor_flag(user)
+    if not enabled:
+        BackupCodeDevice.objects.filter(user=user).delete()
+
+
+def qr_svg(uri):
+    """The provisioning URI as an inline SVG QR code."""
+    return segno.make(uri, error="m").svg_inline(scale=4, dark="#111", light="#fff")
+
+
+
+
+
+
+# --- Sudo mode -------------------------------------------------------------------------------
+
+
+def mark_sudo(request):
+    if hasattr(request, "session"):
+        request.session[SUDO_SESSION_KEY] = int(time.time())
+
+
+def in_sudo(request):
+    """An OTP was entered in the last ACCESS_SUDO_MINUTES minutes (browser session), or the
+    request carries a valid fresh code in the X-OTP-Code header (API)."""
+    user = getattr(request, "user", None)
+    if not (user and user.is_authenticated):
+        return False
+    session = getattr(request, "session", None)
+    if session is not None:
+        at = session.get(SUDO_SESSION_KEY)
+        if at and time.time() - at <= sudo_seconds():
+            return True
+    header = request.META.get("HTTP_X_OTP_CODE")
+    if header:
+        if getattr(request, "_sudo_header_ok", None) is None:
+            request._sudo_header_ok = verify_code(user, header) is not None
+        return request._sudo_header_ok
+    return False

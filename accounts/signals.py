@@ -1,0 +1,78 @@
+"""Signal receivers: permission sync after migrate, browser logins as sessions, cache
+invalidation when grants change, guardian clean-up when an instance is removed."""
+from django.apps import apps
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db.models.signals import post_delete, post_migrate, post_save
+from django.dispatch import receiver
+
+from accounts.models import Permission, Role, RolePermission, UserRole
+from accounts.services import auth as auth_services
+from accounts.services import otp as otp_services
+from accounts.services import permissions as perm_services
+from accounts.services import sessions as session_services
+
+
+@receiver(post_migrate)
+def sync_after_migrate(sender, app_config=None, using="default", **kwargs):
+    """Once per migrate (after the last app): create Django's permissions for every app, then
+    sync the design's permissions table and the system roles."""
+    configs = list(apps.get_app_configs())
+    if app_config is None or app_config.label != configs[-1].label:
+        return
+    from django.contrib.auth.management import create_permissions
+
+    plan_apps = kwargs.get("apps", apps)
+    for config in configs:
+        create_permissions(config, verbosity=0, using=using, apps=plan_apps)
+    from django.db import connections
+
+    if Role._meta.db_table not in connections[using].introspection.table_names():
+        return  # a partial migration (migrate accounts 0001) has no role tables yet
+    perm_services.seed_roles()
+
+
+@receiver(user_logged_in)
+def on_browser_login(sender, request, user, **kwargs):
+    if request is None or not hasattr(request, "session"):
+        return
+    row = session_services.start_browser_session(request, user)
+    auth_services.complete_login(request, user, channel="admin", session_id=row.session_id)
+    if getattr(user, "otp_device", None) is not None:
+        otp_services.mark_sudo(request)
+
+
+@receiver(user_logged_out)
+def on_browser_logout(sender, request, user, **kwargs):
+    if request is not None:
+        session_services.end_browser_session(request)
+
+
+@receiver([post_save, post_delete], sender=Role)
+@receiver([post_save, post_delete], sender=RolePermission)
+@receiver([post_save, post_delete], sender=Permission)
+def roles_changed(sender, **kwargs):
+    perm_services.bump_generation()
+
+
+@receiver([post_save, post_delete], sender=UserRole)
+def grant_changed(sender, instance, **kwargs):
+    perm_services.forget_user(instance.user_id)
+
+
+def _object_grant_changed(sender, instance, **kwargs):
+    perm_services.forget_user(instance.user_id)
+
+
+def _instance_deleted(sender, instance, **kwargs):
+    perm_services.purge_instance_grants(instance.pk)
+
+
+def connect_late():
+    """Receivers on models of other apps (guardian, instances), connected in ready()."""
+    from guardian.models import UserObjectPermission
+
+    post_save.connect(_object_grant_changed, sender=UserObjectPermission, dispatch_uid="acl-uop-save")
+    post_delete.connect(_object_grant_changed, sender=UserObjectPermission, dispatch_uid="acl-uop-del")
+    model = perm_services.instance_model()
+    if model is not None:
+        post_delete.connect(_instance_deleted, sender=model, dispatch_uid="acl-instance-del")
