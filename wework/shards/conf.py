@@ -64,14 +64,10 @@ def _env_flag(label):
 
 def all_configs():
     """Every configured model (enabled or not), by label."""
-    configured = getattr(settings, "SHARDING", None)
-    labels = dict(DEFAULTS)
-    if configured is not None:
-        labels = {k: v for k, v in DEFAULTS.items() if k in configured or not configured.get("_only")}
-        for label, options in configured.items():
-            if label.startswith("_"):
-                continue
-            labels[label] = {**DEFAULTS.get(label, {}), **options}
+    configured = getattr(settings, "SHARDING", None) or {}
+    labels = {label: dict(options) for label, options in DEFAULTS.items()}
+    for label, options in configured.items():
+        labels[label] = {**labels.get(label, {}), **options}
     result = {}
     for label, options in labels.items():
         options = dict(options)

@@ -1,9 +1,33 @@
-"""Routing: the public functions of the shard layer (see docs/shards.md)."""
+"""Routing: the public functions of the shard layer (see docs/shards.md).
+
+Time-sharded rows carry a Snowflake id that encodes the row's time; the shard of a row is the
+period of that time, so `get(id)` reads one table and keyset pages walk the shards newest first.
+"""
+import logging
+import threading
+import time
 from dataclasses import dataclass
+from datetime import timedelta
+
+from django.apps import apps
+from django.db import connections, router as db_router
+from django.db.models import Q
+from django.utils import timezone
 
 from wework.ids import id_bounds, id_time, new_id, new_uuid  # noqa: F401  (re-exported)
 
-from .conf import config_for  # noqa: F401  (re-exported)
+from . import builder, ddl
+from .conf import (
+    all_configs, config_for, instance_suffix, period_of, resolve_label, table_name,
+)
+from .exceptions import ShardError, ShardMissing, ShardOutOfRange, UnknownShardModel  # noqa: F401
+from .models import ShardState, ShardTable
+
+log = logging.getLogger("wework.shards")
+
+_listing = {}
+_listing_lock = threading.Lock()
+LISTING_TTL = 30
 
 
 @dataclass
@@ -14,81 +38,431 @@ class Page:
     next_after: int | None
 
 
+def _base(model):
+    return getattr(model, "_shard_base", None) or model
+
+
 def is_sharded(base_model):
     """True when the model is configured in SHARDING and enabled."""
-    raise NotImplementedError
+    try:
+        return config_for(_base(base_model)).enabled
+    except UnknownShardModel:
+        return False
+
+
+def _invalidate_listing(label=None):
+    with _listing_lock:
+        if label is None:
+            _listing.clear()
+        else:
+            _listing.pop(label, None)
+
+
+# --- Shard classes --------------------------------------------------------------------------
+
+def _time_model(base, conf, period):
+    table = table_name(base, period.suffix)
+    return builder.build(base, table, period.suffix, time_field=conf.time_field), table
+
+
+def _instance_model(base, conf, instance_id, create):
+    suffix = instance_suffix(instance_id)
+    follows = {}
+    for fk_name, label in conf.follows.items():
+        target = apps.get_model(label)
+        follows[fk_name] = model_for(target, instance_id=instance_id, create=create)
+    table = table_name(base, suffix)
+    return builder.build(base, table, suffix, follows=follows), table
+
+
+def _registered(table):
+    """True when the registry lists the table as present (cached positively for a while)."""
+    if ddl.is_known(table):
+        return True
+    present = ShardTable.objects.filter(table_name=table).exclude(state=ShardState.DROPPED).exists()
+    if present:
+        ddl.remember(table)
+    return present
+
+
+def check_writable(conf, period, now=None):
+    """Raise ShardOutOfRange unless a write may create the shard of `period`."""
+    now = now or timezone.now()
+    oldest = now - timedelta(days=conf.cold_days)
+    newest = period_of(conf.by, now)
+    for _ in range(conf.create_ahead):
+        newest = newest.next()
+    if period.end <= oldest:
+        raise ShardOutOfRange(
+            f"{table_name(conf.model, period.suffix)} is older than the {conf.cold_days}-day retention; "
+            "it is not created for a write."
+        )
+    if period.start >= newest.end:
+        raise ShardOutOfRange(
+            f"{table_name(conf.model, period.suffix)} lies more than {conf.create_ahead} periods ahead; "
+            "it is not created for a write."
+        )
+
+
+def ensure_time_shard(base, period, now=None, check_range=True):
+    """The shard model of `period`, its table created (with its registry row) if missing."""
+    conf = config_for(base)
+    model, table = _time_model(base, conf, period)
+    if _registered(table):
+        return model
+    if check_range:
+        check_writable(conf, period, now)
+    ddl.create_shard(
+        model,
+        {
+            "model_label": conf.label, "suffix": period.suffix, "table_name": table,
+            "strategy": conf.by, "period_start": period.start, "period_end": period.end,
+            "instance_id": None, "state": ShardState.HOT, "created_by_tool": True,
+            "schema_version": 1,
+        },
+        using=db_router.db_for_write(base),
+    )
+    _invalidate_listing(conf.label)
+    return model
 
 
 def model_for(base_model, when=None, instance_id=None, create=True):
-    """The concrete model class of the shard for `when` (time) or `instance_id` (instance)."""
-    raise NotImplementedError
+    """The concrete model class of the shard for `when` (time) or `instance_id` (instance).
+
+    Sharding disabled for the model: the base model. Shard missing: created when `create` (see
+    docs/shards.md, "Missing shards"), else ShardMissing.
+    """
+    base = _base(base_model)
+    conf = config_for(base)
+    if not conf.enabled:
+        return base
+    if conf.is_time:
+        period = period_of(conf.by, when or timezone.now())
+        model, table = _time_model(base, conf, period)
+        if _registered(table):
+            return model
+        if not create:
+            raise ShardMissing(f"The shard {table} does not exist.")
+        return ensure_time_shard(base, period)
+    if instance_id is None:
+        raise ShardError(f"{conf.label} is sharded by instance: pass instance_id.")
+    model, table = _instance_model(base, conf, instance_id, create)
+    if _registered(table):
+        return model
+    if not create:
+        raise ShardMissing(f"The shard {table} does not exist.")
+    ddl.create_shard(
+        model,
+        {
+            "model_label": conf.label, "suffix": instance_suffix(instance_id), "table_name": table,
+            "strategy": conf.by, "period_start": None, "period_end": None,
+            "instance_id": int(instance_id), "state": ShardState.HOT, "created_by_tool": True,
+            "schema_version": 1,
+        },
+        using=db_router.db_for_write(base),
+    )
+    _invalidate_listing(conf.label)
+    return model
 
 
 def model_for_id(base_model, id, instance_id=None):
     """The shard model holding the row with this id (never creates a table)."""
-    raise NotImplementedError
+    base = _base(base_model)
+    conf = config_for(base)
+    if not conf.enabled:
+        return base
+    if conf.is_time:
+        return model_for(base, when=id_time(id), create=False)
+    return model_for(base, instance_id=instance_id, create=False)
+
+
+# --- Writes ---------------------------------------------------------------------------------
+
+def _row_dict(base, row):
+    if isinstance(row, dict):
+        return dict(row)
+    values = {}
+    for field in base._meta.local_fields:
+        value = getattr(row, field.attname)
+        if field.primary_key and value is None:
+            continue
+        values[field.attname] = value
+    return values
+
+
+def _prepare(base, conf, fields, now):
+    """Give a row its time, id and uuid (consistent with one another); return its shard time."""
+    when = None
+    if conf.enabled and conf.is_time or conf.time_field in fields:
+        when = fields.get(conf.time_field)
+    if fields.get("id") is not None:
+        when = when or id_time(fields["id"])
+    else:
+        fields["id"] = new_id(when) if when is not None else new_id()
+    if conf.is_time:
+        when = id_time(fields["id"]) if when is None else when
+        fields.setdefault(conf.time_field, when if when is not None else now)
+        if conf.enabled and period_of(conf.by, when) != period_of(conf.by, id_time(fields["id"])):
+            raise ShardError(f"The id {fields['id']} does not belong to the period of {when:%Y-%m-%d %H:%M:%S}.")
+    if conf.uuid_field and not fields.get(conf.uuid_field):
+        fields[conf.uuid_field] = new_uuid(when)
+    return when or now
 
 
 def create(base_model, instance_id=None, **fields):
     """Insert one row into its shard, assigning id (and uuid) from its time field."""
-    raise NotImplementedError
+    base = _base(base_model)
+    conf = config_for(base)
+    when = _prepare(base, conf, fields, timezone.now())
+    if conf.is_time:
+        model = model_for(base, when=id_time(fields["id"]) if conf.enabled else None)
+    else:
+        model = model_for(base, instance_id=instance_id)
+    return model._default_manager.create(**fields)
 
 
 def bulk_create(base_model, rows, instance_id=None, batch_size=1000):
     """Insert many rows (dicts or unsaved instances) grouped per shard; returns their ids."""
-    raise NotImplementedError
+    base = _base(base_model)
+    conf = config_for(base)
+    now = timezone.now()
+    groups, ids = {}, []
+    for row in rows:
+        fields = _row_dict(base, row)
+        _prepare(base, conf, fields, now)
+        if conf.is_time:
+            model = model_for(base, when=id_time(fields["id"])) if conf.enabled else base
+        else:
+            model = model_for(base, instance_id=instance_id)
+        groups.setdefault(model, []).append(model(**fields))
+        ids.append(fields["id"])
+    for model, objects in groups.items():
+        model._default_manager.bulk_create(objects, batch_size=batch_size)
+    return ids
 
 
 def bulk_upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_size=500):
-    """Insert or update rows of one instance's shard on its unique key; returns rows sent."""
-    raise NotImplementedError
+    """Insert or update rows of one instance's shard on its unique key; returns rows sent.
 
-
-def get(base_model, id, instance_id=None):
-    """The row with this id, from one table; raises base_model.DoesNotExist."""
-    raise NotImplementedError
-
-
-def get_or_none(base_model, id, instance_id=None):
-    raise NotImplementedError
+    MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE` (fires on any unique key, so the
+    shard's only unique key besides the id must be `unique_fields`); SQLite: `ON CONFLICT
+    (unique_fields) DO UPDATE`. Existing rows keep their id.
+    """
+    base = _base(base_model)
+    model = model_for(base, instance_id=instance_id)
+    objects = []
+    for row in rows:
+        fields = _row_dict(base, row)
+        fields.setdefault("id", new_id())
+        objects.append(model(**fields))
+    connection = connections[db_router.db_for_write(model)]
+    kwargs = {"update_conflicts": True, "update_fields": list(update_fields), "batch_size": batch_size}
+    if connection.features.supports_update_conflicts_with_target:
+        kwargs["unique_fields"] = list(unique_fields)
+    model._default_manager.bulk_create(objects, **kwargs)
+    return len(objects)
 
 
 def update(base_model, id, instance_id=None, **fields):
     """UPDATE the row with this id in its shard; returns the number of rows changed."""
-    raise NotImplementedError
+    try:
+        model = model_for_id(base_model, id, instance_id=instance_id)
+    except ShardMissing:
+        return 0
+    return model._base_manager.filter(pk=id).update(**fields)
+
+
+# --- Reads ----------------------------------------------------------------------------------
+
+def get(base_model, id, instance_id=None):
+    """The row with this id, from one table; raises base_model.DoesNotExist."""
+    base = _base(base_model)
+    missing = base.DoesNotExist(f"No {base._meta.object_name} with id {id}.")
+    try:
+        model = model_for_id(base, int(id), instance_id=instance_id)
+    except (ShardMissing, ShardOutOfRange, ValueError, OverflowError, TypeError):
+        raise missing from None
+    try:
+        return model._default_manager.get(pk=id)
+    except model.DoesNotExist:
+        raise missing from None
+
+
+def get_or_none(base_model, id, instance_id=None):
+    base = _base(base_model)
+    try:
+        return get(base, id, instance_id=instance_id)
+    except base.DoesNotExist:
+        return None
 
 
 def for_instance(base_model, instance_id, create=True):
     """A queryset over the instance's shard of an instance-sharded model."""
-    raise NotImplementedError
+    base = _base(base_model)
+    conf = config_for(base)
+    if not conf.enabled:
+        if conf.is_time:
+            return base._default_manager.filter(instance_id=instance_id)
+        return base._default_manager.all()
+    if conf.is_time:
+        raise ShardError(f"{conf.label} is sharded by time; use paginate() with a filter on the instance.")
+    return model_for(base, instance_id=instance_id, create=create)._default_manager.all()
+
+
+def _present_rows(label):
+    with _listing_lock:
+        cached = _listing.get(label)
+    if cached and time.monotonic() - cached[0] < LISTING_TTL:
+        return cached[1]
+    rows = list(
+        ShardTable.objects.filter(model_label=label)
+        .exclude(state=ShardState.DROPPED)
+        .order_by("-period_start", "-table_name")
+        .values("table_name", "suffix", "period_start", "period_end", "instance_id")
+    )
+    with _listing_lock:
+        _listing[label] = (time.monotonic(), rows)
+    return rows
 
 
 def shard_models(base_model, since=None, until=None):
     """Existing (not dropped) shard models overlapping [since, until), newest first."""
-    raise NotImplementedError
+    base = _base(base_model)
+    conf = config_for(base)
+    if not conf.enabled:
+        return [base]
+    result = []
+    for row in _present_rows(conf.label):
+        if conf.is_time:
+            if since is not None and row["period_end"] <= since:
+                continue
+            if until is not None and row["period_start"] >= until:
+                continue
+            model, _table = _time_model(base, conf, period_of(conf.by, row["period_start"]))
+        else:
+            model, _table = _instance_model(base, conf, row["instance_id"], create=False)
+        result.append(model)
+    return result
+
+
+def _filtered(qs, filters):
+    if filters is None:
+        return qs
+    if isinstance(filters, Q):
+        return qs.filter(filters)
+    return qs.filter(**filters)
 
 
 def paginate(base_model, since=None, until=None, filters=None, after=None, limit=50,
              instance_id=None, values=None):
-    """A keyset page, newest first, walking the shards from newest to oldest."""
-    raise NotImplementedError
+    """A keyset page, newest first, walking the shards from newest to oldest.
+
+    Each shard is asked for `id < after` (and the id bounds of [since, until) for time shards),
+    `ORDER BY id DESC LIMIT n`; the walk stops as soon as the page (plus one look-ahead row) is
+    full. No COUNT, no OFFSET.
+    """
+    base = _base(base_model)
+    conf = config_for(base)
+    limit = max(1, min(int(limit), 1000))
+    after = int(after) if after not in (None, "") else None
+    if not conf.enabled or not conf.is_time:
+        models = [for_instance(base, instance_id).model] if (conf.enabled and not conf.is_time) else [base]
+    else:
+        models = shard_models(base, since, until)
+        if after is not None:
+            # Shards newer than the cursor's period cannot hold ids below the cursor.
+            cursor_start = period_of(conf.by, id_time(after)).start
+            models = [m for m in models if _period_start(m, conf) <= cursor_start]
+    low, high = id_bounds(since, until)
+    items = []
+    for model in models:
+        qs = _filtered(model._default_manager.all(), filters)
+        if after is not None:
+            qs = qs.filter(pk__lt=after)
+        if conf.is_time and (since is not None or until is not None):
+            qs = qs.filter(pk__gte=low, pk__lt=high)
+        elif since is not None or until is not None:
+            time_q = {}
+            if since is not None:
+                time_q[f"{conf.time_field}__gte"] = since
+            if until is not None:
+                time_q[f"{conf.time_field}__lt"] = until
+            qs = qs.filter(**time_q)
+        qs = qs.order_by("-pk")
+        if values:
+            qs = qs.values(*values)
+        items.extend(qs[: limit + 1 - len(items)])
+        if len(items) > limit:
+            break
+    next_after = None
+    if len(items) > limit:
+        items = items[:limit]
+        last = items[-1]
+        next_after = last["id"] if isinstance(last, dict) else last.pk
+    return Page(items, next_after)
+
+
+def _period_start(model, conf):
+    from .conf import parse_suffix
+
+    return parse_suffix(conf.by, model._shard_suffix).start
 
 
 def iterate(base_model, since=None, until=None, filters=None, instance_id=None, chunk=1000):
     """Every matching row, newest first, chunk by chunk."""
-    raise NotImplementedError
+    after = None
+    while True:
+        page = paginate(base_model, since=since, until=until, filters=filters, after=after,
+                        limit=chunk, instance_id=instance_id)
+        yield from page.items
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+# --- Instance lifecycle ----------------------------------------------------------------------
+
+def instance_configs():
+    """Enabled instance-sharded configs, ordered so that followed models come first."""
+    configs = [c for c in all_configs().values() if c.enabled and c.by == "instance"]
+    ordered, labels = [], {c.label for c in configs}
+    pending = list(configs)
+    while pending:
+        for conf in list(pending):
+            deps = set(conf.follows.values()) & labels
+            if deps <= {c.label for c in ordered}:
+                ordered.append(conf)
+                pending.remove(conf)
+                break
+        else:
+            ordered.extend(pending)
+            break
+    from .conf import is_installed
+
+    return [c for c in ordered if is_installed(c)]
 
 
 def create_instance_shards(instance_id):
     """Create the contacts/groups/group_members shards of an instance (idempotent)."""
-    raise NotImplementedError
+    created = []
+    for conf in instance_configs():
+        created.append(model_for(conf.model, instance_id=instance_id, create=True))
+    return created
 
 
-def archive_instance_shards(instance_id):
-    """Export the instance's shards and mark them archived."""
-    raise NotImplementedError
+def archive_instance_shards(instance_id, user=None):
+    """Export the instance's shards and mark them archived (tables kept)."""
+    from . import services
+
+    return services.archive_instance(instance_id, user=user)
 
 
-def drop_instance_shards(instance_id, confirm=False):
+def drop_instance_shards(instance_id, confirm=False, user=None):
     """Export (if not yet) then drop the instance's shards; needs confirm=True."""
-    raise NotImplementedError
+    from . import services
+
+    return services.drop_instance(instance_id, confirm=confirm, user=user)
+
+
+def _label(model):
+    return resolve_label(model)

@@ -1,0 +1,350 @@
+"""Shard DDL on SQLite and MySQL/MariaDB: create (safely under concurrent writers), drop,
+export, row estimates and schema sync."""
+import csv
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils import timezone
+
+from . import builder
+from .models import ShardState, ShardTable
+
+log = logging.getLogger("wework.shards")
+
+_known = {}  # table -> monotonic time it was last seen present (positive cache, short TTL)
+_known_lock = threading.Lock()
+KNOWN_TTL = 300
+
+
+def _conn(using=None):
+    return connections[using or DEFAULT_DB_ALIAS]
+
+
+def table_exists(table, connection=None):
+    connection = connection or _conn()
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
+                [table],
+            )
+        else:
+            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", [table])
+        return cursor.fetchone() is not None
+
+
+def remember(table):
+    with _known_lock:
+        _known[table] = time.monotonic()
+
+
+def forget(table=None):
+    with _known_lock:
+        if table is None:
+            _known.clear()
+        else:
+            _known.pop(table, None)
+
+
+def is_known(table):
+    with _known_lock:
+        seen = _known.get(table)
+    return seen is not None and time.monotonic() - seen < KNOWN_TTL
+
+
+@contextmanager
+def ddl_connection(using=None):
+    """A connection where DDL does not commit the caller's work.
+
+    MySQL/MariaDB commit implicitly on DDL: inside an atomic block, a separate connection is used
+    (autocommit), so the caller's transaction stays intact. SQLite's DDL is transactional and its
+    writers are serialised, so the caller's own connection is used.
+    """
+    connection = _conn(using)
+    if connection.vendor == "mysql" and connection.in_atomic_block:
+        other = connections.create_connection(connection.alias)
+        try:
+            yield other
+        finally:
+            other.close()
+    else:
+        yield connection
+
+
+@contextmanager
+def named_lock(connection, name, timeout=60):
+    """A cross-process lock for creating one table (MySQL GET_LOCK; SQLite: its write lock)."""
+    if connection.vendor != "mysql":
+        with transaction.atomic(using=connection.alias) if connection.alias in connections else _nullcontext():
+            yield
+        return
+    # GET_LOCK names are server-wide: the database name keeps databases apart.
+    digest = hashlib.sha1(f"{connection.settings_dict['NAME']}:{name}".encode()).hexdigest()
+    key = f"wework_shard:{digest}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, %s)", [key, timeout])
+        got = cursor.fetchone()[0]
+        if got != 1:
+            cursor.execute("SELECT IS_USED_LOCK(%s), CONNECTION_ID()", [key])
+            log.error("GET_LOCK %s returned %r; holder/me %r", key, got, cursor.fetchone())
+            raise TimeoutError(f"Could not lock {name} for creation within {timeout} s.")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", [key])
+
+
+@contextmanager
+def _nullcontext():
+    yield
+
+
+def run_schema(connection, operation, skip_foreign_keys=False):
+    """Run `operation(editor)` with a schema editor that also works inside an atomic block.
+
+    Django's SQLite schema editor refuses to open inside a transaction because *some* table
+    rebuilds need foreign key checks off; creating and dropping tables and adding nullable columns
+    do not, so the editor is driven by hand (its deferred SQL included). `skip_foreign_keys`
+    leaves out the deferred FOREIGN KEY statements (see create_shard).
+    """
+    from django.db.backends.ddl_references import Statement
+
+    editor = connection.schema_editor(atomic=False)
+    editor.deferred_sql = []
+    operation(editor)
+    skipped = 0
+    for sql in editor.deferred_sql:
+        if skip_foreign_keys and isinstance(sql, Statement) and sql.template == editor.sql_create_fk:
+            skipped += 1
+            continue
+        editor.execute(sql)
+    return skipped
+
+
+def missing_foreign_keys(model, connection):
+    """FK fields of the model whose constraint is missing from its table."""
+    if connection.vendor != "mysql":  # SQLite declares them inline in CREATE TABLE
+        return []
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    present = {tuple(c["columns"]) for c in constraints.values() if c.get("foreign_key")}
+    return [
+        f for f in model._meta.local_fields
+        if f.is_relation and f.db_constraint and (f.column,) not in present
+    ]
+
+
+def _registry_upsert(connection, values):
+    """Insert the registry row for a new table (or revive a dropped one) on `connection`."""
+    ops = connection.ops
+    now = ops.adapt_datetimefield_value(timezone.now())
+    cols = dict(values)
+    for key in ("period_start", "period_end"):
+        if cols.get(key) is not None:
+            cols[key] = ops.adapt_datetimefield_value(cols[key])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, state FROM shard_tables WHERE table_name = %s", [cols["table_name"]])
+        row = cursor.fetchone()
+        if row is None:
+            cols.update(created_at=now, updated_at=now)
+            for key in ("export_path", "export_sha256", "schema_hash"):
+                cols.setdefault(key, "")
+            names = ", ".join(connection.ops.quote_name(c) for c in cols)
+            marks = ", ".join(["%s"] * len(cols))
+            cursor.execute(f"INSERT INTO shard_tables ({names}) VALUES ({marks})", list(cols.values()))
+        elif row[1] == ShardState.DROPPED:
+            cursor.execute(
+                "UPDATE shard_tables SET state = %s, dropped_at = NULL, created_by_tool = %s, "
+                "schema_hash = %s, updated_at = %s WHERE id = %s",
+                [ShardState.HOT, True, cols.get("schema_hash", ""), now, row[0]],
+            )
+
+
+def create_shard(model, registry_values, using=None):
+    """Create the shard table of `model` unless it exists; upsert its registry row.
+
+    Safe under concurrent writers: the existence check and CREATE run under a lock. Returns
+    True when this call created the table.
+    """
+    table = model._meta.db_table
+    created = False
+    with ddl_connection(using) as connection:
+        with named_lock(connection, table):
+            if not table_exists(table, connection):
+                # On MySQL/MariaDB adding a FOREIGN KEY takes an exclusive metadata lock on the
+                # parent table, which the caller's open transaction may hold (it just inserted an
+                # account): on that path the shard is created without its FOREIGN KEYs, and
+                # `shards sync-schema` (run by every rotation) adds them later.
+                separate = connection is not _conn(using)
+                skipped = run_schema(connection, lambda editor: editor.create_model(model),
+                                     skip_foreign_keys=separate)
+                created = True
+                log.info("created shard table %s", table)
+                if skipped:
+                    log.warning("created %s inside a transaction without its %s foreign key(s); "
+                                "the next rotation or sync-schema adds them", table, skipped)
+            values = dict(registry_values)
+            values["schema_hash"] = builder.schema_fingerprint(model, connection)
+            _registry_upsert(connection, values)
+            in_callers_transaction = connection is _conn(using) and connection.in_atomic_block
+    if in_callers_transaction:
+        # SQLite: the table and its registry row commit (or roll back) with the caller's work.
+        transaction.on_commit(lambda: remember(table), using=connection.alias)
+    else:
+        remember(table)
+    return created
+
+
+def drop_table(model, using=None):
+    table = model._meta.db_table
+    connection = _conn(using)
+    if table_exists(table, connection):
+        run_schema(connection, lambda editor: editor.delete_model(model))
+        log.info("dropped shard table %s", table)
+    forget(table)
+    builder.forget(table)
+
+
+def row_estimate(table, using=None):
+    """Rows of a table: the InnoDB estimate on MySQL (no scan); an exact count on SQLite."""
+    connection = _conn(using)
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(
+                "SELECT table_rows FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
+                [table],
+            )
+            row = cursor.fetchone()
+            return int(row[0] or 0) if row else None
+        cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+        return int(cursor.fetchone()[0])
+
+
+def export_dir():
+    folder = getattr(settings, "SHARDING_EXPORT_DIR", None) or Path(settings.DATA_DIR) / "shard-exports"
+    return Path(folder)
+
+
+def export_table(model, fmt=None, chunk=5000):
+    """Write every row of a shard to a gzip file (JSON lines or CSV); returns (path, rows, sha256).
+
+    Rows are read by keyset on the primary key; the file is written beside its final name and
+    renamed when complete, so a half-written export never looks finished.
+    """
+    fmt = fmt or getattr(settings, "SHARDING_EXPORT_FORMAT", "jsonl")
+    if fmt not in ("jsonl", "csv"):
+        raise ValueError("SHARDING_EXPORT_FORMAT must be 'jsonl' or 'csv'.")
+    meta = model._meta
+    folder = export_dir() / meta.app_label
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{meta.db_table}.{fmt}.gz"
+    partial = final.with_suffix(final.suffix + ".part")
+    columns = [f.attname for f in meta.local_fields]
+    rows = 0
+    with gzip.open(partial, "wt", encoding="utf-8", newline="") as handle:
+        writer = None
+        if fmt == "csv":
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+        last = None
+        manager = model._base_manager
+        while True:
+            qs = manager.order_by("pk")
+            if last is not None:
+                qs = qs.filter(pk__gt=last)
+            batch = list(qs.values_list(*columns)[:chunk])
+            if not batch:
+                break
+            for values in batch:
+                if writer is None:
+                    handle.write(json.dumps(dict(zip(columns, values)), cls=DjangoJSONEncoder, ensure_ascii=False))
+                    handle.write("\n")
+                else:
+                    writer.writerow([_csv_value(v) for v in values])
+            rows += len(batch)
+            last = batch[-1][columns.index(meta.pk.attname)]
+    digest = hashlib.sha256()
+    with open(partial, "rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(block)
+    os.replace(partial, final)
+    log.info("exported %s rows of %s to %s", rows, meta.db_table, final)
+    return str(final), rows, digest.hexdigest()
+
+
+def _csv_value(value):
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return ""
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def read_export(path):
+    """The rows of an export file (for verification and restores)."""
+    path = str(path)
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        if path.endswith(".jsonl.gz"):
+            return [json.loads(line) for line in handle if line.strip()]
+        return list(csv.DictReader(io.StringIO(handle.read())))
+
+
+def sync_schema(model, apply=True, using=None):
+    """Add the model's missing columns, indexes and constraints to its table.
+
+    Returns a list of human-readable changes (or, with apply=False, of what is missing). Columns
+    present in the table but not in the model are reported and left alone.
+    """
+    from wework.db.models import physical_name
+
+    connection = _conn(using)
+    table = model._meta.db_table
+    changes = []
+    with connection.cursor() as cursor:
+        columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
+        existing = set(connection.introspection.get_constraints(cursor, table))
+    missing_fields = [f for f in model._meta.local_fields if f.column not in columns]
+    missing_indexes = [
+        i for i in model._meta.indexes if physical_name(i.name, table, connection) not in existing
+    ]
+    missing_constraints = [
+        c for c in model._meta.constraints
+        if physical_name(c.name, table, connection) not in existing and c.name not in existing
+    ]
+    missing_fks = [f for f in missing_foreign_keys(model, connection) if f not in missing_fields]
+    for field in missing_fields:
+        changes.append(f"{table}: add column {field.column}")
+    for field in missing_fks:
+        changes.append(f"{table}: add foreign key {field.column}")
+    for index in missing_indexes:
+        changes.append(f"{table}: add index {index.name}")
+    for constraint in missing_constraints:
+        changes.append(f"{table}: add constraint {constraint.name}")
+    model_columns = {f.column for f in model._meta.local_fields}
+    for extra in sorted(columns - model_columns):
+        changes.append(f"{table}: column {extra} is not in the model (left in place)")
+    if apply and (missing_fields or missing_indexes or missing_constraints or missing_fks):
+        with connection.schema_editor(atomic=connection.features.can_rollback_ddl) as editor:
+            for field in missing_fields:
+                editor.add_field(model, field)
+            for index in missing_indexes:
+                editor.add_index(model, index)
+            for constraint in missing_constraints:
+                editor.add_constraint(model, constraint)
+            for field in missing_fks:
+                editor.execute(editor._create_fk_sql(model, field, "_fk_%(to_table)s_%(to_column)s"))
+        for change in changes:
+            log.info("sync-schema %s", change)
+    return changes

@@ -1,0 +1,352 @@
+"""Shard maintenance: plan and apply rotations, export and drop, sync schemas, instance shards.
+
+Rotation is plan then apply: the plan is built from the registry and from introspection (never
+from process memory), printed for `--dry-run`, and applied step by step under the global lock.
+Every step re-checks the registry before acting, so a run that stops half-way (MySQL DDL commits
+implicitly) is finished by the next one, and running twice changes nothing the second time.
+"""
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.apps import apps
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
+
+from . import builder, ddl, router
+from .conf import (
+    all_configs, config_for, instance_suffix, is_installed, parse_suffix, period_of, table_name,
+)
+from .exceptions import NotToolCreated, ShardError, ShardOutOfRange
+from .locks import global_lock
+from .models import ShardState, ShardTable
+
+log = logging.getLogger("wework.shards")
+
+
+# --- Audit ----------------------------------------------------------------------------------
+
+def audit(operation, table, *, operation_type="UPDATE", new_values=None, result="SUCCESS",
+          error=None):
+    """Log the step and record it in the audit log (monitoring.audit) when available."""
+    log.info("%s %s %s%s", operation, table, new_values or "", f" FAILED: {error}" if error else "")
+    try:
+        from monitoring import audit as audit_log
+    except ImportError:  # pragma: no cover - the monitoring app is part of the product
+        return
+    try:
+        audit_log.record(
+            f"shards.{operation}", resource_type="shard_table", resource_id=table,
+            resource_name=table, operation_type=operation_type, new_values=new_values,
+            result=result, error_message=error,
+        )
+    except Exception:  # noqa: BLE001 - an audit failure must not break a half-applied rotation
+        log.exception("could not audit %s %s", operation, table)
+
+
+# --- Shard models from registry rows --------------------------------------------------------
+
+def model_from_row(row):
+    """The shard model class of a registry row (built without touching the registry)."""
+    conf = config_for(row.model_label)
+    base = conf.model
+    if conf.is_time:
+        period = parse_suffix(conf.by, row.suffix)
+        return builder.build(base, row.table_name, row.suffix, time_field=conf.time_field)
+    return _instance_model(base, conf, row.instance_id)
+
+
+def _instance_model(base, conf, instance_id):
+    suffix = instance_suffix(instance_id)
+    follows = {}
+    for fk_name, label in conf.follows.items():
+        target = apps.get_model(label)
+        follows[fk_name] = _instance_model(target, config_for(label), instance_id)
+    return builder.build(base, table_name(base, suffix), suffix, follows=follows)
+
+
+# --- Export and drop ------------------------------------------------------------------------
+
+def export_shard(row, fmt=None):
+    """Export a shard to its gzip file (unless already exported); returns the registry row."""
+    if row.state == ShardState.DROPPED:
+        raise ShardError(f"{row.table_name} was dropped; nothing to export.")
+    model = model_from_row(row)
+    path, rows, digest = ddl.export_table(model, fmt=fmt)
+    ShardTable.objects.filter(pk=row.pk).update(
+        export_path=path, export_rows=rows, export_sha256=digest, exported_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    row.refresh_from_db()
+    audit("export", row.table_name, new_values={"path": path, "rows": rows, "sha256": digest})
+    return row
+
+
+def drop_shard(row, fmt=None):
+    """Export (when not exported yet) then drop a shard the tool created; returns the row.
+
+    Refuses tables that the tool did not create. The export is verified (its row count against
+    the table's) before the table is dropped.
+    """
+    if row.state == ShardState.DROPPED:
+        return row
+    if not row.created_by_tool:
+        raise NotToolCreated(f"{row.table_name} was not created by the shard tool, so it is not dropped.")
+    model = model_from_row(row)
+    if not row.exported_at:
+        row = export_shard(row, fmt=fmt)
+    present = ddl.table_exists(row.table_name)
+    if present:
+        actual = model._base_manager.count()
+        if actual != row.export_rows:
+            # Rows arrived after the export: export again before dropping.
+            row = export_shard(row, fmt=fmt)
+            if model._base_manager.count() != row.export_rows:
+                raise ShardError(f"{row.table_name} is still being written to; it was not dropped.")
+        ddl.drop_table(model)
+    ShardTable.objects.filter(pk=row.pk).update(
+        state=ShardState.DROPPED, dropped_at=timezone.now(), updated_at=timezone.now(),
+        row_estimate=0,
+    )
+    router._invalidate_listing(row.model_label)
+    row.refresh_from_db()
+    audit("drop", row.table_name, operation_type="DELETE",
+          new_values={"export": row.export_path, "rows": row.export_rows})
+    return row
+
+
+def find_row(table=None, label=None, suffix=None):
+    """The registry row of a table (by name, or by model and period suffix); clear errors."""
+    if table is None:
+        conf = config_for(label)
+        if conf.is_time:
+            parse_suffix(conf.by, suffix)  # ShardOutOfRange on a malformed period
+        else:
+            instance_suffix(suffix)
+        table = table_name(conf.model, suffix)
+    row = ShardTable.objects.filter(table_name=table).first()
+    if row is None:
+        if ddl.table_exists(table):
+            raise NotToolCreated(f"{table} is not in the shard registry (not created by the shard tool).")
+        raise ShardError(f"There is no shard table named {table}.")
+    return row
+
+
+def check_droppable(row, now=None):
+    """Refuse to drop the current or a future period (a period out of range for a drop)."""
+    now = now or timezone.now()
+    if row.period_end is not None and row.period_end > now:
+        raise ShardOutOfRange(f"{row.table_name} holds the current or a future period; it cannot be dropped.")
+
+
+# --- Rotation -------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    action: str  # create, adopt, demote, export, drop, keep
+    label: str
+    table: str
+    suffix: str
+    reason: str
+    period: object = field(default=None, repr=False)
+
+    def __str__(self):
+        return f"{self.action:<7} {self.table:<40} {self.reason}"
+
+
+def _shard_pattern(conf):
+    suffix = {"day": r"\d{8}", "week": r"\d{4}w\d{2}", "month": r"\d{6}", "instance": r"\d+"}[conf.by]
+    return re.compile(rf"^{re.escape(conf.model._meta.db_table)}_({suffix})$")
+
+
+def _physical_tables(using=DEFAULT_DB_ALIAS):
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        return set(connection.introspection.table_names(cursor))
+
+
+def selected_configs(labels=None, kinds=("day", "week", "month", "instance")):
+    configs = [c for c in all_configs().values() if c.enabled and is_installed(c) and c.by in kinds]
+    if labels:
+        wanted = {config_for(label).label for label in labels}  # UnknownShardModel if unknown
+        configs = [c for c in configs if c.label in wanted]
+    return configs
+
+
+def plan(now=None, labels=None, ahead=None, drops=True):
+    """The steps a rotation would take at `now` (a list of Step), without changing anything."""
+    now = now or timezone.now()
+    physical = _physical_tables()
+    steps = []
+    for conf in selected_configs(labels):
+        rows = {r.table_name: r for r in ShardTable.objects.filter(model_label=conf.label)}
+        pattern = _shard_pattern(conf)
+        for table in sorted(physical):
+            match = pattern.match(table)
+            if match and table not in rows:
+                steps.append(Step("adopt", conf.label, table, match.group(1),
+                                  "found in the database, not in the registry (will never be dropped by the tool)"))
+        if not conf.is_time:
+            continue
+        count = conf.create_ahead if ahead is None else ahead
+        period = period_of(conf.by, now)
+        for _ in range(count + 1):
+            table = table_name(conf.model, period.suffix)
+            row = rows.get(table)
+            if (row is None or row.state == ShardState.DROPPED) and table not in physical:
+                steps.append(Step("create", conf.label, table, period.suffix,
+                                  f"period {period.start:%Y-%m-%d} .. {period.end:%Y-%m-%d}", period))
+            period = period.next()
+        hot_limit = now - timedelta(days=conf.hot_days)
+        cold_limit = now - timedelta(days=conf.cold_days)
+        for row in sorted(rows.values(), key=lambda r: r.period_start or now):
+            if row.state == ShardState.DROPPED or row.period_end is None:
+                continue
+            if row.period_end <= cold_limit:
+                if not row.created_by_tool:
+                    steps.append(Step("keep", conf.label, row.table_name, row.suffix,
+                                      "past the cold window but not created by the tool"))
+                    continue
+                if not row.exported_at:
+                    steps.append(Step("export", conf.label, row.table_name, row.suffix,
+                                      f"ended {row.period_end:%Y-%m-%d}, past the {conf.cold_days}-day cold window"))
+                if drops:
+                    steps.append(Step("drop", conf.label, row.table_name, row.suffix,
+                                      f"ended {row.period_end:%Y-%m-%d}, past the {conf.cold_days}-day cold window"))
+                elif row.state != ShardState.ARCHIVED:
+                    steps.append(Step("archive", conf.label, row.table_name, row.suffix,
+                                      "exported; drops are disabled for this run"))
+            elif row.period_end <= hot_limit and row.state == ShardState.HOT:
+                steps.append(Step("demote", conf.label, row.table_name, row.suffix,
+                                  f"ended {row.period_end:%Y-%m-%d}, past the {conf.hot_days}-day hot window"))
+    return steps
+
+
+def apply_step(step, now=None):
+    """Carry out one step, re-checking the registry first (idempotent)."""
+    conf = config_for(step.label)
+    if step.action == "create":
+        router.ensure_time_shard(conf.model, step.period, check_range=False)
+        audit("create", step.table, operation_type="CREATE", new_values={"period": step.suffix})
+        return
+    if step.action == "adopt":
+        model = model_from_row(ShardTable(model_label=conf.label, table_name=step.table,
+                                          suffix=step.suffix,
+                                          instance_id=None if conf.is_time else int(step.suffix)))
+        values = {"model_label": conf.label, "suffix": step.suffix, "strategy": conf.by,
+                  "state": ShardState.HOT, "created_by_tool": False,
+                  "schema_hash": builder.schema_fingerprint(model, connections[DEFAULT_DB_ALIAS])}
+        if conf.is_time:
+            period = parse_suffix(conf.by, step.suffix)
+            values.update(period_start=period.start, period_end=period.end)
+        else:
+            values["instance_id"] = int(step.suffix)
+        ShardTable.objects.get_or_create(table_name=step.table, defaults=values)
+        audit("adopt", step.table, operation_type="CREATE", new_values={"created_by_tool": False})
+        return
+    row = ShardTable.objects.get(table_name=step.table)
+    if step.action == "demote":
+        if ShardTable.objects.filter(pk=row.pk, state=ShardState.HOT).update(
+            state=ShardState.COLD, updated_at=timezone.now()
+        ):
+            audit("demote", step.table, new_values={"state": ShardState.COLD})
+    elif step.action == "export":
+        if not row.exported_at and row.state != ShardState.DROPPED:
+            export_shard(row)
+    elif step.action == "archive":
+        if not row.exported_at:
+            row = export_shard(row)
+        if ShardTable.objects.filter(pk=row.pk).exclude(state__in=[ShardState.ARCHIVED, ShardState.DROPPED]).update(
+            state=ShardState.ARCHIVED, updated_at=timezone.now()
+        ):
+            audit("archive", step.table, new_values={"state": ShardState.ARCHIVED})
+    elif step.action == "drop":
+        check_droppable(row, now)
+        drop_shard(row)
+
+
+def rotate(now=None, labels=None, ahead=None, drops=True, dry_run=False, on_step=None):
+    """Plan and (unless dry_run) apply a rotation under the global lock; returns the steps."""
+    if dry_run:
+        return plan(now=now, labels=labels, ahead=ahead, drops=drops)
+    with global_lock():
+        steps = plan(now=now, labels=labels, ahead=ahead, drops=drops)
+        audit("rotate", "*", new_values={"steps": len(steps), "now": str(now or timezone.now())})
+        for step in steps:
+            if step.action == "keep":
+                continue
+            try:
+                apply_step(step, now=now)
+            except Exception as exc:
+                audit(step.action, step.table, result="FAILURE", error=str(exc))
+                raise
+            if on_step:
+                on_step(step)
+        refresh_estimates(labels)
+    return steps
+
+
+def refresh_estimates(labels=None):
+    now = timezone.now()
+    for conf in selected_configs(labels):
+        for row in ShardTable.objects.filter(model_label=conf.label).exclude(state=ShardState.DROPPED):
+            if ddl.table_exists(row.table_name):
+                ShardTable.objects.filter(pk=row.pk).update(
+                    row_estimate=ddl.row_estimate(row.table_name), rows_estimated_at=now
+                )
+
+
+# --- Schema sync ----------------------------------------------------------------------------
+
+def sync_schema(labels=None, dry_run=False):
+    """Bring every present shard to its base model's schema; returns the changes."""
+    changes = []
+    for conf in selected_configs(labels):
+        for row in ShardTable.objects.filter(model_label=conf.label).exclude(state=ShardState.DROPPED):
+            if not ddl.table_exists(row.table_name):
+                continue
+            model = model_from_row(row)
+            found = ddl.sync_schema(model, apply=not dry_run)
+            changes.extend(found)
+            if found and not dry_run:
+                digest = builder.schema_fingerprint(model, connections[DEFAULT_DB_ALIAS])
+                ShardTable.objects.filter(pk=row.pk).update(
+                    schema_hash=digest, schema_version=row.schema_version + 1, updated_at=timezone.now()
+                )
+                audit("sync-schema", row.table_name, new_values={"changes": found})
+    return changes
+
+
+# --- Instance shards ------------------------------------------------------------------------
+
+def _instance_rows(instance_id):
+    order = [c.label for c in router.instance_configs()]
+    rows = list(ShardTable.objects.filter(instance_id=instance_id, strategy="instance"))
+    rows.sort(key=lambda r: order.index(r.model_label) if r.model_label in order else -1)
+    return rows
+
+
+def archive_instance(instance_id, user=None):
+    """Export every shard of the instance and mark it archived (tables kept)."""
+    done = []
+    for row in _instance_rows(instance_id):
+        if row.state == ShardState.DROPPED:
+            continue
+        row = export_shard(row)
+        ShardTable.objects.filter(pk=row.pk).update(state=ShardState.ARCHIVED, updated_at=timezone.now())
+        audit("archive", row.table_name, new_values={"instance": instance_id})
+        done.append(row.table_name)
+    return done
+
+
+def drop_instance(instance_id, confirm=False, user=None):
+    """Export (if needed) then drop every shard of the instance; needs confirm=True."""
+    if not confirm:
+        raise ShardError(f"Dropping the shards of instance {instance_id} needs confirmation.")
+    done = []
+    with global_lock(name=f"instance:{instance_id}"):
+        for row in reversed(_instance_rows(instance_id)):  # members before their groups
+            drop_shard(row)
+            done.append(row.table_name)
+    return done

@@ -1,0 +1,55 @@
+import multiprocessing
+from datetime import datetime, timezone as dt_timezone
+
+import pytest
+
+from wework import ids
+
+
+def test_ids_increase_and_encode_their_time():
+    values = [ids.new_id() for _ in range(20000)]
+    assert values == sorted(values)
+    assert len(set(values)) == len(values)
+    delta = abs((ids.id_time(values[-1]) - datetime.now(dt_timezone.utc)).total_seconds())
+    assert delta < 5
+    assert values[-1] < 2**63
+
+
+def test_backfill_ids_locate_their_time_and_stay_unique():
+    when = datetime(2025, 3, 31, 23, 59, 59, tzinfo=dt_timezone.utc)
+    values = [ids.new_id(when) for _ in range(10000)]  # more than 4096 in one ms
+    assert len(set(values)) == 10000
+    assert all(ids.id_time(v).replace(microsecond=0) == when for v in values)
+    low, high = ids.id_bounds(when, datetime(2025, 4, 1, tzinfo=dt_timezone.utc))
+    assert all(low <= v < high for v in values)
+
+
+def test_naive_datetime_is_refused():
+    with pytest.raises(ids.IdError):
+        ids.new_id(datetime(2025, 1, 1))
+
+
+def test_uuid7_is_time_ordered():
+    first = ids.new_uuid(datetime(2024, 1, 1, tzinfo=dt_timezone.utc))
+    second = ids.new_uuid(datetime(2025, 1, 1, tzinfo=dt_timezone.utc))
+    assert len(first) == 36 and first[14] == "7"
+    assert first < second < ids.new_uuid()
+
+
+def _many(queue):
+    queue.put([ids.new_id() for _ in range(5000)])
+
+
+def test_ids_unique_across_processes():
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_many, args=(queue,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    batches = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    every = [v for batch in batches for v in batch] + [ids.new_id() for _ in range(5000)]
+    assert len(set(every)) == len(every)
+    workers = {(v >> ids.SEQUENCE_BITS) & ids.MAX_WORKER for v in every}
+    assert len(workers) == 4

@@ -1,0 +1,193 @@
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from wework import ids, shards
+from wework.shards import ddl
+from wework.shards.conf import period_of, shard_timezone
+from wework.shards.models import ShardState, ShardTable
+from wework.shards.tests.models import ProbeEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def local(*args):
+    return datetime(*args, tzinfo=shard_timezone())
+
+
+def test_write_creates_the_shard_and_registers_it(probe_sharding):
+    now = timezone.now()
+    row = shards.create(ProbeEvent, kind="text", body="hi")
+    suffix = period_of("month", now).suffix
+    assert row._meta.db_table == f"probe_events_{suffix}"
+    assert ddl.table_exists(f"probe_events_{suffix}")
+    reg = ShardTable.objects.get(table_name=f"probe_events_{suffix}")
+    assert reg.state == ShardState.HOT and reg.created_by_tool and reg.schema_hash
+    assert len(row.event_uuid) == 36
+    assert ids.id_time(row.id) <= timezone.now()
+    fetched = shards.get(ProbeEvent, row.id)
+    assert fetched.body == "hi" and fetched.shout() == "HI"  # the base's methods come along
+    assert not ddl.table_exists("probe_events")  # the base table is never used when sharded
+
+
+def test_rows_land_in_the_shard_of_their_time_and_ids_locate_it(probe_sharding):
+    now = timezone.now()
+    last_month = period_of("month", now).previous().start + timedelta(days=3)
+    old = shards.create(ProbeEvent, body="old", created_at=last_month)
+    new = shards.create(ProbeEvent, body="new")
+    assert old._meta.db_table != new._meta.db_table
+    assert shards.model_for_id(ProbeEvent, old.id)._meta.db_table == old._meta.db_table
+    assert shards.get(ProbeEvent, old.id).body == "old"
+    assert old.id < new.id
+    assert shards.update(ProbeEvent, old.id, body="older") == 1
+    assert shards.get(ProbeEvent, old.id).body == "older"
+    with pytest.raises(ProbeEvent.DoesNotExist):
+        shards.get(ProbeEvent, ids.new_id(now - timedelta(days=200)))  # shard does not exist
+    with pytest.raises(ProbeEvent.DoesNotExist):
+        shards.get(ProbeEvent, old.id + 1)
+
+
+def test_get_by_id_queries_one_table(probe_sharding, django_assert_max_num_queries):
+    row = shards.create(ProbeEvent, body="x")
+    with django_assert_max_num_queries(1):
+        shards.get(ProbeEvent, row.id)
+
+
+def test_keyset_pages_walk_shards_newest_first(probe_sharding):
+    now = timezone.now()
+    current = period_of("month", now)
+    times = []
+    for months_back in (0, 1, 2):
+        period = current
+        for _ in range(months_back):
+            period = period.previous()
+        for i in range(7):
+            times.append(period.start + timedelta(hours=i + 1))
+    times = [t for t in times if t <= now]
+    ids_made = [shards.create(ProbeEvent, body=str(i), kind="a" if i % 2 else "b", created_at=t).id
+                for i, t in enumerate(times)]
+    walked, after = [], None
+    while True:
+        page = shards.paginate(ProbeEvent, after=after, limit=4)
+        walked.extend(r.id for r in page.items)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert walked == sorted(ids_made, reverse=True)
+    only_a = [r.id for r in shards.iterate(ProbeEvent, filters={"kind": "a"}, chunk=3)]
+    assert only_a == sorted([i for i, t in zip(ids_made, range(len(ids_made))) if t % 2], reverse=True)
+    since = current.previous().start
+    page = shards.paginate(ProbeEvent, since=since, until=current.start, limit=100, values=["id", "body"])
+    expected = [i for i, t in zip(ids_made, times) if since <= t < current.start]
+    assert [r["id"] for r in page.items] == sorted(expected, reverse=True)
+    assert page.next_after is None
+
+
+def test_out_of_range_write_fails_loudly(probe_sharding):
+    with pytest.raises(shards.ShardOutOfRange):
+        shards.create(ProbeEvent, body="future", created_at=timezone.now() + timedelta(days=400))
+    with pytest.raises(shards.ShardOutOfRange):
+        shards.create(ProbeEvent, body="ancient", created_at=timezone.now() - timedelta(days=800))
+    with pytest.raises(shards.ShardMissing):
+        shards.model_for(ProbeEvent, when=timezone.now() - timedelta(days=100), create=False)
+
+
+def test_unknown_model_is_refused():
+    from accounts.models import User
+
+    with pytest.raises(shards.UnknownShardModel):
+        shards.model_for(User)
+
+
+def test_disabled_sharding_uses_the_plain_table(settings):
+    settings.SHARDING = {**getattr(settings, "SHARDING", {}), "messaging.Message": {"enabled": False}}
+    from messaging.models import Message
+
+    assert shards.model_for(Message) is Message
+    assert not shards.is_sharded(Message)
+
+
+def test_disabled_flag_from_environment(monkeypatch):
+    from messaging.models import Message
+
+    monkeypatch.setenv("SHARDING_MESSAGING_MESSAGE", "0")
+    assert shards.model_for(Message) is Message
+    monkeypatch.setenv("SHARDING_MESSAGING_MESSAGE", "1")
+    assert shards.is_sharded(Message)
+
+
+def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:memorydb", ":memory:")):
+        pytest.skip("threads need a file database on SQLite (set TEST_SQLITE_NAME)")
+    when = timezone.now() - timedelta(days=40)
+    errors, made = [], []
+    barrier = threading.Barrier(6)
+
+    def writer(n):
+        try:
+            barrier.wait()
+            for i in range(5):
+                made.append(shards.create(ProbeEvent, body=f"{n}-{i}", created_at=when).id)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    suffix = period_of("month", when).suffix
+    assert ShardTable.objects.filter(table_name=f"probe_events_{suffix}").count() == 1
+    model = shards.model_for(ProbeEvent, when=when, create=False)
+    assert model.objects.count() == 30 == len(set(made))
+
+
+def test_shard_creation_inside_a_transaction_keeps_the_callers_work(probe_sharding):
+    from accounts.models import User
+
+    with transaction.atomic():
+        user = User.objects.create(username="writer")
+        row = shards.create(ProbeEvent, body="in tx", user=user,
+                            created_at=timezone.now() - timedelta(days=35))
+    assert User.objects.filter(username="writer").exists()
+    assert shards.get(ProbeEvent, row.id).user_id == user.id
+    assert shards.get(ProbeEvent, row.id).user == user  # the FK works from the shard
+
+
+def test_rollback_after_shard_creation(probe_sharding):
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            row = shards.create(ProbeEvent, body="rolled back")
+            raise RuntimeError("boom")
+    assert shards.get_or_none(ProbeEvent, row.id) is None
+
+
+def test_bulk_create_groups_rows_per_shard(probe_sharding):
+    now = timezone.now()
+    prev = period_of("month", now).previous().start + timedelta(hours=5)
+    new_ids = shards.bulk_create(ProbeEvent, [{"body": "a", "created_at": prev}, {"body": "b"},
+                                              ProbeEvent(body="c", created_at=prev)])
+    assert len(new_ids) == 3
+    assert [shards.get(ProbeEvent, i).body for i in new_ids] == ["a", "b", "c"]
+    assert shards.model_for_id(ProbeEvent, new_ids[0]) is shards.model_for_id(ProbeEvent, new_ids[2])
+
+
+def test_index_names_are_unique_per_table(probe_sharding):
+    now = timezone.now()
+    shards.create(ProbeEvent, body="a")
+    shards.create(ProbeEvent, body="b", created_at=period_of("month", now).previous().start + timedelta(hours=1))
+    tables = ShardTable.objects.filter(model_label="shards.ProbeEvent").values_list("table_name", flat=True)
+    names = []
+    with connection.cursor() as cursor:
+        for table in tables:
+            names.append(set(connection.introspection.get_constraints(cursor, table)))
+    assert all(any("idx_kind" in n for n in s) for s in names)
+    if connection.vendor == "sqlite":
+        assert not (names[0] & names[1]) - {"__primary__", "fk_0"}  # pseudo names of introspection
