@@ -118,6 +118,8 @@ def json_value(value):
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"
+    if isinstance(value, _Secret):
+        return MASK
     if isinstance(value, dict):
         return {str(k): (MASK if is_secret_name(k) else json_value(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
@@ -148,10 +150,43 @@ def snapshot(instance, fields=None):
     for field in fields:
         raw = values.get(field.attname)
         if is_secret_field(field) or _masked_by_flag(values, field):
-            data[field.attname] = MASK if raw not in (None, "") else raw
+            data[field.attname] = _Secret(raw) if raw not in (None, "") else raw
+        elif isinstance(field, models.DecimalField) and raw is not None:
+            # Same text for the value in memory (95) and from the database (95.0000).
+            try:
+                raw = decimal.Decimal(str(raw)).quantize(
+                    decimal.Decimal(1).scaleb(-field.decimal_places))
+            except (decimal.InvalidOperation, ValueError):
+                pass
+            data[field.attname] = json_value(raw)
         else:
             data[field.attname] = json_value(raw)
     return data
+
+
+class _Secret:
+    """A masked value that still compares by content (a digest), so that a changed secret
+    shows up in the diff as MASK -> MASK without its value being stored."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, raw):
+        import hashlib
+
+        self.digest = hashlib.sha256(str(raw).encode("utf-8")).digest()
+
+    def __eq__(self, other):
+        return isinstance(other, _Secret) and other.digest == self.digest
+
+    def __hash__(self):
+        return hash(self.digest)
+
+
+def unmask(values):
+    """Replace the comparison markers by MASK (before storing)."""
+    if values is None:
+        return None
+    return {k: (MASK if isinstance(v, _Secret) else v) for k, v in values.items()}
 
 
 def _masked_by_flag(values, field):
@@ -314,9 +349,11 @@ def _on_post_save(sender, instance, created, raw=False, using=None, update_field
             keep = {a for a in new if a in update_fields or a.removesuffix("_id") in update_fields}
             new = {k: v for k, v in new.items() if k in keep}
         old_values, new_values = diff(old, new)
-        significant = set(new_values) - ignored_fields()
-        if not significant:
+        ignored = ignored_fields()
+        if not set(new_values) - ignored:
             return
+        old_values = {k: v for k, v in old_values.items() if k not in ignored}
+        new_values = {k: v for k, v in new_values.items() if k not in ignored}
         op_type = "UPDATE"
         # A soft delete is a delete for the audit trail; a restore an update.
         if "deleted_at" in new_values and new_values["deleted_at"] and not old_values.get(
