@@ -106,18 +106,22 @@ def instance_credentials(instance):
     """Read the instance's API token, webhook secret and timeouts from ``instance_configs``.
 
     Returns a dict with the keys ``api_token``, ``webhook_secret``, ``request_timeout_s``,
-    ``connect_timeout_s`` (absent ones None). Kept as a small module-level function so the
-    config owner can adjust how configs are stored without touching the client.
+    ``connect_timeout_s`` (absent ones None). Rows with ``is_encrypted`` hold a Fernet token
+    made with ``wework.db.fields.field_cipher()`` and are decrypted here. Kept as a small
+    module-level function so the config owner can adjust how configs are stored without
+    touching the client.
     """
     wanted = (CONFIG_API_TOKEN, CONFIG_WEBHOOK_SECRET, CONFIG_TIMEOUT_S, CONFIG_CONNECT_TIMEOUT_S)
     found = dict.fromkeys(wanted)
-    try:
-        from instances.models import InstanceConfig  # noqa: PLC0415 - model may not exist yet
-    except ImportError:
-        return found
+    from instances.models import InstanceConfig  # noqa: PLC0415 - keeps this module Django-free
+    from wework.db.fields import field_cipher  # noqa: PLC0415
+
     rows = InstanceConfig.objects.filter(instance=instance, config_key__in=wanted)
     for row in rows:
-        found[row.config_key] = row.config_value
+        value = row.config_value
+        if value and row.is_encrypted:
+            value = field_cipher().decrypt(value.encode("ascii")).decode("utf-8")
+        found[row.config_key] = value
     return found
 
 

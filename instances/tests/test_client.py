@@ -492,3 +492,26 @@ def test_bearer_and_version_headers_sent():
     c.health()
     assert calls[0].headers["Authorization"] == "Bearer t"
     assert calls[0].headers[protocol.VERSION_HEADER] == protocol.PROTOCOL_REVISION
+
+
+@pytest.mark.django_db
+def test_for_instance_with_a_real_row_decrypts_token_and_proxy_password(sim):
+    from instances.tests.factories import InstanceConfigFactory, WeworkInstanceFactory
+    from wework.db.fields import field_cipher
+
+    def enc(text):
+        return field_cipher().encrypt(text.encode()).decode()
+
+    instance = WeworkInstanceFactory(
+        api_url=sim.url, proxy_host="proxy.lan", proxy_port=3128, proxy_username="u", proxy_password_encrypted="p w"
+    )
+    InstanceConfigFactory(instance=instance, config_key="api_token", config_value=enc(TOKEN), is_encrypted=True)
+    InstanceConfigFactory(instance=instance, config_key="webhook_secret", config_value=enc("whsec"), is_encrypted=True)
+    InstanceConfigFactory(instance=instance, config_key="request_timeout_s", config_value="4", config_type="number")
+    creds = client_module.instance_credentials(instance)
+    assert creds == {"api_token": TOKEN, "webhook_secret": "whsec", "request_timeout_s": "4", "connect_timeout_s": None}
+    instance.refresh_from_db()
+    c = InstanceClient.for_instance(instance)
+    assert c.proxy_url == "http://u:p%20w@proxy.lan:3128" and c.timeout == 4.0 and c.label == instance.name
+    direct = InstanceClient.for_instance(instance, proxy_host=None)
+    assert direct.health()["runtime"] == "wework-simulator"

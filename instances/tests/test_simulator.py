@@ -471,3 +471,32 @@ def test_sign_and_verify():
     # future timestamps beyond the tolerance are refused too
     assert not protocol.verify(body, SECRET, ts + 400, protocol.sign(body, SECRET, ts + 400))
     assert protocol.verify(body, SECRET, ts, sig, now=ts + 299)
+
+
+# ----------------------------------------------------------------------------- management command
+
+
+def test_run_instance_simulator_command(capsys):
+    from django.core.management import call_command
+
+    call_command("run_instance_simulator", "--port", "0", "--accounts", "1", "--contacts", "5", "--stop-after-s", "0.3")
+    out = capsys.readouterr().out
+    assert "listening on http://127.0.0.1:" in out and "wxid_s1a001" in out and "stopped" in out
+
+
+def test_run_instance_simulator_command_refuses_bad_input():
+    import socket
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="heartbeat"):
+        call_command("run_instance_simulator", "--heartbeat-interval", "0", "--stop-after-s", "0.1")
+    with pytest.raises(CommandError, match="webhook"):
+        call_command("run_instance_simulator", "--webhook-url", "ftp://x", "--stop-after-s", "0.1")
+    with pytest.raises(CommandError):
+        call_command("run_instance_simulator", "--error-rate", "2")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        with pytest.raises(CommandError, match="Cannot listen"):
+            call_command("run_instance_simulator", "--port", str(busy.getsockname()[1]), "--stop-after-s", "0.1")
