@@ -1,0 +1,134 @@
+"""The dashboard (admin home page) with a pinned query count; metrics into the weekly shards,
+the metric threshold rule, the InfluxDB exporter against a local fake endpoint."""
+import datetime
+import threading
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.urls import reverse
+from django.utils import timezone
+
+from contacts.models import AccountStatus
+from contacts.tests.factories import WeworkAccountFactory
+from instances.models import InstanceStatus
+from instances.tests.factories import UserFactory, WeworkInstanceFactory
+from monitoring import exporters, services
+from monitoring.models import AlertRecord, RuleType
+from monitoring.tests.factories import AlertRuleFactory
+
+# The dashboard's own queries (instances, accounts, message shards, tasks, alerts x2) plus the
+# admin page itself (session, user, OTP device, permissions, app list): pinned.
+DASHBOARD_MAX_QUERIES = 12  # measured: 9
+
+
+@pytest.mark.django_db
+def test_dashboard_renders_within_a_pinned_query_count(admin_client,
+                                                       django_assert_max_num_queries):
+    for status in (InstanceStatus.ONLINE, InstanceStatus.ONLINE, InstanceStatus.OFFLINE):
+        WeworkInstanceFactory(status=status)
+    WeworkAccountFactory(status=AccountStatus.BANNED)
+    services.fire_alert("disk.full", source_type="host", source_id="db1", title="Disk full db1",
+                        message="m", level="CRITICAL")
+    with django_assert_max_num_queries(DASHBOARD_MAX_QUERIES):
+        response = admin_client.get(reverse("admin:index"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="dashboard"' in body and "Disk full db1" in body
+    assert "vendor/chartjs/chart.umd.js" in body and 'id="dashboard-data"' in body
+    dash = response.context["dash"]
+    # (the account's factory brings its own online instance)
+    assert dash["instances_online"] == 3 and dash["instances_offline"] == 1
+    assert {a["status"]: a["count"] for a in dash["accounts"]}[AccountStatus.BANNED] == 1
+    assert dash["active_alert_total"] == 1
+    # Cached: the second rendering runs none of the dashboard's queries.
+    with django_assert_max_num_queries(DASHBOARD_MAX_QUERIES - 6):
+        assert admin_client.get(reverse("admin:index")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_dashboard_hidden_without_permission(client):
+    user = UserFactory()
+    client.force_login(user)
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 200 and b'id="dashboard"' not in response.content
+
+
+def test_chartjs_is_served_from_static_with_its_licence():
+    assert finders.find("vendor/chartjs/chart.umd.js")
+    assert finders.find("vendor/chartjs/LICENSE.md")
+    assert finders.find("monitoring/dashboard.js")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metric_rule_over_weekly_shards_fires_and_clears():
+    instance = WeworkInstanceFactory()
+    rule = AlertRuleFactory(name="cpu.hot", rule_type=RuleType.METRIC_THRESHOLD,
+                            metric_name="cpu", threshold_value=Decimal("90"),
+                            duration_seconds=120, window_seconds=300)
+    now = timezone.now()
+    for seconds, value in ((100, 95), (60, 97), (10, 99)):
+        services.record_metrics(instance, {"cpu": value, "memory": 512, "bogus": "n/a"},
+                                now - datetime.timedelta(seconds=seconds))
+    assert services.evaluate_rule(rule, now) == (1, 0)
+    record = AlertRecord.objects.get(rule_name="cpu.hot")
+    assert record.instance_id == instance.pk and record.metric_value == Decimal("99.0000")
+    # One sample below the threshold within the duration: the condition no longer holds.
+    services.record_metrics(instance, {"cpu": 40}, now - datetime.timedelta(seconds=5))
+    assert services.evaluate_rule(rule, now) == (0, 1)
+
+
+class FakeInflux:
+    def __init__(self):
+        self.writes = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    import gzip
+
+                    body = gzip.decompress(body)
+                fake.writes.append((self.path, body.decode()))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_influx_exporter_is_off_by_default_and_writes_points(settings):
+    settings.INFLUXDB = {"url": ""}
+    assert exporters.export_new_metrics() == 0
+    from django.core.cache import cache
+
+    from wework import shards
+
+    # Shard tables outlive the flush of transactional tests: start after existing rows.
+    cache.set(exporters.CURSOR_KEY, shards.new_id())
+    instance = WeworkInstanceFactory()
+    services.record_metrics(instance, {"cpu": 12.5, "queue_depth": 3})
+    fake = FakeInflux()
+    try:
+        settings.INFLUXDB = {"url": fake.url, "token": "t", "org": "o", "bucket": "b"}
+        assert exporters.export_new_metrics() == 2
+        assert len(fake.writes) == 1
+        path, body = fake.writes[0]
+        assert path.startswith("/api/v2/write") and "bucket=b" in path
+        assert f"instance_metric,instance_id={instance.pk},metric=cpu" in body
+        assert "value=12.5" in body
+        # Nothing new: nothing written again.
+        assert exporters.export_new_metrics() == 0
+    finally:
+        fake.close()
