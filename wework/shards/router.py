@@ -213,6 +213,8 @@ def create(base_model, instance_id=None, **fields):
     """Insert one row into its shard, assigning id (and uuid) from its time field."""
     base = _base(base_model)
     conf = config_for(base)
+    if conf.is_time and instance_id is not None:
+        fields["instance_id"] = instance_id  # a column of time-sharded rows (instance_monitors)
     when = _prepare(base, conf, fields, timezone.now())
     if conf.is_time:
         model = model_for(base, when=id_time(fields["id"]) if conf.enabled else None)

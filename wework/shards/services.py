@@ -307,6 +307,11 @@ def sync_schema(labels=None, dry_run=False):
             if not ddl.table_exists(row.table_name):
                 continue
             model = model_from_row(row)
+            if not row.created_by_tool:
+                # Tables the tool did not create are reported, never altered.
+                found = ddl.sync_schema(model, apply=False)
+                changes.extend(f"{c} [not created by the tool: left alone]" for c in found)
+                continue
             found = ddl.sync_schema(model, apply=not dry_run)
             changes.extend(found)
             if found and not dry_run:
