@@ -238,6 +238,14 @@ URL = {"type": "string", "pattern": r"^https?://", "maxLength": 2000}
 
 
 def _nullable(schema):
+    """Allow null. Scalar schemas get ``"type": [t, "null"]`` (compiles to far faster code
+    than ``anyOf``, which matters for pages of 500 items)."""
+    kind = schema.get("type")
+    if isinstance(kind, str) and kind not in ("object", "array"):
+        nullable = {**schema, "type": [kind, "null"]}
+        if "enum" in schema:
+            nullable["enum"] = [*schema["enum"], None]
+        return nullable
     return {"anyOf": [schema, {"type": "null"}]}
 
 
@@ -794,42 +802,66 @@ EVENT_ENVELOPE_SCHEMA = _obj(
 # ---------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
-def _validator_for(key):
-    from jsonschema import Draft202012Validator
-
-    kind, name = key
+def _schema_for(kind, name):
     if kind == "response":
-        schema = COMMANDS[name].response
-    elif kind == "request":
-        schema = COMMANDS[name].request
-    elif kind == "query":
-        schema = COMMANDS[name].query
-    elif kind == "event":
-        schema = EVENT_DATA_SCHEMAS[name]
-    elif kind == "envelope":
-        schema = EVENT_ENVELOPE_SCHEMA if name == "event" else ENVELOPE_SCHEMA
-    elif kind == "content":
-        schema = CONTENT_SCHEMAS[name]
-    else:  # pragma: no cover - programming error
-        raise KeyError(key)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+        return COMMANDS[name].response
+    if kind == "request":
+        return COMMANDS[name].request
+    if kind == "query":
+        return COMMANDS[name].query
+    if kind == "event":
+        return EVENT_DATA_SCHEMAS[name]
+    if kind == "envelope":
+        return EVENT_ENVELOPE_SCHEMA if name == "event" else ENVELOPE_SCHEMA
+    if kind == "content":
+        return CONTENT_SCHEMAS[name]
+    raise KeyError((kind, name))
+
+
+@lru_cache(maxsize=None)
+def _validator_for(kind, name):
+    """Compiled validator (fastjsonschema, draft-07): ~20x faster than interpreting the
+    schema, which matters for pages of 500 contacts."""
+    import fastjsonschema
+
+    return fastjsonschema.compile(_schema_for(kind, name))
+
+
+def all_schemas():
+    """Every (kind, name, schema) of the protocol, e.g. to check them against the meta-schema."""
+    for name, command in COMMANDS.items():
+        for kind in ("request", "query", "response"):
+            schema = getattr(command, kind)
+            if schema is not None:
+                yield kind, name, schema
+    for name, schema in EVENT_DATA_SCHEMAS.items():
+        yield "event", name, schema
+    for name, schema in CONTENT_SCHEMAS.items():
+        yield "content", name, schema
+    yield "envelope", "event", EVENT_ENVELOPE_SCHEMA
+    yield "envelope", "response", ENVELOPE_SCHEMA
 
 
 def schema_errors(kind, name, instance):
-    """List of readable messages for ``instance`` against a protocol schema (empty if valid).
+    """Messages for ``instance`` against a protocol schema (empty list if valid; the first
+    violation otherwise, naming the field, e.g. ``content must contain ['text'] properties``).
 
     ``kind`` is one of ``response``, ``request``, ``query`` (``name`` = command name),
     ``event`` (``name`` = event type; validates the data), ``content`` (``name`` = message
     type), ``envelope`` (``name`` = ``event`` or ``response``).
     """
-    validator = _validator_for((kind, name))
-    messages = []
-    for err in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        where = ".".join(str(p) for p in err.absolute_path) or "(root)"
-        messages.append(f"{where}: {err.message}")
-    return messages
+    from fastjsonschema import JsonSchemaValueException
+
+    try:
+        _validator_for(kind, name)(instance)
+    except JsonSchemaValueException as exc:
+        message = exc.message
+        if message.startswith("data."):
+            message = message[len("data.") :]
+        elif message.startswith("data "):
+            message = "(root) " + message[len("data ") :]
+        return [message]
+    return []
 
 
 def event_errors(event):

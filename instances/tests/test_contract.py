@@ -204,6 +204,16 @@ def test_error_responses_follow_the_envelope_and_status_table(sim):
     }
 
 
+def test_schemas_are_valid_draft7():
+    from jsonschema import Draft7Validator
+
+    count = 0
+    for kind, name, schema in protocol.all_schemas():
+        Draft7Validator.check_schema(schema)
+        count += 1
+    assert count > len(protocol.COMMANDS) + len(protocol.EVENT_TYPES)
+
+
 def test_every_error_code_maps_to_one_exception_class():
     for code in protocol.INSTANCE_ERROR_CODES:
         cls = EXCEPTION_BY_CODE[code]
