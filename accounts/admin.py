@@ -298,3 +298,12 @@ class LoginLogAdmin(PlatformModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# Django's groups are not used: roles (with expiring grants) replace them.
+try:
+    from django.contrib.auth.models import Group
+
+    admin.site.unregister(Group)
+except admin.sites.NotRegistered:  # pragma: no cover
+    pass

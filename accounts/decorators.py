@@ -75,10 +75,10 @@ class SudoAdminMixin:
             return sudo_redirect(request)
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def response_action(self, request, queryset):
+    def response_action(self, request, queryset, *args, **kwargs):
         if self._needs_sudo(request, "actions"):
             return sudo_redirect(request)
-        return super().response_action(request, queryset)
+        return super().response_action(request, queryset, *args, **kwargs)
 
 
 class SudoPermission(permissions.BasePermission):

@@ -198,8 +198,14 @@ class User(AbstractBaseUser, PermissionsMixin, SoftDeleteModel):
 
 def _salt_of(encoded):
     """The salt part of a Django hash string, for the design's `salt` column."""
-    parts = (encoded or "").split("$")
-    return parts[2][:32] if len(parts) >= 4 else ""
+    from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, identify_hasher
+
+    if not encoded or encoded.startswith(UNUSABLE_PASSWORD_PREFIX):
+        return ""
+    try:
+        return str(identify_hasher(encoded).decode(encoded).get("salt") or "")[:32]
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 class Status(models.IntegerChoices):

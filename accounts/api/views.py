@@ -67,11 +67,19 @@ def _pair(row, access, refresh):
     }
 
 
-class LoginView(APIView):
-    """Exchange username, password (and a one-time code when enrolled) for tokens."""
+class _TokenEndpoint(APIView):
+    """Unauthenticated token endpoints: failures still answer 401 with a Bearer challenge."""
 
     authentication_classes = []
     permission_classes = [permissions.AllowAny]
+
+    def get_authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class LoginView(_TokenEndpoint):
+    """Exchange username, password (and a one-time code when enrolled) for tokens."""
+
     throttle_classes = [LoginIPThrottle, LoginUsernameThrottle]
 
     @extend_schema(request=s.LoginSerializer, responses={200: s.TokenPairSerializer})
@@ -100,11 +108,8 @@ class LoginView(APIView):
         return Response(_pair(row, access, refresh))
 
 
-class RefreshView(APIView):
+class RefreshView(_TokenEndpoint):
     """Rotate a refresh token: returns a new pair; the old refresh token stops working."""
-
-    authentication_classes = []
-    permission_classes = [permissions.AllowAny]
     throttle_classes = [LoginIPThrottle]
 
     @extend_schema(request=s.RefreshSerializer, responses={200: s.TokenPairSerializer})
