@@ -887,6 +887,7 @@ class Simulator:
     def cmd_push_config(self, path, query, body):
         with self.event_cond:
             applied = []
+            before = (self.config["webhook_url"], self.config["heartbeat_interval_s"])
             for key, value in body.items():
                 if key == "instance_id":
                     if value:
@@ -896,8 +897,10 @@ class Simulator:
                 else:
                     self.config[key] = value
                 applied.append(key)
-            if "heartbeat_interval_s" in body:
-                self._next_heartbeat = time.monotonic() + self.config["heartbeat_interval_s"]
+            if (self.config["webhook_url"], self.config["heartbeat_interval_s"]) != before:
+                # a new webhook or interval: heartbeat now, then on the new interval (an
+                # unchanged push leaves the schedule alone, so frequent pushes cannot starve it)
+                self._next_heartbeat = time.monotonic()
             self.event_cond.notify_all()
             return 200, {"applied": sorted(applied), "config": self._config_view()}
 

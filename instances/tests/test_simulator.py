@@ -500,3 +500,14 @@ def test_run_instance_simulator_command_refuses_bad_input():
         busy.listen(1)
         with pytest.raises(CommandError, match="Cannot listen"):
             call_command("run_instance_simulator", "--port", str(busy.getsockname()[1]), "--stop-after-s", "0.1")
+
+
+def test_config_change_triggers_a_heartbeat_and_unchanged_pushes_do_not_starve_it(sim, client, receiver):
+    client.push_config(webhook_url=receiver.url, webhook_secret=SECRET, heartbeat_interval_s=1)
+    assert wait_until(lambda: "instance.heartbeat" in types_of(sim), timeout=2)
+    count = types_of(sim).count("instance.heartbeat")
+    deadline = time.monotonic() + 1.6
+    while time.monotonic() < deadline:  # the same config pushed every 0.2 s
+        client.push_config(webhook_url=receiver.url, heartbeat_interval_s=1)
+        time.sleep(0.2)
+    assert types_of(sim).count("instance.heartbeat") >= count + 1
