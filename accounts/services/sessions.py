@@ -84,11 +84,7 @@ def authenticate_access(token):
     if parsed is None:
         raise AuthFailed
     session_id, _token = parsed
-    row = (
-        UserSession.objects.select_related("user")
-        .filter(session_id=session_id, kind=SessionKind.API)
-        .first()
-    )
+    row = _lookup_api_session(session_id)
     if row is None:
         tokens.digest(token)  # same work as a found row
         raise AuthFailed
@@ -108,6 +104,78 @@ def authenticate_access(token):
     return row.user, row
 
 
+_SENTINEL = "\x00session-id\x00"
+_LOOKUPS = {}
+
+
+class _CompiledLookup:
+    """The SELECT of an API session joined to its user, compiled once per database alias.
+
+    Token authentication runs on every API request; compiling this 40-column query through
+    the ORM costs about 1 ms, four times the query itself. The SQL, the column layout and the
+    converters are taken from the ORM's own compiler once, then rows are turned into model
+    instances with `from_db()`, as the ORM does.
+    """
+
+    def __init__(self, alias):
+        qs = (
+            UserSession.objects.using(alias).select_related("user")
+            .filter(session_id=_SENTINEL, kind=SessionKind.API).order_by()[:1]
+        )
+        compiler = qs.query.get_compiler(alias)
+        self.sql, params = compiler.as_sql()
+        self.params = list(params)
+        self.position = self.params.index(_SENTINEL)
+        self.converters = compiler.get_converters([col for col, _sql, _alias in compiler.select])
+        self.compiler = compiler
+        info = compiler.klass_info
+        self.session_cols = info["select_fields"]
+        self.session_names = [compiler.select[i][0].target.attname for i in self.session_cols]
+        user_info = info["related_klass_infos"][0]
+        self.user_cols = user_info["select_fields"]
+        self.user_names = [compiler.select[i][0].target.attname for i in self.user_cols]
+        self.user_model = user_info["model"]
+        self.alias = alias
+
+    def fetch(self, session_id):
+        from django.db import connections
+
+        params = list(self.params)
+        params[self.position] = session_id
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        if not rows:
+            return None
+        if self.converters:
+            rows = list(self.compiler.apply_converters(rows, self.converters))
+        values = rows[0]
+        session = UserSession.from_db(self.alias, self.session_names, [values[i] for i in self.session_cols])
+        user = self.user_model.from_db(self.alias, self.user_names, [values[i] for i in self.user_cols])
+        UserSession.user.field.set_cached_value(session, user)
+        return session
+
+
+def _lookup_api_session(session_id):
+    from django.db import router
+
+    alias = router.db_for_read(UserSession)
+    lookup = _LOOKUPS.get(alias)
+    if lookup is None:
+        try:
+            lookup = _LOOKUPS[alias] = _CompiledLookup(alias)
+        except Exception:  # ORM internals changed: fall back to the plain query
+            lookup = _LOOKUPS[alias] = False
+    if lookup is False:
+        # No .first(): its ORDER BY (Meta.ordering) can make MariaDB walk idx_activity.
+        rows = list(
+            UserSession.objects.select_related("user")
+            .filter(session_id=session_id, kind=SessionKind.API).order_by()[:1]
+        )
+        return rows[0] if rows else None
+    return lookup.fetch(session_id)
+
+
 def touch(row, now=None):
     """Update last_activity at most once a minute (one UPDATE, not one per request)."""
     now = now or _now()
@@ -123,12 +191,13 @@ def refresh_tokens(refresh_token, request):
         raise AuthFailed
     reused_family = None
     with transaction.atomic():
-        row = (
+        rows = list(
             UserSession.objects.select_for_update()
             .select_related("user")
             .filter(session_id=parsed[0], kind=SessionKind.API)
-            .first()
+            .order_by()[:1]
         )
+        row = rows[0] if rows else None
         if row is None or not tokens.matches(refresh_token, row.refresh_token_hash):
             raise AuthFailed
         now = _now()
@@ -238,7 +307,8 @@ def browser_session_valid(request):
     key = _browser_cache_key(sid)
     if cache.get(key):
         return True
-    row = UserSession.objects.filter(session_id=sid, kind=SessionKind.BROWSER).first()
+    rows = list(UserSession.objects.filter(session_id=sid, kind=SessionKind.BROWSER).order_by()[:1])
+    row = rows[0] if rows else None
     now = _now()
     if row is None or not row.is_usable or row.user_id != request.user.pk:
         return False

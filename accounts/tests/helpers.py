@@ -14,7 +14,8 @@ def totp_code(device):
     device.throttling_failure_count = 0
     device.throttling_failure_timestamp = None
     device.save()
-    return TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token()
+    token = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token()
+    return str(token).zfill(device.digits)
 
 
 def enroll(user):
