@@ -223,3 +223,76 @@ class InstanceMonitor(models.Model):
 
     def __str__(self):
         return f"{self.metric_name}={self.metric_value}"
+
+
+class EventState(models.IntegerChoices):
+    PENDING = 0, _("Pending")
+    PROCESSING = 1, _("Processing")
+    DONE = 2, _("Done")
+    FAILED = 3, _("Failed")
+
+
+class InstanceEvent(models.Model):
+    """Inbox of webhook events received from instances (not in the design; see docs/schema.md).
+
+    The unique key (instance, event_id) refuses a delivery seen before, across restarts; `seq`
+    shows gaps, which are replayed from the instance; `state` keeps an event that failed to
+    process (nothing lost) until it is retried or pruned.
+    """
+
+    INSTANCE_PATH = "instance"
+
+    id = UnsignedBigAutoField(primary_key=True, db_comment="事件ID")
+    instance = models.ForeignKey(
+        WeworkInstance,
+        on_delete=models.DB_CASCADE,
+        db_index=False,
+        related_name="events",
+        verbose_name=_("instance"),
+        db_comment="实例ID",
+    )
+    event_id = models.CharField(_("event id"), max_length=100, db_comment="事件ID(实例侧)")
+    seq = models.PositiveBigIntegerField(_("sequence"), db_comment="实例内序号")
+    event_type = models.CharField(_("type"), max_length=50, db_comment="事件类型")
+    account_wxid = models.CharField(
+        _("account WeCom ID"), max_length=100, null=True, blank=True, db_comment="账号微信ID"
+    )
+    payload = models.JSONField(_("payload"), db_comment="事件内容")
+    ts_ms = models.PositiveBigIntegerField(_("instance time (ms)"), db_comment="实例侧时间(毫秒)")
+    replayed = models.BooleanField(
+        _("replayed"), default=False, db_default=False, db_comment="是否补发"
+    )
+    state = TinyIntegerField(
+        _("state"),
+        choices=EventState.choices,
+        default=EventState.PENDING,
+        db_default=EventState.PENDING,
+        db_comment="状态: 0-待处理, 1-处理中, 2-完成, 3-失败",
+    )
+    attempts = models.IntegerField(_("attempts"), default=0, db_default=0, db_comment="处理次数")
+    error = TextField(_("error"), null=True, blank=True, db_comment="错误信息")
+    received_at = DateTimeField(
+        _("received at"), default=timezone.now, db_default=Now(), editable=False,
+        db_comment="接收时间",
+    )
+    claimed_at = DateTimeField(_("claimed at"), null=True, blank=True, db_comment="领取时间")
+    processed_at = DateTimeField(
+        _("processed at"), null=True, blank=True, db_comment="处理完成时间"
+    )
+
+    class Meta:
+        db_table = "instance_events"
+        db_table_comment = "实例事件收件箱"
+        verbose_name = _("instance event")
+        verbose_name_plural = _("instance events")
+        constraints = [
+            TableUniqueConstraint(fields=["instance", "event_id"], name="uk_instance_event"),
+        ]
+        indexes = [
+            TableIndex(fields=["instance", "seq"], name="idx_instance_seq"),
+            TableIndex(fields=["state", "received_at"], name="idx_state_received"),
+            TableIndex(fields=["event_type"], name="idx_type"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} #{self.seq}"

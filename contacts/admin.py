@@ -1,0 +1,161 @@
+"""Admin of contacts: WeCom accounts (sync, logout actions) and the per-instance shards of
+contacts, groups and members, browsed one instance at a time (read-only)."""
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _, ngettext
+
+from instances import permissions
+from instances.models import WeworkInstance
+from instances.services import ServiceError
+from wework import shards
+from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+
+from . import services
+from .models import Contact, Group, GroupMember, WeworkAccount
+
+
+@admin.register(WeworkAccount)
+class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
+    list_display = ["wxid", "nickname", "instance", "status", "is_logged_in", "login_method",
+                    "last_login_time", "contact_count", "group_count", "last_sync_time"]
+    list_filter = ["status", "is_logged_in", "login_method"]
+    search_fields = ["wxid", "nickname", "phone"]
+    list_select_related = ["instance"]
+    raw_id_fields = ["instance"]
+    readonly_fields = ["status", "is_logged_in", "last_login_time", "last_sync_time",
+                       "contact_count", "group_count", "total_messages", "today_messages",
+                       "created_at", "updated_at"]
+    actions = ["restore_selected", "sync_selected", "logout_selected"]
+
+    @admin.action(description=_("Sync contacts, groups and members of the selected accounts"))
+    def sync_selected(self, request, queryset):
+        from .tasks import sync_account
+
+        queued, refused = 0, []
+        for account in queryset:
+            if not permissions.allowed(request.user, permissions.SYNC_CONTACTS,
+                                       account.instance_id):
+                refused.append(f"{account}: {_('permission denied')}")
+            elif not account.is_logged_in:
+                refused.append(f"{account}: {_('not logged in')}")
+            else:
+                sync_account.delay(account.pk)
+                queued += 1
+        if queued:
+            self.message_user(request, ngettext("Sync started for %(n)d account.",
+                                                "Sync started for %(n)d accounts.", queued)
+                              % {"n": queued}, messages.SUCCESS)
+        for line in refused:
+            self.message_user(request, line, messages.ERROR)
+
+    @admin.action(description=_("Log the selected accounts out"))
+    def logout_selected(self, request, queryset):
+        done = 0
+        for account in queryset.select_related("instance"):
+            if not permissions.allowed(request.user, permissions.LOGIN_ACCOUNT,
+                                       account.instance_id):
+                self.message_user(request, f"{account}: {_('permission denied')}",
+                                  messages.ERROR)
+                continue
+            try:
+                services.logout(account)
+                done += 1
+            except ServiceError as exc:
+                self.message_user(request, f"{account}: {exc.message}", messages.ERROR)
+        if done:
+            self.message_user(request, ngettext("%(n)d account logged out.",
+                                                "%(n)d accounts logged out.", done)
+                              % {"n": done}, messages.SUCCESS)
+
+
+class ShardInstanceFilter(admin.SimpleListFilter):
+    """Chooses the instance whose shard is browsed (the first visible instance by default)."""
+
+    title = _("instance")
+    parameter_name = "instance"
+
+    def lookups(self, request, model_admin):
+        return [(str(i.pk), i.name) for i in model_admin.visible_instances(request)[:200]]
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.current = model_admin.chosen_instance_id(request)
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": str(self.current) == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        return queryset  # the shard is chosen in get_queryset
+
+
+class InstanceShardAdmin(PlatformModelAdmin):
+    """Rows of one instance's shard; read-only (the sync writes them)."""
+
+    view_perm = None
+    list_display_links = None
+
+    def get_list_filter(self, request):
+        return [ShardInstanceFilter, *self.list_filter]
+
+    def visible_instances(self, request):
+        qs = WeworkInstance.objects.order_by("name")
+        ids = permissions.scoping.visible_instance_ids(request.user, self.view_perm)
+        return qs if ids is None else qs.filter(pk__in=sorted(ids))
+
+    def chosen_instance_id(self, request):
+        raw = request.GET.get("instance")
+        visible = self.visible_instances(request)
+        if raw and raw.isdigit() and visible.filter(pk=int(raw)).exists():
+            return int(raw)
+        first = visible.values_list("pk", flat=True).first()
+        return first
+
+    def get_queryset(self, request):
+        instance_id = self.chosen_instance_id(request)
+        if instance_id is None:
+            return self.model.objects.none()
+        try:
+            qs = shards.for_instance(self.model, instance_id, create=False)
+        except shards.ShardError:
+            return self.model.objects.none()
+        return qs.order_by("-id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Contact)
+class ContactAdmin(InstanceShardAdmin):
+    view_perm = "contacts.view_contact"
+    list_display = ["wxid", "nickname", "remark", "account_id", "contact_type",
+                    "friend_status", "last_sync_time", "deleted_at"]
+    list_filter = ["contact_type", "sync_status"]
+    search_fields = ["wxid", "nickname", "remark"]
+
+
+@admin.register(Group)
+class GroupAdmin(InstanceShardAdmin):
+    view_perm = "contacts.view_group"
+    list_display = ["group_wxid", "group_name", "account_id", "member_count", "my_role",
+                    "is_active", "last_sync_time", "deleted_at"]
+    list_filter = ["my_role", "is_active"]
+    search_fields = ["group_wxid", "group_name"]
+
+
+@admin.register(GroupMember)
+class GroupMemberAdmin(InstanceShardAdmin):
+    view_perm = "contacts.view_groupmember"
+    list_display = ["member_wxid", "member_nickname", "group_nickname", "group_id", "role",
+                    "is_active", "join_time", "left_at"]
+    list_filter = ["role", "is_active"]
+    search_fields = ["member_wxid", "member_nickname", "group_nickname"]

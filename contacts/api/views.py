@@ -1,0 +1,124 @@
+"""API of the contacts app: accounts (sync, logout actions) and the per-instance shards of
+contacts, groups and group members (the `instance` query parameter picks the shard)."""
+from django.utils.translation import gettext as _
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from contacts import services
+from contacts.filtersets import (
+    ContactFilterSet,
+    GroupFilterSet,
+    GroupMemberFilterSet,
+    WeworkAccountFilterSet,
+)
+from contacts.models import Contact, Group, GroupMember, WeworkAccount
+from instances import permissions
+from instances.services import ServiceError
+from wework import shards
+from wework.api.views import PlatformReadOnlyViewSet
+
+from .serializers import (
+    ContactSerializer,
+    GroupMemberSerializer,
+    GroupSerializer,
+    SyncSerializer,
+    WeworkAccountSerializer,
+)
+
+
+def _service_error(exc):
+    return Response({"ok": False, "error": {"code": exc.code, "message": exc.message}},
+                    status=exc.status)
+
+
+class WeworkAccountViewSet(PlatformReadOnlyViewSet):
+    """WeCom accounts. Actions: sync (contacts, groups, members), logout."""
+
+    queryset = WeworkAccount.objects.select_related("instance").order_by("-id")
+    serializer_class = WeworkAccountSerializer
+    filterset_class = WeworkAccountFilterSet
+    search_fields = ["wxid", "nickname", "phone"]
+    ordering_fields = ["id", "status", "last_login_time", "contact_count"]
+
+    @action(detail=True, methods=["post"], serializer_class=SyncSerializer)
+    def sync(self, request, pk=None):
+        account = self.get_object()
+        if not permissions.allowed(request.user, permissions.SYNC_CONTACTS, account.instance_id):
+            raise PermissionDenied(_("You do not have permission to sync this account."))
+        body = SyncSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if not account.is_logged_in:
+            return _service_error(ServiceError(_("The account is not logged in."),
+                                               code="not_logged_in", status=409))
+        scopes = [s for s in services.SYNC_SCOPES if s in (body.validated_data.get("scopes")
+                                                           or services.SYNC_SCOPES)]
+        from contacts.tasks import sync_account
+
+        result = sync_account.delay(account.pk, scopes, body.validated_data["resume"])
+        return Response({"ok": True, "task_id": result.id}, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def logout(self, request, pk=None):
+        account = self.get_object()
+        if not permissions.allowed(request.user, permissions.LOGIN_ACCOUNT, account.instance_id):
+            raise PermissionDenied(_("You do not have permission to log this account out."))
+        try:
+            account = services.logout(account)
+        except ServiceError as exc:
+            return _service_error(exc)
+        return Response(WeworkAccountSerializer(account).data)
+
+
+class InstanceShardViewSet(PlatformReadOnlyViewSet):
+    """Rows of one instance's shard: `?instance=<id>` is required (lists and details)."""
+
+    base_model = None
+    view_perm = None
+
+    def instance_id(self):
+        raw = self.request.query_params.get("instance", "")
+        try:
+            instance_id = int(raw)
+        except ValueError:
+            raise ValidationError({"instance": [_("An instance id is required.")]}) from None
+        if not permissions.allowed(self.request.user, self.view_perm, instance_id):
+            raise NotFound(_("No such instance."))
+        return instance_id
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.base_model.objects.none()
+        try:
+            qs = shards.for_instance(self.base_model, self.instance_id(), create=False)
+        except shards.ShardMissing:
+            return self.base_model.objects.none()
+        return qs.order_by("-id")
+
+
+class ContactViewSet(InstanceShardViewSet):
+    base_model = Contact
+    view_perm = "contacts.view_contact"
+    serializer_class = ContactSerializer
+    filterset_class = ContactFilterSet
+    search_fields = ["wxid", "nickname", "remark"]
+    ordering_fields = ["id", "nickname", "last_chat_time"]
+
+
+class GroupViewSet(InstanceShardViewSet):
+    base_model = Group
+    view_perm = "contacts.view_group"
+    serializer_class = GroupSerializer
+    filterset_class = GroupFilterSet
+    search_fields = ["group_wxid", "group_name"]
+    ordering_fields = ["id", "group_name", "member_count"]
+
+
+class GroupMemberViewSet(InstanceShardViewSet):
+    base_model = GroupMember
+    view_perm = "contacts.view_groupmember"
+    serializer_class = GroupMemberSerializer
+    filterset_class = GroupMemberFilterSet
+    search_fields = ["member_wxid", "member_nickname", "group_nickname"]
+    ordering_fields = ["id", "join_time"]

@@ -1,0 +1,357 @@
+"""Admin of instances: instances (restart, push config, QR login), configs (encrypted values
+write-only), metrics (weekly shards, one shard at a time) and the webhook event inbox."""
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _, ngettext
+
+from wework import shards
+from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+
+from . import permissions, services
+from .models import (
+    ConfigType,
+    InstanceConfig,
+    InstanceEvent,
+    InstanceMonitor,
+    WeworkInstance,
+)
+
+
+class WeworkInstanceForm(forms.ModelForm):
+    """The proxy password is write-only: never rendered, empty keeps the stored one."""
+
+    proxy_password = forms.CharField(
+        label=_("proxy password"), required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Leave empty to keep the stored password."),
+    )
+    clear_proxy_password = forms.BooleanField(label=_("clear the proxy password"),
+                                              required=False)
+
+    class Meta:
+        model = WeworkInstance
+        exclude = ["proxy_password_encrypted"]
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        if self.cleaned_data.get("clear_proxy_password"):
+            instance.proxy_password_encrypted = None
+        elif self.cleaned_data.get("proxy_password"):
+            instance.proxy_password_encrypted = self.cleaned_data["proxy_password"]
+        if commit:
+            instance.save()
+        return instance
+
+
+def _run_on_each(modeladmin, request, queryset, perm, func, done_message):
+    done, failed = 0, []
+    for instance in queryset:
+        if not permissions.allowed(request.user, perm, instance.pk):
+            failed.append(f"{instance.name}: {_('permission denied')}")
+            continue
+        try:
+            func(instance)
+            done += 1
+        except services.ServiceError as exc:
+            failed.append(f"{instance.name}: {exc.message}")
+    if done:
+        modeladmin.message_user(request, done_message(done), messages.SUCCESS)
+    for line in failed:
+        modeladmin.message_user(request, line, messages.ERROR)
+
+
+@admin.register(WeworkInstance)
+class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
+    form = WeworkInstanceForm
+    list_display = ["name", "status", "version", "current_accounts", "max_accounts",
+                    "last_heartbeat", "restart_count", "error_message_short", "qr_login_link"]
+    list_filter = ["status"]
+    search_fields = ["name", "instance_uuid", "api_url"]
+    list_select_related = ["created_by"]
+    raw_id_fields = ["created_by"]
+    readonly_fields = ["instance_uuid", "version", "status", "webhook_url", "current_accounts",
+                       "last_heartbeat", "error_message", "restart_count", "last_restart_time",
+                       "total_messages", "today_messages", "created_at", "updated_at"]
+    actions = ["restore_selected", "restart_selected", "push_config_selected"]
+
+    @admin.display(description=_("error"))
+    def error_message_short(self, obj):
+        return (obj.error_message or "")[:80]
+
+    @admin.display(description=_("QR login"))
+    def qr_login_link(self, obj):
+        from django.utils.html import format_html
+
+        url = reverse("admin:instances_weworkinstance_qr_login", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Log an account in"))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = obj.created_by if obj.created_by_id else request.user
+            if not obj.instance_uuid:
+                obj.instance_uuid = shards.new_uuid()
+        super().save_model(request, obj, form, change)
+        if not obj.webhook_url:
+            obj.webhook_url = services.webhook_url(obj)
+            obj.save(update_fields=["webhook_url", "updated_at"])
+
+    @admin.action(description=_("Restart the selected instances"))
+    def restart_selected(self, request, queryset):
+        _run_on_each(self, request, queryset, permissions.RESTART,
+                     lambda i: services.restart_instance(i, reason="admin"),
+                     lambda n: ngettext("%(n)d instance restarting.",
+                                        "%(n)d instances restarting.", n) % {"n": n})
+
+    @admin.action(description=_("Push the configuration to the selected instances"))
+    def push_config_selected(self, request, queryset):
+        _run_on_each(self, request, queryset, permissions.PUSH_CONFIG, services.push_config,
+                     lambda n: ngettext("Configuration pushed to %(n)d instance.",
+                                        "Configuration pushed to %(n)d instances.", n)
+                     % {"n": n})
+
+    # --- QR login pages ----------------------------------------------------------------------
+
+    def get_urls(self):
+        extra = [
+            path("<int:pk>/qr-login/", self.admin_site.admin_view(self.qr_login_view),
+                 name="instances_weworkinstance_qr_login"),
+            path("<int:pk>/qr-login/<str:login_id>/status/",
+                 self.admin_site.admin_view(self.qr_login_status_view),
+                 name="instances_weworkinstance_qr_login_status"),
+        ]
+        return extra + super().get_urls()
+
+    def _instance_for(self, request, pk):
+        instance = self.get_queryset(request).filter(pk=pk, deleted_at__isnull=True).first()
+        if instance is None:
+            raise Http404(_("No such instance."))
+        if not permissions.allowed(request.user, permissions.LOGIN_ACCOUNT, instance.pk):
+            raise PermissionDenied
+        return instance
+
+    def qr_login_view(self, request, pk):
+        from contacts import services as contact_services
+        from contacts.qr import qr_svg
+
+        instance = self._instance_for(request, pk)
+        context = {**self.admin_site.each_context(request), "instance": instance,
+                   "opts": self.model._meta, "title": _("QR login")}
+        try:
+            state = contact_services.start_login(instance, user=request.user)
+        except services.ServiceError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            from django.shortcuts import redirect
+
+            return redirect("admin:instances_weworkinstance_changelist")
+        from datetime import UTC, datetime
+
+        context.update(
+            qr_svg=qr_svg(state["qrcode"]),
+            status_label=state["status"],
+            expires_at=datetime.fromtimestamp(state["expires_at_ms"] / 1000, tz=UTC),
+            status_url=reverse("admin:instances_weworkinstance_qr_login_status",
+                               args=[instance.pk, state["login_id"]]),
+            scan_url=state.get("image_url") if request.user.is_superuser else None,
+        )
+        return TemplateResponse(request, "contacts/qr_login.html", context)
+
+    def qr_login_status_view(self, request, pk, login_id):
+        from contacts import services as contact_services
+
+        instance = self._instance_for(request, pk)
+        try:
+            state = contact_services.poll_login(instance, login_id)
+        except services.ServiceError as exc:
+            return JsonResponse({"status": "failed", "error": exc.message}, status=exc.status)
+        account = state.get("account_id") or ""
+        return JsonResponse({
+            "status": state["status"],
+            "status_label": str(LOGIN_LABELS.get(state["status"], state["status"])),
+            "account": account,
+            "error": state.get("error"),
+        })
+
+
+LOGIN_LABELS = {
+    "waiting": _("Waiting for a scan"),
+    "scanned": _("Scanned, waiting for confirmation on the phone"),
+    "need_verify": _("Verification code needed"),
+    "confirmed": _("Logged in"),
+    "expired": _("Expired"),
+    "cancelled": _("Cancelled"),
+}
+
+
+class InstanceConfigForm(forms.ModelForm):
+    """`config_value` of an encrypted config is write-only: empty keeps the stored value."""
+
+    value = forms.CharField(label=_("value"), required=False, widget=forms.Textarea(
+        attrs={"rows": 3}))
+
+    class Meta:
+        model = InstanceConfig
+        fields = ["instance", "config_key", "config_type", "is_encrypted", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.instance
+        if config.pk and config.is_encrypted:
+            self.fields["value"].help_text = _(
+                "Encrypted: the stored value is never shown. Leave empty to keep it.")
+            self.fields["value"].widget = forms.PasswordInput(render_value=False)
+        elif config.pk and config.config_value is not None:
+            self.fields["value"].initial = config.config_value
+        if config.pk:
+            self.fields["config_key"].disabled = True
+            self.fields["instance"].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        value = data.get("value")
+        config_type = data.get("config_type") or ConfigType.STRING
+        keep = self.instance.pk and self.instance.is_encrypted and not value
+        if not keep and value not in (None, ""):
+            try:
+                services.format_config_value(config_type, value)
+            except ValidationError as exc:
+                self.add_error("value", exc)
+        if self.instance.pk and self.instance.is_system:
+            raise ValidationError(_("System configuration is managed by the platform."))
+        return data
+
+    def save(self, commit=True):
+        data = self.cleaned_data
+        config = self.instance
+        if config.pk and config.is_encrypted and not data.get("value"):
+            value = services.config_value(config)
+        else:
+            value = data.get("value") if data.get("value") != "" else None
+        saved = services.set_config(
+            data["instance"], data["config_key"], value,
+            config_type=data.get("config_type") or ConfigType.STRING,
+            encrypted=data.get("is_encrypted", False), description=data.get("description"),
+        )
+        self.instance = saved
+        return saved
+
+    def save_m2m(self):
+        return None
+
+
+@admin.register(InstanceConfig)
+class InstanceConfigAdmin(PlatformModelAdmin):
+    form = InstanceConfigForm
+    list_display = ["config_key", "instance", "config_type", "shown_value", "is_encrypted",
+                    "is_system", "updated_at"]
+    list_filter = ["config_type", "is_encrypted", "is_system"]
+    search_fields = ["config_key", "description", "instance__name"]
+    list_select_related = ["instance"]
+
+    @admin.display(description=_("value"))
+    def shown_value(self, obj):
+        if obj.is_encrypted:
+            return services.MASK if obj.config_value else "-"
+        return (obj.config_value or "")[:80]
+
+    def save_model(self, request, obj, form, change):
+        form.save()
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_system:
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class ShardWeekFilter(admin.SimpleListFilter):
+    """Chooses the weekly shard to browse; the newest by default (no COUNT over all weeks)."""
+
+    title = _("week")
+    parameter_name = "shard"
+
+    def lookups(self, request, model_admin):
+        try:
+            models = shards.shard_models(InstanceMonitor)
+        except shards.ShardError:
+            return []
+        return [(m._meta.db_table, m._meta.db_table) for m in models]
+
+    def queryset(self, request, queryset):
+        return queryset
+
+
+@admin.register(InstanceMonitor)
+class InstanceMonitorAdmin(PlatformModelAdmin):
+    """Metrics, one weekly shard at a time (read-only)."""
+
+    list_display = ["collected_at", "instance_id", "metric_name", "metric_value", "metric_unit"]
+    list_filter = [ShardWeekFilter]
+    search_fields = ["metric_name"]
+    list_display_links = None
+
+    def get_queryset(self, request):
+        if not shards.is_sharded(InstanceMonitor):
+            return super().get_queryset(request)
+        try:
+            models = shards.shard_models(InstanceMonitor)
+        except shards.ShardError:
+            models = []
+        chosen = request.GET.get("shard")
+        model = next((m for m in models if m._meta.db_table == chosen), None)
+        if model is None:
+            model = models[0] if models else None
+        if model is None:
+            return InstanceMonitor.objects.none()
+        qs = model._default_manager.order_by("-id")
+        ids = _visible_ids(request.user, "instances.view_instancemonitor")
+        return qs if ids is None else qs.filter(instance_id__in=ids)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _visible_ids(user, perm):
+    from accounts import scoping
+
+    return scoping.visible_instance_ids(user, perm)
+
+
+@admin.register(InstanceEvent)
+class InstanceEventAdmin(PlatformModelAdmin):
+    list_display = ["received_at", "instance", "seq", "event_type", "account_wxid", "state",
+                    "attempts", "replayed", "error"]
+    list_filter = ["state", "event_type", "replayed"]
+    search_fields = ["event_id", "account_wxid"]
+    list_select_related = ["instance"]
+    readonly_fields = [f.name for f in InstanceEvent._meta.fields]
+    actions = ["reprocess_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Process the selected events again"),
+                  permissions=["view"])
+    def reprocess_selected(self, request, queryset):
+        from .models import EventState
+
+        count = 0
+        for event in queryset.filter(state=EventState.FAILED):
+            if permissions.allowed(request.user, "instances.view_instanceevent",
+                                   event.instance_id):
+                services.process_event(event.pk)
+                count += 1
+        self.message_user(request, ngettext("%(n)d event processed again.",
+                                            "%(n)d events processed again.", count)
+                          % {"n": count}, messages.SUCCESS)

@@ -1,0 +1,223 @@
+"""API of the instances app: instances (with restart, push config, QR login actions), configs,
+metrics (weekly shards), the event inbox, and the webhook intake endpoint."""
+
+
+from django.http import JsonResponse
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.viewsets import ViewSet
+
+from instances import permissions, services
+from instances.filtersets import (
+    InstanceConfigFilterSet,
+    InstanceEventFilterSet,
+    WeworkInstanceFilterSet,
+)
+from instances.models import InstanceConfig, InstanceEvent, InstanceMonitor, WeworkInstance
+from wework import shards
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+
+from .serializers import (
+    InstanceConfigSerializer,
+    InstanceEventSerializer,
+    InstanceMonitorSerializer,
+    RestartSerializer,
+    StartLoginSerializer,
+    WeworkInstanceSerializer,
+)
+
+
+def _service_error(exc):
+    return Response(
+        {"ok": False, "error": {"code": exc.code, "message": exc.message}},
+        status=exc.status,
+    )
+
+
+def _require(request, perm, instance):
+    if not permissions.allowed(request.user, perm, instance.pk):
+        raise PermissionDenied(_("You do not have permission to do this on this instance."))
+
+
+class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
+    """WeCom instances. Actions: restart, push_config, logins (QR login)."""
+
+    queryset = WeworkInstance.objects.select_related("created_by").order_by("-id")
+    serializer_class = WeworkInstanceSerializer
+    filterset_class = WeworkInstanceFilterSet
+    search_fields = ["name", "instance_uuid", "api_url"]
+    ordering_fields = ["id", "name", "status", "last_heartbeat", "created_at"]
+
+    @action(detail=True, methods=["post"], serializer_class=RestartSerializer)
+    def restart(self, request, pk=None):
+        instance = self.get_object()
+        _require(request, permissions.RESTART, instance)
+        body = RestartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            services.restart_instance(instance, reason=body.validated_data.get("reason") or None)
+        except services.ServiceError as exc:
+            return _service_error(exc)
+        return Response({"ok": True, "restart_count": instance.restart_count,
+                         "last_restart_time": instance.last_restart_time},
+                        status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"], url_path="push-config")
+    def push_config(self, request, pk=None):
+        instance = self.get_object()
+        _require(request, permissions.PUSH_CONFIG, instance)
+        try:
+            result = services.push_config(instance)
+        except services.ServiceError as exc:
+            return _service_error(exc)
+        return Response({"ok": True, "applied": result.get("applied", [])})
+
+    @action(detail=True, methods=["post"], serializer_class=StartLoginSerializer)
+    def logins(self, request, pk=None):
+        """Start a QR login: returns login_id, the QR content and an inline SVG of it."""
+        from contacts import services as contact_services
+        from contacts.qr import qr_svg
+
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        body = StartLoginSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            state = contact_services.start_login(
+                instance, user=request.user,
+                account_wxid=body.validated_data.get("account_wxid") or None,
+            )
+        except services.ServiceError as exc:
+            return _service_error(exc)
+        return Response(
+            {**_login_view(state), "qr_svg": qr_svg(state["qrcode"])},
+            status=status.HTTP_201_CREATED,
+        )
+
+    @action(detail=True, methods=["get"], url_path=r"logins/(?P<login_id>[\w.:-]+)")
+    def login_status(self, request, pk=None, login_id=None):
+        from contacts import services as contact_services
+
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        try:
+            state = contact_services.poll_login(instance, login_id)
+        except services.ServiceError as exc:
+            return _service_error(exc)
+        return Response(_login_view(state))
+
+
+def _login_view(state):
+    return {
+        "login_id": state["login_id"],
+        "status": state["status"],
+        "qrcode": state.get("qrcode"),
+        "expires_at_ms": state.get("expires_at_ms"),
+        "account_wxid": state.get("account_id"),
+        "account": state.get("account_pk"),
+        "error": state.get("error"),
+    }
+
+
+class InstanceConfigViewSet(PlatformModelViewSet):
+    """Instance configuration; encrypted values are write-only."""
+
+    queryset = InstanceConfig.objects.select_related("instance").order_by("instance_id",
+                                                                          "config_key")
+    serializer_class = InstanceConfigSerializer
+    filterset_class = InstanceConfigFilterSet
+    search_fields = ["config_key", "description"]
+
+    def perform_create(self, serializer):
+        instance = serializer.validated_data["instance"]
+        if not permissions.allowed(self.request.user, "instances.add_instanceconfig",
+                                   instance.pk):
+            raise PermissionDenied(_("You may not configure this instance."))
+        serializer.save()
+
+    def perform_destroy(self, config):
+        if config.is_system:
+            raise ValidationError(_("System configuration cannot be deleted."))
+        config.delete()
+
+
+class InstanceEventViewSet(PlatformReadOnlyViewSet):
+    """The webhook inbox (read-only): state, attempts and errors of each event."""
+
+    queryset = InstanceEvent.objects.order_by("-id")
+    serializer_class = InstanceEventSerializer
+    filterset_class = InstanceEventFilterSet
+    ordering_fields = ["id", "seq", "received_at"]
+
+
+class InstanceMonitorViewSet(ViewSet):
+    """Metrics of one instance from the weekly shards, newest first, keyset paged.
+
+    Query: `instance` (required), `metric_name`, `since`, `until` (ISO times), `after` (cursor
+    from `next`), `limit` (max 500).
+    """
+
+    serializer_class = InstanceMonitorSerializer
+
+    def list(self, request):
+        try:
+            instance_id = int(request.query_params.get("instance", ""))
+        except ValueError:
+            raise ValidationError({"instance": [_("An instance id is required.")]}) from None
+        if not permissions.allowed(request.user, "instances.view_instancemonitor", instance_id):
+            raise NotFound(_("No such instance."))
+        since = until = None
+        errors = {}
+        for key in ("since", "until"):
+            raw = request.query_params.get(key)
+            if raw:
+                value = parse_datetime(raw)
+                if value is None:
+                    errors[key] = [_("Not an ISO date-time.")]
+                if key == "since":
+                    since = value
+                else:
+                    until = value
+        try:
+            after = int(request.query_params["after"]) if request.query_params.get("after") else None
+            limit = min(max(int(request.query_params.get("limit", 100)), 1), 500)
+        except ValueError:
+            errors["after"] = [_("Not a number.")]
+        if errors:
+            raise ValidationError(errors)
+        filters = {"instance_id": instance_id}
+        if request.query_params.get("metric_name"):
+            filters["metric_name"] = request.query_params["metric_name"]
+        page = shards.paginate(InstanceMonitor, since=since, until=until, filters=filters,
+                               after=after, limit=limit)
+        return Response({
+            "results": InstanceMonitorSerializer(page.items, many=True).data,
+            "next": page.next_after,
+        })
+
+
+@csrf_exempt
+@require_POST
+def webhook_events(request, instance_uuid):
+    """POST /api/v1/instances/<uuid>/events: one signed event from an instance.
+
+    Authentication is the HMAC signature (no session, no CSRF); see services.receive_webhook.
+    """
+    try:
+        result = services.receive_webhook(str(instance_uuid), request.body, request.headers)
+    except Exception:  # never a 500 for an instance: it would retry forever
+        import logging
+
+        logging.getLogger("wework.instances").exception("webhook intake failed")
+        return JsonResponse({"ok": False, "error": {"code": "internal", "message": _(
+            "The platform could not store the event; retry later.")}}, status=503)
+    return JsonResponse(result.body, status=result.status,
+                        json_dumps_params={"ensure_ascii": False})
+
+

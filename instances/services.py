@@ -1,0 +1,750 @@
+"""Domain logic of instances: configuration, registration, commands (restart, push config),
+webhook intake (signature, replay refusal, de-duplication, sequence gaps) and health.
+
+Views, API viewsets, Celery tasks and management commands call these functions; they hold no
+logic of their own. Account-level events (logins, account states, contacts, rooms) are handled
+in `contacts.services`; message events are handed to `messaging.services.handle_instance_event`
+when the messaging app provides it.
+"""
+from __future__ import annotations
+
+import decimal
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from instances import protocol
+from instances.exceptions import InstanceError
+from wework import shards
+from wework.db.fields import field_cipher
+
+from .models import (
+    ConfigType,
+    EventState,
+    InstanceConfig,
+    InstanceEvent,
+    InstanceMonitor,
+    InstanceStatus,
+    WeworkInstance,
+)
+
+logger = logging.getLogger("wework.instances")
+
+#: Configuration keys the platform itself manages (is_system=True).
+TOKEN_KEY = "api_token"
+WEBHOOK_SECRET_KEY = "webhook_secret"
+#: Rate limits pushed to the instance: config key `rate_limits.<name>` (number).
+RATE_LIMIT_PREFIX = "rate_limits."
+#: Shown instead of an encrypted value, everywhere (admin, API, exports).
+MASK = "********"
+#: The instance is offline after this many heartbeat intervals without a heartbeat.
+MISSED_HEARTBEATS = protocol.MISSED_HEARTBEATS_OFFLINE
+#: Units of the metrics written to instance_monitors.
+METRIC_UNITS = {"cpu": "%", "memory": "MB", "queue_depth": "events", "uptime_s": "s",
+                "accounts_online": "accounts"}
+
+
+class ServiceError(Exception):
+    """A domain operation failed for a reason the user should read (one sentence)."""
+
+    def __init__(self, message, *, code="error", status=400):
+        super().__init__(str(message))
+        self.message = str(message)
+        self.code = code
+        self.status = status
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed configuration values
+# ---------------------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_config_value(config_type, raw):
+    """The Python value of a stored (clear) text value; ValidationError when it does not fit."""
+    if raw is None:
+        return None
+    if config_type == ConfigType.NUMBER:
+        try:
+            number = decimal.Decimal(str(raw).strip())
+        except decimal.InvalidOperation:
+            raise ValidationError(_("“%(value)s” is not a number.") % {"value": raw}) from None
+        if not number.is_finite():
+            raise ValidationError(_("“%(value)s” is not a number.") % {"value": raw})
+        return int(number) if number == number.to_integral_value() else float(number)
+    if config_type == ConfigType.BOOLEAN:
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValidationError(_("“%(value)s” is not a boolean (true/false).") % {"value": raw})
+    if config_type == ConfigType.JSON:
+        if not isinstance(raw, str):
+            return raw
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ValidationError(_("Not valid JSON: %(error)s") % {"error": exc}) from None
+    if config_type == ConfigType.STRING:
+        return str(raw)
+    raise ValidationError(_("Unknown configuration type “%(type)s”.") % {"type": config_type})
+
+
+def format_config_value(config_type, value):
+    """The text stored for a Python value (validated against the type)."""
+    if value is None:
+        return None
+    if config_type == ConfigType.JSON:
+        if isinstance(value, str):
+            parse_config_value(config_type, value)
+            return value
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if config_type == ConfigType.BOOLEAN:
+        return "true" if parse_config_value(config_type, value) else "false"
+    if config_type == ConfigType.NUMBER:
+        return str(parse_config_value(config_type, value))
+    return str(value)
+
+
+def encrypt_text(text):
+    return field_cipher().encrypt(text.encode("utf-8")).decode("ascii")
+
+
+def decrypt_text(token):
+    return field_cipher().decrypt(token.encode("ascii")).decode("utf-8")
+
+
+def set_config(instance, key, value, *, config_type=ConfigType.STRING, encrypted=False,
+               system=False, description=None):
+    """Create or update one configuration value (encrypted at rest when `encrypted`)."""
+    text = format_config_value(config_type, value)
+    if encrypted and text is not None:
+        text = encrypt_text(text)
+    defaults = {
+        "config_value": text,
+        "config_type": config_type,
+        "is_encrypted": encrypted,
+        "is_system": system,
+    }
+    if description is not None:
+        defaults["description"] = description
+    config, _created = InstanceConfig.objects.update_or_create(
+        instance=instance, config_key=key, defaults=defaults
+    )
+    return config
+
+
+def config_value(config):
+    """The clear Python value of a config row (decrypted when encrypted)."""
+    raw = config.config_value
+    if raw is None:
+        return None
+    if config.is_encrypted:
+        raw = decrypt_text(raw)
+    return parse_config_value(config.config_type, raw)
+
+
+def get_config(instance, key, default=None):
+    config = InstanceConfig.objects.filter(instance=instance, config_key=key).first()
+    if config is None or config.config_value is None:
+        return default
+    return config_value(config)
+
+
+def new_secret():
+    return secrets.token_urlsafe(32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client and commands
+# ---------------------------------------------------------------------------------------------
+
+
+def client_for(instance, **kwargs):
+    """An InstanceClient for this instance: api_url, decrypted token, proxy and timeouts."""
+    from instances import client as client_module
+
+    if not instance.api_url:
+        raise ServiceError(_("The instance has no API URL."), code="no_api_url")
+    configs = {
+        c.config_key: c
+        for c in InstanceConfig.objects.filter(
+            instance=instance,
+            config_key__in=(TOKEN_KEY, client_module.CONFIG_TIMEOUT_S,
+                            client_module.CONFIG_CONNECT_TIMEOUT_S),
+        )
+    }
+
+    def value(key, default):
+        config = configs.get(key)
+        return config_value(config) if config and config.config_value is not None else default
+
+    options = {
+        "token": value(TOKEN_KEY, "") or "",
+        "timeout": float(value(client_module.CONFIG_TIMEOUT_S, client_module.DEFAULT_TIMEOUT_S)),
+        "connect_timeout": float(value(client_module.CONFIG_CONNECT_TIMEOUT_S,
+                                       client_module.DEFAULT_CONNECT_TIMEOUT_S)),
+        "proxy_host": instance.proxy_host,
+        "proxy_port": instance.proxy_port,
+        "proxy_username": instance.proxy_username,
+        "proxy_password": instance.proxy_password_encrypted,
+        "label": instance.name,
+    }
+    options.update(kwargs)
+    try:
+        return client_module.InstanceClient(instance.api_url, **options)
+    except InstanceError as exc:
+        raise ServiceError(str(exc), code=exc.code) from exc
+
+
+def record_instance_error(instance, exc, *, status=None):
+    """Record a failed call on the instance (error_message, optionally the status)."""
+    message = str(exc)[:2000]
+    fields = {"error_message": message, "updated_at": timezone.now()}
+    if status is not None:
+        fields["status"] = status
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
+    instance.error_message = message
+    if status is not None:
+        instance.status = status
+    logger.warning("instance %s: %s", instance.pk, message)
+
+
+def _call(instance, command, *args, **kwargs):
+    """Run one client command; InstanceError is recorded and turned into a ServiceError."""
+    client = client_for(instance)
+    try:
+        return getattr(client, command)(*args, **kwargs)
+    except InstanceError as exc:
+        record_instance_error(instance, exc)
+        raise ServiceError(
+            _("The instance refused or did not answer: %(error)s") % {"error": exc},
+            code=exc.code,
+            status=502,
+        ) from exc
+    finally:
+        close = getattr(client, "close", None)
+        if close:
+            close()
+
+
+def webhook_url(instance):
+    base = getattr(settings, "PLATFORM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    return base + reverse("api:instance-events", kwargs={"instance_uuid": instance.instance_uuid})
+
+
+def config_payload(instance):
+    """The PUT /v1/config body: webhook, heartbeat interval, proxy, rate limits."""
+    payload = {
+        "instance_id": instance.instance_uuid,
+        "webhook_url": instance.webhook_url or webhook_url(instance),
+        "webhook_secret": get_config(instance, WEBHOOK_SECRET_KEY),
+        "heartbeat_interval_s": instance.heartbeat_interval,
+        "proxy": None,
+        "clear_proxy": True,
+    }
+    if instance.proxy_host and instance.proxy_port:
+        payload["proxy"] = {
+            "host": instance.proxy_host,
+            "port": instance.proxy_port,
+            "username": instance.proxy_username,
+            "password": instance.proxy_password_encrypted,
+        }
+        payload["clear_proxy"] = False
+    limits = {}
+    for config in InstanceConfig.objects.filter(
+        instance=instance, config_key__startswith=RATE_LIMIT_PREFIX
+    ):
+        name = config.config_key[len(RATE_LIMIT_PREFIX):]
+        if name in protocol.RATE_LIMITS["properties"]:
+            limits[name] = config_value(config)
+    if limits:
+        payload["rate_limits"] = limits
+    return payload
+
+
+def push_config(instance):
+    """Send the configuration to the instance; returns the instance's answer."""
+    result = _call(instance, "push_config", **config_payload(instance))
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(error_message=None)
+    instance.error_message = None
+    return result
+
+
+def restart_instance(instance, *, reason=None):
+    """Ask the instance to restart its client; counts restart_count and last_restart_time."""
+    result = _call(instance, "restart", reason=reason)
+    now = timezone.now()
+    with transaction.atomic():
+        WeworkInstance.all_objects.filter(pk=instance.pk).update(
+            restart_count=F("restart_count") + 1, last_restart_time=now, updated_at=now
+        )
+    instance.refresh_from_db(fields=["restart_count", "last_restart_time"])
+    return result
+
+
+@dataclass
+class Registration:
+    instance: WeworkInstance
+    created: bool
+    pushed: bool
+    push_error: str | None = None
+
+
+def register_instance(*, name, api_url, token, webhook_secret=None, max_accounts=None,
+                      heartbeat_interval=None, created_by=None, push=True):
+    """Create or update the instance named `name` (or at `api_url`); idempotent.
+
+    Stores the token and the webhook secret encrypted in instance_configs (a new secret is
+    generated when none is given and none exists), sets webhook_url from PLATFORM_BASE_URL and
+    pushes the configuration to the instance (`push=False` skips it).
+    """
+    from django.contrib.auth import get_user_model
+
+    if not name or not api_url or not token:
+        raise ServiceError(_("Name, API URL and token are required."))
+    if max_accounts is not None and max_accounts < 1:
+        raise ServiceError(_("max_accounts must be at least 1."))
+    with transaction.atomic():
+        instance = (
+            WeworkInstance.objects.select_for_update().filter(name=name).first()
+            or WeworkInstance.objects.select_for_update().filter(api_url=api_url).first()
+        )
+        created = instance is None
+        if created:
+            if created_by is None:
+                created_by = (
+                    get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
+                )
+            if created_by is None:
+                raise ServiceError(
+                    _("No administrator exists yet to own the instance; create one first.")
+                )
+            instance = WeworkInstance(
+                instance_uuid=str(shards.new_uuid()), created_by=created_by
+            )
+        instance.name = name
+        instance.api_url = api_url
+        if max_accounts is not None:
+            instance.max_accounts = max_accounts
+        if heartbeat_interval is not None:
+            instance.heartbeat_interval = heartbeat_interval
+        instance.save()
+        instance.webhook_url = webhook_url(instance)
+        instance.save(update_fields=["webhook_url", "updated_at"])
+        set_config(instance, TOKEN_KEY, token, encrypted=True, system=True,
+                   description="Bearer token of the instance API")
+        if webhook_secret or get_config(instance, WEBHOOK_SECRET_KEY) is None:
+            set_config(instance, WEBHOOK_SECRET_KEY, webhook_secret or new_secret(),
+                       encrypted=True, system=True,
+                       description="HMAC secret of the instance's webhook deliveries")
+    registration = Registration(instance=instance, created=created, pushed=False)
+    if push:
+        try:
+            push_config(instance)
+            registration.pushed = True
+        except ServiceError as exc:
+            registration.push_error = exc.message
+    return registration
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhook intake
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IntakeResult:
+    status: int
+    body: dict
+
+
+def _refuse(status, code, message):
+    return IntakeResult(status, {"ok": False, "error": {"code": code, "message": str(message)}})
+
+
+def _instance_secret(instance_uuid):
+    """(instance_id, secret) for a live instance, or (None, None). One query."""
+    row = (
+        InstanceConfig.objects.filter(
+            instance__instance_uuid=instance_uuid,
+            instance__deleted_at__isnull=True,
+            config_key=WEBHOOK_SECRET_KEY,
+        )
+        .values_list("instance_id", "config_value", "is_encrypted")
+        .first()
+    )
+    if row is None:
+        return None, None
+    instance_id, value, encrypted = row
+    if value and encrypted:
+        value = decrypt_text(value)
+    return instance_id, value
+
+
+def receive_webhook(instance_uuid, body, headers):
+    """Check, store and enqueue one webhook delivery. Never raises for bad input.
+
+    401: unsigned, bad signature, stale timestamp. 400: not JSON or not a protocol event.
+    404: unknown instance. 200 with duplicate=true: an event id already received (replay).
+    202: accepted; processing happens in Celery.
+    """
+    instance_id, secret = _instance_secret(str(instance_uuid))
+    if instance_id is None:
+        return _refuse(404, "unknown_instance", _("No instance with this id accepts events."))
+    try:
+        protocol.check_signature(
+            body,
+            secret,
+            headers.get(protocol.TIMESTAMP_HEADER),
+            headers.get(protocol.SIGNATURE_HEADER),
+        )
+    except protocol.SignatureError as exc:
+        return _refuse(401, exc.reason, _("The delivery is not signed correctly (%(reason)s).")
+                       % {"reason": exc.reason})
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _refuse(400, "invalid_json", _("The body is not valid JSON."))
+    if not isinstance(event, dict):
+        return _refuse(400, "invalid_event", _("The body must be a JSON object."))
+    errors = protocol.event_errors(event)
+    if errors:
+        return IntakeResult(400, {"ok": False, "error": {
+            "code": "invalid_event", "message": _("The event does not follow the protocol."),
+            "fields": errors[:20]}})
+    # The envelope's instance_id is the instance's own name for itself until the platform's
+    # id is pushed (events queued before registration carry the old one): the signature, made
+    # with this instance's secret, is what authenticates the sender.
+    header_id = headers.get(protocol.EVENT_ID_HEADER)
+    if header_id and header_id != event["event_id"]:
+        return _refuse(400, "event_id_mismatch", _("X-Event-Id differs from the body's event_id."))
+    stored, duplicate = store_event(instance_id, event)
+    if duplicate:
+        return IntakeResult(200, {"ok": True, "duplicate": True, "event_id": event["event_id"]})
+    enqueue_event(stored.pk)
+    return IntakeResult(202, {"ok": True, "event_id": event["event_id"]})
+
+
+def store_event(instance_id, event, *, replayed=False):
+    """Insert the event into the inbox; (row, duplicate). The unique key decides duplicates."""
+    row = InstanceEvent(
+        instance_id=instance_id,
+        event_id=event["event_id"],
+        seq=event["seq"],
+        event_type=event["type"],
+        account_wxid=event.get("account_id"),
+        payload=event,
+        ts_ms=event["ts_ms"],
+        replayed=replayed,
+    )
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError:
+        return None, True
+    return row, False
+
+
+def enqueue_event(event_pk):
+    from .tasks import process_event
+
+    transaction.on_commit(lambda: process_event.delay(event_pk))
+
+
+def process_event(event_pk):
+    """Apply one stored event (claimed once; failures recorded on the row, not lost)."""
+    now = timezone.now()
+    claimed = InstanceEvent.objects.filter(
+        pk=event_pk, state__in=(EventState.PENDING, EventState.FAILED)
+    ).update(state=EventState.PROCESSING, attempts=F("attempts") + 1, claimed_at=now)
+    if not claimed:
+        return None
+    row = InstanceEvent.objects.select_related("instance").get(pk=event_pk)
+    try:
+        with transaction.atomic():
+            dispatch_event(row.instance, row.payload)
+    except (ServiceError, ValidationError, InstanceError, LookupError) as exc:
+        InstanceEvent.objects.filter(pk=row.pk).update(
+            state=EventState.FAILED, error=str(exc)[:2000], processed_at=timezone.now()
+        )
+        logger.warning("event %s (%s) failed: %s", row.event_id, row.event_type, exc)
+    else:
+        InstanceEvent.objects.filter(pk=row.pk).update(
+            state=EventState.DONE, error=None, processed_at=timezone.now()
+        )
+    if not row.replayed:
+        check_sequence(row)
+    return row.pk
+
+
+def dispatch_event(instance, event):
+    """Route an event to its handler."""
+    kind = event["type"]
+    handler = INSTANCE_HANDLERS.get(kind)
+    if handler is not None:
+        return handler(instance, event)
+    from contacts import services as contact_services
+
+    handler = contact_services.EVENT_HANDLERS.get(kind)
+    if handler is not None:
+        return handler(instance, event)
+    if kind.startswith("message."):
+        return handle_message_event(instance, event)
+    return None
+
+
+def handle_message_event(instance, event):
+    """Count inbound messages; hand message events to the messaging app when it has a hook."""
+    try:
+        from messaging import services as messaging_services
+    except ImportError:  # pragma: no cover - messaging not installed
+        messaging_services = None
+    hook = getattr(messaging_services, "handle_instance_event", None)
+    if event["type"] == protocol.EventType.MESSAGE_RECEIVED and not event["data"]["is_history"]:
+        WeworkInstance.all_objects.filter(pk=instance.pk).update(
+            total_messages=F("total_messages") + 1, today_messages=F("today_messages") + 1
+        )
+        from contacts import services as contact_services
+
+        contact_services.count_inbound_message(instance, event)
+    if hook is not None:
+        return hook(instance, event)
+    return None
+
+
+def check_sequence(row):
+    """Schedule a replay when the events before this one have a hole."""
+    previous = (
+        InstanceEvent.objects.filter(instance_id=row.instance_id, seq__lt=row.seq)
+        .aggregate(m=Max("seq"))["m"]
+    )
+    if previous is None or previous >= row.seq - 1:
+        return False
+    if not cache.add(f"instances:replay:{row.instance_id}", previous, timeout=15):
+        return False
+    from .tasks import replay_events
+
+    transaction.on_commit(lambda: replay_events.delay(row.instance_id, previous))
+    return True
+
+
+def replay_events(instance, after_seq, *, max_pages=20):
+    """Fetch events after `after_seq` from the instance and process the missing ones."""
+    fetched = 0
+    for _page in range(max_pages):
+        data = _call(instance, "events_after", after_seq)
+        for event in data.get("events", []):
+            if protocol.event_errors(event):
+                logger.warning("replayed event refused: %s", event.get("event_id"))
+                continue
+            row, duplicate = store_event(instance.pk, event, replayed=True)
+            if not duplicate:
+                process_event(row.pk)
+                fetched += 1
+        after_seq = data.get("last_seq", after_seq)
+        if not data.get("has_more"):
+            break
+    return fetched
+
+
+def retry_stuck_events(*, older_than=timedelta(minutes=2), limit=500):
+    """Re-enqueue events left pending (lost task) or processing (killed worker)."""
+    cutoff = timezone.now() - older_than
+    pending = list(
+        InstanceEvent.objects.filter(state=EventState.PENDING, received_at__lt=cutoff)
+        .values_list("pk", flat=True)[:limit]
+    )
+    stuck = InstanceEvent.objects.filter(
+        state=EventState.PROCESSING, claimed_at__lt=cutoff - timedelta(minutes=8)
+    ).update(state=EventState.PENDING)
+    from .tasks import process_event as task
+
+    for pk in pending:
+        task.delay(pk)
+    return len(pending) + stuck
+
+
+def prune_events(*, keep_days=7):
+    cutoff = timezone.now() - timedelta(days=keep_days)
+    deleted, _detail = InstanceEvent.objects.filter(
+        state=EventState.DONE, received_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------
+# Health
+# ---------------------------------------------------------------------------------------------
+
+
+def _alerts():
+    try:
+        from monitoring import services as monitoring_services
+    except ImportError:  # pragma: no cover
+        return None
+    if hasattr(monitoring_services, "fire_alert"):
+        return monitoring_services
+    return None
+
+
+def fire_alert(instance, kind, message, *, level="ERROR"):
+    """Raise the alert `instance.<kind>` for this instance (monitoring app); never raises."""
+    alerts = _alerts()
+    if alerts is None:
+        return None
+    try:
+        return alerts.fire_alert(
+            f"instance.{kind}", source_type="instance", source_id=instance.pk,
+            title=str(message)[:200], message=str(message), level=level.upper(),
+            instance_id=instance.pk,
+        )
+    except Exception:  # an alert must never undo the state change that caused it
+        logger.exception("alert instance.%s for instance %s not recorded", kind, instance.pk)
+        return None
+
+
+def resolve_alert(instance, kind):
+    alerts = _alerts()
+    if alerts is None or not hasattr(alerts, "resolve_alert"):
+        return None
+    try:
+        return alerts.resolve_alert(f"instance.{kind}", source_type="instance",
+                                    source_id=instance.pk)
+    except Exception:
+        logger.exception("alert instance.%s for instance %s not resolved", kind, instance.pk)
+        return None
+
+
+def handle_heartbeat(instance, event):
+    data = event["data"]
+    now = timezone.now()
+    was = instance.status
+    fields = {
+        "last_heartbeat": now,
+        "version": (data.get("client_version") or "")[:20] or None,
+        "updated_at": now,
+    }
+    if instance.status != InstanceStatus.MAINTENANCE:
+        if data.get("client_running", True):
+            fields["status"] = InstanceStatus.ONLINE
+            if was != InstanceStatus.ONLINE:
+                fields["error_message"] = None
+        else:
+            fields["status"] = InstanceStatus.ERROR
+            fields["error_message"] = _("The WeCom client is not running on the instance.")
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(instance, key, value)
+    write_metrics(instance, data, now)
+    from contacts import services as contact_services
+
+    contact_services.apply_account_states(instance, data.get("accounts", []))
+    if was != InstanceStatus.ONLINE and fields.get("status") == InstanceStatus.ONLINE:
+        transaction.on_commit(lambda: resolve_alert(instance, "offline"))
+
+
+def write_metrics(instance, data, when):
+    metrics = dict(data.get("metrics") or {})
+    metrics.setdefault("queue_depth", data.get("queue_depth", 0))
+    metrics["uptime_s"] = data.get("uptime_s", 0)
+    metrics["accounts_online"] = sum(
+        1 for a in data.get("accounts", []) if a.get("status") == "online"
+    )
+    rows = []
+    for name, value in sorted(metrics.items()):
+        try:
+            number = decimal.Decimal(str(value)).quantize(decimal.Decimal("0.0001"))
+        except (decimal.InvalidOperation, ValueError):
+            continue
+        if abs(number) >= 10**11:
+            continue
+        rows.append({
+            "instance_id": instance.pk,
+            "metric_name": str(name)[:50],
+            "metric_value": number,
+            "metric_unit": METRIC_UNITS.get(name),
+            "collected_at": when,
+        })
+    if rows:
+        shards.bulk_create(InstanceMonitor, rows)
+    return len(rows)
+
+
+def handle_started(instance, event):
+    now = timezone.now()
+    fields = {"last_heartbeat": now, "updated_at": now}
+    if instance.status != InstanceStatus.MAINTENANCE:
+        fields["status"] = InstanceStatus.ONLINE
+        fields["error_message"] = None
+    version = event["data"].get("client_version")
+    if version:
+        fields["version"] = version[:20]
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
+
+
+def handle_client_exited(instance, event):
+    reason = event["data"].get("reason") or "unknown"
+    message = _("The WeCom client exited: %(reason)s") % {"reason": reason}
+    record_instance_error(instance, message, status=InstanceStatus.ERROR)
+    from contacts import services as contact_services
+
+    contact_services.mark_instance_accounts_offline(instance)
+    transaction.on_commit(lambda: fire_alert(instance, "client_exited", message))
+
+
+INSTANCE_HANDLERS = {
+    protocol.EventType.INSTANCE_HEARTBEAT: handle_heartbeat,
+    protocol.EventType.INSTANCE_STARTED: handle_started,
+    protocol.EventType.INSTANCE_CLIENT_EXITED: handle_client_exited,
+}
+
+
+def mark_silent_instances_offline(now=None):
+    """Instances online but silent for MISSED_HEARTBEATS intervals go offline (with an alert)."""
+    now = now or timezone.now()
+    marked = []
+    candidates = WeworkInstance.objects.filter(
+        status__in=(InstanceStatus.ONLINE, InstanceStatus.ERROR)
+    ).only("pk", "name", "status", "heartbeat_interval", "last_heartbeat")
+    for instance in candidates:
+        interval = max(int(instance.heartbeat_interval or 30), 1)
+        deadline = now - timedelta(seconds=interval * MISSED_HEARTBEATS)
+        if instance.last_heartbeat is not None and instance.last_heartbeat >= deadline:
+            continue
+        message = _("No heartbeat for %(seconds)d seconds (%(count)d intervals).") % {
+            "seconds": interval * MISSED_HEARTBEATS, "count": MISSED_HEARTBEATS}
+        with transaction.atomic():
+            changed = WeworkInstance.objects.filter(
+                pk=instance.pk, status=instance.status,
+                last_heartbeat=instance.last_heartbeat,
+            ).update(status=InstanceStatus.OFFLINE, error_message=message, updated_at=now)
+            if not changed:
+                continue
+            from contacts import services as contact_services
+
+            contact_services.mark_instance_accounts_offline(instance)
+        fire_alert(instance, "offline", f"{instance.name}: {message}")
+        marked.append(instance.pk)
+    return marked
+
+
+def reset_today_counters():
+    from contacts.models import WeworkAccount
+
+    WeworkInstance.all_objects.update(today_messages=0)
+    WeworkAccount.all_objects.update(today_messages=0)
