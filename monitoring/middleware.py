@@ -101,8 +101,16 @@ class RequestContextMiddleware:
                 elapsed_ms,
                 extra={"response_code": status, "response_time": elapsed_ms, "action": "request"},
             )
-        if request.method in WRITE_METHODS and status in (400, 401, 403, 405, 409, 422):
+        if (request.method in WRITE_METHODS and status in (400, 401, 403, 405, 409, 422)
+                and _authenticated(request)):
+            # Anonymous refusals (bad webhook signatures, scanners) stay in the access log
+            # only: they would let anybody flood the audit table.
             _audit_failure(request, status, None)
+
+
+def _authenticated(request):
+    user = getattr(request, "user", None)
+    return bool(user is not None and getattr(user, "is_authenticated", False))
 
 
 def _audit_failure(request, status, error):

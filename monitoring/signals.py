@@ -1,7 +1,7 @@
 """Signal receivers: the audit actor for Celery tasks (who queued it travels in the headers)."""
 import logging
 
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import after_setup_logger, before_task_publish, task_postrun, task_prerun
 
 from . import context
 
@@ -54,3 +54,15 @@ def _task_actor_reset(task_id=None, **kwargs):
             context.reset_actor(token)
         except ValueError:  # set in another context (eager nesting): leave it
             pass
+
+
+@after_setup_logger.connect(dispatch_uid="monitoring.keep_system_log_handler")
+def _keep_system_log_handler(logger=None, **kwargs):
+    """Celery's worker replaces the root logger's handlers: put the system log handler back."""
+    from .logging_handler import handlers
+
+    if logger is None:
+        return
+    for handler in handlers():
+        if handler not in logger.handlers:
+            logger.addHandler(handler)

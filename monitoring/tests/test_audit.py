@@ -193,3 +193,31 @@ def test_actor_context_nests_and_rejects_unknown_source():
     with pytest.raises(ValueError), audit.actor_context(source="cron"):
         pass
     assert AlertRule.objects.count() == 0
+
+
+def test_a_crashing_write_is_audited_as_failure(admin_user):
+    from django.test import RequestFactory
+
+    from monitoring.middleware import RequestContextMiddleware
+
+    request = RequestFactory().post("/api/v1/monitoring/alert-rules/", HTTP_USER_AGENT="ua")
+    request.user = admin_user
+    middleware = RequestContextMiddleware(lambda r: None)
+
+    def view(r):
+        middleware.process_exception(r, RuntimeError("database went away"))
+        from django.http import HttpResponse
+
+        return HttpResponse(status=500)
+
+    middleware.get_response = view
+    response = middleware(request)
+    row = latest(result="FAILURE")
+    assert "database went away" in row.error_message and row.user_id == admin_user.pk
+    assert row.request_id == response["X-Request-ID"]
+
+
+def test_anonymous_refused_writes_are_not_audited(client):
+    before = AuditLog.objects.count()
+    assert client.post(reverse("api:alertrule-list"), {}).status_code in (401, 403)
+    assert AuditLog.objects.count() == before
