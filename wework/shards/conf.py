@@ -62,9 +62,29 @@ def _env_flag(label):
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+_configs_cache = {}
+
+
 def all_configs():
-    """Every configured model (enabled or not), by label."""
+    """Every configured model (enabled or not), by label.
+
+    Cached per SHARDING settings object; the environment flags are read when it is built (at
+    start-up; `reset()` forgets the cache).
+    """
     configured = getattr(settings, "SHARDING", None) or {}
+    cached = _configs_cache.get("current")
+    if cached is not None and cached[0] is configured:
+        return cached[1]
+    result = _build_configs(configured)
+    _configs_cache["current"] = (configured, result, {k.lower(): v for k, v in result.items()})
+    return result
+
+
+def reset():
+    _configs_cache.clear()
+
+
+def _build_configs(configured):
     labels = {label: dict(options) for label, options in DEFAULTS.items()}
     for label, options in configured.items():
         labels[label] = {**labels.get(label, {}), **options}
@@ -92,12 +112,16 @@ def resolve_label(model_or_label):
 
 def config_for(model_or_label):
     """The ShardConfig of a model (class, shard class or "app.Model" label, case-insensitive)."""
-    label = resolve_label(model_or_label)
+    if isinstance(model_or_label, str):
+        label = model_or_label
+    else:
+        meta = getattr(model_or_label, "_shard_base", model_or_label)._meta
+        label = meta.label
     configs = all_configs()
-    for key, conf in configs.items():
-        if key.lower() == label.lower():
-            return conf
-    raise UnknownShardModel(f"{label} is not a sharded model (known: {', '.join(configs)}).")
+    conf = _configs_cache["current"][2].get(label.lower())
+    if conf is None:
+        raise UnknownShardModel(f"{label} is not a sharded model (known: {', '.join(configs)}).")
+    return conf
 
 
 def is_installed(conf):

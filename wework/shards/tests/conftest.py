@@ -3,7 +3,7 @@ import re
 import pytest
 from django.db import connection
 
-from wework.shards import builder, ddl, router
+from wework.shards import builder, conf, ddl, router
 from wework.shards.tests.models import PROBE_SHARDING
 
 SHARD_TABLE = re.compile(
@@ -26,6 +26,7 @@ def drop_shard_tables():
 
 
 def _reset():
+    conf.reset()
     builder.forget()
     ddl.forget()
     router._invalidate_listing()

@@ -113,9 +113,13 @@ def test_disabled_sharding_uses_the_plain_table(settings):
 def test_disabled_flag_from_environment(monkeypatch):
     from messaging.models import Message
 
+    from wework.shards import conf
+
     monkeypatch.setenv("SHARDING_MESSAGING_MESSAGE", "0")
+    conf.reset()  # flags are read when the configuration is built (start-up)
     assert shards.model_for(Message) is Message
     monkeypatch.setenv("SHARDING_MESSAGING_MESSAGE", "1")
+    conf.reset()
     assert shards.is_sharded(Message)
 
 
