@@ -90,3 +90,28 @@ class LoginLogSerializer(serializers.ModelSerializer):
         fields = ["id", "user", "username", "success", "result", "channel", "ip_address",
                   "user_agent", "location", "session_id", "created_at"]
         read_only_fields = fields
+
+
+class InstanceGrantSerializer(serializers.Serializer):
+    """Grant (or revoke) permissions on one instance: a role's grantable permissions, or names."""
+
+    user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
+    instance = serializers.IntegerField(min_value=1)
+    role = serializers.SlugRelatedField(slug_field="name", queryset=Role.objects.all(), required=False)
+    permissions = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+    def validate(self, attrs):
+        from accounts.services.permissions import grantable_on_instance, instance_model
+
+        model = instance_model()
+        instance = model.objects.filter(pk=attrs["instance"]).first() if model else None
+        if instance is None:
+            raise serializers.ValidationError({"instance": _("No such instance.")})
+        attrs["instance"] = instance
+        names = attrs.get("permissions")
+        if not names and attrs.get("role") is None and self.context.get("require_permissions", True):
+            raise serializers.ValidationError(_("Give a role or a list of permissions."))
+        bad = [n for n in names or [] if not grantable_on_instance(n)]
+        if bad:
+            raise serializers.ValidationError({"permissions": _("Not grantable per instance: %(names)s") % {"names": ", ".join(bad)}})
+        return attrs

@@ -15,5 +15,7 @@ urlpatterns = [
     path("auth/login", views.LoginView.as_view(), name="auth-login"),
     path("auth/refresh", views.RefreshView.as_view(), name="auth-refresh"),
     path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
+    path("instance-grants/", views.InstanceGrantView.as_view(), name="instance-grants"),
+    path("instance-grants/revoke/", views.InstanceGrantRevokeView.as_view(), name="instance-grants-revoke"),
     *router.urls,
 ]

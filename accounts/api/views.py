@@ -261,3 +261,64 @@ class LoginLogViewSet(PlatformReadOnlyViewSet):
     serializer_class = s.LoginLogSerializer
     filterset_fields = ["success", "result", "channel", "user"]
     search_fields = ["username", "ip_address"]
+
+
+class InstanceGrantView(APIView):
+    """Object grants on instances. GET lists them (?user=, ?instance=) for holders of
+    accounts.view_userrole; POST grants, POST to .../revoke revokes: accounts.manage_roles and
+    sudo mode (X-OTP-Code)."""
+
+    required_permissions = ["accounts.view_userrole"]
+    serializer_class = s.InstanceGrantSerializer
+
+    @extend_schema(responses={200: s.InstanceGrantSerializer(many=True)})
+    def get(self, request):
+        from django.contrib.contenttypes.models import ContentType
+        from guardian.models import UserObjectPermission
+
+        model = perm_services.instance_model()
+        rows = UserObjectPermission.objects.filter(content_type=ContentType.objects.get_for_model(model))
+        if (user := request.query_params.get("user", "")).isdigit():
+            rows = rows.filter(user_id=int(user))
+        if (inst := request.query_params.get("instance", "")).isdigit():
+            rows = rows.filter(object_pk=inst)
+        grants = {}
+        for user_id, object_pk, codename in rows.values_list("user_id", "object_pk", "permission__codename")[:5000]:
+            name = codename if "." in codename else f"instances.{codename}"
+            grants.setdefault((user_id, int(object_pk)), []).append(name)
+        return Response([{"user": u, "instance": i, "permissions": sorted(p)} for (u, i), p in sorted(grants.items())])
+
+    def _check_manager(self, request):
+        if not request.user.has_perm("accounts.manage_roles"):
+            raise exceptions.PermissionDenied
+        if not otp_services.in_sudo(request):
+            raise exceptions.PermissionDenied(
+                _("This action needs a recent one-time code (send it in the X-OTP-Code header).")
+            )
+
+    @extend_schema(request=s.InstanceGrantSerializer, responses={201: None})
+    def post(self, request):
+        self._check_manager(request)
+        data = s.InstanceGrantSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        names = perm_services.grant_instance(
+            v["user"], v["instance"], v.get("permissions") or v["role"], granted_by=request.user
+        )
+        return Response({"user": v["user"].pk, "instance": v["instance"].pk, "permissions": sorted(names)},
+                        status=status.HTTP_201_CREATED)
+
+
+class InstanceGrantRevokeView(InstanceGrantView):
+    @extend_schema(request=s.InstanceGrantSerializer, responses={200: None})
+    def post(self, request):
+        self._check_manager(request)
+        data = s.InstanceGrantSerializer(data=request.data, context={"require_permissions": False})
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        names = v.get("permissions")
+        if not names and v.get("role") is not None:
+            names = [n for n in v["role"].permissions.values_list("name", flat=True)
+                     if perm_services.grantable_on_instance(n)]
+        count = perm_services.revoke_instance(v["user"], v["instance"], names or None, revoked_by=request.user)
+        return Response({"revoked": count})

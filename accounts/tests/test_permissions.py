@@ -191,3 +191,40 @@ def test_only_role_managers_grant_and_only_super_admins_grant_super_admin():
         perm_services.grant_role(target, Role.objects.get(name="super_admin"), manager)
     with pytest.raises(PermissionDenied):
         perm_services.grant_role(manager, operator, _fresh(target))
+
+
+def test_instance_grants_api():
+    from rest_framework.test import APIClient
+
+    from accounts.services import sessions as session_services
+    from accounts.tests.helpers import enroll, totp_code
+    from instances.tests.factories import WeworkInstanceFactory
+
+    admin_user = UserFactory(is_superuser=True)
+    device = enroll(admin_user)
+    _row, access, _refresh = session_services.issue_tokens(admin_user, None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    instance, target = WeworkInstanceFactory(), UserFactory()
+    body = {"user": target.pk, "instance": instance.pk, "role": "operator"}
+    assert client.post("/api/v1/instance-grants/", body, format="json").status_code == 403  # no sudo
+    response = client.post("/api/v1/instance-grants/", body, format="json", HTTP_X_OTP_CODE=totp_code(device))
+    assert response.status_code == 201, response.content
+    assert _fresh(target).has_perm(VIEW_INSTANCE, instance)
+    listing = client.get(f"/api/v1/instance-grants/?user={target.pk}").json()
+    assert listing[0]["instance"] == instance.pk and VIEW_INSTANCE in listing[0]["permissions"]
+    bad = client.post("/api/v1/instance-grants/", {"user": target.pk, "instance": instance.pk,
+                                                   "permissions": ["accounts.view_role"]},
+                      format="json", HTTP_X_OTP_CODE=totp_code(device))
+    assert bad.status_code == 400
+    missing = client.post("/api/v1/instance-grants/", {"user": target.pk, "instance": 999999, "role": "operator"},
+                          format="json", HTTP_X_OTP_CODE=totp_code(device))
+    assert missing.status_code == 400
+    revoke = client.post("/api/v1/instance-grants/revoke/", {"user": target.pk, "instance": instance.pk},
+                         format="json", HTTP_X_OTP_CODE=totp_code(device))
+    assert revoke.status_code == 200 and revoke.json()["revoked"] > 0
+    assert not _fresh(target).has_perm(VIEW_INSTANCE, instance)
+    outsider = UserFactory()
+    _row, other_access, _r = session_services.issue_tokens(outsider, None)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_access}")
+    assert client.get("/api/v1/instance-grants/").status_code == 403
