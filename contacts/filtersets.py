@@ -60,6 +60,8 @@ class GroupFilterSet(django_filters.FilterSet):
 class GroupMemberFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"))
     role = django_filters.ChoiceFilter(choices=GroupRole.choices)
+    # groups live in the instance's shard: filter by id, not by a choice from the base table
+    group = django_filters.NumberFilter(field_name="group_id", label=_("Group id"))
     present = django_filters.BooleanFilter(
         field_name="left_at", lookup_expr="isnull", label=_("Still in the group")
     )

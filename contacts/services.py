@@ -18,6 +18,7 @@ wrote (correct, current data), deletes nothing and keeps its cursor in the cache
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from django.core.cache import cache
@@ -536,11 +537,13 @@ def sync_account(account, *, scopes=SYNC_SCOPES, resume=True, page_limit=SYNC_PA
         raise ServiceError(_("The account is not logged in."), code="not_logged_in", status=409)
     state = get_sync_state(account) if resume else None
     if state is None or state.get("scopes") != list(scopes):
-        state = {"started": _stamp().isoformat(), "scopes": list(scopes), "phase": scopes[0],
+        state = {"started": _fresh_stamp(account).isoformat(), "scopes": list(scopes), "phase": scopes[0],
                  "cursor": None, "room_index": 0, "counts": {}}
     stamp = datetime.fromisoformat(state["started"])
     client_error = None
-    from instances.services import client_for
+    from instances.services import client_for, ensure_instance_shards
+
+    ensure_instance_shards(instance.pk)  # before any transaction (see ensure_shards_for)
 
     client = client_for(instance)
     try:
@@ -564,6 +567,30 @@ def sync_account(account, *, scopes=SYNC_SCOPES, resume=True, page_limit=SYNC_PA
     contacts, groups = recount_contacts(account)
     WeworkAccount.all_objects.filter(pk=account.pk).update(last_sync_time=timezone.now())
     return {"contacts": contacts, "groups": groups, **state["counts"]}
+
+
+def _fresh_stamp(account):
+    """A sync stamp later than every stamp already written for the account.
+
+    Rows older than the stamp are swept at the end; DATETIME keeps seconds only, so a sync
+    started in the same second as the previous one waits for the next second.
+    """
+    from django.db.models import Max
+
+    newest = max(
+        (v for v in (
+            contacts_of(account).aggregate(m=Max("last_sync_time"))["m"],
+            groups_of(account).aggregate(m=Max("last_sync_time"))["m"],
+        ) if v is not None),
+        default=None,
+    )
+    stamp = _stamp()
+    for _attempt in range(3):  # a stamp in the future (clock skew) does not stall the sync
+        if newest is None or stamp > newest:
+            break
+        time.sleep(1.05 - timezone.now().microsecond / 1e6)
+        stamp = _stamp()
+    return stamp
 
 
 def _save_progress(account, state):

@@ -476,6 +476,7 @@ def process_event(event_pk):
         return None
     row = InstanceEvent.objects.select_related("instance").get(pk=event_pk)
     try:
+        ensure_shards_for(row.instance, row.event_type)
         with transaction.atomic():
             dispatch_event(row.instance, row.payload)
     except (ServiceError, ValidationError, InstanceError, LookupError) as exc:
@@ -490,6 +491,30 @@ def process_event(event_pk):
     if not row.replayed:
         check_sequence(row)
     return row.pk
+
+
+#: Event types that write into an instance's contact shards.
+_CONTACT_SHARD_EVENTS = ("contact.", "room.")
+
+
+def ensure_shards_for(instance, event_type):
+    """Create the shards an event writes to before its transaction opens.
+
+    On MySQL/MariaDB the shard layer creates tables on a separate connection; a foreign key
+    to a table that the open transaction has read or written would wait for that transaction's
+    metadata lock, which is held until it ends: create first, then open the transaction.
+    """
+    if event_type == protocol.EventType.INSTANCE_HEARTBEAT:
+        shards.model_for(InstanceMonitor)
+    elif event_type.startswith(_CONTACT_SHARD_EVENTS):
+        ensure_instance_shards(instance.pk)
+
+
+def ensure_instance_shards(instance_id):
+    from contacts.models import Contact, Group, GroupMember
+
+    for model in (Contact, Group, GroupMember):
+        shards.model_for(model, instance_id=instance_id)
 
 
 def dispatch_event(instance, event):

@@ -87,6 +87,20 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
             raise NotFound(_("No such instance."))
         return instance_id
 
+    def filter_queryset(self, queryset):
+        """django-filter's backend insists on the FilterSet's model; a shard model has the
+        same fields but another class, so the FilterSet is applied here directly."""
+        from rest_framework.filters import OrderingFilter, SearchFilter
+
+        filterset = self.filterset_class(self.request.query_params, queryset=queryset,
+                                         request=self.request)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        queryset = filterset.qs
+        for backend in (SearchFilter, OrderingFilter):
+            queryset = backend().filter_queryset(self.request, queryset, self)
+        return queryset
+
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.base_model.objects.none()

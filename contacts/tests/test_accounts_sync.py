@@ -1,0 +1,241 @@
+"""QR login, account states, max_accounts, logout, and sync of contacts, groups and members
+against the instance simulator."""
+from unittest import mock
+
+import httpx
+import pytest
+
+from contacts import services
+from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
+from instances.exceptions import InstanceInternalError
+from instances.models import EventState, InstanceEvent, InstanceStatus
+from instances.services import ServiceError
+from instances.tests.conftest import heartbeat_data, make_event
+from wework import shards
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def scan_and_confirm(simulator, qrcode):
+    """What the phone does: open the QR code's URL, then confirm."""
+    login_id = qrcode.rsplit("/", 1)[1]
+    assert httpx.get(qrcode).status_code == 200
+    assert httpx.get(f"{simulator.url}/sim/confirm/{login_id}").status_code == 200
+    return login_id
+
+
+def login_account(instance, simulator):
+    state = services.start_login(instance)
+    assert state["status"] == "waiting"
+    scan_and_confirm(simulator, state["qrcode"])
+    state = services.poll_login(instance, state["login_id"])
+    assert state["status"] == "confirmed"
+    return WeworkAccount.objects.get(pk=state["account_pk"])
+
+
+def test_qr_login_records_the_account(registered, simulator):
+    account = login_account(registered, simulator)
+    assert account.is_logged_in and account.status == AccountStatus.ONLINE
+    assert account.login_method == "qrcode"
+    assert account.nickname  # profile fetched from the instance
+    registered.refresh_from_db()
+    assert registered.current_accounts == 1
+
+
+def test_login_status_progresses_and_expires(registered, simulator):
+    state = services.start_login(registered)
+    httpx.get(state["qrcode"])
+    assert services.poll_login(registered, state["login_id"])["status"] == "scanned"
+    services.cancel_login(registered, state["login_id"])
+    assert services.poll_login(registered, state["login_id"])["status"] == "cancelled"
+    with pytest.raises(ServiceError) as info:
+        services.poll_login(registered, "lg_unknown")
+    assert info.value.status == 404
+
+
+def test_max_accounts_refuses_new_logins(registered, simulator):
+    registered.max_accounts = 1
+    registered.save()
+    login_account(registered, simulator)
+    with pytest.raises(ServiceError) as info:
+        services.start_login(registered)
+    assert info.value.code == "max_accounts"
+
+
+def test_instance_reporting_more_accounts_than_max_is_recorded(registered):
+    registered.max_accounts = 1
+    registered.save()
+    services.apply_account_states(registered, [
+        {"account_id": "wx_a", "status": "online"}, {"account_id": "wx_b", "status": "online"},
+    ])
+    registered.refresh_from_db()
+    assert WeworkAccount.objects.filter(instance=registered).count() == 2  # nothing lost
+    assert registered.current_accounts == 2
+    assert "more than its maximum" in registered.error_message
+
+
+def test_account_states_from_events(registered):
+    from instances import services as instance_services
+
+    services.ensure_account(registered, "wx_1")
+    seq = iter(range(1, 100))
+
+    def apply(type_, data):
+        event = make_event(registered, type_, data, seq=next(seq), account_id=data.get(
+            "account_id"))
+        row, _dup = instance_services.store_event(registered.pk, event)
+        instance_services.process_event(row.pk)
+        return InstanceEvent.objects.get(pk=row.pk)
+
+    apply("account.abnormal", {"account_id": "wx_1", "reason": "risk_control", "detail": "x"})
+    assert WeworkAccount.objects.get(wxid="wx_1").status == AccountStatus.ABNORMAL
+    apply("account.banned", {"account_id": "wx_1", "reason": "ban", "detail": "y"})
+    account = WeworkAccount.objects.get(wxid="wx_1")
+    assert account.status == AccountStatus.BANNED and not account.is_logged_in
+    apply("account.online", {"account_id": "wx_1"})
+    assert WeworkAccount.objects.get(wxid="wx_1").status == AccountStatus.ONLINE
+    apply("account.offline", {"account_id": "wx_1", "reason": "logout"})
+    account = WeworkAccount.objects.get(wxid="wx_1")
+    assert account.status == AccountStatus.OFFLINE and not account.is_logged_in
+    registered.refresh_from_db()
+    assert registered.current_accounts == 0
+    failed = apply("account.offline", {"account_id": "wx_nobody", "reason": "network"})
+    assert failed.state == EventState.FAILED
+
+    apply("instance.heartbeat", heartbeat_data(accounts=[
+        {"account_id": "wx_1", "status": "online"}]))
+    registered.refresh_from_db()
+    assert registered.status == InstanceStatus.ONLINE
+    assert registered.current_accounts == 1
+
+
+def test_logout(registered, simulator):
+    account = login_account(registered, simulator)
+    services.logout(account)
+    account.refresh_from_db()
+    assert not account.is_logged_in and account.status == AccountStatus.OFFLINE
+    registered.refresh_from_db()
+    assert registered.current_accounts == 0
+    assert simulator.accounts[account.wxid].status == "offline"
+
+
+def _counts(instance, account):
+    contacts = shards.for_instance(Contact, instance.pk).filter(account=account)
+    groups = shards.for_instance(Group, instance.pk).filter(account=account)
+    members = shards.for_instance(GroupMember, instance.pk).filter(
+        group_id__in=groups.values_list("id", flat=True), left_at__isnull=True)
+    return contacts.count(), groups.count(), members.count()
+
+
+def test_full_sync_then_removed_rows_are_soft_deleted(registered, simulator):
+    account = login_account(registered, simulator)
+    result = services.sync_account(account, page_limit=7)
+    sim_acc = simulator.accounts[account.wxid]
+    expected_members = sum(len(m) for m in sim_acc.members.values())
+    assert _counts(registered, account) == (
+        len(sim_acc.contacts), len(sim_acc.rooms), expected_members)
+    account.refresh_from_db()
+    assert account.contact_count == len(sim_acc.contacts) == result["contacts"]
+    assert account.group_count == len(sim_acc.rooms)
+    assert account.last_sync_time is not None
+    group = shards.for_instance(Group, registered.pk).filter(account=account).first()
+    assert group.member_count == len(sim_acc.members[group.group_wxid])
+
+    # the instance loses a contact and a member: the next sync soft-deletes / marks them
+    gone_contact = sim_acc.contacts.pop(0)
+    gone_member = sim_acc.members[group.group_wxid].pop(0)
+    services.sync_account(account, page_limit=7)
+    contact_id = gone_contact["contact_id"]
+    row = shards.for_instance(Contact, registered.pk)._default_manager if False else None
+    model = shards.model_for(Contact, instance_id=registered.pk)
+    deleted = model.all_objects.get(account=account, wxid=contact_id)
+    assert deleted.deleted_at is not None
+    member_model = shards.model_for(GroupMember, instance_id=registered.pk)
+    left = member_model.objects.get(group_id=group.pk, member_wxid=gone_member["member_id"])
+    assert left.left_at is not None and not left.is_active
+    account.refresh_from_db()
+    assert account.contact_count == len(sim_acc.contacts)
+    assert row is None
+
+
+def test_sync_page_failing_half_way_writes_nothing_half_and_resumes(registered, simulator):
+    account = login_account(registered, simulator)
+    services.sync_account(account, page_limit=10)  # baseline
+    sim_acc = simulator.accounts[account.wxid]
+    sim_acc.contacts.pop()  # would be soft-deleted by a complete sync
+
+    from instances.client import InstanceClient
+
+    real = InstanceClient.list_contacts
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise InstanceInternalError("boom on page 2")
+        return real(self, *args, **kwargs)
+
+    with mock.patch.object(InstanceClient, "list_contacts", flaky):
+        with pytest.raises(ServiceError) as info:
+            services.sync_account(account, page_limit=10)
+    assert "resume" in info.value.message
+    state = services.get_sync_state(account)
+    assert state["phase"] == "contacts" and state["cursor"]
+    model = shards.model_for(Contact, instance_id=registered.pk)
+    # nothing deleted by the failed sync
+    assert model.objects.filter(account=account).count() == len(sim_acc.contacts) + 1
+    registered.refresh_from_db()
+    assert "boom" in registered.error_message
+
+    services.sync_account(account, page_limit=10)  # resumes from page 2
+    assert services.get_sync_state(account) is None
+    assert model.objects.filter(account=account).count() == len(sim_acc.contacts)
+    account.refresh_from_db()
+    assert account.contact_count == len(sim_acc.contacts)
+
+
+def test_sync_requires_a_logged_in_account(registered):
+    account = services.ensure_account(registered, "wx_off", logged_in=False,
+                                      status=AccountStatus.OFFLINE)
+    with pytest.raises(ServiceError) as info:
+        services.sync_account(account)
+    assert info.value.code == "not_logged_in"
+
+
+def test_incremental_events_update_shards(registered, simulator):
+    from instances import services as instance_services
+
+    account = login_account(registered, simulator)
+    seq = iter(range(1000, 2000))
+
+    def apply(type_, data):
+        event = make_event(registered, type_, data, seq=next(seq), account_id=account.wxid)
+        row, _dup = instance_services.store_event(registered.pk, event)
+        instance_services.process_event(row.pk)
+        row.refresh_from_db()
+        assert row.state == EventState.DONE, row.error
+
+    apply("contact.added", {"contact": {"contact_id": "c_new", "name": "New", "kind": "friend"}})
+    model = shards.model_for(Contact, instance_id=registered.pk)
+    assert model.objects.get(wxid="c_new").nickname == "New"
+    apply("contact.updated", {"contact": {"contact_id": "c_new", "name": "Renamed",
+                                          "kind": "friend"}})
+    assert model.objects.get(wxid="c_new").nickname == "Renamed"
+    apply("contact.removed", {"contact": {"contact_id": "c_new"}})
+    assert not model.objects.filter(wxid="c_new").exists()
+    assert model.all_objects.get(wxid="c_new").deleted_at is not None
+
+    apply("room.member_joined", {"room_id": "r_1", "members": [
+        {"member_id": "m_1", "name": "M1", "role": "member"},
+        {"member_id": "m_2", "name": "M2", "role": "admin"}]})
+    group_model = shards.model_for(Group, instance_id=registered.pk)
+    group = group_model.objects.get(group_wxid="r_1")
+    assert group.member_count == 2
+    apply("room.member_left", {"room_id": "r_1", "member_ids": ["m_1"]})
+    group.refresh_from_db()
+    assert group.member_count == 1
+    apply("room.updated", {"room_id": "r_1", "topic": "Topic"})
+    group.refresh_from_db()
+    assert group.group_name == "Topic"
+    account.refresh_from_db()
+    assert account.group_count == 1

@@ -1,0 +1,187 @@
+"""API and admin of instances and contacts: listing, write-only secrets, actions with
+permission checks (role grant, object grant on one instance, outsider)."""
+import pytest
+from django.urls import reverse
+
+from accounts.services.permissions import grant_instance, sync_permissions
+from accounts.tests.helpers import login_verified
+from contacts.models import WeworkAccount
+from instances import services
+from instances.models import ConfigType, InstanceConfig
+from instances.tests.factories import UserFactory, WeworkInstanceFactory
+
+from .conftest import SECRET
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def perms():
+    sync_permissions()
+
+
+@pytest.fixture
+def root_client(client, admin_user):
+    login_verified(client, admin_user)
+    return client
+
+
+def test_api_lists_instances_and_masks_encrypted_configs(root_client, registered):
+    response = root_client.get("/api/v1/instances/")
+    assert response.status_code == 200
+    assert [i["name"] for i in response.json()["results"]] == ["sim"]
+    configs = root_client.get(f"/api/v1/instance-configs/?instance={registered.pk}").json()
+    values = {c["config_key"]: c["config_value"] for c in configs["results"]}
+    assert values["webhook_secret"] == services.MASK
+    assert SECRET not in str(configs)
+
+
+def test_api_config_create_validates_typed_values(root_client, registered):
+    url = "/api/v1/instance-configs/"
+    bad = root_client.post(url, {"instance": registered.pk, "config_key": "n",
+                                 "config_type": "number", "config_value": "ten"},
+                           content_type="application/json")
+    assert bad.status_code == 400
+    assert "config_value" in bad.json()
+    good = root_client.post(url, {"instance": registered.pk, "config_key": "secret_x",
+                                  "config_type": "string", "config_value": "s3cret",
+                                  "is_encrypted": True}, content_type="application/json")
+    assert good.status_code == 201, good.content
+    assert good.json()["config_value"] == services.MASK
+    stored = InstanceConfig.objects.get(config_key="secret_x")
+    assert stored.config_value != "s3cret"
+    assert services.config_value(stored) == "s3cret"
+    system = InstanceConfig.objects.get(config_key="api_token")
+    assert root_client.delete(f"{url}{system.pk}/").status_code == 400
+
+
+def test_api_restart_and_push_config(root_client, registered, simulator):
+    response = root_client.post(f"/api/v1/instances/{registered.pk}/restart/", {},
+                                content_type="application/json")
+    assert response.status_code == 202, response.content
+    assert response.json()["restart_count"] == 1
+    push = root_client.post(f"/api/v1/instances/{registered.pk}/push-config/")
+    assert push.status_code == 200
+    assert "webhook_url" in push.json()["applied"]
+
+
+def test_api_unreachable_instance_gives_502_json(root_client, admin_user, platform_url):
+    from instances.simulator.testing import unused_port
+
+    instance = WeworkInstanceFactory(api_url=f"http://127.0.0.1:{unused_port()}",
+                                     created_by=admin_user)
+    response = root_client.post(f"/api/v1/instances/{instance.pk}/restart/")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "unreachable"
+
+
+def test_api_qr_login_flow(root_client, registered, simulator):
+    import httpx
+
+    started = root_client.post(f"/api/v1/instances/{registered.pk}/logins/", {},
+                               content_type="application/json")
+    assert started.status_code == 201, started.content
+    body = started.json()
+    assert body["qr_svg"].startswith("<svg")
+    login_id = body["login_id"]
+    httpx.get(body["qrcode"])
+    httpx.get(f"{simulator.url}/sim/confirm/{login_id}")
+    status = root_client.get(f"/api/v1/instances/{registered.pk}/logins/{login_id}/").json()
+    assert status["status"] == "confirmed"
+    account = WeworkAccount.objects.get(pk=status["account"])
+    # sync and logout through the API
+    sync = root_client.post(f"/api/v1/wework-accounts/{account.pk}/sync/", {},
+                            content_type="application/json")
+    assert sync.status_code == 202
+    contacts = root_client.get(f"/api/v1/contacts/?instance={registered.pk}")
+    assert contacts.status_code == 200
+    assert len(contacts.json()["results"]) == len(simulator.accounts[account.wxid].contacts)
+    groups = root_client.get(f"/api/v1/groups/?instance={registered.pk}").json()["results"]
+    assert groups
+    members = root_client.get(
+        f"/api/v1/group-members/?instance={registered.pk}&group={groups[0]['id']}")
+    assert members.status_code == 200 and members.json()["results"]
+    assert root_client.get("/api/v1/contacts/").status_code == 400
+    logout = root_client.post(f"/api/v1/wework-accounts/{account.pk}/logout/")
+    assert logout.status_code == 200 and logout.json()["is_logged_in"] is False
+
+
+def test_object_grant_scopes_actions(client, perms, registered, simulator, admin_user):
+    other = WeworkInstanceFactory(created_by=admin_user)
+    operator = UserFactory()
+    grant_instance(operator, registered, ["instances.view_weworkinstance",
+                                          "instances.restart_instance"])
+    grant_instance(operator, other, ["instances.view_weworkinstance"])
+    client.force_login(operator)
+    listed = {i["id"] for i in client.get("/api/v1/instances/").json()["results"]}
+    assert listed == {registered.pk, other.pk}
+    assert client.post(f"/api/v1/instances/{registered.pk}/restart/").status_code == 202
+    assert client.post(f"/api/v1/instances/{other.pk}/restart/").status_code == 403
+    assert client.post(f"/api/v1/instances/{registered.pk}/push-config/").status_code == 403
+    assert client.post(f"/api/v1/instances/{registered.pk}/logins/").status_code == 403
+
+
+def test_outsider_sees_nothing(client, perms, registered):
+    outsider = UserFactory()
+    client.force_login(outsider)
+    response = client.get("/api/v1/instances/")
+    assert response.status_code in (200, 403)
+    if response.status_code == 200:
+        assert response.json()["results"] == []
+    assert client.post(f"/api/v1/instances/{registered.pk}/restart/").status_code in (403, 404)
+    assert client.get(f"/api/v1/contacts/?instance={registered.pk}").status_code in (403, 404)
+
+
+def test_anonymous_is_refused(client, registered):
+    assert client.get("/api/v1/instances/").status_code in (401, 403)
+
+
+def test_admin_pages_render(root_client, registered, simulator):
+    for name in ("instances_weworkinstance", "instances_instanceconfig",
+                 "instances_instancemonitor", "instances_instanceevent",
+                 "contacts_weworkaccount", "contacts_contact", "contacts_group",
+                 "contacts_groupmember"):
+        response = root_client.get(reverse(f"admin:{name}_changelist"))
+        assert response.status_code == 200, name
+    change = root_client.get(reverse("admin:instances_weworkinstance_change",
+                                     args=[registered.pk]))
+    assert change.status_code == 200
+    config = InstanceConfig.objects.get(config_key="webhook_secret")
+    page = root_client.get(reverse("admin:instances_instanceconfig_change", args=[config.pk]))
+    assert page.status_code == 200
+    assert SECRET.encode() not in page.content
+    assert config.config_value.encode() not in page.content
+
+
+def test_admin_qr_login_page_and_status(root_client, registered, simulator):
+    page = root_client.get(reverse("admin:instances_weworkinstance_qr_login",
+                                   args=[registered.pk]))
+    assert page.status_code == 200
+    assert b"<svg" in page.content
+    login_id = next(iter(simulator.logins))
+    status = root_client.get(reverse("admin:instances_weworkinstance_qr_login_status",
+                                     args=[registered.pk, login_id]))
+    assert status.json()["status"] == "waiting"
+
+
+def test_admin_actions(root_client, registered, simulator):
+    url = reverse("admin:instances_weworkinstance_changelist")
+    response = root_client.post(url, {"action": "restart_selected",
+                                      "_selected_action": [registered.pk]}, follow=True)
+    assert response.status_code == 200
+    registered.refresh_from_db()
+    assert registered.restart_count == 1
+    root_client.post(url, {"action": "push_config_selected",
+                           "_selected_action": [registered.pk]})
+
+
+def test_admin_config_form_keeps_encrypted_value(root_client, registered):
+    config = services.set_config(registered, "proxy_token", "hidden", encrypted=True)
+    url = reverse("admin:instances_instanceconfig_change", args=[config.pk])
+    response = root_client.post(url, {"instance": registered.pk, "config_key": "proxy_token",
+                                      "config_type": ConfigType.STRING, "is_encrypted": "on",
+                                      "value": "", "description": "d"})
+    assert response.status_code == 302, response.content[:2000]
+    config.refresh_from_db()
+    assert services.config_value(config) == "hidden"
+    assert config.description == "d"
