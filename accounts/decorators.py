@@ -2,7 +2,9 @@
 
 * function views: `@sudo_required`
 * class-based views: `SudoRequiredMixin`
-* admin: `SudoAdminMixin` (set `sudo_views`, e.g. ("delete_view", "changeform_post"))
+* admin: `sudo_views` on any PlatformModelAdmin ("delete_view", "delete_action", "actions",
+  "changeform_post"; deleting instances needs sudo by default), or `SudoAdminMixin` (which
+  adds "add_view"/"change_view"/"changeform_post" handling)
 * API: put action names in a viewset's `sudo_actions` (wework.api.permissions), or use
   `SudoPermission` in `permission_classes`.
 

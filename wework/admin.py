@@ -97,6 +97,38 @@ class PlatformModelAdmin(admin.ModelAdmin):
         # Outside the user's scope or missing: 404, not a redirect that hints either way.
         raise Http404
 
+    # --- sudo mode (accounts.decorators) ---------------------------------------------------
+    # `sudo_views`: views that need a one-time code entered in the last minutes: "delete_view",
+    # "delete_action" (bulk delete), "actions" (any bulk action), "changeform_post" (saving).
+    # None means: deleting needs sudo on the instance model (INSTANCE_PATH == ""), nothing else.
+    sudo_views = None
+
+    def get_sudo_views(self):
+        if self.sudo_views is not None:
+            return self.sudo_views
+        if getattr(self.model, "INSTANCE_PATH", None) == "":
+            return ("delete_view", "delete_action")
+        return ()
+
+    def _sudo_redirect(self, request, name):
+        from accounts.decorators import sudo_redirect
+        from accounts.services.otp import in_sudo
+
+        if name in self.get_sudo_views() and not in_sudo(request):
+            return sudo_redirect(request)
+        return None
+
+    def delete_view(self, request, object_id, extra_context=None):
+        return self._sudo_redirect(request, "delete_view") or super().delete_view(
+            request, object_id, extra_context
+        )
+
+    def response_action(self, request, queryset, *args, **kwargs):
+        redirect = self._sudo_redirect(request, "actions")
+        if redirect is None and request.POST.get("action") == "delete_selected":
+            redirect = self._sudo_redirect(request, "delete_action")
+        return redirect or super().response_action(request, queryset, *args, **kwargs)
+
 
 class DeletedFilter(admin.SimpleListFilter):
     title = _("deleted")

@@ -164,3 +164,20 @@ def test_create_super_admin_generates_password_and_rejects_bad_input():
     with pytest.raises(CommandError):
         call_command("create_super_admin", "--username", "bad", "--email", "not-an-email",
                      "--password", "A-long-enough-passphrase-42", "--no-input", stdout=StringIO())
+
+
+def test_deleting_an_instance_needs_sudo(client):
+    from instances.tests.factories import WeworkInstanceFactory
+
+    admin_user = UserFactory(is_superuser=True)
+    device = enroll(admin_user)
+    login_verified(client, admin_user)
+    instance = WeworkInstanceFactory()
+    url = reverse("admin:instances_weworkinstance_delete", args=[instance.pk])
+    response = client.get(url)
+    assert response.status_code == 302 and reverse("accounts:sudo") in response["Location"]
+    bulk = client.post(reverse("admin:instances_weworkinstance_changelist"),
+                       {"action": "delete_selected", "_selected_action": [instance.pk]})
+    assert bulk.status_code == 302 and reverse("accounts:sudo") in bulk["Location"]
+    client.post(reverse("accounts:sudo"), {"code": totp_code(device)})
+    assert client.get(url).status_code == 200

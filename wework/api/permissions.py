@@ -84,7 +84,10 @@ class PlatformPermission(permissions.BasePermission):
         perms = required_perms(request, view, model)
         if perms is None:
             return False
-        if getattr(view, "action", None) in getattr(view, "sudo_actions", ()) and not in_sudo(request):
+        sudo_actions = getattr(view, "sudo_actions", None)
+        if sudo_actions is None:  # deleting an instance needs sudo by default
+            sudo_actions = {"destroy"} if getattr(model, "INSTANCE_PATH", None) == "" else ()
+        if getattr(view, "action", None) in sudo_actions and not in_sudo(request):
             raise exceptions.PermissionDenied(
                 _("This action needs a recent one-time code (send it in the X-OTP-Code header).")
             )
