@@ -39,6 +39,20 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _drop_shard_tables(request):
+    """Shard tables live outside migrations, so the flush after a transactional test leaves them
+    (with stale rows) behind: drop them (docs/shards.md, "Tests that create shards")."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return
+    from wework.shards.testing import drop_shard_tables
+
+    with request.getfixturevalue("django_db_blocker").unblock():
+        drop_shard_tables()
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     """Each test starts with an empty cache (Redis or local)."""
     from django.core.cache import cache
