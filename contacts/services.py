@@ -199,14 +199,6 @@ def mark_instance_accounts_offline(instance):
     )
 
 
-def count_inbound_message(instance, event):
-    wxid = event.get("account_id")
-    if wxid:
-        WeworkAccount.objects.filter(instance_id=instance.pk, wxid=wxid).update(
-            total_messages=F("total_messages") + 1, today_messages=F("today_messages") + 1
-        )
-
-
 def account_for_event(instance, event):
     wxid = event.get("account_id") or event["data"].get("account_id")
     account = WeworkAccount.objects.filter(instance_id=instance.pk, wxid=wxid).first()

@@ -5,6 +5,4 @@ BEAT_SCHEDULE = {
     "instances.retry_stuck_events": {"task": "instances.retry_stuck_events", "schedule": 60.0},
     "instances.prune_events": {"task": "instances.prune_events",
                                "schedule": crontab(hour=3, minute=30)},
-    "instances.reset_today_counters": {"task": "instances.reset_today_counters",
-                                       "schedule": crontab(hour=0, minute=0)},
 }

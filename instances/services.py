@@ -508,6 +508,12 @@ def ensure_shards_for(instance, event_type):
         shards.model_for(InstanceMonitor)
     elif event_type.startswith(_CONTACT_SHARD_EVENTS):
         ensure_instance_shards(instance.pk)
+    elif event_type == protocol.EventType.MESSAGE_RECEIVED:
+        try:
+            from messaging.models import Message
+        except ImportError:  # pragma: no cover
+            return
+        shards.model_for(Message)  # this month's shard; older ones exist already
 
 
 def ensure_instance_shards(instance_id):
@@ -534,22 +540,16 @@ def dispatch_event(instance, event):
 
 
 def handle_message_event(instance, event):
-    """Count inbound messages; hand message events to the messaging app when it has a hook."""
+    """Hand message events to the messaging app (it stores, de-duplicates and counts them)."""
     try:
         from messaging import services as messaging_services
     except ImportError:  # pragma: no cover - messaging not installed
-        messaging_services = None
+        return None
     hook = getattr(messaging_services, "handle_instance_event", None)
-    if event["type"] == protocol.EventType.MESSAGE_RECEIVED and not event["data"]["is_history"]:
-        WeworkInstance.all_objects.filter(pk=instance.pk).update(
-            total_messages=F("total_messages") + 1, today_messages=F("today_messages") + 1
-        )
-        from contacts import services as contact_services
-
-        contact_services.count_inbound_message(instance, event)
-    if hook is not None:
-        return hook(instance, event)
-    return None
+    if hook is None:
+        logger.info("no messaging hook for %s", event["type"])
+        return None
+    return hook(instance, event)
 
 
 def check_sequence(row):
@@ -766,10 +766,3 @@ def mark_silent_instances_offline(now=None):
         fire_alert(instance, "offline", f"{instance.name}: {message}")
         marked.append(instance.pk)
     return marked
-
-
-def reset_today_counters():
-    from contacts.models import WeworkAccount
-
-    WeworkInstance.all_objects.update(today_messages=0)
-    WeworkAccount.all_objects.update(today_messages=0)

@@ -37,11 +37,6 @@ def prune_events():
     return services.prune_events()
 
 
-@shared_task(name="instances.reset_today_counters", ignore_result=True)
-def reset_today_counters():
-    return services.reset_today_counters()
-
-
 @shared_task(name="instances.restart", ignore_result=True)
 def restart(instance_id, reason=None):
     from .models import WeworkInstance
