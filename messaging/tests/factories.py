@@ -26,7 +26,7 @@ class MessageTemplateFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Template {n}")
     category = "greeting"
     message_type = MessageType.TEXT
-    content = "Hello {{ name }}"
+    content = "Hello {{ name }}"  # messaging.rendering syntax: {{ name }} only
     variables = factory.LazyFunction(lambda: [{"name": "name", "required": True}])
     created_by = factory.SubFactory(UserFactory)
 

@@ -1,0 +1,260 @@
+"""Admin for messaging: messages (by month shard), tasks with progress and actions, receivers,
+templates with preview."""
+from django.contrib import admin, messages as flash
+from django.core.exceptions import ValidationError
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from wework import shards
+from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+
+from . import permissions, services
+from .models import Message, MessageReceiver, MessageTask, MessageTemplate
+
+
+def _current_month():
+    return timezone.localdate().strftime("%Y%m")
+
+
+class MonthFilter(admin.SimpleListFilter):
+    """Which monthly shard to browse; defaults to the current month."""
+
+    title = _("month")
+    parameter_name = "month"
+
+    def lookups(self, request, model_admin):
+        out = []
+        for model in shards.shard_models(Message):
+            suffix = getattr(model, "_shard_suffix", None)
+            if suffix:
+                out.append((suffix, f"{suffix[:4]}-{suffix[4:]}"))
+        return out or [(_current_month(), _current_month())]
+
+    def choices(self, changelist):
+        current = self.value() or _current_month()
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": current == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        return queryset  # the shard itself is chosen in MessageAdmin.get_queryset
+
+
+class DirectionFilter(admin.SimpleListFilter):
+    title = _("direction")
+    parameter_name = "direction"
+
+    def lookups(self, request, model_admin):
+        return (("out", _("Sent")), ("in", _("Received")))
+
+    def queryset(self, request, queryset):
+        if self.value() == "out":
+            return queryset.filter(task_id__isnull=False)
+        if self.value() == "in":
+            return queryset.filter(task_id__isnull=True)
+        return queryset
+
+
+@admin.register(Message)
+class MessageAdmin(PlatformModelAdmin):
+    """Messages live in monthly shards: the list shows one month (selector on the right)."""
+
+    list_display = ("id", "created_at", "account", "chat_type", "chat_wxid", "message_type",
+                    "short_content", "send_status", "error_code", "task_id")
+    list_filter = (MonthFilter, DirectionFilter, "send_status", "message_type", "chat_type")
+    search_fields = ("=chat_wxid", "=message_uuid")
+    list_select_related = ("account",)
+    raw_id_fields = ("account",)
+    ordering = ("-id",)
+    readonly_fields = [f.name for f in Message._meta.fields]
+    show_full_result_count = False
+
+    def _shard(self, request):
+        month = request.GET.get("month") or _current_month()
+        try:
+            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
+            return shards.model_for(Message, when, create=False)
+        except (ValueError, shards.ShardError):
+            return None
+
+    def get_queryset(self, request):
+        model = self._shard(request)
+        if model is None:
+            return Message.objects.none()
+        qs = model._default_manager.select_related("account")
+        return permissions.scope(qs, request.user, "messaging.view_message")
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = shards.get_or_none(Message, object_id) if str(object_id).isdigit() else None
+        if obj is None:
+            return None
+        allowed = permissions.scope(type(obj)._default_manager.filter(pk=obj.pk), request.user, "messaging.view_message")
+        return obj if allowed.exists() else None
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("content"))
+    def short_content(self, obj):
+        text = obj.message_content or obj.media_url or ""
+        return text if len(text) <= 60 else text[:59] + "…"
+
+
+class ReceiverInline(admin.TabularInline):
+    model = MessageReceiver
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("receiver_type", "receiver_wxid", "receiver_name", "send_status", "send_time",
+              "retry_count", "error_code", "error_message")
+    readonly_fields = fields
+    show_change_link = True
+
+    def get_queryset(self, request):
+        # Failed receivers first, at most 50 rows (a broadcast has up to 100,000).
+        qs = super().get_queryset(request).order_by("-send_status", "id")
+        return qs
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MessageTask)
+class MessageTaskAdmin(PlatformModelAdmin):
+    list_display = ("id", "task_name", "task_type", "account", "message_type", "status",
+                    "progress_bar", "success_count", "fail_count", "target_count", "priority",
+                    "scheduled_time", "created_at")
+    list_filter = ("status", "task_type", "message_type", "priority")
+    search_fields = ("task_name", "=task_uuid")
+    list_select_related = ("account", "created_by")
+    raw_id_fields = ("account", "template", "created_by")
+    ordering = ("-id",)
+    readonly_fields = ("task_uuid", "target_count", "success_count", "fail_count", "progress",
+                       "started_at", "completed_at", "created_at", "updated_at", "live_progress")
+    actions = ["pause_tasks", "resume_tasks", "cancel_tasks", "resend_failed", "rebuild"]
+
+    def has_add_permission(self, request):
+        return False  # tasks are created from the compose page or the API (validation there)
+
+    @admin.display(description=_("progress"))
+    def progress_bar(self, obj):
+        return format_html(
+            '<progress max="100" value="{}" style="width:8em"></progress> {}%', obj.progress, obj.progress
+        )
+
+    @admin.display(description=_("live progress"))
+    def live_progress(self, obj):
+        if obj.pk is None:
+            return "-"
+        return _link("messaging:task_detail", obj.pk, _("Open the live progress page"))
+
+    def _act(self, request, queryset, fn, done_msg):
+        allowed = permissions.scope(queryset, request.user, "messaging.manage_task")
+        ok = 0
+        for task in allowed:
+            try:
+                fn(task)
+                ok += 1
+            except ValidationError as exc:
+                self.message_user(request, f"{task}: {'; '.join(exc.messages)}", flash.WARNING)
+        skipped = queryset.count() - allowed.count()
+        if skipped:
+            self.message_user(request, _("%(n)d tasks skipped: no permission.") % {"n": skipped}, flash.WARNING)
+        self.message_user(request, done_msg % {"count": ok}, flash.SUCCESS)
+
+    @admin.action(description=_("Pause selected tasks"))
+    def pause_tasks(self, request, queryset):
+        self._act(request, queryset, services.pause_task, _("%(count)d tasks paused."))
+
+    @admin.action(description=_("Resume selected tasks"))
+    def resume_tasks(self, request, queryset):
+        self._act(request, queryset, services.resume_task, _("%(count)d tasks resumed."))
+
+    @admin.action(description=_("Cancel selected tasks"))
+    def cancel_tasks(self, request, queryset):
+        self._act(request, queryset, services.cancel_task, _("%(count)d tasks cancelled."))
+
+    @admin.action(description=_("Resend failed receivers"))
+    def resend_failed(self, request, queryset):
+        self._act(request, queryset, services.resend_failed, _("%(count)d tasks re-queued."))
+
+    @admin.action(description=_("Rebuild counters from receivers"))
+    def rebuild(self, request, queryset):
+        self._act(request, queryset, lambda t: services.rebuild_counters(t.pk), _("%(count)d tasks recounted."))
+
+
+@admin.register(MessageReceiver)
+class MessageReceiverAdmin(PlatformModelAdmin):
+    list_display = ("id", "task", "receiver_type", "receiver_wxid", "receiver_name", "send_status",
+                    "send_time", "retry_count", "error_code", "message_id")
+    list_filter = ("send_status", "receiver_type")
+    search_fields = ("=receiver_wxid", "=task__id")
+    list_select_related = ("task",)
+    raw_id_fields = ("task",)
+    ordering = ("-id",)
+    readonly_fields = [f.name for f in MessageReceiver._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
+    list_display = ("id", "name", "category", "message_type", "status", "use_count", "last_used_at",
+                    "is_public", "is_system", "preview_link")
+    list_filter = ("message_type", "status", "category", "is_public", "is_system")
+    search_fields = ("name", "category", "=template_uuid")
+    ordering = ("sort_order", "-id")
+    readonly_fields = ("template_uuid", "use_count", "last_used_at", "preview_content",
+                       "created_by", "created_at", "updated_at")
+    fields = ("name", "category", "message_type", "content", "variables", "tags", "thumbnail_url",
+              "is_public", "is_system", "status", "sort_order", "template_uuid", "preview_content",
+              "use_count", "last_used_at", "created_by", "created_at", "updated_at")
+
+    @admin.display(description=_("preview"))
+    def preview_link(self, obj):
+        return _link("messaging:template_preview", obj.pk, _("Preview"))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+            obj.template_uuid = shards.new_uuid()
+        services.prepare_template(obj)
+        super().save_model(request, obj, form, change)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class TemplateForm(form):
+            def clean(self):
+                data = super().clean()
+                if data.get("message_type") and data.get("content") is not None:
+                    try:
+                        services.validate_template(data["message_type"], data["content"], data.get("variables"))
+                    except ValidationError as exc:
+                        for field, msgs in exc.message_dict.items():
+                            self.add_error(field if field in self.fields else None, msgs)
+                return data
+
+        return TemplateForm
+
+
+def _link(name, pk, label):
+    try:
+        return format_html('<a href="{}">{}</a>', reverse(name, args=[pk]), label)
+    except NoReverseMatch:
+        return "-"

@@ -1,0 +1,145 @@
+"""Serializers of the messaging API."""
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from .. import content as content_mod
+from ..models import (
+    Message, MessageReceiver, MessageTask, MessageTemplate, MessageType, ReceiverType, TaskPriority, TaskType,
+)
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    content = serializers.SerializerMethodField()
+    direction = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "message_uuid", "account", "chat_type", "chat_wxid", "message_type", "message_content",
+            "content", "media_url", "media_size", "media_duration", "thumbnail_url", "file_name",
+            "message_metadata", "send_status", "send_time", "receive_time", "error_code", "error_message",
+            "retry_count", "task_id", "parent_message_id", "at_members", "is_scheduled", "scheduled_time",
+            "direction", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_content(self, obj):
+        return content_mod.from_message(obj)
+
+    def get_direction(self, obj):
+        meta = obj.message_metadata or {}
+        return meta.get("direction") or ("out" if obj.task_id else "in")
+
+
+class MessageTaskSerializer(serializers.ModelSerializer):
+    status_label = serializers.CharField(source="get_status_display", read_only=True)
+
+    class Meta:
+        model = MessageTask
+        fields = [
+            "id", "task_uuid", "task_name", "task_type", "account", "message_type", "message_content",
+            "template", "template_variables", "target_count", "success_count", "fail_count", "progress",
+            "status", "status_label", "priority", "send_interval", "max_retry", "scheduled_time",
+            "started_at", "completed_at", "error_message", "created_by", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ReceiverInputSerializer(serializers.Serializer):
+    wxid = serializers.CharField(max_length=100)
+    type = serializers.ChoiceField(choices=["contact", "group"], default="contact")
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    variables = serializers.DictField(required=False)
+
+
+class ReceiverFiltersSerializer(serializers.Serializer):
+    source = serializers.ChoiceField(choices=["contacts", "groups", "all"], default="contacts")
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    contact_type = serializers.IntegerField(required=False, min_value=1, max_value=3)
+    search = serializers.CharField(required=False, allow_blank=True)
+    include_blocked = serializers.BooleanField(required=False, default=False)
+
+
+class TaskCreateSerializer(serializers.Serializer):
+    """Input of POST /messaging/tasks/: a batch or broadcast (or single) task."""
+
+    account = serializers.IntegerField()
+    task_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    task_type = serializers.ChoiceField(choices=TaskType.choices, required=False)
+    message_type = serializers.ChoiceField(choices=MessageType.choices, required=False)
+    content = serializers.JSONField(required=False, help_text=_("Text, or the content object of the type."))
+    template = serializers.IntegerField(required=False)
+    template_variables = serializers.DictField(required=False)
+    receivers = ReceiverInputSerializer(many=True, required=False)
+    filters = ReceiverFiltersSerializer(required=False)
+    priority = serializers.ChoiceField(choices=TaskPriority.choices, default=TaskPriority.MEDIUM)
+    scheduled_time = serializers.DateTimeField(required=False, allow_null=True)
+    send_interval = serializers.IntegerField(min_value=0, max_value=3600, default=0)
+    max_retry = serializers.IntegerField(min_value=0, max_value=10, default=3)
+    at_members = serializers.JSONField(required=False)
+    reply_to = serializers.IntegerField(required=False)
+
+    def to_internal_value(self, data):
+        # Guard before DRF builds one serializer per receiver (1,000,000 of them would be slow).
+        from .. import conf
+
+        receivers = data.get("receivers") if hasattr(data, "get") else None
+        limit = int(conf.get("MAX_RECEIVERS_PER_TASK"))
+        if isinstance(receivers, list) and len(receivers) > limit:
+            raise serializers.ValidationError(
+                {"receivers": [_("%(n)d receivers is more than the limit of %(limit)d per task; split the "
+                                 "broadcast into several tasks.") % {"n": len(receivers), "limit": limit}]}
+            )
+        return super().to_internal_value(data)
+
+
+class SendMessageSerializer(serializers.Serializer):
+    """Input of POST /messaging/messages/send/: one message to one contact or group."""
+
+    account = serializers.IntegerField()
+    receiver_wxid = serializers.CharField(max_length=100)
+    receiver_type = serializers.ChoiceField(choices=["contact", "group"], default="contact")
+    message_type = serializers.ChoiceField(choices=MessageType.choices)
+    content = serializers.JSONField(help_text=_("Text, or the content object of the type."))
+    at_members = serializers.JSONField(required=False)
+    reply_to = serializers.IntegerField(required=False)
+    scheduled_time = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class MessageReceiverSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MessageReceiver
+        fields = [
+            "id", "task", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "send_status",
+            "send_time", "error_code", "error_message", "retry_count", "variables", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageTemplateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MessageTemplate
+        fields = [
+            "id", "template_uuid", "name", "category", "message_type", "content", "variables",
+            "preview_content", "thumbnail_url", "use_count", "last_used_at", "is_system", "is_public",
+            "status", "sort_order", "tags", "created_by", "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "template_uuid", "preview_content", "use_count", "last_used_at",
+                            "is_system", "created_by", "created_at", "updated_at"]
+        extra_kwargs = {"variables": {"required": False}, "tags": {"required": False}}
+
+    def validate_content(self, value):
+        if isinstance(value, dict):
+            import json
+
+            return json.dumps(value, ensure_ascii=False)
+        return value
+
+
+class PreviewSerializer(serializers.Serializer):
+    values = serializers.DictField(required=False, default=dict)
+
+
+class ReceiverTypeField(serializers.ChoiceField):
+    def __init__(self, **kw):
+        super().__init__(choices=ReceiverType.choices, **kw)

@@ -1,0 +1,216 @@
+"""Messaging API: messages (by month shard), send, tasks with their actions, receivers, templates.
+
+Every list is scoped to the instances the user may see; every write checks the permission on
+the account's instance (see messaging/permissions.py). Service errors become HTTP 400 with
+field messages.
+"""
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied, ValidationError as DjangoValidationError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.viewsets import ViewSet
+
+from wework import shards
+from wework.api.permissions import PlatformPermission
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+
+from .. import permissions, services
+from ..filtersets import MessageFilterSet, MessageReceiverFilterSet, MessageTaskFilterSet, MessageTemplateFilterSet
+from ..models import Message, MessageReceiver, MessageTask, MessageTemplate, TaskType
+from .serializers import (
+    MessageReceiverSerializer, MessageSerializer, MessageTaskSerializer, MessageTemplateSerializer,
+    PreviewSerializer, SendMessageSerializer, TaskCreateSerializer,
+)
+
+
+def _service_call(fn, *args, **kwargs):
+    """Run a service; ValidationError → 400 with field messages, PermissionDenied → 403."""
+    try:
+        return fn(*args, **kwargs)
+    except DjangoValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            raise ValidationError(exc.message_dict)
+        raise ValidationError({"detail": exc.messages})
+    except DjangoPermissionDenied as exc:
+        raise PermissionDenied(str(exc) or None)
+
+
+class MessageViewSet(ViewSet):
+    """Messages of one month (`?month=YYYYMM`, default the current one), newest first, keyset
+    paged with `?after=<id>` (no COUNT): `{"results": [...], "next_after": id|null}`."""
+
+    permission_classes = [PlatformPermission]
+    queryset = Message.objects.none()
+    action_permissions = {"send": [permissions.SEND_MESSAGE]}
+
+    def _scope_q(self, request):
+        return permissions.instance_q(request.user, "messaging.view_message", "account__instance_id")
+
+    def list(self, request):
+        month = request.query_params.get("month") or timezone.localdate().strftime("%Y%m")
+        try:
+            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
+        except (ValueError, TypeError):
+            raise ValidationError({"month": [_("Use YYYYMM, e.g. 202611.")]})
+        try:
+            model = shards.model_for(Message, when, create=False)
+        except shards.ShardError:
+            return Response({"results": [], "next_after": None})
+        qs = model._default_manager.filter(self._scope_q(request)).select_related("account")
+        fs = MessageFilterSet(request.query_params, queryset=qs)
+        if not fs.is_valid():
+            raise ValidationError(fs.errors)
+        qs = fs.qs
+        after = request.query_params.get("after")
+        if after:
+            if not str(after).isdigit():
+                raise ValidationError({"after": [_("A message id.")]})
+            qs = qs.filter(pk__lt=int(after))
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", 50)), 500))
+        except ValueError:
+            raise ValidationError({"limit": [_("A number from 1 to 500.")]})
+        rows = list(qs.order_by("-pk")[: limit + 1])
+        next_after = rows[limit - 1].pk if len(rows) > limit else None
+        return Response({"results": MessageSerializer(rows[:limit], many=True).data, "next_after": next_after})
+
+    def retrieve(self, request, pk=None):
+        obj = shards.get_or_none(Message, pk) if str(pk).isdigit() else None
+        if obj is None or not type(obj)._default_manager.filter(self._scope_q(request), pk=obj.pk).exists():
+            raise NotFound()
+        return Response(MessageSerializer(obj).data)
+
+    @action(detail=False, methods=["post"])
+    def send(self, request):
+        """Send one message (text, image, video, file, link, card, location) now or at a time."""
+        ser = SendMessageSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        account = _service_call(services.get_account, data["account"])
+        if not permissions.may(request.user, permissions.SEND_MESSAGE, account.instance_id):
+            raise PermissionDenied(_("You may not send messages from this account."))
+        task = _service_call(
+            services.send_message, request.user, account=account, receiver_wxid=data["receiver_wxid"],
+            receiver_type=data["receiver_type"], message_type=data["message_type"], content=data["content"],
+            at_members=data.get("at_members"), reply_to=data.get("reply_to"),
+            scheduled_time=data.get("scheduled_time"),
+        )
+        return Response(MessageTaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class MessageTaskViewSet(PlatformReadOnlyViewSet):
+    """Tasks; POST creates one (validated, receivers materialized); actions pause, resume, cancel,
+    resend_failed, progress, failed (failed receivers with reasons)."""
+
+    queryset = MessageTask.objects.select_related("account").order_by("-id")
+    serializer_class = MessageTaskSerializer
+    filterset_class = MessageTaskFilterSet
+    search_fields = ["task_name"]
+    ordering_fields = ["id", "created_at", "priority", "status", "progress"]
+    # Creating checks send_message / send_broadcast on the account's instance in create().
+    action_permissions = {
+        "create": [],
+        "pause": [permissions.MANAGE_TASK],
+        "resume": [permissions.MANAGE_TASK],
+        "cancel": [permissions.MANAGE_TASK],
+        "resend_failed": [permissions.MANAGE_TASK],
+        "progress": ["messaging.view_messagetask"],
+        "failed": ["messaging.view_messagetask"],
+    }
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return TaskCreateSerializer
+        return MessageTaskSerializer
+
+    def create(self, request):
+        ser = TaskCreateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = dict(ser.validated_data)
+        account = _service_call(services.get_account, data.pop("account"))
+        task_type = data.get("task_type")
+        n = len(data.get("receivers") or []) if not data.get("filters") else 2
+        perm = permissions.SEND_MESSAGE if (task_type == TaskType.SINGLE or (task_type is None and n == 1)) else permissions.SEND_BROADCAST
+        if not permissions.may(request.user, perm, account.instance_id):
+            raise PermissionDenied(_("You may not send from this account."))
+        if "filters" in data and data["filters"] is not None:
+            data["filters"] = dict(data["filters"])
+        if data.get("receivers"):
+            data["receivers"] = [dict(r) for r in data["receivers"]]
+        task = _service_call(services.create_task, request.user, account=account, **data)
+        return Response(MessageTaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+    def _manage(self, request, pk, fn, **kwargs):
+        task = self.get_object()
+        if not permissions.may(request.user, permissions.MANAGE_TASK, task.account.instance_id if task.account_id else None):
+            raise PermissionDenied(_("You may not manage this task."))
+        result = _service_call(fn, task, **kwargs)
+        task.refresh_from_db()
+        data = MessageTaskSerializer(task).data
+        if isinstance(result, int) and not isinstance(result, bool):
+            data["requeued"] = result
+        return Response(data)
+
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._manage(request, pk, services.pause_task)
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        clear = str(request.data.get("clear_stop", "")).lower() in ("1", "true", "yes")
+        return self._manage(request, pk, services.resume_task, clear_stop=clear)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._manage(request, pk, services.cancel_task)
+
+    @action(detail=True, methods=["post"], url_path="resend-failed")
+    def resend_failed(self, request, pk=None):
+        return self._manage(request, pk, services.resend_failed)
+
+    @action(detail=True, methods=["get"])
+    def progress(self, request, pk=None):
+        return Response(services.task_progress(self.get_object()))
+
+    @action(detail=True, methods=["get"])
+    def failed(self, request, pk=None):
+        task = self.get_object()
+        page = self.paginate_queryset(services.failed_receivers(task))
+        return self.get_paginated_response(MessageReceiverSerializer(page, many=True).data)
+
+
+class MessageReceiverViewSet(PlatformReadOnlyViewSet):
+    queryset = MessageReceiver.objects.select_related("task").order_by("-id")
+    serializer_class = MessageReceiverSerializer
+    filterset_class = MessageReceiverFilterSet
+    ordering_fields = ["id", "send_time", "send_status"]
+
+
+class MessageTemplateViewSet(PlatformModelViewSet):
+    queryset = MessageTemplate.objects.order_by("sort_order", "-id")
+    serializer_class = MessageTemplateSerializer
+    filterset_class = MessageTemplateFilterSet
+    search_fields = ["name", "category"]
+    ordering_fields = ["id", "name", "use_count", "last_used_at", "sort_order"]
+    action_permissions = {"preview": ["messaging.view_messagetemplate"]}
+
+    def perform_create(self, serializer):
+        serializer.instance = _service_call(services.save_template, self.request.user, dict(serializer.validated_data))
+
+    def perform_update(self, serializer):
+        serializer.instance = _service_call(
+            services.save_template, self.request.user, dict(serializer.validated_data), template=serializer.instance
+        )
+
+    def perform_destroy(self, instance):
+        instance.delete()  # soft delete
+
+    @action(detail=True, methods=["post", "get"])
+    def preview(self, request, pk=None):
+        template = self.get_object()
+        ser = PreviewSerializer(data=request.data if request.method == "POST" else {"values": dict(request.query_params.items())})
+        ser.is_valid(raise_exception=True)
+        return Response(_service_call(services.preview_template, template, ser.validated_data.get("values") or {}))

@@ -1,0 +1,56 @@
+"""Messaging settings with their defaults.
+
+Override any key in `settings.MESSAGING` (a dict); every key can also be set from the
+environment as `MESSAGING_<KEY>` (upper case), which the settings module reads.
+"""
+from django.conf import settings
+
+DEFAULTS = {
+    # Pacing per sending account, shared by every worker through Redis (see pacing.py). The
+    # defaults follow docs/instance-protocol.md: a random 3-5 s pause between recipients, at
+    # most 30 messages a minute, and a daily cap.
+    "MIN_INTERVAL_S": 3.0,
+    "JITTER_S": 2.0,
+    "PER_MINUTE": 30,
+    "DAILY": 5000,
+    # A worker never sleeps longer than this for a pacing slot: it hands its claimed
+    # receivers back and the task is picked up again later.
+    "MAX_PACING_WAIT_S": 30.0,
+    # Receivers per claim (upper bound; with pacing the claim shrinks to what the worker can
+    # send within a third of CLAIM_TIMEOUT_S).
+    "CLAIM_BATCH": 200,
+    # A claim (receiver in "sending" without result) older than this is handed back.
+    "CLAIM_TIMEOUT_S": 300,
+    # Results are committed at least this often (and at the end of every claim).
+    "FLUSH_INTERVAL_S": 0.5,
+    # One Celery run of a dispatcher works at most this long, then re-enqueues itself.
+    "DISPATCH_SLICE_S": 60,
+    # Parallel dispatchers started for one task (useful only with no pacing interval).
+    "DISPATCHERS_PER_TASK": 1,
+    # Limits checked before anything is created.
+    "MAX_RECEIVERS_PER_TASK": 100_000,
+    "TEXT_MAX_LENGTH": 2000,
+    "MATERIALIZE_CHUNK": 2000,
+    # Media URLs (image, video, file) are checked with a HEAD request when a send is created.
+    "CHECK_MEDIA_URLS": True,
+    "MEDIA_CHECK_TIMEOUT_S": 5.0,
+    # Back-off for transient errors: base * 2**retry_count seconds, capped.
+    "RETRY_BASE_S": 5.0,
+    "RETRY_MAX_S": 600.0,
+    # Inbound dedupe: fallback key window (seconds) and how long keys are remembered.
+    "DEDUPE_WINDOW_S": 5,
+    "DEDUPE_TTL_S": 24 * 3600,
+    # Acknowledgements: a handed-over message not confirmed by a webhook after this long is
+    # polled (GET status); at the end of a task a dispatcher waits at most ACK_WAIT_S for them.
+    "ACK_POLL_AFTER_S": 2.0,
+    "ACK_WAIT_S": 30.0,
+    # Instance HTTP timeout for a send.
+    "SEND_TIMEOUT_S": 10.0,
+}
+
+
+def get(name):
+    overrides = getattr(settings, "MESSAGING", None) or {}
+    if name in overrides:
+        return overrides[name]
+    return DEFAULTS[name]

@@ -1,0 +1,773 @@
+"""Dispatch: workers claim receivers in batches, pace per account, send, record results.
+
+Guarantees (see docs/messaging.md):
+- **No two workers send the same receiver.** A claim moves receivers PENDING → SENDING in one
+  transaction, selected with `SELECT ... FOR UPDATE SKIP LOCKED` on MariaDB 10.6+/MySQL 8
+  (concurrent claimers skip each other's rows instead of waiting), and under SQLite's
+  IMMEDIATE transactions (one writer at a time) elsewhere.
+- **Nothing is sent twice.** Before anything is sent, the claim transaction creates the
+  receiver's message row (in the monthly shard) with its `message_uuid` and links it
+  (`message_receivers.message_id`). The uuid is the instance's `client_msg_id`: a repeated send
+  after a crash or a reclaimed claim returns the first result and sends nothing.
+- **Nothing is lost.** A worker killed at any moment leaves its receivers in SENDING; a claim
+  older than CLAIM_TIMEOUT_S is handed back (PENDING) by `reclaim_stale()` (beat), and the next
+  claim re-sends with the same uuid. Celery runs with acks_late + reject_on_worker_lost, and
+  beat re-enqueues dispatchers for running tasks whose dispatchers vanished (leases in Redis).
+- **Results are exact.** Every state change is a conditional UPDATE (`WHERE send_status =
+  SENDING`); task counters grow by the number of rows that actually changed, in the same
+  transaction; `services.rebuild_counters()` recomputes them from the rows at any time.
+- **Acknowledgements.** The instance answers a send with `queued` and reports the outcome as a
+  `message.status` event (inbound.handle_message_status). A dispatcher also polls the status
+  of its in-flight messages that are still unconfirmed after ACK_POLL_AFTER_S, so a lost
+  webhook delays nothing.
+"""
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import ExpressionWrapper, F, FloatField, Q, Value
+from django.db.models.functions import Least, Round
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from wework import shards
+
+from . import conf, content as content_mod, pacing, rendering
+from .models import (
+    ChatType,
+    Message,
+    MessageReceiver,
+    MessageTask,
+    ReceiverSendStatus as RS,
+    ReceiverType,
+    SendStatus,
+    TaskStatus,
+)
+
+log = logging.getLogger("messaging.dispatch")
+
+LEASE_TTL_S = 60
+
+PROGRESS = Least(
+    Round(
+        ExpressionWrapper(
+            (F("success_count") + F("fail_count")) * Value(100.0) / F("target_count"), output_field=FloatField()
+        ),
+        2,
+    ),
+    Value(100.0),
+    output_field=FloatField(),
+)
+
+# Error codes of the protocol, by what the dispatcher does with them.
+STOP_ACCOUNT = {"risk_control"}
+PAUSE_TASK = {"not_logged_in", "account_offline", "unauthorized", "client_version_mismatch",
+              "unsupported_protocol_version"}
+RETRY_SAME_UUID = {"unreachable", "timeout", "invalid_response"}  # the instance may have it
+RETRY_NEW_UUID = {"rate_limited", "internal"}  # a definite refusal: a repeat needs a new uuid
+# everything else (target_not_found, unsupported_type, media_fetch_failed, invalid_request,
+# failed without a code, template_error) fails the receiver for good.
+
+
+def _setting(name):
+    return conf.get(name)
+
+
+# ------------------------------------------------------------------------------------------
+# Outcomes and applying them
+# ------------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    receiver_id: int
+    message_id: int | None
+    kind: str  # success | queued | failed | retry | release | touch
+    code: str | None = None
+    error: str | None = None
+    keep_message: bool = True
+    delay_s: float = 0.0
+    retry_count: int = 0
+    instance_message_id: str | None = None
+
+
+def classify(code, retry_count, max_retry):
+    """(kind, keep_message) for an error code."""
+    if code in RETRY_SAME_UUID or code in RETRY_NEW_UUID:
+        if retry_count < max_retry:
+            return "retry", code in RETRY_SAME_UUID
+        return "failed", True
+    return "failed", True
+
+
+def backoff_s(retry_count, retry_after_s=None):
+    base = float(_setting("RETRY_BASE_S"))
+    value = min(float(_setting("RETRY_MAX_S")), base * (2 ** retry_count))
+    if retry_after_s:
+        value = max(value, float(retry_after_s))
+    return value
+
+
+def _msg_updates(message_ids, **fields):
+    """UPDATE messages (in their monthly shards) by id."""
+    if not message_ids:
+        return 0
+    groups = {}
+    for mid in message_ids:
+        try:
+            model = shards.model_for_id(Message, mid)
+        except shards.ShardError:
+            continue
+        groups.setdefault(model, []).append(mid)
+    n = 0
+    for model, ids in groups.items():
+        n += model._base_manager.filter(pk__in=ids).update(**fields)
+    return n
+
+
+def apply_outcomes(task_id, outcomes, account_id=None, instance_id=None, now=None):
+    """Record outcomes in one transaction; returns {"success": n, "failed": n, "retry": n}.
+
+    Receiver rows change only while they are SENDING, so a late or repeated outcome (two
+    workers after a reclaim, a webhook after a poll) changes nothing and counts nothing.
+    """
+    from . import services
+
+    if not outcomes:
+        return {"success": 0, "failed": 0, "retry": 0}
+    now = now or timezone.now()
+    by_kind = {}
+    for o in outcomes:
+        by_kind.setdefault(o.kind, []).append(o)
+    done = {"success": 0, "failed": 0, "retry": 0}
+    R = MessageReceiver.objects
+    with transaction.atomic():
+        ok = by_kind.get("success", [])
+        if ok:
+            n = R.filter(pk__in=[o.receiver_id for o in ok], send_status=RS.SENDING).update(
+                send_status=RS.SUCCESS, send_time=now, error_code=None, error_message=None, updated_at=now
+            )
+            done["success"] = n
+            _msg_updates([o.message_id for o in ok if o.message_id], send_status=SendStatus.SUCCESS,
+                         send_time=now, receive_time=now, error_code=None, error_message=None)
+        groups = {}
+        for o in by_kind.get("failed", []):
+            groups.setdefault((o.code, o.error), []).append(o)
+        for (code, error), items in groups.items():
+            n = R.filter(pk__in=[o.receiver_id for o in items], send_status=RS.SENDING).update(
+                send_status=RS.FAILED, send_time=now, error_code=(code or "failed")[:50],
+                error_message=error, updated_at=now,
+            )
+            done["failed"] += n
+            _msg_updates([o.message_id for o in items if o.message_id], send_status=SendStatus.FAILED,
+                         error_code=(code or "failed")[:50], error_message=error)
+        groups = {}
+        for o in by_kind.get("retry", []):
+            groups.setdefault((o.code, o.error, o.keep_message, round(o.delay_s)), []).append(o)
+        for (code, error, keep, delay), items in groups.items():
+            fields = dict(
+                send_status=RS.PENDING, retry_count=F("retry_count") + 1,
+                send_time=now + timedelta(seconds=delay), error_code=(code or "")[:50] or None,
+                error_message=error, updated_at=now,
+            )
+            if not keep:
+                fields["message_id"] = None
+            n = R.filter(pk__in=[o.receiver_id for o in items], send_status=RS.SENDING).update(**fields)
+            done["retry"] += n
+            if not keep:
+                _msg_updates([o.message_id for o in items if o.message_id], send_status=SendStatus.FAILED,
+                             error_code=(code or "")[:50] or None, error_message=error)
+        queued = by_kind.get("queued", []) + by_kind.get("touch", [])
+        if queued:
+            R.filter(pk__in=[o.receiver_id for o in queued], send_status=RS.SENDING).update(updated_at=now)
+        q = by_kind.get("queued", [])
+        if q:
+            _msg_updates([o.message_id for o in q if o.message_id], send_status=SendStatus.SENDING, send_time=now)
+        rel = by_kind.get("release", [])
+        if rel:
+            R.filter(pk__in=[o.receiver_id for o in rel], send_status=RS.SENDING).update(
+                send_status=RS.PENDING, updated_at=now
+            )
+        if done["success"] or done["failed"]:
+            MessageTask.objects.filter(pk=task_id).update(
+                success_count=F("success_count") + done["success"],
+                fail_count=F("fail_count") + done["failed"],
+                updated_at=now,
+            )
+            MessageTask.objects.filter(pk=task_id, target_count__gt=0).update(progress=PROGRESS)
+        if done["success"] and account_id:
+            services.count_messages(account_id, instance_id, done["success"])
+    return done
+
+
+# ------------------------------------------------------------------------------------------
+# Claims
+# ------------------------------------------------------------------------------------------
+
+def _claimable(task_id, now):
+    return MessageReceiver.objects.filter(task_id=task_id, send_status=RS.PENDING).filter(
+        Q(send_time__isnull=True) | Q(send_time__lte=now)
+    )
+
+
+def claim(task_id, limit, after_id=0, now=None):
+    """Claim up to `limit` due PENDING receivers with id > after_id; returns their rows (dicts),
+    SENDING from now on. Committed before the caller sends anything."""
+    now = now or timezone.now()
+    fields = ("id", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "retry_count", "variables")
+    with transaction.atomic():
+        qs = _claimable(task_id, now).filter(pk__gt=after_id).order_by("pk")
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True)
+        rows = list(qs.values(*fields)[:limit])
+        if rows:
+            MessageReceiver.objects.filter(pk__in=[r["id"] for r in rows]).update(
+                send_status=RS.SENDING, updated_at=now
+            )
+    return rows
+
+
+def reclaim_stale(task_id=None, now=None, timeout_s=None):
+    """Hand back claims older than CLAIM_TIMEOUT_S (their worker died or stalled)."""
+    now = now or timezone.now()
+    timeout_s = float(timeout_s if timeout_s is not None else _setting("CLAIM_TIMEOUT_S"))
+    qs = MessageReceiver.objects.filter(send_status=RS.SENDING, updated_at__lt=now - timedelta(seconds=timeout_s))
+    if task_id is not None:
+        qs = qs.filter(task_id=task_id)
+    else:
+        qs = qs.filter(task__status__in=[TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.CANCELLED,
+                                         TaskStatus.COMPLETED])
+    n = 0
+    # In slices, so that a huge reclaim never holds long locks.
+    while True:
+        ids = list(qs.values_list("pk", flat=True)[:5000])
+        if not ids:
+            break
+        n += MessageReceiver.objects.filter(pk__in=ids, send_status=RS.SENDING).update(
+            send_status=RS.PENDING, updated_at=now
+        )
+        if len(ids) < 5000:
+            break
+    if n:
+        log.info("reclaimed %d stale receiver claims", n)
+    return n
+
+
+# ------------------------------------------------------------------------------------------
+# Dispatcher leases (how many dispatchers run for a task), shared through Redis
+# ------------------------------------------------------------------------------------------
+
+def _lease_key(task_id):
+    return f"wework:msg:disp:{task_id}"
+
+
+def _redis():
+    return pacing._redis()
+
+
+_local_leases = {}
+
+
+def lease_add(task_id, token, ttl=LEASE_TTL_S):
+    expiry = time.time() + ttl
+    client = _redis()
+    if client is None:
+        _local_leases.setdefault(task_id, {})[token] = expiry
+        return
+    client.zadd(_lease_key(task_id), {token: expiry})
+    client.expire(_lease_key(task_id), ttl * 2)
+
+
+def lease_drop(task_id, token):
+    client = _redis()
+    if client is None:
+        _local_leases.get(task_id, {}).pop(token, None)
+        return
+    client.zrem(_lease_key(task_id), token)
+
+
+def lease_count(task_id):
+    now = time.time()
+    client = _redis()
+    if client is None:
+        leases = _local_leases.get(task_id, {})
+        for k in [k for k, v in leases.items() if v < now]:
+            leases.pop(k)
+        return len(leases)
+    key = _lease_key(task_id)
+    client.zremrangebyscore(key, "-inf", now)
+    return int(client.zcard(key))
+
+
+def ensure_dispatchers(task):
+    """Enqueue dispatchers until DISPATCHERS_PER_TASK hold a lease for the task."""
+    from . import tasks
+
+    if task.status != TaskStatus.RUNNING:
+        return 0
+    want = max(1, int(_setting("DISPATCHERS_PER_TASK")))
+    have = lease_count(task.pk)
+    started = 0
+    for _i in range(want - have):
+        token = uuid.uuid4().hex
+        lease_add(task.pk, token)
+        tasks.dispatch_task.apply_async((task.pk, token), priority=_celery_priority(task.priority))
+        started += 1
+    return started
+
+
+def _celery_priority(priority):
+    # Redis transport: 0 is the highest; the design's 1 (high) .. 3 (low).
+    return {1: 0, 2: 3, 3: 6}.get(int(priority or 2), 3)
+
+
+# ------------------------------------------------------------------------------------------
+# Sending
+# ------------------------------------------------------------------------------------------
+
+def instance_client(instance):
+    """The instance client used to send (tests replace `client_factory`)."""
+    from instances.client import InstanceClient
+
+    return InstanceClient.for_instance(
+        instance, timeout=float(_setting("SEND_TIMEOUT_S")), max_retries=1, backoff_base_s=0.2
+    )
+
+
+client_factory = instance_client
+
+
+def status_outcome(receiver_id, message_id, retry_count, max_retry, account_id, status, error=None,
+                   instance_message_id=None):
+    """The Outcome of a status reported by the instance (send answer, poll or webhook)."""
+    if status == "sent":
+        return Outcome(receiver_id, message_id, "success", instance_message_id=instance_message_id)
+    if status == "queued":
+        return Outcome(receiver_id, message_id, "queued", instance_message_id=instance_message_id)
+    error = error or {}
+    code = error.get("code") or (status if status in ("rate_limited", "risk_control") else "failed")
+    return error_outcome(receiver_id, message_id, retry_count, max_retry, account_id, code,
+                         error.get("message") or status, error.get("retry_after_s"))
+
+
+def error_outcome(receiver_id, message_id, retry_count, max_retry, account_id, code, message, retry_after_s=None):
+    """stop (risk control: stop the account), pause (the account or instance cannot send),
+    retry (transient, with back-off) or failed (for good)."""
+    if code in STOP_ACCOUNT:
+        return Outcome(receiver_id, message_id, "stop", code, message)
+    if code in PAUSE_TASK:
+        return Outcome(receiver_id, message_id, "pause", code, message)
+    if code == "rate_limited" and retry_after_s:
+        pacing.defer(account_id, float(retry_after_s))
+    kind, keep = classify(code, retry_count, max_retry)
+    if kind == "retry":
+        return Outcome(receiver_id, message_id, "retry", code, message, keep_message=keep,
+                       delay_s=backoff_s(retry_count, retry_after_s))
+    return Outcome(receiver_id, message_id, "failed", code, message)
+
+
+def _error_code(exc):
+    return getattr(exc, "code", None) or "internal"
+
+
+@dataclass
+class Prepared:
+    row: dict
+    message_id: int
+    message_uuid: str
+    conversation_type: str
+    content: dict
+    mentions: object = None
+    reply_to: str | None = None
+    sent_at: float = 0.0
+
+
+@dataclass
+class Dispatcher:
+    task_id: int
+    token: str | None = None
+    slice_s: float | None = None
+    sleep: object = time.sleep
+    stats: dict = field(default_factory=lambda: {"sent": 0, "claims": 0, "polled": 0})
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def _load(self):
+        task = MessageTask.objects.select_related("account__instance", "template").filter(pk=self.task_id).first()
+        if task is None:
+            return None
+        self.task = task
+        self.account = task.account
+        self.instance = task.account.instance if task.account_id else None
+        self.limits = pacing.Limits.default(task.send_interval)
+        self.paced = bool(self.limits.min_interval_s or self.limits.jitter_s or self.limits.per_minute or self.limits.daily)
+        self.body = content_mod.parse_content(task.message_type, task.message_content)
+        self.defaults = {}
+        if task.template_id and task.template is not None:
+            self.defaults = rendering.defaults_of(task.template.variables)
+        self.variables = dict(task.template_variables or {})
+        self.mentions = self.variables.pop("@mentions", None)
+        reply_to = self.variables.pop("@reply_to", None)
+        self.reply_to = None
+        if reply_to:
+            parent = shards.get_or_none(Message, reply_to)
+            if parent is not None:
+                meta = parent.message_metadata or {}
+                self.reply_to = meta.get("instance_message_id") or parent.message_uuid
+        per = max(0.001, self.limits.min_interval_s + self.limits.jitter_s / 2) if self.paced else 0
+        batch = int(_setting("CLAIM_BATCH"))
+        if per:
+            batch = max(1, min(batch, int(float(_setting("CLAIM_TIMEOUT_S")) / 3 / per)))
+        self.batch = batch
+        return task
+
+    # --- main loop -----------------------------------------------------------------------
+
+    def run(self):
+        """Work until the task has nothing claimable, the slice ends, or the task stops.
+        Returns a short reason string."""
+        task = self._load()
+        if task is None:
+            return "missing"
+        if task.status != TaskStatus.RUNNING:
+            return "not-running"
+        if self.account is None or self.instance is None:
+            self._fail_task(_("The task's account or instance no longer exists."))
+            return "failed"
+        slice_s = float(self.slice_s if self.slice_s is not None else _setting("DISPATCH_SLICE_S"))
+        deadline = time.monotonic() + slice_s
+        self.client = client_factory(self.instance)
+        self.inflight = []  # Prepared items handed over, waiting for their outcome
+        cursor = 0
+        try:
+            while True:
+                self._heartbeat()
+                if time.monotonic() > deadline:
+                    self._settle_inflight(final=False)
+                    return self._continue_later(0)
+                rows = claim(self.task_id, self.batch, after_id=cursor)
+                self.stats["claims"] += 1
+                if not rows:
+                    if cursor:
+                        cursor = 0
+                        continue
+                    self._settle_inflight(final=True)
+                    return self._finish_or_wait()
+                cursor = rows[-1]["id"]
+                reason = self._process(rows)
+                if reason:
+                    self._settle_inflight(final=False)
+                    return reason
+        finally:
+            try:
+                self.client.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the real outcome
+                pass
+            if self.token:
+                lease_drop(self.task_id, self.token)
+
+    def _heartbeat(self):
+        if self.token:
+            lease_add(self.task_id, self.token)
+
+    def _continue_later(self, countdown):
+        from django.conf import settings
+
+        from . import tasks
+
+        if countdown > 0 and getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+            return "waiting"  # eager (tests, no broker): no countdown possible; beat's kick resumes
+        token = uuid.uuid4().hex
+        lease_add(self.task_id, token, ttl=LEASE_TTL_S + int(countdown))
+        tasks.dispatch_task.apply_async((self.task_id, token), countdown=max(0, int(countdown)),
+                                        priority=_celery_priority(self.task.priority))
+        return "continued"
+
+    def _finish_or_wait(self):
+        from . import services
+
+        if services.finish_if_done(self.task_id):
+            return "completed"
+        # Receivers waiting for a retry time, or in flight elsewhere: come back when due.
+        nxt = (
+            MessageReceiver.objects.filter(task_id=self.task_id, send_status=RS.PENDING, send_time__isnull=False)
+            .order_by("send_time").values_list("send_time", flat=True).first()
+        )
+        if nxt is not None:
+            wait = max(1, min(60, (nxt - timezone.now()).total_seconds()))
+            return self._continue_later(wait)
+        return "idle"
+
+    def _fail_task(self, message):
+        MessageTask.objects.filter(pk=self.task_id).update(
+            status=TaskStatus.FAILED, error_message=message, completed_at=timezone.now()
+        )
+
+    # --- one claim -------------------------------------------------------------------------
+
+    def _prepare(self, rows):
+        """Create the message rows of receivers that have none (one transaction), load the
+        others; returns Prepared items (and Outcomes for rows that cannot be rendered)."""
+        now = timezone.now()
+        prepared, failed, new_rows = [], [], []
+        existing_ids = [r["message_id"] for r in rows if r["message_id"]]
+        existing = {}
+        if existing_ids:
+            groups = {}
+            for mid in existing_ids:
+                try:
+                    groups.setdefault(shards.model_for_id(Message, mid), []).append(mid)
+                except shards.ShardError:
+                    pass
+            for model, ids in groups.items():
+                for m in model._base_manager.filter(pk__in=ids).only(
+                    "id", "message_uuid", "message_type", "message_content", "at_members", "chat_type"
+                ):
+                    existing[m.pk] = m
+        for r in rows:
+            ctype = "room" if r["receiver_type"] == ReceiverType.GROUP else "single"
+            m = existing.get(r["message_id"]) if r["message_id"] else None
+            if m is not None:
+                mentions = "all" if m.at_members == ["all"] else m.at_members
+                prepared.append(Prepared(r, m.pk, m.message_uuid, ctype, content_mod.from_message(m),
+                                         mentions, self.reply_to))
+                continue
+            receiver = {"wxid": r["receiver_wxid"], "name": r["receiver_name"], "variables": r["variables"] or {}}
+            try:
+                values = self._values(receiver)
+                rendered = rendering.render(self.body, values)
+            except (rendering.MissingVariablesError, rendering.TemplateSyntaxError) as exc:
+                failed.append(Outcome(r["id"], None, "failed", "template_error", str(exc)))
+                continue
+            mentions = (r["variables"] or {}).get("@mentions", self.mentions) if ctype == "room" else None
+            cols = content_mod.to_columns(self.task.message_type, rendered)
+            muuid = shards.new_uuid()
+            new_rows.append((r, ctype, rendered, mentions, {
+                "message_uuid": muuid,
+                "account_id": self.account.pk,
+                "chat_type": ChatType.GROUP if ctype == "room" else ChatType.PRIVATE,
+                "chat_wxid": r["receiver_wxid"],
+                "message_type": self.task.message_type,
+                "message_metadata": {"direction": "out", "receiver_id": r["id"]},
+                "send_status": SendStatus.PENDING,
+                "retry_count": r["retry_count"],
+                "task_id": self.task_id,
+                "parent_message_id": self._parent_id(),
+                "at_members": mentions if isinstance(mentions, list) else (["all"] if mentions == "all" else None),
+                "is_scheduled": self.task.scheduled_time is not None,
+                "scheduled_time": self.task.scheduled_time,
+                "updated_at": now,
+                **cols,
+            }))
+        if new_rows:
+            with transaction.atomic():
+                ids = shards.bulk_create(Message, [n[4] for n in new_rows])
+                objs = [MessageReceiver(pk=n[0]["id"], message_id=mid) for n, mid in zip(new_rows, ids)]
+                MessageReceiver.objects.bulk_update(objs, ["message_id"], batch_size=1000)
+            for (r, ctype, rendered, mentions, cols), mid in zip(new_rows, ids):
+                prepared.append(Prepared(r, mid, cols["message_uuid"], ctype, rendered, mentions, self.reply_to))
+        prepared.sort(key=lambda p: p.row["id"])
+        return prepared, failed
+
+    def _parent_id(self):
+        v = (self.task.template_variables or {}).get("@reply_to")
+        return int(v) if v else None
+
+    def _values(self, receiver):
+        from .services import receiver_values
+
+        return receiver_values(self.variables, receiver, self.defaults)
+
+    def _process(self, rows):
+        prepared, outcomes = self._prepare(rows)
+        last_flush = time.monotonic()
+        flush_every = float(_setting("FLUSH_INTERVAL_S"))
+        for index, item in enumerate(prepared):
+            if self.paced:
+                reason = self._pace(prepared[index:], outcomes)
+                if reason:
+                    return reason
+            outcome = self._send(item)
+            if outcome.kind == "stop":
+                outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
+                self._release(prepared[index + 1 :], outcomes)
+                self._flush(outcomes)
+                from . import services
+
+                services.stop_account(self.account.pk, outcome.code, outcome.error)
+                return "stopped-account"
+            if outcome.kind == "pause":
+                self._release(prepared[index:], outcomes)
+                self._flush(outcomes)
+                self._pause(outcome.error or outcome.code)
+                return "paused"
+            outcomes.append(outcome)
+            if outcome.kind == "queued":
+                item.sent_at = time.monotonic()
+                self.inflight.append(item)
+            if time.monotonic() - last_flush >= flush_every:
+                self._flush(outcomes)
+                outcomes = []
+                last_flush = time.monotonic()
+                self._heartbeat()
+                self._settle_inflight(final=False)
+                if not self._still_running():
+                    self._release(prepared[index + 1 :], outcomes)
+                    self._flush(outcomes)
+                    return "stopped"
+                if self.paced:
+                    self._touch(prepared[index + 1 :])
+        self._flush(outcomes)
+        self._settle_inflight(final=False)
+        return None
+
+    def _pace(self, remaining, outcomes):
+        res = pacing.reserve(self.account.pk, self.limits)
+        if res.code == pacing.RESERVED:
+            if res.wait_s > 0:
+                if res.wait_s > 1 and outcomes:
+                    self._flush(outcomes)
+                    outcomes.clear()
+                self.sleep(res.wait_s)
+            return None
+        self._release(remaining, outcomes)
+        self._flush(outcomes)
+        outcomes.clear()
+        if res.code == pacing.BLOCKED:
+            self._pause(_("Sending is stopped for the account after a risk-control signal."))
+            return "blocked"
+        if res.code == pacing.DAILY_CAP:
+            MessageTask.objects.filter(pk=self.task_id).update(
+                error_message=_("The account reached its daily cap; sending continues tomorrow.")
+            )
+            return self._continue_later(min(3600, _seconds_to_midnight()))
+        return self._continue_later(min(res.wait_s, 300))
+
+    def _send(self, item):
+        r = item.row
+        try:
+            data = self.client.send_message(
+                self.account.wxid,
+                client_msg_id=item.message_uuid,
+                conversation_id=r["receiver_wxid"],
+                conversation_type=item.conversation_type,
+                type=self.task.message_type,
+                content=item.content,
+                mentions=item.mentions if item.conversation_type == "room" else None,
+                reply_to=item.reply_to,
+            )
+        except Exception as exc:  # InstanceError and anything unexpected from the transport
+            from instances.exceptions import InstanceError
+
+            if not isinstance(exc, InstanceError):
+                log.exception("unexpected error sending receiver %s", r["id"])
+            return self._error_outcome(item, _error_code(exc), str(getattr(exc, "message", exc)),
+                                       getattr(exc, "retry_after_s", None))
+        self.stats["sent"] += 1
+        return self._status_outcome(item, data.get("status"), data.get("error"), data.get("message_id"))
+
+    def _status_outcome(self, item, status, error=None, instance_message_id=None):
+        return status_outcome(item.row["id"], item.message_id, item.row["retry_count"], self.task.max_retry,
+                              self.account.pk, status, error, instance_message_id)
+
+    def _error_outcome(self, item, code, message, retry_after_s=None):
+        return error_outcome(item.row["id"], item.message_id, item.row["retry_count"], self.task.max_retry,
+                             self.account.pk, code, message, retry_after_s)
+
+    # --- in-flight acknowledgements ---------------------------------------------------------
+
+    def _settle_inflight(self, final):
+        """Poll the status of handed-over messages not confirmed by a webhook yet.
+
+        Non-final: only those older than ACK_POLL_AFTER_S. Final (the task has nothing left to
+        claim): wait for all of them, up to ACK_WAIT_S, then leave the rest to the reclaim."""
+        if not self.inflight:
+            return
+        after = float(_setting("ACK_POLL_AFTER_S"))
+        limit = time.monotonic() + float(_setting("ACK_WAIT_S"))
+        while self.inflight:
+            now = time.monotonic()
+            due = [i for i in self.inflight if now - i.sent_at >= after]
+            if not due:
+                if not final or now > limit:
+                    return
+                self.sleep(min(after, max(0.05, after - (now - self.inflight[0].sent_at))))
+                continue
+            still = set(
+                MessageReceiver.objects.filter(
+                    pk__in=[i.row["id"] for i in due], send_status=RS.SENDING, message_id__in=[i.message_id for i in due]
+                ).values_list("pk", flat=True)
+            )
+            outcomes, waiting = [], []
+            for item in due:
+                if item.row["id"] not in still:
+                    continue  # confirmed by a webhook meanwhile
+                try:
+                    data = self.client.get_message_status(self.account.wxid, item.message_uuid)
+                except Exception as exc:  # noqa: BLE001
+                    log.info("status poll failed for %s: %s", item.message_uuid, exc)
+                    waiting.append(item)
+                    continue
+                self.stats["polled"] += 1
+                status = data.get("status")
+                if status == "queued":
+                    waiting.append(item)
+                    continue
+                o = self._status_outcome(item, status, data.get("error"), data.get("message_id"))
+                if o.kind == "stop":
+                    outcomes.append(Outcome(o.receiver_id, o.message_id, "failed", o.code, o.error))
+                    self._flush(outcomes)
+                    from . import services
+
+                    services.stop_account(self.account.pk, o.code, o.error)
+                    self.inflight = []
+                    return
+                if o.kind == "pause":
+                    o = Outcome(o.receiver_id, o.message_id, "failed", o.code, o.error)
+                outcomes.append(o)
+            self._flush(outcomes)
+            due_ids = {id(i) for i in due}
+            now = time.monotonic()
+            for item in waiting:
+                item.sent_at = now
+            self.inflight = [i for i in self.inflight if id(i) not in due_ids] + waiting
+            if not final or time.monotonic() > limit:
+                return
+            if self.inflight:
+                self.sleep(0.05)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _flush(self, outcomes):
+        if outcomes:
+            apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk)
+
+    def _release(self, items, outcomes):
+        for item in items:
+            outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+
+    def _touch(self, items):
+        if items:
+            MessageReceiver.objects.filter(pk__in=[i.row["id"] for i in items], send_status=RS.SENDING).update(
+                updated_at=timezone.now()
+            )
+
+    def _still_running(self):
+        return MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).exists()
+
+    def _pause(self, reason):
+        MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).update(
+            status=TaskStatus.PAUSED, error_message=str(reason)[:2000], updated_at=timezone.now()
+        )
+
+
+def _seconds_to_midnight():
+    now = timezone.localtime()
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
+    return max(60, (tomorrow - now).total_seconds())
+
+
+def run(task_id, token=None, **kwargs):
+    return Dispatcher(task_id, token=token, **kwargs).run()

@@ -1,0 +1,257 @@
+"""Per-account send pacing, shared by every worker.
+
+Each sending account has, in Redis:
+  - `next`: the earliest time (ms, Redis clock) the next message may go out;
+  - `win`:  a sorted set of the slots handed out in the last minute (per-minute cap);
+  - `day:<YYYYMMDD>`: messages handed out today (daily cap, local time zone);
+  - `blocked`: set when the account hit risk control or a ban; nothing is handed out until an
+    operator clears it (`unblock`).
+
+`reserve()` runs one Lua script, so reservations from any number of workers are atomic and
+strictly spaced: the script takes the Redis clock (no skew between hosts), computes the first
+slot that respects the interval and the per-minute cap, records it and returns how long the
+caller must wait. A caller that dies after reserving only wastes its slot.
+
+Without Redis (the embedded development default) the same algorithm runs in process memory,
+which paces one process only; production runs Redis.
+"""
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from . import conf
+
+KEY_PREFIX = "wework:msg:pace:"
+
+RESERVED, BLOCKED, DAILY_CAP, TOO_FAR = 0, 1, 2, 3
+
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local per_minute = tonumber(ARGV[2])
+local daily = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+if redis.call('EXISTS', KEYS[4]) == 1 then return {1, 0} end
+if daily > 0 then
+  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if used >= daily then return {2, 0} end
+end
+local slot = now
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if nxt > slot then slot = nxt end
+if per_minute > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000)
+  local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (slot - 60000), '+inf', 'WITHSCORES')
+  local k = #entries / 2
+  if k >= per_minute then
+    local edge = tonumber(entries[(k - per_minute) * 2 + 2]) + 60000
+    if edge > slot then slot = edge end
+  end
+end
+local wait = slot - now
+if wait > max_wait then return {3, wait} end
+redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 60000)
+if per_minute > 0 then
+  redis.call('ZADD', KEYS[2], slot, ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], wait + 61000)
+end
+if daily > 0 then
+  redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], 172800)
+end
+return {0, wait}
+"""
+
+
+@dataclass
+class Limits:
+    min_interval_s: float
+    jitter_s: float
+    per_minute: int
+    daily: int
+
+    @classmethod
+    def default(cls, send_interval_s=0):
+        """Settings, raised to a task's own `send_interval` when that is larger."""
+        return cls(
+            min_interval_s=max(float(conf.get("MIN_INTERVAL_S")), float(send_interval_s or 0)),
+            jitter_s=float(conf.get("JITTER_S")),
+            per_minute=int(conf.get("PER_MINUTE")),
+            daily=int(conf.get("DAILY")),
+        )
+
+    def interval_ms(self):
+        jitter = random.uniform(0, self.jitter_s) if self.jitter_s > 0 else 0.0
+        return int(round((self.min_interval_s + jitter) * 1000))
+
+
+@dataclass
+class Reservation:
+    code: int
+    wait_s: float = 0.0
+
+    @property
+    def ok(self):
+        return self.code == RESERVED
+
+
+def _keys(account_id):
+    base = f"{KEY_PREFIX}{account_id}:"
+    day = timezone.localdate().strftime("%Y%m%d")
+    return [base + "next", base + "win", base + "day:" + day, base + "blocked"]
+
+
+def _redis():
+    if not getattr(settings, "REDIS_URL", ""):
+        return None
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+class _RedisPacer:
+    def __init__(self, client):
+        self.client = client
+        self.script = client.register_script(_LUA)
+
+    def reserve(self, account_id, limits, max_wait_s):
+        code, wait = self.script(
+            keys=_keys(account_id),
+            args=[
+                limits.interval_ms(),
+                limits.per_minute,
+                limits.daily,
+                int(max_wait_s * 1000),
+                uuid.uuid4().hex,
+            ],
+        )
+        return Reservation(int(code), int(wait) / 1000.0)
+
+    def block(self, account_id, reason):
+        self.client.set(_keys(account_id)[3], str(reason)[:200])
+
+    def defer(self, account_id, seconds):
+        self.client.eval(
+            "local t = redis.call('TIME'); local v = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
+            " + tonumber(ARGV[1]); local cur = tonumber(redis.call('GET', KEYS[1]) or '0');"
+            " if v > cur then redis.call('SET', KEYS[1], v, 'PX', tonumber(ARGV[1]) + 60000) end; return 1",
+            1, _keys(account_id)[0], int(seconds * 1000),
+        )
+
+    def unblock(self, account_id):
+        self.client.delete(_keys(account_id)[3])
+
+    def blocked_reason(self, account_id):
+        value = self.client.get(_keys(account_id)[3])
+        return value.decode() if isinstance(value, bytes) else value
+
+    def used_today(self, account_id):
+        return int(self.client.get(_keys(account_id)[2]) or 0)
+
+    def reset(self, account_id):
+        self.client.delete(*_keys(account_id))
+
+
+class _LocalPacer:
+    """Same algorithm in process memory (no Redis configured)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.state = {}
+
+    def _st(self, account_id):
+        return self.state.setdefault(
+            account_id, {"next": 0, "win": [], "day": {}, "blocked": None}
+        )
+
+    def reserve(self, account_id, limits, max_wait_s):
+        with self.lock:
+            st = self._st(account_id)
+            now = int(time.time() * 1000)
+            if st["blocked"] is not None:
+                return Reservation(BLOCKED)
+            day = timezone.localdate().strftime("%Y%m%d")
+            if limits.daily > 0 and st["day"].get(day, 0) >= limits.daily:
+                return Reservation(DAILY_CAP)
+            slot = max(now, st["next"])
+            if limits.per_minute > 0:
+                st["win"] = [s for s in st["win"] if s > now - 60000]
+                inside = [s for s in st["win"] if s > slot - 60000]
+                if len(inside) >= limits.per_minute:
+                    slot = max(slot, inside[len(inside) - limits.per_minute] + 60000)
+            wait = slot - now
+            if wait > max_wait_s * 1000:
+                return Reservation(TOO_FAR, wait / 1000.0)
+            st["next"] = slot + limits.interval_ms()
+            if limits.per_minute > 0:
+                st["win"].append(slot)
+            st["day"][day] = st["day"].get(day, 0) + 1
+            return Reservation(RESERVED, wait / 1000.0)
+
+    def block(self, account_id, reason):
+        with self.lock:
+            self._st(account_id)["blocked"] = str(reason)
+
+    def defer(self, account_id, seconds):
+        with self.lock:
+            st = self._st(account_id)
+            st["next"] = max(st["next"], int(time.time() * 1000 + seconds * 1000))
+
+    def unblock(self, account_id):
+        with self.lock:
+            self._st(account_id)["blocked"] = None
+
+    def blocked_reason(self, account_id):
+        return self._st(account_id)["blocked"]
+
+    def used_today(self, account_id):
+        return self._st(account_id)["day"].get(timezone.localdate().strftime("%Y%m%d"), 0)
+
+    def reset(self, account_id):
+        with self.lock:
+            self.state.pop(account_id, None)
+
+
+_local = _LocalPacer()
+_pacers = {}
+
+
+def pacer():
+    client = _redis()
+    if client is None:
+        return _local
+    key = id(client)
+    p = _pacers.get(key)
+    if p is None:
+        p = _pacers[key] = _RedisPacer(client)
+    return p
+
+
+def reserve(account_id, limits=None, max_wait_s=None):
+    limits = limits or Limits.default()
+    if max_wait_s is None:
+        max_wait_s = float(conf.get("MAX_PACING_WAIT_S"))
+    return pacer().reserve(account_id, limits, max_wait_s)
+
+
+def block(account_id, reason):
+    pacer().block(account_id, reason)
+
+
+def defer(account_id, seconds):
+    """Push the account's next slot at least `seconds` ahead (the instance said rate_limited)."""
+    pacer().defer(account_id, seconds)
+
+
+def unblock(account_id):
+    pacer().unblock(account_id)
+
+
+def blocked_reason(account_id):
+    return pacer().blocked_reason(account_id)

@@ -1,0 +1,78 @@
+"""Content validation per message type and column mapping."""
+import http.server
+import threading
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from messaging import content as c
+
+VALID = {
+    "text": {"text": "hello"},
+    "image": {"url": "https://cdn.example.com/a.png"},
+    "video": {"url": "https://cdn.example.com/a.mp4", "thumb_url": "https://cdn.example.com/a.jpg", "duration_s": 12},
+    "file": {"url": "https://cdn.example.com/a.pdf", "filename": "a.pdf", "size": 1024},
+    "link": {"title": "Docs", "url": "https://example.com", "desc": "Read me"},
+    "card": {"contact_id": "wxid_abc"},
+    "location": {"latitude": 39.9, "longitude": 116.4, "title": "Office"},
+}
+
+
+@pytest.mark.parametrize("mtype", sorted(VALID))
+def test_each_type_valid_and_round_trips_through_columns(mtype):
+    clean = c.validate_content(mtype, VALID[mtype], check_media=False)
+    cols = c.to_columns(mtype, clean)
+
+    class M:
+        message_type = mtype
+        message_content = cols["message_content"]
+
+    assert c.from_message(M) == clean
+    if mtype in c.MEDIA_TYPES:
+        assert cols["media_url"] == clean["url"]
+    if mtype == "file":
+        assert cols["file_name"] == "a.pdf" and cols["media_size"] == 1024
+
+
+@pytest.mark.parametrize("mtype,content,fragment", [
+    ("text", {"text": ""}, "required"),
+    ("text", {"text": "x" * 2001}, "limit"),
+    ("image", {"url": "ftp://x/a.png"}, "http"),
+    ("file", {"url": "https://x.example/a"}, "filename"),
+    ("location", {"latitude": 91, "longitude": 0}, "between"),
+    ("link", {"title": "t", "url": "https://x.example", "bogus": 1}, "Unknown fields"),
+    ("sticker", {"id": 1}, "Unknown message type"),
+])
+def test_bad_content_is_a_clear_error(mtype, content, fragment):
+    with pytest.raises(ValidationError) as exc:
+        c.validate_content(mtype, content, check_media=False)
+    assert fragment in " ".join(exc.value.messages)
+
+
+def test_text_accepts_plain_string():
+    assert c.parse_content("text", "hi") == {"text": "hi"}
+
+
+@pytest.fixture
+def media_server():
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200 if self.path.startswith("/ok") else 404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_media_url_checked(media_server):
+    c.check_media_url(media_server + "/ok.png")
+    with pytest.raises(ValidationError, match="404"):
+        c.check_media_url(media_server + "/missing.png")
+    with pytest.raises(ValidationError, match="cannot be reached"):
+        c.check_media_url("http://127.0.0.1:9/unreachable.png")

@@ -1,0 +1,72 @@
+"""Per-account pacing shared through Redis (or process memory without Redis)."""
+import threading
+import time
+
+import pytest
+
+from messaging import pacing
+
+
+def limits(**kw):
+    base = dict(min_interval_s=0.0, jitter_s=0.0, per_minute=0, daily=0)
+    base.update(kw)
+    return pacing.Limits(**base)
+
+
+def test_interval_spaces_reservations():
+    pacing.pacer().reset(1)
+    lim = limits(min_interval_s=0.2)
+    waits = [pacing.reserve(1, lim, max_wait_s=10).wait_s for _ in range(4)]
+    assert waits[0] == pytest.approx(0, abs=0.02)
+    for i, w in enumerate(waits):
+        assert w == pytest.approx(0.2 * i, abs=0.03)
+
+
+def test_per_minute_cap_and_daily_cap():
+    pacing.pacer().reset(2)
+    lim = limits(per_minute=3)
+    res = [pacing.reserve(2, lim, max_wait_s=5) for _ in range(4)]
+    assert [r.code for r in res[:3]] == [pacing.RESERVED] * 3
+    assert res[3].code == pacing.TOO_FAR and 55 <= res[3].wait_s <= 60.5
+    pacing.pacer().reset(3)
+    lim = limits(daily=2)
+    assert [pacing.reserve(3, lim).code for _ in range(3)] == [0, 0, pacing.DAILY_CAP]
+
+
+def test_block_stops_everything_until_unblocked():
+    pacing.pacer().reset(4)
+    pacing.block(4, "risk_control")
+    assert pacing.reserve(4, limits()).code == pacing.BLOCKED
+    assert pacing.blocked_reason(4) == "risk_control"
+    pacing.unblock(4)
+    assert pacing.reserve(4, limits()).ok
+
+
+def test_defaults_follow_protocol(settings):
+    settings.MESSAGING = {}
+    lim = pacing.Limits.default()
+    assert (lim.min_interval_s, lim.jitter_s, lim.per_minute) == (3.0, 2.0, 30)
+    assert 3000 <= lim.interval_ms() <= 5000
+    assert pacing.Limits.default(send_interval_s=10).min_interval_s == 10
+
+
+def test_shared_between_threads_without_overlap():
+    pacing.pacer().reset(5)
+    lim = limits(min_interval_s=0.05)
+    slots = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(10):
+            r = pacing.reserve(5, lim, max_wait_s=30)
+            with lock:
+                slots.append(time.time() + r.wait_s)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    slots.sort()
+    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    assert len(slots) == 40 and min(gaps) >= 0.04

@@ -1,0 +1,49 @@
+"""Template syntax and rendering: placeholders only, never code."""
+import pytest
+
+from messaging import rendering as r
+
+
+def test_placeholders_rendered_and_single_braces_are_text():
+    assert r.render_text("Hi {{ name }}, {x} {{n}}!", {"name": "Ann", "n": 3}) == "Hi Ann, {x} 3!"
+
+
+def test_values_are_not_rendered_again():
+    assert r.render_text("{{ a }}", {"a": "{{ b }}", "b": "no"}) == "{{ b }}"
+
+
+@pytest.mark.parametrize("text", [
+    "{{ user.password }}", "{{ x|upper }}", "{{ __import__('os') }}", "{{ 0.__class__ }}", "{% if %}{{", "{{}}",
+])
+def test_anything_but_a_name_is_a_syntax_error(text):
+    with pytest.raises(r.TemplateSyntaxError):
+        r.parse(text)
+
+
+def test_missing_variable_names_them_all():
+    with pytest.raises(r.MissingVariablesError) as exc:
+        r.render({"title": "{{ a }}", "desc": "{{ b }} {{ a }}"}, {})
+    assert exc.value.names == ["a", "b"]
+
+
+def test_structured_content_renders_every_string():
+    out = r.render({"title": "Hi {{ n }}", "url": "https://x.example/{{ n }}", "lat": 1.5}, {"n": "7"})
+    assert out == {"title": "Hi 7", "url": "https://x.example/7", "lat": 1.5}
+
+
+def test_object_values_refused():
+    with pytest.raises(r.TemplateSyntaxError):
+        r.render_text("{{ a }}", {"a": object()})
+
+
+def test_declarations_normalized_and_checked():
+    decl = r.normalize_declarations(["name", {"name": "city", "default": "Beijing"}])
+    assert decl[0] == {"name": "name", "label": "name", "default": None, "required": True}
+    assert decl[1]["required"] is False and r.defaults_of(decl) == {"city": "Beijing"}
+    with pytest.raises(ValueError):
+        r.normalize_declarations(["a", "a"])
+    with pytest.raises(ValueError):
+        r.normalize_declarations([{"name": "bad name"}])
+    with pytest.raises(ValueError):
+        r.check_declared("{{ other }}", decl)
+    r.check_declared("{{ name }} {{ receiver_name }}", decl)
