@@ -214,7 +214,6 @@ def bench_rotate(args):
     from django.db import connection
 
     from messaging.models import Message
-    from wework import ids
     from wework.shards import router, services
     from wework.shards.conf import period_of, shard_timezone
 

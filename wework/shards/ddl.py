@@ -18,7 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from . import builder
-from .models import ShardState, ShardTable
+from .models import ShardState
 
 log = logging.getLogger("wework.shards")
 
@@ -86,7 +86,7 @@ def ddl_connection(using=None):
 def named_lock(connection, name, timeout=60):
     """A cross-process lock for creating one table (MySQL GET_LOCK; SQLite: its write lock)."""
     if connection.vendor != "mysql":
-        with transaction.atomic(using=connection.alias) if connection.alias in connections else _nullcontext():
+        with transaction.atomic(using=connection.alias):
             yield
         return
     # GET_LOCK names are server-wide: the database name keeps databases apart.
@@ -104,11 +104,6 @@ def named_lock(connection, name, timeout=60):
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT RELEASE_LOCK(%s)", [key])
-
-
-@contextmanager
-def _nullcontext():
-    yield
 
 
 def run_schema(connection, operation, skip_foreign_keys=False):

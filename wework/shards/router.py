@@ -215,8 +215,9 @@ def create(base_model, instance_id=None, **fields):
     conf = config_for(base)
     if conf.is_time and instance_id is not None:
         fields["instance_id"] = instance_id  # a column of time-sharded rows (instance_monitors)
-    when = _prepare(base, conf, fields, timezone.now())
+    _prepare(base, conf, fields, timezone.now())
     if conf.is_time:
+        # The id encodes the row's time: its period is the row's shard.
         model = model_for(base, when=id_time(fields["id"]) if conf.enabled else None)
     else:
         model = model_for(base, instance_id=instance_id)

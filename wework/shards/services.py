@@ -52,7 +52,7 @@ def model_from_row(row):
     conf = config_for(row.model_label)
     base = conf.model
     if conf.is_time:
-        period = parse_suffix(conf.by, row.suffix)
+        parse_suffix(conf.by, row.suffix)  # ShardOutOfRange on a registry row with a bad suffix
         return builder.build(base, row.table_name, row.suffix, time_field=conf.time_field)
     return _instance_model(base, conf, row.instance_id)
 

@@ -252,3 +252,42 @@ def test_sync_schema_adds_new_columns_and_indexes(probe_sharding):
         ProbeDaily._meta._expire_cache()
         del ProbeDaily.source
         builder.forget()
+
+
+def _rotate_in_child(queue, now_iso):
+    from django.db import connections
+
+    connections.close_all()  # the child opens its own connection
+    try:
+        from wework.shards.tests.models import PROBE_SHARDING  # noqa: F401
+
+        steps = services.rotate(now=datetime.fromisoformat(now_iso), labels=[MODEL],
+                                on_step=lambda s: time.sleep(0.2))
+        queue.put(("ok", [s.action for s in steps]))
+    except RotationLocked:
+        queue.put(("locked", []))
+    except Exception as exc:  # noqa: BLE001
+        queue.put(("error", repr(exc)))
+    finally:
+        connections.close_all()
+
+
+def test_two_rotations_racing_in_processes(probe_sharding):
+    import multiprocessing
+
+    if connection.vendor != "mysql":
+        pytest.skip("processes share the test database only on MySQL/MariaDB")
+    connection.close()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    now = local(2025, 1, 10).isoformat()
+    procs = [ctx.Process(target=_rotate_in_child, args=(queue, now)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join()
+    assert not [r for r in results if r[0] == "error"], results
+    creates = sum(r[1].count("create") for r in results)
+    assert creates == 3, results  # each period created by exactly one of them
+    assert ShardTable.objects.filter(model_label=MODEL).count() == 3
