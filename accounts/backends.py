@@ -27,9 +27,10 @@ _NEVER = None
 
 
 class ResolvedAccess:
-    __slots__ = ("global_perms", "object_grants", "valid_until", "generation")
+    __slots__ = ("global_perms", "object_grants", "valid_until", "generation", "two_factor")
 
-    def __init__(self, global_perms, object_grants, valid_until, generation):
+    def __init__(self, global_perms, object_grants, valid_until, generation, two_factor=False):
+        self.two_factor = bool(two_factor)  # a role in force requires two-factor login
         self.global_perms = frozenset(global_perms)
         self.object_grants = {k: frozenset(v) for k, v in object_grants.items()}
         self.valid_until = valid_until  # aware datetime or None
@@ -47,10 +48,12 @@ class ResolvedAccess:
 
 def _resolve(user, now):
     grants = list(
-        UserRole.objects.active(now).filter(user_id=user.pk).values_list("role_id", "expires_at")
+        UserRole.objects.active(now).filter(user_id=user.pk)
+        .values_list("role_id", "expires_at", "role__require_two_factor")
     )
-    role_ids = [role_id for role_id, _exp in grants]
-    expiries = [exp for _role, exp in grants if exp is not None]
+    role_ids = [role_id for role_id, _exp, _2fa in grants]
+    expiries = [exp for _role, exp, _2fa in grants if exp is not None]
+    two_factor = any(flag for _role, _exp, flag in grants)
     names = set()
     if role_ids:
         names = set(
@@ -59,7 +62,7 @@ def _resolve(user, now):
             ).values_list("name", flat=True)
         )
     object_grants = _object_grants(user)
-    return names, object_grants, (min(expiries) if expiries else _NEVER)
+    return names, object_grants, (min(expiries) if expiries else _NEVER), two_factor
 
 
 def _object_grants(user):
@@ -96,16 +99,16 @@ def resolve_access(user):
         generation = perm_services.generation()
     shared = got.get(user_key)
     if shared is not None:
-        names, grants, valid_until_ts, gen = shared
+        names, grants, valid_until_ts, gen, two_factor = shared
         valid_until = (
             datetime.fromtimestamp(valid_until_ts, tz=dt_timezone.utc) if valid_until_ts else None
         )
-        access = ResolvedAccess(names, grants, valid_until, gen)
+        access = ResolvedAccess(names, grants, valid_until, gen, two_factor)
         if gen == generation and access.fresh(now):
             user._access_cache = access
             return access
-    names, grants, valid_until = _resolve(user, now)
-    access = ResolvedAccess(names, grants, valid_until, generation)
+    names, grants, valid_until, two_factor = _resolve(user, now)
+    access = ResolvedAccess(names, grants, valid_until, generation, two_factor)
     ttl = getattr(settings, "ACCESS_CACHE_SECONDS", 300)
     if valid_until is not None:
         ttl = min(ttl, int((valid_until - now).total_seconds()))
@@ -117,6 +120,7 @@ def resolve_access(user):
                 {k: sorted(v) for k, v in grants.items()},
                 valid_until.timestamp() if valid_until else None,
                 generation,
+                two_factor,
             ),
             ttl,
         )

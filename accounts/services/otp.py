@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django_otp import devices_for_user
 
-from accounts.models import BackupCode, BackupCodeDevice, EncryptedTOTPDevice, User, UserRole
+from accounts.models import BackupCode, BackupCodeDevice, EncryptedTOTPDevice, User
 from accounts.tokens import digest
 
 SUDO_SESSION_KEY = "wework_sudo_at"
@@ -31,10 +31,12 @@ def requires_two_factor(user):
     cached = getattr(user, "_requires_2fa", None)
     if cached is not None:
         return cached
+    from accounts.backends import resolve_access
+
     required = bool(
         user.is_superuser
         or user.two_factor_enabled
-        or UserRole.objects.active().filter(user_id=user.pk, role__require_two_factor=True).exists()
+        or (user.is_active and resolve_access(user).two_factor)
     )
     user._requires_2fa = required
     return required

@@ -226,7 +226,7 @@ def bump_generation():
 
 
 def user_cache_key(user_id):
-    return f"acl:user:{user_id}"
+    return f"acl:user:v2:{user_id}"  # bump the version when the cached tuple changes
 
 
 def forget_user(user_id):

@@ -249,3 +249,21 @@ def test_openapi_schema_has_bearer_scheme():
     assert schemes["tokenAuth"] == {
         "type": "http", "scheme": "bearer", "description": mock.ANY,
     }
+
+
+def test_query_counts_of_token_auth_and_permissions(django_assert_num_queries):
+    from accounts.models import User
+
+    user = _operator()
+    _row, access, _refresh = session_services.issue_tokens(user, None)
+    with django_assert_num_queries(1):  # session joined to its user
+        authed, _session = session_services.authenticate_access(access)
+    assert authed.pk == user.pk
+    assert User.objects.get(pk=user.pk).has_perm("instances.view_weworkinstance")  # fills the cache
+    fresh = User.objects.get(pk=user.pk)
+    with django_assert_num_queries(0):  # resolved permissions come from the shared cache
+        assert fresh.has_perm("instances.view_weworkinstance")
+        assert not fresh.has_perm("accounts.manage_roles")
+        from accounts.services.otp import requires_two_factor
+
+        assert not requires_two_factor(fresh)
