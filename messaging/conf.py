@@ -25,6 +25,9 @@ DEFAULTS = {
     "FLUSH_INTERVAL_S": 0.5,
     # One Celery run of a dispatcher works at most this long, then re-enqueues itself.
     "DISPATCH_SLICE_S": 60,
+    # A dispatcher's lease (Redis) lives this long without a heartbeat; beat's kick starts a
+    # new dispatcher for a running task without a live lease.
+    "LEASE_TTL_S": 90,
     # Parallel dispatchers started for one task (useful only with no pacing interval).
     "DISPATCHERS_PER_TASK": 1,
     # Limits checked before anything is created.

@@ -49,7 +49,8 @@ from .models import (
 
 log = logging.getLogger("messaging.dispatch")
 
-LEASE_TTL_S = 60
+def _lease_ttl():
+    return int(conf.get("LEASE_TTL_S"))
 
 PROGRESS = Least(
     Round(
@@ -270,7 +271,8 @@ def _redis():
 _local_leases = {}
 
 
-def lease_add(task_id, token, ttl=LEASE_TTL_S):
+def lease_add(task_id, token, ttl=None):
+    ttl = ttl or _lease_ttl()
     expiry = time.time() + ttl
     client = _redis()
     if client is None:
@@ -480,7 +482,7 @@ class Dispatcher:
         if countdown > 0 and getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
             return "waiting"  # eager (tests, no broker): no countdown possible; beat's kick resumes
         token = uuid.uuid4().hex
-        lease_add(self.task_id, token, ttl=LEASE_TTL_S + int(countdown))
+        lease_add(self.task_id, token, ttl=_lease_ttl() + int(countdown))
         tasks.dispatch_task.apply_async((self.task_id, token), countdown=max(0, int(countdown)),
                                         priority=_celery_priority(self.task.priority))
         return "continued"
