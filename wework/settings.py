@@ -348,6 +348,11 @@ SHARDING = {
     },
 }
 
+# --- Messaging ------------------------------------------------------------------------------
+# Overrides of messaging/conf.py (pacing, claims, limits), as JSON in one variable, e.g.
+# MESSAGING_SETTINGS='{"MIN_INTERVAL_S": 5, "PER_MINUTE": 20, "MAX_RECEIVERS_PER_TASK": 50000}'.
+MESSAGING = env.json("MESSAGING_SETTINGS", default={})
+
 # --- Platform -------------------------------------------------------------------------------
 # The platform's address as instances reach it: webhook URLs pushed to instances start with it.
 PLATFORM_BASE_URL = env.str("PLATFORM_BASE_URL", default="http://127.0.0.1:8000")
