@@ -12,6 +12,24 @@ os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("SYSTEM_LOG_DB", "0")  # the log writer thread stays off in tests
 os.environ.setdefault("WEWORK_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test-data"))
 
+
+def _per_worker_redis_db():
+    """Parallel test workers (pytest-xdist gwN) each get their own Redis database, since
+    tests flush their database between tests: gw0 keeps the given one, gw1 the one below..."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("REDIS_URL", "")
+    if not (url and worker.startswith("gw")):
+        return
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    db = (base - int(worker[2:])) % 16
+    os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{db}"))
+
+
+_per_worker_redis_db()
+
 from wework.settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed, tests only
