@@ -10,7 +10,8 @@ from django.utils.translation import gettext_lazy as _, ngettext
 from accounts.decorators import SudoAdminMixin
 from accounts.forms import UserCreationForm
 from accounts.models import (
-    LoginLog, Permission, Role, RolePermission, User, UserRole, UserSession, UserStatus,
+    InstanceGrant, LoginLog, Permission, Role, RolePermission, User, UserRole, UserSession,
+    UserStatus,
 )
 from accounts.scoping import has_global_perm
 from accounts.services import auth as auth_services
@@ -298,6 +299,109 @@ class LoginLogAdmin(PlatformModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class InstanceGrantForm(forms.ModelForm):
+    """Grant a role's per-instance permissions, or chosen permissions, on one instance."""
+
+    grant_user = forms.ModelChoiceField(label=_("User"), queryset=User.objects.order_by("username"))
+    grant_instance = forms.ModelChoiceField(label=_("Instance"), queryset=None)
+    grant_role = forms.ModelChoiceField(
+        label=_("Role"), queryset=Role.objects.usable(), required=False,
+        help_text=_("Grants every permission of the role that applies per instance."),
+    )
+    grant_permissions = forms.MultipleChoiceField(
+        label=_("Permissions"), required=False, choices=(),
+        widget=FilteredSelectMultiple(_("permissions"), is_stacked=False),
+    )
+
+    class Meta:
+        model = InstanceGrant
+        fields = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        model = perm_services.instance_model()
+        self.fields["grant_instance"].queryset = model.objects.order_by("name") if model else User.objects.none()
+        names = [n for n in Permission.objects.filter(status=1).values_list("name", flat=True)
+                 if perm_services.grantable_on_instance(n)]
+        self.fields["grant_permissions"].choices = [(n, n) for n in names]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("grant_role") and not data.get("grant_permissions"):
+            raise ValidationError(_("Choose a role or at least one permission."))
+        return data
+
+
+@admin.register(InstanceGrant)
+class InstanceGrantAdmin(SudoAdminMixin, PlatformModelAdmin):
+    """Per-instance object grants (guardian's table). Viewing: accounts.view_instancegrant;
+    granting and revoking: accounts.manage_roles and sudo mode. Only super admins may grant
+    themselves."""
+
+    form = InstanceGrantForm
+    sudo_views = ("changeform_post", "delete_view", "actions")
+    list_display = ("user", "instance_label", "permission_label")
+    search_fields = ("user__username", "permission__codename")
+    list_select_related = ("user", "permission__content_type")
+
+    def get_base_queryset(self, request):
+        from django.contrib.contenttypes.models import ContentType
+
+        model = perm_services.instance_model()
+        return InstanceGrant.objects.filter(content_type=ContentType.objects.get_for_model(model)).order_by(
+            "user__username", "object_pk"
+        )
+
+    def get_queryset(self, request):
+        return self.get_base_queryset(request) if self.has_view_permission(request) else InstanceGrant.objects.none()
+
+    @admin.display(description=_("instance"))
+    def instance_label(self, obj):
+        model = perm_services.instance_model()
+        instance = model.all_objects.filter(pk=obj.object_pk).only("name").first() if model else None
+        return f"{instance.name} (#{obj.object_pk})" if instance else f"#{obj.object_pk}"
+
+    @admin.display(description=_("permission"))
+    def permission_label(self, obj):
+        return obj.permission_name
+
+    def has_view_permission(self, request, obj=None):
+        return has_global_perm(request.user, "accounts.view_instancegrant") or _manages_roles(request)
+
+    def has_add_permission(self, request):
+        return _manages_roles(request)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return _manages_roles(request)
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        target, instance = data["grant_user"], data["grant_instance"]
+        if target.pk == request.user.pk and not request.user.is_superuser:
+            raise PermissionDenied
+        names = perm_services.grant_instance(
+            target, instance, list(data.get("grant_permissions") or []) or data["grant_role"],
+            granted_by=request.user,
+        )
+        row = self.get_base_queryset(request).filter(user=target, object_pk=str(instance.pk)).first()
+        if row is not None:
+            obj.__dict__.update({k: v for k, v in row.__dict__.items() if not k.startswith("_")})
+        self.message_user(request, _("Granted: %(names)s") % {"names": ", ".join(names)}, messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        perm_services.forget_user(obj.user_id)
+
+    def delete_queryset(self, request, queryset):
+        users = set(queryset.values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for user_id in users:
+            perm_services.forget_user(user_id)
 
 
 # Django's groups are not used: roles (with expiring grants) replace them.

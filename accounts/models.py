@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+from guardian.models import UserObjectPermission
 from django_otp.oath import TOTP
 from django_otp.util import random_hex
 
@@ -581,6 +582,24 @@ class LoginLog(models.Model):
 
     def __str__(self):
         return f"{self.username} {self.result} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class InstanceGrant(UserObjectPermission):
+    """Object grants on instances (guardian's table, seen through the admin of accounts/).
+
+    One row = one permission name on one instance for one user; see
+    accounts.services.permissions.grant_instance.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("instance grant")
+        verbose_name_plural = _("instance grants")
+
+    @property
+    def permission_name(self):
+        codename = self.permission.codename
+        return codename if "." in codename else f"{self.permission.content_type.app_label}.{codename}"
 
 
 # --- One-time password devices (django-otp) ----------------------------------------------------

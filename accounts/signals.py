@@ -73,6 +73,10 @@ def connect_late():
 
     post_save.connect(_object_grant_changed, sender=UserObjectPermission, dispatch_uid="acl-uop-save")
     post_delete.connect(_object_grant_changed, sender=UserObjectPermission, dispatch_uid="acl-uop-del")
+    from accounts.models import InstanceGrant
+
+    post_save.connect(_object_grant_changed, sender=InstanceGrant, dispatch_uid="acl-ig-save")
+    post_delete.connect(_object_grant_changed, sender=InstanceGrant, dispatch_uid="acl-ig-del")
     model = perm_services.instance_model()
     if model is not None:
         post_delete.connect(_instance_deleted, sender=model, dispatch_uid="acl-instance-del")

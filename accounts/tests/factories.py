@@ -72,3 +72,21 @@ class PermissionFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"tests.action_{n}")
     display_name = factory.LazyAttribute(lambda o: o.name)
     module = "tests"
+
+
+class InstanceGrantFactory(DjangoModelFactory):
+    """One object grant (instances.view_weworkinstance) on a new instance."""
+
+    class Meta:
+        model = "accounts.InstanceGrant"
+
+    user = factory.SubFactory(UserFactory)
+
+    @classmethod
+    def _create(cls, model_class, user=None, instance=None, permission="instances.view_weworkinstance", **kwargs):
+        from accounts.services.permissions import grant_instance
+        from instances.tests.factories import WeworkInstanceFactory
+
+        instance = instance or WeworkInstanceFactory()
+        grant_instance(user, instance, [permission])
+        return model_class.objects.filter(user=user, object_pk=str(instance.pk)).latest("id")

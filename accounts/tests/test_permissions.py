@@ -228,3 +228,30 @@ def test_instance_grants_api():
     _row, other_access, _r = session_services.issue_tokens(outsider, None)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_access}")
     assert client.get("/api/v1/instance-grants/").status_code == 403
+
+
+def test_instance_grant_admin(client):
+    from django.urls import reverse
+
+    from accounts.models import InstanceGrant
+    from accounts.tests.helpers import enroll, login_verified, totp_code
+    from instances.tests.factories import WeworkInstanceFactory
+
+    admin_user = UserFactory(is_superuser=True)
+    device = enroll(admin_user)
+    login_verified(client, admin_user)
+    client.post(reverse("accounts:sudo"), {"code": totp_code(device)})
+    instance, target = WeworkInstanceFactory(), UserFactory()
+    response = client.post(reverse("admin:accounts_instancegrant_add"), {
+        "grant_user": target.pk, "grant_instance": instance.pk,
+        "grant_permissions": [VIEW_INSTANCE, VIEW_ACCOUNT],
+    })
+    assert response.status_code == 302, response.content[:3000]
+    assert _fresh(target).has_perm(VIEW_ACCOUNT, instance)
+    listing = client.get(reverse("admin:accounts_instancegrant_changelist"))
+    assert listing.status_code == 200 and target.username.encode() in listing.content
+    rows = list(InstanceGrant.objects.filter(user=target).values_list("pk", flat=True))
+    client.post(reverse("admin:accounts_instancegrant_changelist"),
+                {"action": "delete_selected", "_selected_action": rows, "post": "yes"})
+    assert not InstanceGrant.objects.filter(user=target).exists()
+    assert not _fresh(target).has_perm(VIEW_ACCOUNT, instance)
