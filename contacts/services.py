@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 from instances import protocol
 from instances.exceptions import InstanceError
 from instances.models import InstanceStatus, WeworkInstance
-from instances.services import ServiceError, _call, fire_alert, record_instance_error
+from instances.services import ServiceError, _call, audit, fire_alert, record_instance_error
 from wework import shards
 
 from .models import (
@@ -230,7 +230,13 @@ def start_login(instance, *, user=None, account_wxid=None):
             code="max_accounts",
             status=409,
         )
-    data = _call(instance, "start_login", account_wxid)
+    try:
+        data = _call(instance, "start_login", account_wxid)
+    except ServiceError as exc:
+        audit("account.qr_login", instance, error=exc.message)
+        raise
+    audit("account.qr_login", instance, operation_type="CREATE",
+          new_values={"login_id": data["login_id"], "account_wxid": account_wxid})
     state = {
         "login_id": data["login_id"],
         "instance_id": instance.pk,
@@ -326,7 +332,12 @@ def handle_login_status(instance, event):
 def logout(account):
     """Log the account out on its instance; it stays recorded, offline and not logged in."""
     instance = account.instance
-    _call(instance, "logout_account", account.wxid)
+    try:
+        _call(instance, "logout_account", account.wxid)
+    except ServiceError as exc:
+        audit("account.logout", account, resource_type="wework_accounts", error=exc.message)
+        raise
+    audit("account.logout", account, resource_type="wework_accounts")
     with transaction.atomic():
         WeworkAccount.objects.filter(pk=account.pk).update(
             is_logged_in=False, status=AccountStatus.OFFLINE, updated_at=timezone.now()
@@ -550,12 +561,15 @@ def sync_account(account, *, scopes=SYNC_SCOPES, resume=True, page_limit=SYNC_PA
     if client_error is not None:
         cache.set(_sync_key(account.pk), state, SYNC_STATE_TTL)
         record_instance_error(instance, client_error)
+        audit("account.sync", account, resource_type="wework_accounts", error=client_error)
         raise ServiceError(
             _("The sync stopped at %(phase)s: %(error)s (run it again to resume).")
             % {"phase": state["phase"], "error": client_error},
             code=client_error.code, status=502,
         ) from client_error
     cache.delete(_sync_key(account.pk))
+    audit("account.sync", account, resource_type="wework_accounts",
+          new_values={"scopes": list(scopes), **state["counts"]})
     contacts, groups = recount_contacts(account)
     WeworkAccount.all_objects.filter(pk=account.pk).update(last_sync_time=timezone.now())
     return {"contacts": contacts, "groups": groups, **state["counts"]}

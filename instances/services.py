@@ -224,6 +224,25 @@ def record_instance_error(instance, exc, *, status=None):
     logger.warning("instance %s: %s", instance.pk, message)
 
 
+def audit(operation, obj, *, operation_type="UPDATE", error=None, new_values=None,
+          resource_type="wework_instances"):
+    """One audit row (monitoring.audit) for an operator action; never breaks the action."""
+    try:
+        from monitoring import audit as audit_log
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return audit_log.record(
+            operation, resource_type=resource_type, resource_id=obj.pk,
+            resource_name=str(obj), operation_type=operation_type,
+            new_values=new_values, result="FAILURE" if error else "SUCCESS",
+            error_message=str(error) if error else None,
+        )
+    except Exception:
+        logger.exception("audit %s not recorded", operation)
+        return None
+
+
 def _call(instance, command, *args, **kwargs):
     """Run one client command; InstanceError is recorded and turned into a ServiceError."""
     client = client_for(instance)
@@ -279,7 +298,12 @@ def config_payload(instance):
 
 def push_config(instance):
     """Send the configuration to the instance; returns the instance's answer."""
-    result = _call(instance, "push_config", **config_payload(instance))
+    try:
+        result = _call(instance, "push_config", **config_payload(instance))
+    except ServiceError as exc:
+        audit("instance.push_config", instance, error=exc.message)
+        raise
+    audit("instance.push_config", instance, new_values={"applied": result.get("applied")})
     WeworkInstance.all_objects.filter(pk=instance.pk).update(error_message=None)
     instance.error_message = None
     return result
@@ -287,7 +311,12 @@ def push_config(instance):
 
 def restart_instance(instance, *, reason=None):
     """Ask the instance to restart its client; counts restart_count and last_restart_time."""
-    result = _call(instance, "restart", reason=reason)
+    try:
+        result = _call(instance, "restart", reason=reason)
+    except ServiceError as exc:
+        audit("instance.restart", instance, error=exc.message)
+        raise
+    audit("instance.restart", instance, new_values={"reason": reason})
     now = timezone.now()
     with transaction.atomic():
         WeworkInstance.all_objects.filter(pk=instance.pk).update(

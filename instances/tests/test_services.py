@@ -67,6 +67,9 @@ def test_restart_counts(registered, simulator):
     assert registered.restart_count == 2
     assert registered.last_restart_time is not None
     assert simulator.restart_count == 2
+    from monitoring.models import AuditLog
+
+    assert AuditLog.objects.filter(operation="instance.restart", result="SUCCESS").count() == 2
 
 
 def test_unreachable_instance_is_recorded_not_raised_raw(admin_user, platform_url):
@@ -80,6 +83,9 @@ def test_unreachable_instance_is_recorded_not_raised_raw(admin_user, platform_ur
     result.instance.refresh_from_db()
     assert result.instance.restart_count == 0
     assert "unreachable" in result.instance.error_message
+    from monitoring.models import AuditLog
+
+    assert AuditLog.objects.filter(operation="instance.restart", result="FAILURE").exists()
 
 
 def test_timeout_is_recorded(registered, simulator):
