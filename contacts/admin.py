@@ -26,6 +26,24 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                        "created_at", "updated_at"]
     actions = ["restore_selected", "sync_selected", "logout_selected"]
 
+    # current_accounts follows every change of the set of live, logged-in accounts
+    @admin.action(description=_("Restore selected deleted rows"), permissions=["change"])
+    def restore_selected(self, request, queryset):
+        instance_ids = set(queryset.values_list("instance_id", flat=True))
+        super().restore_selected(request, queryset)
+        for instance_id in instance_ids:
+            services.recount_accounts(instance_id)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        services.recount_accounts(obj.instance_id)
+
+    def delete_queryset(self, request, queryset):
+        instance_ids = set(queryset.values_list("instance_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for instance_id in instance_ids:
+            services.recount_accounts(instance_id)
+
     @admin.action(description=_("Sync contacts, groups and members of the selected accounts"))
     def sync_selected(self, request, queryset):
         from .tasks import sync_account

@@ -185,3 +185,20 @@ def test_admin_config_form_keeps_encrypted_value(root_client, registered):
     config.refresh_from_db()
     assert services.config_value(config) == "hidden"
     assert config.description == "d"
+
+
+def test_admin_account_delete_and_restore_recount(root_client, registered):
+    from contacts import services as contact_services
+
+    account = contact_services.ensure_account(registered, "wx_del")
+    registered.refresh_from_db()
+    assert registered.current_accounts == 1
+    url = reverse("admin:contacts_weworkaccount_changelist")
+    root_client.post(url, {"action": "delete_selected", "_selected_action": [account.pk],
+                           "post": "yes"})
+    registered.refresh_from_db()
+    assert registered.current_accounts == 0
+    root_client.post(url + "?deleted=yes", {"action": "restore_selected",
+                                            "_selected_action": [account.pk]})
+    registered.refresh_from_db()
+    assert registered.current_accounts == 1
