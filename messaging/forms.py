@@ -1,0 +1,137 @@
+"""Forms of the messaging pages: compose (one message or a broadcast) and template preview."""
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import MessageTemplate, MessageType, TaskPriority, TemplateStatus
+
+# Which content fields each message type uses (the page shows only those).
+TYPE_FIELDS = {
+    "text": ["text"],
+    "image": ["url"],
+    "video": ["url", "thumb_url", "duration_s"],
+    "file": ["url", "filename", "size"],
+    "link": ["title", "url", "desc", "thumb_url"],
+    "card": ["contact_id"],
+    "location": ["latitude", "longitude", "title", "address"],
+}
+CONTENT_FIELDS = ["text", "url", "thumb_url", "duration_s", "filename", "size", "title", "desc", "contact_id",
+                  "latitude", "longitude", "address"]
+
+
+def parse_variables(text):
+    """`name=value` lines → dict (blank lines ignored)."""
+    values = {}
+    for number, line in enumerate((text or "").splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise forms.ValidationError(_("Line %(n)d: write name=value.") % {"n": number})
+        name, value = line.split("=", 1)
+        values[name.strip()] = value.strip()
+    return values
+
+
+class ComposeForm(forms.Form):
+    account = forms.ChoiceField(label=_("Send from account"))
+    contacts = forms.MultipleChoiceField(label=_("Contacts"), required=False, widget=forms.CheckboxSelectMultiple)
+    groups = forms.MultipleChoiceField(label=_("Group chats"), required=False, widget=forms.CheckboxSelectMultiple)
+    use_filters = forms.BooleanField(
+        label=_("Instead of picking, send to every contact or group matching the filters below"), required=False
+    )
+    filter_source = forms.ChoiceField(
+        label=_("Filter: send to"), required=False,
+        choices=[("contacts", _("Contacts")), ("groups", _("Group chats")), ("all", _("Contacts and group chats"))],
+    )
+    filter_tags = forms.CharField(label=_("Filter: with any of these tags (comma separated)"), required=False)
+    template = forms.ModelChoiceField(
+        label=_("Template (optional)"), required=False, queryset=MessageTemplate.objects.none(),
+        help_text=_("With a template, its content is used and the fields below only fill its variables."),
+    )
+    variables = forms.CharField(
+        label=_("Template variables"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("One per line: name=value. {{ receiver_name }} is filled in for every receiver."),
+    )
+    message_type = forms.ChoiceField(label=_("Message type"), choices=MessageType.choices, initial="text")
+    text = forms.CharField(label=_("Text"), required=False, widget=forms.Textarea(attrs={"rows": 4}),
+                           help_text=_("You may use {{ receiver_name }}."))
+    url = forms.URLField(label=_("URL (image, video, file or link)"), required=False, max_length=500)
+    thumb_url = forms.URLField(label=_("Thumbnail URL"), required=False, max_length=500)
+    duration_s = forms.IntegerField(label=_("Duration (s)"), required=False, min_value=0)
+    filename = forms.CharField(label=_("File name"), required=False, max_length=255)
+    size = forms.IntegerField(label=_("File size (bytes)"), required=False, min_value=0)
+    title = forms.CharField(label=_("Title"), required=False, max_length=200)
+    desc = forms.CharField(label=_("Description"), required=False, max_length=500)
+    contact_id = forms.CharField(label=_("Contact to share (WeCom ID)"), required=False, max_length=100)
+    latitude = forms.FloatField(label=_("Latitude"), required=False, min_value=-90, max_value=90)
+    longitude = forms.FloatField(label=_("Longitude"), required=False, min_value=-180, max_value=180)
+    address = forms.CharField(label=_("Address"), required=False, max_length=200)
+    at_members = forms.CharField(
+        label=_("@ members (group chats)"), required=False,
+        help_text=_("Member WeCom IDs separated by commas, or \"all\"."),
+    )
+    reply_to = forms.IntegerField(label=_("Reply to message ID"), required=False, min_value=1)
+    scheduled_time = forms.DateTimeField(
+        label=_("Send at (leave empty to send now)"), required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"],
+    )
+    task_name = forms.CharField(label=_("Name (for the task list)"), required=False, max_length=200)
+    priority = forms.TypedChoiceField(label=_("Priority"), choices=TaskPriority.choices, coerce=int,
+                                      initial=TaskPriority.MEDIUM)
+    send_interval = forms.IntegerField(
+        label=_("Minimum seconds between receivers"), required=False, min_value=0, max_value=3600, initial=0,
+        help_text=_("The account's own pacing (a random 3-5 s pause, at most 30 a minute) always applies."),
+    )
+
+    def __init__(self, *args, accounts=(), contacts=(), groups=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["account"].choices = [("", "---------")] + [
+            (str(a.pk), f"{a.nickname or a.wxid} ({a.wxid}, {a.get_status_display()})") for a in accounts
+        ]
+        self.fields["contacts"].choices = contacts
+        self.fields["groups"].choices = groups
+        self.fields["template"].queryset = MessageTemplate.objects.filter(status=TemplateStatus.ENABLED).order_by(
+            "sort_order", "name")
+
+    def clean_variables(self):
+        return parse_variables(self.cleaned_data.get("variables"))
+
+    def clean_at_members(self):
+        value = (self.cleaned_data.get("at_members") or "").strip()
+        if not value:
+            return None
+        if value.lower() == "all":
+            return "all"
+        return [v.strip() for v in value.split(",") if v.strip()]
+
+    def content(self):
+        """The content dict of the chosen type from the fields it uses."""
+        mtype = self.cleaned_data["message_type"]
+        out = {}
+        for name in TYPE_FIELDS[mtype]:
+            value = self.cleaned_data.get(name)
+            if value not in (None, ""):
+                out[name] = value
+        return out
+
+    def receivers(self):
+        out = [{"wxid": w, "type": "contact"} for w in self.cleaned_data.get("contacts") or []]
+        out += [{"wxid": w, "type": "group"} for w in self.cleaned_data.get("groups") or []]
+        return out
+
+    def filters(self):
+        if not self.cleaned_data.get("use_filters"):
+            return None
+        tags = [t.strip() for t in (self.cleaned_data.get("filter_tags") or "").split(",") if t.strip()]
+        return {"source": self.cleaned_data.get("filter_source") or "contacts", "tags": tags}
+
+
+class PreviewForm(forms.Form):
+    values = forms.CharField(
+        label=_("Values"), required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("One per line: name=value."),
+    )
+
+    def clean_values(self):
+        return parse_variables(self.cleaned_data.get("values"))

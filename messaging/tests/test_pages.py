@@ -1,0 +1,98 @@
+"""Pages: compose (single and broadcast), task list and detail with progress JSON, actions,
+template preview; permissions."""
+import pytest
+from django.urls import reverse
+
+from messaging import services
+from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def browser(world, client):
+    from accounts.tests.helpers import login_verified
+
+    login_verified(client, world.admin)
+    return client
+
+
+def test_compose_lists_account_contacts_and_sends_one(browser, world, sim):
+    url = reverse("messaging:compose")
+    page = browser.get(url, {"account": world.account.pk})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert world.contacts[0] in body and world.rooms[0] in body
+    r = browser.post(url, {"account": world.account.pk, "contacts": [world.contacts[0]], "message_type": "text",
+                           "text": "Hello {{ receiver_name }}", "priority": 2, "send_interval": 0})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    task = MessageTask.objects.get()
+    assert r["Location"] == reverse("messaging:task_detail", args=[task.pk])
+    assert task.task_type == "single" and task.status == TaskStatus.COMPLETED
+
+
+def test_compose_broadcast_to_picked_and_filtered(browser, world, sim):
+    url = reverse("messaging:compose") + f"?account={world.account.pk}"
+    r = browser.post(url, {"account": world.account.pk, "contacts": world.contacts[:2], "groups": [world.rooms[0]],
+                           "message_type": "link", "title": "News", "url": "https://example.com/n",
+                           "priority": 2})
+    assert r.status_code == 302
+    r = browser.post(url, {"account": world.account.pk, "use_filters": "on", "filter_source": "contacts",
+                           "filter_tags": "lead", "message_type": "text", "text": "hi", "priority": 2})
+    assert r.status_code == 302
+    t1, t2 = MessageTask.objects.order_by("id")
+    assert t1.task_type == "broadcast" and t1.target_count == 3 and t1.success_count == 3
+    assert t2.target_count == len(world.contacts) // 2
+
+
+def test_compose_errors_shown_on_the_form(browser, world):
+    url = reverse("messaging:compose") + f"?account={world.account.pk}"
+    r = browser.post(url, {"account": world.account.pk, "message_type": "text", "text": "hi", "priority": 2})
+    assert r.status_code == 200 and "no receivers" in r.content.decode()
+    r = browser.post(url, {"account": world.account.pk, "contacts": [world.contacts[0]], "message_type": "image",
+                           "priority": 2})
+    assert r.status_code == 200 and "url is required" in r.content.decode()
+    assert not MessageTask.objects.exists()
+
+
+def test_task_pages_progress_and_actions(browser, world, sim):
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
+                                receivers=world.contacts[:3], start=False)
+    assert browser.get(reverse("messaging:task_list")).status_code == 200
+    detail = browser.get(reverse("messaging:task_detail", args=[task.pk]))
+    assert detail.status_code == 200 and "progress" in detail.content.decode()
+    p = browser.get(reverse("messaging:task_progress", args=[task.pk])).json()
+    assert p["pending"] == 3 and p["progress"] == 0
+    r = browser.post(reverse("messaging:task_action", args=[task.pk, "pause"]))
+    assert r.status_code == 302
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PAUSED
+    browser.post(reverse("messaging:task_action", args=[task.pk, "resume"]))
+    p = browser.get(reverse("messaging:task_progress", args=[task.pk])).json()
+    assert p["success_count"] == 3 and p["progress"] == 100.0
+    assert browser.post(reverse("messaging:task_action", args=[task.pk, "explode"])).status_code == 404
+    assert browser.get(reverse("messaging:task_action", args=[task.pk, "pause"])).status_code == 405
+
+
+def test_template_preview_page(browser, world):
+    tmpl = services.save_template(world.admin, {"name": "P", "message_type": "text", "content": "Hi {{ who }}",
+                                                "variables": ["who"]})
+    r = browser.get(reverse("messaging:template_preview", args=[tmpl.pk]), {"values": "who=Wang"})
+    assert r.status_code == 200 and "Hi Wang" in r.content.decode()
+    r = browser.get(reverse("messaging:template_preview", args=[tmpl.pk]))
+    assert "«who»" in r.content.decode()
+
+
+def test_pages_refuse_outsiders_and_anonymous(client, world, django_user_model):
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
+                                receivers=world.contacts[:1], start=False)
+    r = client.get(reverse("messaging:compose"))
+    assert r.status_code == 302 and "login" in r["Location"]
+    outsider = django_user_model.objects.create_user("out", "o@example.com", "pw-outsider-123")
+    client.force_login(outsider)
+    assert client.get(reverse("messaging:compose")).status_code == 403
+    assert client.get(reverse("messaging:task_list")).status_code == 403
+    assert client.get(reverse("messaging:task_detail", args=[task.pk])).status_code == 404
+    assert client.post(reverse("messaging:task_action", args=[task.pk, "cancel"])).status_code == 404
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PENDING and task.receivers.filter(send_status=RS.PENDING).count() == 1

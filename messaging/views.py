@@ -1,0 +1,235 @@
+"""Server-rendered pages: compose, task list, task detail with a live progress bar, template
+preview. Thin: every decision is in services.py; every page checks permissions."""
+from functools import wraps
+
+from django.contrib import admin, messages as flash
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from wework import shards
+
+from . import permissions, services
+from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm, PreviewForm
+from .models import MessageTask, MessageTemplate, TaskStatus, TaskType
+
+CHOICES_LIMIT = 500  # contacts/groups listed for picking; larger audiences use the filters
+
+
+def page(view):
+    """Logged in (and verified when two factors are required), else the admin login."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        try:
+            from accounts.services.otp import requires_two_factor
+
+            if requires_two_factor(user) and not user.is_verified():
+                return redirect_to_login(request.get_full_path(), reverse("admin:login"))
+        except ImportError:
+            pass
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _ctx(request, **extra):
+    ctx = admin.site.each_context(request)
+    ctx.update(extra)
+    return ctx
+
+
+def _visible_task(request, pk):
+    qs = permissions.scope(MessageTask.objects.select_related("account", "template"), request.user,
+                           "messaging.view_messagetask", permissions.MANAGE_TASK)
+    task = qs.filter(pk=pk).first()
+    if task is None:
+        raise Http404
+    return task
+
+
+@page
+def task_list(request):
+    if not permissions.may_use(request.user, "messaging.view_messagetask"):
+        raise PermissionDenied
+    qs = permissions.scope(MessageTask.objects.select_related("account").order_by("-id"), request.user,
+                           "messaging.view_messagetask")
+    status = request.GET.get("status")
+    if status and status.isdigit():
+        qs = qs.filter(status=int(status))
+    page_obj = Paginator(qs, 50).get_page(request.GET.get("page"))
+    return render(request, "messaging/task_list.html", _ctx(
+        request, title=_("Message tasks"), page_obj=page_obj, statuses=TaskStatus.choices, status=status,
+        can_compose=permissions.may_use(request.user, permissions.SEND_MESSAGE)
+        or permissions.may_use(request.user, permissions.SEND_BROADCAST),
+    ))
+
+
+@page
+def task_detail(request, pk):
+    task = _visible_task(request, pk)
+    failed = services.failed_receivers(task)[:200]
+    can_manage = permissions.may(request.user, permissions.MANAGE_TASK,
+                                 task.account.instance_id if task.account_id else None)
+    return render(request, "messaging/task_detail.html", _ctx(
+        request, title=task.task_name or _("Task %(id)s") % {"id": task.pk}, task=task, failed=failed,
+        progress=services.task_progress(task), can_manage=can_manage,
+        progress_url=reverse("messaging:task_progress", args=[task.pk]),
+    ))
+
+
+@page
+def task_progress(request, pk):
+    return JsonResponse(services.task_progress(_visible_task(request, pk)))
+
+
+ACTIONS = {
+    "pause": (services.pause_task, _("The task is paused.")),
+    "resume": (services.resume_task, _("The task is resumed.")),
+    "cancel": (services.cancel_task, _("The task is cancelled.")),
+    "resend": (services.resend_failed, _("Failed receivers are queued again.")),
+}
+
+
+@page
+@require_POST
+def task_action(request, pk, action):
+    task = _visible_task(request, pk)
+    if action not in ACTIONS:
+        raise Http404
+    permissions.require(request.user, permissions.MANAGE_TASK, task.account.instance_id if task.account_id else None)
+    fn, done = ACTIONS[action]
+    try:
+        fn(task)
+        flash.success(request, done)
+    except ValidationError as exc:
+        flash.error(request, " ".join(exc.messages))
+    return redirect("messaging:task_detail", pk=task.pk)
+
+
+def _account_choices(request):
+    send = permissions.accounts_for(request.user, permissions.SEND_MESSAGE)
+    broadcast = permissions.accounts_for(request.user, permissions.SEND_BROADCAST)
+    ids = set(send.values_list("pk", flat=True)) | set(broadcast.values_list("pk", flat=True))
+    from contacts.models import WeworkAccount
+
+    return list(WeworkAccount.objects.select_related("instance").filter(pk__in=ids).order_by("nickname", "wxid"))
+
+
+def _receiver_choices(account, search=""):
+    from django.db.models import Q
+
+    from contacts.models import Contact, Group
+
+    if account is None:
+        return [], []
+    cqs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk, is_blocked=False)
+    gqs = shards.for_instance(Group, account.instance_id).filter(account_id=account.pk)
+    if search:
+        cqs = cqs.filter(Q(nickname__icontains=search) | Q(remark__icontains=search) | Q(wxid=search))
+        gqs = gqs.filter(group_name__icontains=search)
+    contacts = [(w, f"{r or n or w} ({w})") for w, n, r in
+                cqs.order_by("nickname").values_list("wxid", "nickname", "remark")[:CHOICES_LIMIT]]
+    groups = [(w, f"{n or w} ({w})") for w, n in
+              gqs.order_by("group_name").values_list("group_wxid", "group_name")[:CHOICES_LIMIT]]
+    return contacts, groups
+
+
+@page
+def compose(request):
+    accounts = _account_choices(request)
+    if not accounts and not (permissions.may_use(request.user, permissions.SEND_MESSAGE)
+                             or permissions.may_use(request.user, permissions.SEND_BROADCAST)):
+        raise PermissionDenied
+    by_id = {str(a.pk): a for a in accounts}
+    account_id = request.POST.get("account") or request.GET.get("account") or (str(accounts[0].pk) if len(accounts) == 1 else "")
+    account = by_id.get(account_id)
+    search = request.GET.get("q", "").strip()
+    contacts, groups = _receiver_choices(account, search)
+    if request.method == "POST":
+        form = ComposeForm(request.POST, accounts=accounts, contacts=contacts, groups=groups)
+        if form.is_valid() and account is not None:
+            task = _submit(request, form, account)
+            if task is not None:
+                flash.success(request, _("Sent to %(n)d receivers: follow the progress below.") % {"n": task.target_count}
+                              if task.scheduled_time is None else _("Scheduled."))
+                return redirect("messaging:task_detail", pk=task.pk)
+    else:
+        form = ComposeForm(initial={"account": account_id}, accounts=accounts, contacts=contacts, groups=groups)
+    return render(request, "messaging/compose.html", _ctx(
+        request, title=_("Send a message"), form=form, account=account, search=search,
+        type_fields=TYPE_FIELDS, content_fields=CONTENT_FIELDS, choices_limit=CHOICES_LIMIT,
+        truncated=len(contacts) >= CHOICES_LIMIT or len(groups) >= CHOICES_LIMIT,
+    ))
+
+
+def _submit(request, form, account):
+    data = form.cleaned_data
+    receivers = form.receivers()
+    filters = form.filters()
+    single = not filters and len(receivers) == 1
+    perm = permissions.SEND_MESSAGE if single else permissions.SEND_BROADCAST
+    if not permissions.may(request.user, perm, account.instance_id):
+        form.add_error(None, _("You may send single messages only from this account; a broadcast needs the "
+                               "broadcast permission.") if not single else _("You may not send from this account."))
+        return None
+    kwargs = dict(
+        account=account,
+        task_type=TaskType.SINGLE if single else TaskType.BROADCAST,
+        task_name=data.get("task_name") or None,
+        priority=data.get("priority"),
+        scheduled_time=data.get("scheduled_time"),
+        send_interval=data.get("send_interval") or 0,
+        at_members=data.get("at_members"),
+        reply_to=data.get("reply_to"),
+        template_variables=data.get("variables") or None,
+    )
+    if filters:
+        kwargs["filters"] = filters
+    else:
+        kwargs["receivers"] = receivers
+    if data.get("template"):
+        kwargs["template"] = data["template"]
+    else:
+        kwargs["message_type"] = data["message_type"]
+        kwargs["content"] = form.content()
+    try:
+        return services.create_task(request.user, **kwargs)
+    except ValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+        for field, msgs in errors.items():
+            target = {"receivers": None, "filters": "filter_tags", "content": "text" if data["message_type"] == "text" else None,
+                      "template_variables": "variables", "account": "account", "message_type": "message_type",
+                      "reply_to": "reply_to", "at_members": "at_members", "template": "template",
+                      "send_interval": "send_interval", "priority": "priority"}.get(field)
+            for msg in msgs:
+                form.add_error(target if target in form.fields else None, msg)
+        return None
+
+
+@page
+def template_preview(request, pk):
+    if not permissions.may_use(request.user, "messaging.view_messagetemplate"):
+        raise PermissionDenied
+    template = MessageTemplate.objects.filter(pk=pk).first()
+    if template is None:
+        raise Http404
+    form = PreviewForm(request.GET or None)
+    values = form.cleaned_data["values"] if form.is_bound and form.is_valid() else {}
+    try:
+        preview = services.preview_template(template, values)
+        error = None
+    except ValidationError as exc:
+        preview, error = None, " ".join(exc.messages)
+    return render(request, "messaging/template_preview.html", _ctx(
+        request, title=_("Preview: %(name)s") % {"name": template.name}, template=template, form=form,
+        preview=preview, error=error,
+    ))
