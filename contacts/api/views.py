@@ -41,6 +41,10 @@ class WeworkAccountViewSet(PlatformReadOnlyViewSet):
     filterset_class = WeworkAccountFilterSet
     search_fields = ["wxid", "nickname", "phone"]
     ordering_fields = ["id", "status", "last_login_time", "contact_count"]
+    action_permissions = {
+        "sync": [permissions.SYNC_CONTACTS],
+        "logout": [permissions.LOGIN_ACCOUNT],
+    }
 
     @action(detail=True, methods=["post"], serializer_class=SyncSerializer)
     def sync(self, request, pk=None):

@@ -53,6 +53,12 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
     filterset_class = WeworkInstanceFilterSet
     search_fields = ["name", "instance_uuid", "api_url"]
     ordering_fields = ["id", "name", "status", "last_heartbeat", "created_at"]
+    action_permissions = {
+        "restart": [permissions.RESTART],
+        "push_config": [permissions.PUSH_CONFIG],
+        "logins": [permissions.LOGIN_ACCOUNT],
+        "login_status": [permissions.LOGIN_ACCOUNT],
+    }
 
     @action(detail=True, methods=["post"], serializer_class=RestartSerializer)
     def restart(self, request, pk=None):
