@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from . import builder, ddl, router
 from .conf import (
-    all_configs, config_for, instance_suffix, is_installed, parse_suffix, period_of, table_name,
+    all_configs, config_for, instance_suffix, is_installed, parse_suffix, period_of, shard_timezone,
+    table_name,
 )
 from .exceptions import NotToolCreated, ShardError, ShardOutOfRange
 from .locks import global_lock
@@ -155,6 +156,10 @@ class Step:
         return f"{self.action:<7} {self.table:<40} {self.reason}"
 
 
+def _local(moment):
+    return f"{moment.astimezone(shard_timezone()):%Y-%m-%d}"
+
+
 def _shard_pattern(conf):
     suffix = {"day": r"\d{8}", "week": r"\d{4}w\d{2}", "month": r"\d{6}", "instance": r"\d+"}[conf.by]
     return re.compile(rf"^{re.escape(conf.model._meta.db_table)}_({suffix})$")
@@ -210,16 +215,16 @@ def plan(now=None, labels=None, ahead=None, drops=True):
                     continue
                 if not row.exported_at:
                     steps.append(Step("export", conf.label, row.table_name, row.suffix,
-                                      f"ended {row.period_end:%Y-%m-%d}, past the {conf.cold_days}-day cold window"))
+                                      f"ended {_local(row.period_end)}, past the {conf.cold_days}-day cold window"))
                 if drops:
                     steps.append(Step("drop", conf.label, row.table_name, row.suffix,
-                                      f"ended {row.period_end:%Y-%m-%d}, past the {conf.cold_days}-day cold window"))
+                                      f"ended {_local(row.period_end)}, past the {conf.cold_days}-day cold window"))
                 elif row.state != ShardState.ARCHIVED:
                     steps.append(Step("archive", conf.label, row.table_name, row.suffix,
                                       "exported; drops are disabled for this run"))
             elif row.period_end <= hot_limit and row.state == ShardState.HOT:
                 steps.append(Step("demote", conf.label, row.table_name, row.suffix,
-                                  f"ended {row.period_end:%Y-%m-%d}, past the {conf.hot_days}-day hot window"))
+                                  f"ended {_local(row.period_end)}, past the {conf.hot_days}-day hot window"))
     return steps
 
 

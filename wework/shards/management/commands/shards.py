@@ -104,8 +104,9 @@ class Command(BaseCommand):
             rows = rows.exclude(state=ShardState.DROPPED)
         self.stdout.write(f"{'table':<40} {'state':<9} {'period / instance':<25} {'rows':>12} tool exported")
         for row in rows.order_by("model_label", "period_start", "instance_id"):
-            where = (f"{row.period_start:%Y-%m-%d} .. {row.period_end:%Y-%m-%d}" if row.period_start
-                     else f"instance {row.instance_id}")
+            tz = shard_timezone()
+            where = (f"{row.period_start.astimezone(tz):%Y-%m-%d} .. {row.period_end.astimezone(tz):%Y-%m-%d}"
+                     if row.period_start else f"instance {row.instance_id}")
             rows_text = "" if row.row_estimate is None else f"{row.row_estimate:,}"
             self.stdout.write(
                 f"{row.table_name:<40} {row.state:<9} {where:<25} {rows_text:>12} "
