@@ -101,8 +101,17 @@ install_requirements() {
     return 0
   fi
   say "Installing $(basename "$file") into .venv"
-  (cd "$ROOT" && "$VPY" -m pip install --disable-pip-version-check -q -r "$file") \
-    || die "pip install -r $file failed (see the messages above)."
+  # pip's notes about find-links folders of this machine's pip config that do not exist are
+  # dropped; everything else it says is shown.
+  local log
+  log="$(mktemp)"
+  if ! (cd "$ROOT" && "$VPY" -m pip install --disable-pip-version-check -q -r "$file") >"$log" 2>&1; then
+    grep -v "is ignored: it is neither a file nor a directory" "$log" >&2
+    rm -f "$log"
+    die "pip install -r $file failed (see the messages above)."
+  fi
+  grep -v "is ignored: it is neither a file nor a directory" "$log" || true
+  rm -f "$log"
   echo "$sum" >"$stamp"
 }
 
