@@ -215,8 +215,15 @@ def webhook_events(request, instance_uuid):
 
     Authentication is the HMAC signature (no session, no CSRF); see services.receive_webhook.
     """
+    from django.core.exceptions import RequestDataTooBig
+
     try:
-        result = services.receive_webhook(str(instance_uuid), request.body, request.headers)
+        body = request.body
+    except RequestDataTooBig:
+        return JsonResponse({"ok": False, "error": {"code": "too_large", "message": _(
+            "The event is larger than the platform accepts.")}}, status=413)
+    try:
+        result = services.receive_webhook(str(instance_uuid), body, request.headers)
     except Exception:  # never a 500 for an instance: it would retry forever
         import logging
 

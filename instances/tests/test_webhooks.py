@@ -159,3 +159,12 @@ def test_silent_instance_goes_offline_with_alert(instance):
     from monitoring.models import AlertRecord
 
     assert AlertRecord.objects.filter(rule_name="instance.offline").exists()
+
+
+def test_oversized_body_gets_413(client, instance, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    event = make_event(instance, "instance.heartbeat", heartbeat_data(client_version="x" * 2000),
+                       seq=1)
+    response = post_event(client, instance, event)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
