@@ -202,3 +202,21 @@ def test_admin_account_delete_and_restore_recount(root_client, registered):
                                             "_selected_action": [account.pk]})
     registered.refresh_from_db()
     assert registered.current_accounts == 1
+
+
+def test_account_actions_need_their_permissions(client, perms, registered, admin_user):
+    from contacts import services as contact_services
+
+    account = contact_services.ensure_account(registered, "wx_perm")
+    viewer = UserFactory()
+    grant_instance(viewer, registered, ["instances.view_weworkinstance",
+                                        "contacts.view_weworkaccount"])
+    client.force_login(viewer)
+    assert client.get(f"/api/v1/wework-accounts/{account.pk}/").status_code == 200
+    assert client.post(f"/api/v1/wework-accounts/{account.pk}/sync/").status_code == 403
+    assert client.post(f"/api/v1/wework-accounts/{account.pk}/logout/").status_code == 403
+    qr = client.get(reverse("admin:instances_weworkinstance_qr_login", args=[registered.pk]))
+    assert qr.status_code in (302, 403, 404)
+    grant_instance(viewer, registered, ["contacts.sync_contacts"])
+    response = client.post(f"/api/v1/wework-accounts/{account.pk}/sync/")
+    assert response.status_code == 202  # queued; the task reports the account's state
