@@ -93,6 +93,16 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
             fields.append("is_superuser")  # only super admins make super admins
         return fields
 
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False  # only super admins edit super admins
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and (obj.is_superuser and not request.user.is_superuser or obj.pk == request.user.pk):
+            return False
+        return super().has_delete_permission(request, obj)
+
     def get_inlines(self, request, obj):
         return [] if obj is None else super().get_inlines(request, obj)
 

@@ -17,7 +17,9 @@ def sync_after_migrate(sender, app_config=None, using="default", **kwargs):
     """Once per migrate (after the last app): create Django's permissions for every app, then
     sync the design's permissions table and the system roles."""
     configs = list(apps.get_app_configs())
-    if app_config is None or app_config.label != configs[-1].label:
+    # post_migrate is sent once per app that has a models module: act after the last of them.
+    last = [c for c in configs if c.models_module is not None][-1]
+    if app_config is None or app_config.label != last.label:
         return
     from django.contrib.auth.management import create_permissions
 

@@ -192,15 +192,27 @@ class UserViewSet(PlatformModelViewSet):
             user.save()
 
     def perform_update(self, serializer):
-        if "status" in serializer.validated_data and serializer.instance.pk == self.request.user.pk:
+        target, actor = serializer.instance, self.request.user
+        if "status" in serializer.validated_data and target.pk == actor.pk:
             raise exceptions.PermissionDenied(_("You may not change your own status."))
+        if target.is_superuser and not actor.is_superuser:
+            raise exceptions.PermissionDenied(_("Only a super administrator may change a super administrator."))
         super().perform_update(serializer)
+
+    def perform_destroy(self, instance):
+        actor = self.request.user
+        if instance.pk == actor.pk or (instance.is_superuser and not actor.is_superuser):
+            raise exceptions.PermissionDenied(_("You may not delete this user."))
+        instance.delete()
 
     @action(detail=True, methods=["post"])
     def unlock(self, request, pk=None):
         user = self.get_object()
+        if user.is_superuser and not request.user.is_superuser:
+            raise exceptions.PermissionDenied(_("Only a super administrator may change a super administrator."))
         auth_services.unlock(user)
         return Response(s.UserSerializer(user).data)
+
 
 
 class RoleViewSet(PlatformModelViewSet):

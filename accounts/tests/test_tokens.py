@@ -267,3 +267,25 @@ def test_query_counts_of_token_auth_and_permissions(django_assert_num_queries):
         from accounts.services.otp import requires_two_factor
 
         assert not requires_two_factor(fresh)
+
+
+def test_users_api_protects_super_admins_and_self():
+    from accounts.models import User
+
+    manager = UserFactory()
+    UserRole.objects.create(user=manager, role=Role.objects.get(name="operator"))
+    from accounts.tests.helpers import role_with
+
+    UserRole.objects.create(user=manager, role=role_with("user-admins", ["accounts.view_user", "accounts.change_user",
+                                                                         "accounts.delete_user"]))
+    boss = UserFactory(is_superuser=True)
+    _row, access, _refresh = session_services.issue_tokens(manager, None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    assert client.patch(f"/api/v1/users/{boss.pk}/", {"status": 0}, format="json").status_code == 403
+    assert client.patch(f"/api/v1/users/{manager.pk}/", {"status": 0}, format="json").status_code == 403
+    other = UserFactory()
+    assert client.patch(f"/api/v1/users/{other.pk}/", {"nickname": "ok"}, format="json").status_code == 200
+    assert client.patch(f"/api/v1/users/{other.pk}/", {"status": 9}, format="json").status_code == 400
+    assert client.get("/api/v1/users/999999/").status_code == 404
+    assert User.objects.get(pk=boss.pk).status == UserStatus.ENABLED
