@@ -62,7 +62,9 @@ def _make(model, instance, report):
         return instance
     factory = _factory_for(model)
     if factory is None:
-        report.append(f"SKIP objects of {model._meta.label}: no factory in {model._meta.app_label}/tests/factories.py")
+        where = model._meta.app_config.name.replace(".", "/")
+        report.append(f"SKIP objects of {model._meta.label}: no factory in {where}/tests/factories.py "
+                      "(changelist and add pages still checked)")
         return None
     kwargs = {path: instance} if path else {}
     try:
