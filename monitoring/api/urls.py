@@ -9,8 +9,8 @@ router.register("monitoring/alerts", views.AlertRecordViewSet, basename="alertre
 router.register("monitoring/alert-rules", views.AlertRuleViewSet, basename="alertrule")
 
 urlpatterns = [
-    path("monitoring/system-logs/", views.SystemLogView.as_view(), name="systemlog-list"),
-    path("monitoring/system-logs/<int:pk>/", views.SystemLogView.as_view(),
+    path("monitoring/system-logs/", views.SystemLogListView.as_view(), name="systemlog-list"),
+    path("monitoring/system-logs/<int:pk>/", views.SystemLogDetailView.as_view(),
          name="systemlog-detail"),
     path("monitoring/dashboard/", views.DashboardView.as_view(), name="monitoring-dashboard"),
     *router.urls,

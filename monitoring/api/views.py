@@ -2,6 +2,9 @@
 (read-only), alert records (acknowledge / resolve), alert rules (CRUD), the dashboard."""
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers as drf_serializers
 from django.utils.translation import gettext as _
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -73,21 +76,31 @@ class AlertRecordViewSet(PlatformReadOnlyViewSet):
         return self._transition(request, services.resolve)
 
 
-class SystemLogView(APIView):
-    """GET: one day of logs newest first (`day`, filters as in the admin, `after` cursor);
-    GET <id>: one record (the id tells the shard)."""
+LOG_FILTERS = [
+    OpenApiParameter("day", OpenApiTypes.DATE, description="Local day (default today)."),
+    *[OpenApiParameter(n, OpenApiTypes.STR) for n in ("level", "service", "module", "action",
+                                                      "trace_id", "q")],
+    OpenApiParameter("user_id", OpenApiTypes.INT),
+    OpenApiParameter("instance_id", OpenApiTypes.INT),
+    OpenApiParameter("after", OpenApiTypes.INT, description="Cursor: `next_after` of the "
+                                                            "previous page."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="1-500, default 50."),
+]
+
+
+class SystemLogListView(APIView):
+    """One day of system logs, newest first, keyset pages (`after`), no COUNT."""
 
     permission_classes = [PlatformPermission]
     model = SystemLog
-    serializer_class = SystemLogSerializer
 
-    def get(self, request, pk=None):
-        if pk is not None:
-            try:
-                row = shards.get(SystemLog, int(pk))
-            except (SystemLog.DoesNotExist, shards.ShardError, ValueError):
-                raise NotFound(_("No such log record.")) from None
-            return Response(SystemLogSerializer(row).data)
+    @extend_schema(operation_id="monitoring_system_logs_list", parameters=LOG_FILTERS,
+                   responses=inline_serializer(
+        "SystemLogPage", {"day": drf_serializers.DateField(),
+                          "next_after": drf_serializers.IntegerField(allow_null=True),
+                          "results": drf_serializers.ListField(
+                              child=drf_serializers.DictField())}))
+    def get(self, request):
         form = SystemLogFilterForm(request.query_params)
         if not form.is_valid():
             raise ValidationError(form.errors)
@@ -104,9 +117,26 @@ class SystemLogView(APIView):
                          "results": page.items})
 
 
+class SystemLogDetailView(APIView):
+    """One system log record (its id tells the day shard)."""
+
+    permission_classes = [PlatformPermission]
+    model = SystemLog
+
+    @extend_schema(operation_id="monitoring_system_logs_retrieve",
+                   responses=SystemLogSerializer)
+    def get(self, request, pk):
+        try:
+            row = shards.get(SystemLog, int(pk))
+        except (SystemLog.DoesNotExist, shards.ShardError, ValueError):
+            raise NotFound(_("No such log record.")) from None
+        return Response(SystemLogSerializer(row).data)
+
+
 class DashboardView(APIView):
     permission_classes = [PlatformPermission]
     required_permissions = ["monitoring.view_alertrecord"]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response(services.dashboard_data())

@@ -132,3 +132,42 @@ def test_influx_exporter_is_off_by_default_and_writes_points(settings):
         assert exporters.export_new_metrics() == 0
     finally:
         fake.close()
+
+
+@pytest.mark.django_db
+def test_dashboard_and_alert_api(client, grant):
+    services.fire_alert("a", source_type="x", source_id="1", title="open one", message="m")
+    closed, _created = services.fire_alert("b", source_type="x", source_id="2", title="closed",
+                                           message="m")
+    services.resolve(closed, None, "done")
+    user = grant(UserFactory(), "monitoring.view_alertrecord")
+    client.force_login(user)
+    data = client.get(reverse("api:monitoring-dashboard")).json()
+    assert data["active_alert_total"] == 1 and len(data["messages_per_hour"]) >= 1
+    listed = client.get(reverse("api:alertrecord-list"), {"open": "true"}).json()
+    assert [r["alert_title"] for r in listed["results"]] == ["open one"]
+    outsider = UserFactory()
+    client.force_login(outsider)
+    assert client.get(reverse("api:monitoring-dashboard")).status_code == 403
+
+
+def test_beat_schedule_names_registered_tasks():
+    from wework.celery import app
+    from monitoring.schedules import BEAT_SCHEDULE
+
+    app.loader.import_default_modules()
+    for entry in BEAT_SCHEDULE.values():
+        assert entry["task"] in app.tasks, entry["task"]
+
+
+def test_celery_root_logger_keeps_the_system_log_handler():
+    import logging
+
+    from monitoring.logging_handler import SystemLogHandler
+    from monitoring.signals import _keep_system_log_handler
+
+    handler = SystemLogHandler(sinks=[])
+    logger = logging.Logger("celery-root")
+    _keep_system_log_handler(logger=logger)
+    assert handler in logger.handlers
+    SystemLogHandler._instances.remove(handler)
