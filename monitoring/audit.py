@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from . import context
 
@@ -44,7 +44,7 @@ DEFAULT_SECRET_NAME_RE = re.compile(
 DEFAULT_EXCLUDED_TABLES = (
     "audit_logs", "system_logs", "instance_monitors", "messages", "message_receivers",
     "shard_tables", "shard_locks", "login_logs", "django_session", "django_migrations", "django_content_type",
-    "user_sessions", "otp_", "guardian_", "celery", "django_celery",
+    "user_sessions", "otp_", "celery", "django_celery",
 )
 # Columns whose change alone is bookkeeping, not an audited change.
 DEFAULT_IGNORED_FIELDS = frozenset({
@@ -385,6 +385,25 @@ def _write_model_row(sender, instance, op_type, old_values, new_values, using):
         logger.exception("could not audit %s %s", op_type, sender._meta.label)
 
 
+def _on_m2m_changed(sender, instance, action, reverse, model, pk_set, using=None, **kwargs):
+    """user.groups / user.user_permissions / other plain many-to-many edits (admin widgets)."""
+    if action not in ("post_add", "post_remove", "post_clear") or reverse:
+        return
+    owner = type(instance)
+    if not _audited(owner):
+        return
+    field = next((f.name for f in owner._meta.many_to_many
+                  if f.remote_field.through is sender), sender._meta.model_name)
+    ids = sorted(pk_set or [])
+    if action == "post_add":
+        old_values, new_values = None, {f"{field}_added": ids}
+    elif action == "post_remove":
+        old_values, new_values = {f"{field}_removed": ids}, None
+    else:
+        old_values, new_values = {field: "cleared"}, None
+    _write_model_row(owner, instance, "UPDATE", old_values, new_values, using)
+
+
 _CONNECTED = False
 
 
@@ -395,6 +414,7 @@ def connect_model_signals():
     pre_save.connect(_on_pre_save, dispatch_uid="monitoring.audit.pre_save")
     post_save.connect(_on_post_save, dispatch_uid="monitoring.audit.post_save")
     post_delete.connect(_on_post_delete, dispatch_uid="monitoring.audit.post_delete")
+    m2m_changed.connect(_on_m2m_changed, dispatch_uid="monitoring.audit.m2m_changed")
     _CONNECTED = True
 
 

@@ -221,3 +221,16 @@ def test_anonymous_refused_writes_are_not_audited(client):
     before = AuditLog.objects.count()
     assert client.post(reverse("api:alertrule-list"), {}).status_code in (401, 403)
     assert AuditLog.objects.count() == before
+
+
+def test_many_to_many_changes_are_audited():
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory()
+    perm = Permission.objects.get(codename="view_auditlog")
+    user.user_permissions.add(perm)
+    row = latest(resource_type="users", operation_type="UPDATE")
+    assert row.new_values == {"user_permissions_added": [perm.pk]}
+    user.user_permissions.remove(perm)
+    row = latest(resource_type="users", operation_type="UPDATE")
+    assert row.old_values == {"user_permissions_removed": [perm.pk]}
