@@ -62,14 +62,14 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
     search_fields = ("username", "email", "phone", "nickname")
     ordering = ("username",)
     readonly_fields = (
-        "last_login", "last_login_ip", "login_fail_count", "locked_until",
+        "password_form_link", "last_login", "last_login_ip", "login_fail_count", "locked_until",
         "two_factor_enabled", "created_at", "updated_at", "deleted_at",
     )
     fieldsets = (
         (None, {"fields": ("username", "email", "phone", "nickname", "avatar_url")}),
         (_("Access"), {"fields": ("status", "is_superuser", "email_verified", "phone_verified")}),
         (_("Security"), {"fields": (
-            "two_factor_enabled", "login_fail_count", "locked_until", "last_login",
+            "password_form_link", "two_factor_enabled", "login_fail_count", "locked_until", "last_login",
             "last_login_ip",
         )}),
         (_("Dates"), {"fields": ("created_at", "updated_at", "deleted_at")}),
@@ -77,6 +77,16 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
     add_fieldsets = ((None, {"fields": ("username", "email", "password1", "password2")}),)
     inlines = [UserRoleInline]
     actions = ["restore_selected", "unlock_users", "disable_users", "enable_users", "end_sessions"]
+
+    @admin.display(description=_("password"))
+    def password_form_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        if obj is None or obj.pk is None:
+            return ""
+        return format_html('<a href="{}">{}</a>', reverse("admin:accounts_user_password", args=[obj.pk]),
+                           _("Set a new password"))
 
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
@@ -105,6 +115,49 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
 
     def get_inlines(self, request, obj):
         return [] if obj is None else super().get_inlines(request, obj)
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path("<int:object_id>/password/", self.admin_site.admin_view(self.set_password_view),
+                 name="accounts_user_password"),
+            *super().get_urls(),
+        ]
+
+    def set_password_view(self, request, object_id):
+        """Set another user's password: change permission on that user and sudo mode; ends the
+        user's API sessions."""
+        from django.contrib.admin.helpers import AdminForm
+        from django.contrib.auth.forms import AdminPasswordChangeForm
+        from django.http import Http404, HttpResponseRedirect
+        from django.template.response import TemplateResponse
+        from django.urls import reverse
+
+        from accounts.decorators import sudo_redirect
+
+        user = self.get_queryset(request).filter(pk=object_id).first()
+        if user is None:
+            raise Http404
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        if not otp_services.in_sudo(request):
+            return sudo_redirect(request)
+        form = AdminPasswordChangeForm(user, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            form.save()
+            self.log_change(request, user, _("Changed password."))
+            self.message_user(request, _("Password changed."), messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Change password: %s") % user.get_username(),
+            "adminForm": AdminForm(form, [(None, {"fields": list(form.base_fields)})], {}),
+            "form": form, "is_popup": False, "add": True, "change": False,
+            "has_delete_permission": False, "has_change_permission": True, "has_absolute_url": False,
+            "opts": self.opts, "original": user, "save_as": False, "show_save": True,
+        }
+        return TemplateResponse(request, "admin/auth/user/change_password.html", context)
 
     @admin.action(description=_("Unlock selected users"), permissions=["change"])
     def unlock_users(self, request, queryset):

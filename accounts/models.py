@@ -195,6 +195,20 @@ class User(AbstractBaseUser, PermissionsMixin, SoftDeleteModel):
     def set_password(self, raw_password):
         super().set_password(raw_password)
         self.salt = _salt_of(self.password)
+        self._password_changed = True  # post_save ends the user's API sessions
+
+    def check_password(self, raw_password):
+        """As Django's, but a hash upgrade on login also updates `salt` and is not a password
+        change (API sessions stay)."""
+        from django.contrib.auth.hashers import check_password
+
+        def upgrade(raw):
+            AbstractBaseUser.set_password(self, raw)
+            self.salt = _salt_of(self.password)
+            self._password = None
+            User.all_objects.filter(pk=self.pk).update(password=self.password, salt=self.salt)
+
+        return check_password(raw_password, self.password, upgrade)
 
 
 def _salt_of(encoded):

@@ -56,6 +56,22 @@ def roles_changed(sender, **kwargs):
     perm_services.bump_generation()
 
 
+@receiver(post_save, sender="accounts.User")
+def password_changed(sender, instance, created, **kwargs):
+    """A new password ends the user's API sessions (other browsers are logged out by Django's
+    session hash check)."""
+    if getattr(instance, "_password_changed", False):
+        instance._password_changed = False
+        if not created:
+            from accounts.models import SessionKind, UserSession
+
+            families = UserSession.objects.filter(
+                user=instance, kind=SessionKind.API, revoked_at__isnull=True
+            ).values_list("family_id", flat=True).distinct()
+            for family in list(families):
+                session_services.revoke_family(family, reason="password_changed")
+
+
 @receiver([post_save, post_delete], sender=UserRole)
 def grant_changed(sender, instance, **kwargs):
     perm_services.forget_user(instance.user_id)

@@ -196,3 +196,40 @@ def test_login_history_visible_to_auditors_only(client):
     assert response.status_code == 200 and b"ghost" in response.content
     client.force_login(outsider)
     assert client.get(reverse("admin:accounts_loginlog_changelist")).status_code == 403
+
+
+def test_admin_sets_password_with_sudo_and_api_sessions_end(client):
+    from accounts.services import otp as otp_services
+    from accounts.services import sessions as session_services
+
+    admin_user = UserFactory(is_superuser=True)
+    device = enroll(admin_user)
+    login_verified(client, admin_user)
+    target = UserFactory()
+    row, _access, _refresh = session_services.issue_tokens(target, None)
+    url = reverse("admin:accounts_user_password", args=[target.pk])
+    assert reverse("accounts:sudo") in client.get(url)["Location"]
+    client.post(reverse("accounts:sudo"), {"code": totp_code(device)})
+    assert client.get(url).status_code == 200
+    response = client.post(url, {"password1": "Brand-new-passphrase-7", "password2": "Brand-new-passphrase-7"})
+    assert response.status_code == 302
+    target.refresh_from_db()
+    assert target.check_password("Brand-new-passphrase-7") and target.salt in target.password
+    row.refresh_from_db()
+    assert row.revoked_at is not None and row.revoke_reason == "password_changed"
+    assert otp_services.in_sudo  # noqa: B018
+
+
+def test_hash_upgrade_on_login_keeps_sessions_and_updates_salt(settings):
+    from accounts.services import sessions as session_services
+
+    user = UserFactory()
+    row, _a, _r = session_services.issue_tokens(user, None)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher",
+                                 "django.contrib.auth.hashers.MD5PasswordHasher"]
+    fresh = User.objects.get(pk=user.pk)
+    assert fresh.check_password("password")
+    fresh = User.objects.get(pk=user.pk)
+    assert fresh.password.startswith("pbkdf2_sha256$") and fresh.salt in fresh.password
+    row.refresh_from_db()
+    assert row.revoked_at is None
