@@ -38,6 +38,15 @@ def _task_actor(task_id=None, task=None, **kwargs):
         from django.contrib.auth import get_user_model
 
         user = get_user_model().all_objects.filter(pk=user_id).first()
+    parent = context.current()
+    if parent is not None and not user_id and not parent_request:
+        # Eager execution (tests, development) runs inside the caller's context: keep its
+        # user and request id, since no headers were published.
+        try:
+            user = parent.resolved_user()
+        except Exception:  # noqa: BLE001
+            user = None
+        parent_request = parent.request_id
     actor = context.Actor(
         source="task", user=user, request_id=(parent_request or task_id),
         span_id=context.new_span_id(), request_method="TASK",

@@ -234,3 +234,21 @@ def test_many_to_many_changes_are_audited():
     user.user_permissions.remove(perm)
     row = latest(resource_type="users", operation_type="UPDATE")
     assert row.old_values == {"user_permissions_removed": [perm.pk]}
+
+
+def test_task_run_for_a_user_is_attributed_to_that_user():
+    import datetime
+
+    from django.utils import timezone
+
+    from monitoring.tasks import evaluate_alert_rules
+
+    user = UserFactory()
+    AlertRuleFactory(name="inst.off", rule_type="instance_offline", metric_name=None,
+                     threshold_value=1)
+    WeworkInstanceFactory(last_heartbeat=timezone.now() - datetime.timedelta(hours=1))
+    with audit.actor_context(user=user, source="api", request_id="req-from-api-1"):
+        evaluate_alert_rules.delay()
+    row = latest(resource_type="alert_records", operation_type="CREATE")
+    assert row.extra_info["source"] == "task"
+    assert row.user_id == user.pk and row.request_id == "req-from-api-1"
