@@ -171,3 +171,21 @@ def test_celery_root_logger_keeps_the_system_log_handler():
     _keep_system_log_handler(logger=logger)
     assert handler in logger.handlers
     SystemLogHandler._instances.remove(handler)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_counts_todays_messages_per_hour():
+    from messaging.models import Message
+    from wework import shards
+
+    account = WeworkAccountFactory()
+    before = services.dashboard_data(use_cache=False)["messages_today"]
+    now = timezone.now()
+    base = {"account_id": account.pk, "chat_type": 1, "chat_wxid": "wxid_x",
+            "message_type": "text", "message_content": "hi", "send_time": now}
+    shards.bulk_create(Message, [dict(base, created_at=now) for _ in range(3)])
+    data = services.dashboard_data(use_cache=False)
+    assert data["messages_today"] == before + 3
+    local_hour = timezone.localtime(now).hour
+    assert len(data["messages_per_hour"]) == local_hour + 1
+    assert data["messages_per_hour"][local_hour] >= 3
