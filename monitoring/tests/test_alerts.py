@@ -190,3 +190,23 @@ def test_invalid_rule_through_api_is_400(admin_client):
         content_type="application/json")
     assert response.status_code == 400
     assert "metric_name" in response.json()
+
+
+def test_admin_pages_render(admin_client):
+    rule = AlertRuleFactory(name="cpu.hot")
+    record, _created = services.fire_alert("cpu.hot", source_type="instance", source_id="1",
+                                           title="CPU hot", message="m")
+    audit_row = AuditLog.objects.latest("id")
+    for url in (
+        reverse("admin:monitoring_alertrule_changelist"),
+        reverse("admin:monitoring_alertrule_change", args=[rule.pk]),
+        reverse("admin:monitoring_alertrecord_changelist") + "?status=open",
+        reverse("admin:monitoring_alertrecord_change", args=[record.pk]),
+        reverse("admin:monitoring_auditlog_changelist") + "?q=cpu",
+        reverse("admin:monitoring_auditlog_change", args=[audit_row.pk]),
+        reverse("admin:index"),
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    # Nobody adds or deletes alert records.
+    assert admin_client.get(reverse("admin:monitoring_alertrecord_add")).status_code == 403
