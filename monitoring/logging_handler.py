@@ -172,6 +172,7 @@ class SystemLogHandler(logging.Handler):
         self._failed = 0
         self._last_report = time.monotonic()
         self._uuid_seq = itertools.count()
+        self._complained = {}
         SystemLogHandler._instances.append(self)
 
     # --- producer side (any thread) --------------------------------------------------------
@@ -275,7 +276,7 @@ class SystemLogHandler(logging.Handler):
                     sink.write(batch)
                 except Exception as exc:  # noqa: BLE001 - a sink failure is counted, not raised
                     self._failed += len(batch)
-                    _stderr(f"system log sink {type(sink).__name__} failed: {exc!r}")
+                    self._complain(sink, exc)
                     close = getattr(sink, "reset", None)
                     if close:
                         close()
@@ -286,6 +287,17 @@ class SystemLogHandler(logging.Handler):
                     self._queue.task_done()
                 except ValueError:
                     break
+
+    def _complain(self, sink, exc):
+        """stderr, at most once a minute per sink (a missing table during the first migrate,
+        a database restart: one line, not one per batch)."""
+        name = type(sink).__name__
+        now = time.monotonic()
+        last = self._complained.get(name)
+        if last is not None and now - last < 60:
+            return
+        self._complained[name] = now
+        _stderr(f"system log sink {name} failed ({self._failed} records lost so far): {exc!r}"[:1000])
 
     def _maybe_report(self, force=False):
         pending = self._dropped - self._dropped_reported
