@@ -33,6 +33,7 @@ from instances.models import InstanceStatus, WeworkInstance
 from instances.services import ServiceError, _call, audit, fire_alert, record_instance_error
 from wework import shards
 
+from . import bulk
 from .models import (
     AccountStatus,
     Contact,
@@ -470,21 +471,21 @@ def member_row(group_id, item, stamp):
 def upsert_contacts(instance_id, rows):
     if not rows:
         return 0
-    return shards.bulk_upsert(Contact, instance_id, rows, ["account", "wxid"],
+    return bulk.upsert(Contact, instance_id, rows, ["account", "wxid"],
                               CONTACT_UPDATE_FIELDS)
 
 
 def upsert_groups(instance_id, rows):
     if not rows:
         return 0
-    return shards.bulk_upsert(Group, instance_id, rows, ["account", "group_wxid"],
+    return bulk.upsert(Group, instance_id, rows, ["account", "group_wxid"],
                               GROUP_UPDATE_FIELDS)
 
 
 def upsert_members(instance_id, rows):
     if not rows:
         return 0
-    return shards.bulk_upsert(GroupMember, instance_id, rows, ["group", "member_wxid"],
+    return bulk.upsert(GroupMember, instance_id, rows, ["group", "member_wxid"],
                               MEMBER_UPDATE_FIELDS)
 
 

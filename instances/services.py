@@ -145,6 +145,8 @@ def set_config(instance, key, value, *, config_type=ConfigType.STRING, encrypted
     config, _created = InstanceConfig.objects.update_or_create(
         instance=instance, config_key=key, defaults=defaults
     )
+    if key == WEBHOOK_SECRET_KEY:
+        transaction.on_commit(forget_secrets)
     return config
 
 
@@ -406,7 +408,32 @@ def _refuse(status, code, message):
     return IntakeResult(status, {"ok": False, "error": {"code": code, "message": str(message)}})
 
 
+_SECRETS = {}
+SECRET_CACHE_SECONDS = 10.0
+
+
 def _instance_secret(instance_uuid):
+    """(instance_id, secret) for a live instance, or (None, None); kept in this process's
+    memory (never in Redis) for SECRET_CACHE_SECONDS, so a rotated secret or a deleted instance
+    takes effect within seconds."""
+    import time
+
+    now = time.monotonic()
+    cached = _SECRETS.get(instance_uuid)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    found = _load_instance_secret(instance_uuid)
+    if len(_SECRETS) > 10_000:
+        _SECRETS.clear()
+    _SECRETS[instance_uuid] = (now + SECRET_CACHE_SECONDS, found)
+    return found
+
+
+def forget_secrets():
+    _SECRETS.clear()
+
+
+def _load_instance_secret(instance_uuid):
     """(instance_id, secret) for a live instance, or (None, None). One query."""
     row = (
         InstanceConfig.objects.filter(
@@ -483,9 +510,14 @@ def store_event(instance_id, event, *, replayed=False):
     )
     try:
         with transaction.atomic():
-            row.save(force_insert=True)
+            # bulk_create: one INSERT and no model signals (the inbox is bookkeeping, not an
+            # audited change; the audit log records what the events change).
+            InstanceEvent.objects.bulk_create([row])
     except IntegrityError:
         return None, True
+    if row.pk is None:  # backends that cannot return ids from a bulk insert
+        row.pk = InstanceEvent.objects.filter(
+            instance_id=instance_id, event_id=row.event_id).values_list("pk", flat=True).get()
     return row, False
 
 
