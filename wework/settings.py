@@ -39,6 +39,13 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 if not FIELD_ENCRYPTION_KEYS and DEBUG:
     FIELD_ENCRYPTION_KEYS = ["ZGV2ZWxvcG1lbnQtb25seS1maWVsZC1rZXktMDAwMDA="]
+if not FIELD_ENCRYPTION_KEYS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "FIELD_ENCRYPTION_KEYS is not set. Set one or more Fernet keys in the environment or in "
+        ".env (see docs/deployment.md)."
+    )
 
 # Tests and CI set this so that nothing falls back to SQLite or in-process substitutes.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
@@ -189,7 +196,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
-CELERY_TIMEZONE = "Asia/Shanghai"
+CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")  # beat runs on local time
 CELERY_BEAT_SCHEDULE = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
