@@ -304,9 +304,9 @@ def for_instance(base_model, instance_id, create=True):
     base = _base(base_model)
     conf = config_for(base)
     if not conf.enabled:
-        if conf.is_time:
-            return base._default_manager.filter(instance_id=instance_id)
-        return base._default_manager.all()
+        # One plain table for every instance: filter by the model's path to its instance.
+        path = getattr(base, "INSTANCE_PATH", "instance")
+        return base._default_manager.filter(**{f"{path}_id" if path else "pk": instance_id})
     if conf.is_time:
         raise ShardError(f"{conf.label} is sharded by time; use paginate() with a filter on the instance.")
     return model_for(base, instance_id=instance_id, create=create)._default_manager.all()
@@ -368,21 +368,29 @@ def paginate(base_model, since=None, until=None, filters=None, after=None, limit
     conf = config_for(base)
     limit = max(1, min(int(limit), 1000))
     after = int(after) if after not in (None, "") else None
-    if not conf.enabled or not conf.is_time:
-        models = [for_instance(base, instance_id).model] if (conf.enabled and not conf.is_time) else [base]
-    else:
+    sharded_by_time = conf.enabled and conf.is_time
+    if sharded_by_time:
         models = shard_models(base, since, until)
         if after is not None:
             # Shards newer than the cursor's period cannot hold ids below the cursor.
             cursor_start = period_of(conf.by, id_time(after)).start
             models = [m for m in models if _period_start(m, conf) <= cursor_start]
+        sources = [m._default_manager.all() for m in models]
+    elif not conf.is_time:
+        try:
+            sources = [for_instance(base, instance_id, create=False)]
+        except ShardMissing:
+            sources = []  # the instance has no shard (yet): nothing to read
+    else:
+        sources = [base._default_manager.all()]
     low, high = id_bounds(since, until)
     items = []
-    for model in models:
-        qs = _filtered(model._default_manager.all(), filters)
+    for qs in sources:
+        qs = _filtered(qs, filters)
         if after is not None:
             qs = qs.filter(pk__lt=after)
-        if conf.is_time and (since is not None or until is not None):
+        if sharded_by_time and (since is not None or until is not None):
+            # Ids encode their time: the range is a primary key range (no time index needed).
             qs = qs.filter(pk__gte=low, pk__lt=high)
         elif since is not None or until is not None:
             time_q = {}

@@ -62,7 +62,7 @@ def test_registry_changelist(admin_client_verified, old_shard):
 
 def test_drop_asks_for_confirmation_then_sudo_then_drops(admin_client_verified, old_shard):
     response = post_drop(admin_client_verified, old_shard)
-    assert response.status_code == 200 and b"Yes, export and drop" in response.content
+    assert response.status_code == 200 and b'name="confirm" value="yes"' in response.content
     assert ddl.table_exists("probe_events_202501")
     response = post_drop(admin_client_verified, old_shard, confirm=True)
     assert response.status_code == 302 and "sudo" in response["Location"]

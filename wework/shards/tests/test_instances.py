@@ -136,3 +136,22 @@ def test_real_time_models_route(instance, account):
     assert [m.id for m in page.items] == [msg.id]
     sample = shards.create(InstanceMonitor, instance_id=instance.pk, metric_name="cpu", metric_value=1.5)
     assert "w" in sample._meta.db_table.rsplit("_", 1)[1]
+
+
+def test_disabled_instance_sharding_filters_the_plain_table(instance, account, settings):
+    from contacts.models import Contact
+
+    settings.SHARDING = {**settings.SHARDING, "contacts.Contact": {"enabled": False}}
+    shards.bulk_upsert(Contact, instance.pk, [{"account_id": account.pk, "wxid": "plain"}],
+                       ["account", "wxid"], ["nickname"])
+    assert shards.model_for(Contact, instance_id=instance.pk) is Contact
+    assert [c.wxid for c in shards.for_instance(Contact, instance.pk)] == ["plain"]
+    assert not shards.for_instance(Contact, instance.pk + 1000).exists()
+
+
+def test_reading_a_missing_instance_shard_is_an_empty_page():
+    from contacts.models import Contact
+
+    page = shards.paginate(Contact, instance_id=987654)
+    assert page.items == [] and page.next_after is None
+    assert not ddl.table_exists("contacts_987654")
