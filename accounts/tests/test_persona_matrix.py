@@ -307,6 +307,12 @@ def test_api_persona_matrix(world, capsys):
                 if retry.status_code < 400:
                     url = f"{url}?instance={instance.pk}"
                     baseline = retry.status_code
+                    if kind == "list":
+                        # the grantee asking for instance B's shard must be refused
+                        other = clients["object_grantee"].get(_path(kinds["list"]), {"instance": world["b"].pk})
+                        checked += 1
+                        if other.status_code not in DENIED:
+                            failures.append(f"{cls.__name__} list?instance=B: grantee got {other.status_code}, expected 403/404")
             if baseline >= 500:
                 failures.append(f"{cls.__name__} {kind}: super admin got {baseline}")
                 continue
