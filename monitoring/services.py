@@ -413,22 +413,22 @@ def _metric_threshold(rule, now):
 
 def _shard_rotation(rule, now):
     """Fires when a time-sharded model has no shard for now or for tomorrow (rotation stalled)."""
-    from django.apps import apps
+    from wework.shards.conf import all_configs
 
     firing = {}
-    for label, conf in (getattr(settings, "SHARDING", None) or _shard_defaults()).items():
+    for label, conf in all_configs().items():
+        if not conf.enabled or not conf.is_time:
+            continue
         try:
-            base = apps.get_model(label)
-            if not shards.is_sharded(base) or shards.config_for(base).by == "instance":
-                continue
-        except (LookupError, Exception):  # noqa: BLE001
+            base = conf.model
+        except LookupError:
             continue
         missing = []
         for when in (now, now + datetime.timedelta(days=1)):
             try:
                 shards.model_for(base, when=when, create=False)
-            except shards.ShardMissing:
-                missing.append(when.date().isoformat())
+            except shards.ShardError:  # missing (or out of the writable range)
+                missing.append(timezone.localtime(when).date().isoformat())
         if missing:
             firing[("shard_model", label)] = {
                 "title": _("Shard rotation is behind for %(label)s") % {"label": label},
@@ -436,15 +436,6 @@ def _shard_rotation(rule, now):
                              "run or failed.") % {"days": ", ".join(missing)},
             }
     return firing
-
-
-def _shard_defaults():
-    try:
-        from wework.shards.conf import DEFAULTS
-
-        return DEFAULTS
-    except ImportError:
-        return {}
 
 
 EVALUATORS = {

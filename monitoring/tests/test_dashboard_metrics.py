@@ -189,3 +189,26 @@ def test_dashboard_counts_todays_messages_per_hour():
     local_hour = timezone.localtime(now).hour
     assert len(data["messages_per_hour"]) == local_hour + 1
     assert data["messages_per_hour"][local_hour] >= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shard_rotation_rule_fires_when_shards_are_missing_and_clears():
+    from wework import shards
+    from wework.shards.conf import all_configs
+
+    rule = AlertRuleFactory(name="shards.rotation", rule_type=RuleType.SHARD_ROTATION,
+                            metric_name=None, threshold_value=None)
+    now = timezone.now()
+    later = now + datetime.timedelta(days=400)  # no shard exists that far ahead
+    fired, _resolved = services.evaluate_rule(rule, later)
+    assert fired >= 1
+    assert AlertRecord.objects.filter(rule_name="shards.rotation",
+                                      source_id="monitoring.SystemLog").exists()
+    # Shards for today and tomorrow exist after a rotation: the alerts clear.
+    for conf in all_configs().values():
+        if conf.enabled and conf.is_time:
+            for when in (now, now + datetime.timedelta(days=1)):
+                shards.model_for(conf.model, when=when)
+    services.evaluate_rule(rule, now)
+    assert not AlertRecord.objects.filter(rule_name="shards.rotation",
+                                          status__in=services.OPEN_STATUSES).exists()
