@@ -299,6 +299,19 @@ def poll_login(instance, login_id):
     return _apply_login_status(instance, state, data["status"], data.get("account_id"))
 
 
+def verify_login(instance, login_id, code):
+    """Submit the verification code a `need_verify` login asks for."""
+    state = get_login_state(login_id)
+    if state is None or state["instance_id"] != instance.pk:
+        raise ServiceError(_("Unknown or expired login."), code="unknown_login", status=404)
+    code = str(code or "").strip()
+    if not code or len(code) > 20:
+        raise ServiceError(_("Enter the verification code shown on the phone."),
+                           code="invalid_code")
+    data = _call(instance, "verify_login", login_id, code)
+    return _apply_login_status(instance, state, data["status"], data.get("account_id"))
+
+
 def cancel_login(instance, login_id):
     state = get_login_state(login_id)
     if state is None or state["instance_id"] != instance.pk:

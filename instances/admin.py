@@ -122,6 +122,12 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
             path("<int:pk>/qr-login/<str:login_id>/status/",
                  self.admin_site.admin_view(self.qr_login_status_view),
                  name="instances_weworkinstance_qr_login_status"),
+            path("<int:pk>/qr-login/<str:login_id>/verify/",
+                 self.admin_site.admin_view(self.qr_login_verify_view),
+                 name="instances_weworkinstance_qr_login_verify"),
+            path("<int:pk>/qr-login/<str:login_id>/cancel/",
+                 self.admin_site.admin_view(self.qr_login_cancel_view),
+                 name="instances_weworkinstance_qr_login_cancel"),
         ]
         return extra + super().get_urls()
 
@@ -155,6 +161,10 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
             expires_at=datetime.fromtimestamp(state["expires_at_ms"] / 1000, tz=UTC),
             status_url=reverse("admin:instances_weworkinstance_qr_login_status",
                                args=[instance.pk, state["login_id"]]),
+            verify_url=reverse("admin:instances_weworkinstance_qr_login_verify",
+                               args=[instance.pk, state["login_id"]]),
+            cancel_url=reverse("admin:instances_weworkinstance_qr_login_cancel",
+                               args=[instance.pk, state["login_id"]]),
             scan_url=state.get("image_url") if request.user.is_superuser else None,
         )
         return TemplateResponse(request, "contacts/qr_login.html", context)
@@ -167,6 +177,10 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
             state = contact_services.poll_login(instance, login_id)
         except services.ServiceError as exc:
             return JsonResponse({"status": "failed", "error": exc.message}, status=exc.status)
+        return self._login_json(state)
+
+    @staticmethod
+    def _login_json(state):
         account = state.get("account_id") or ""
         return JsonResponse({
             "status": state["status"],
@@ -174,6 +188,28 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
             "account": account,
             "error": state.get("error"),
         })
+
+
+    def _login_post(self, request, pk, login_id, func):
+        if request.method != "POST":
+            return JsonResponse({"status": "failed", "error": str(_("POST only."))}, status=405)
+        instance = self._instance_for(request, pk)
+        try:
+            state = func(instance, login_id)
+        except services.ServiceError as exc:
+            return JsonResponse({"status": "failed", "error": exc.message}, status=exc.status)
+        return self._login_json(state)
+
+    def qr_login_verify_view(self, request, pk, login_id):
+        from contacts import services as contact_services
+
+        return self._login_post(request, pk, login_id, lambda i, lid: contact_services.verify_login(
+            i, lid, request.POST.get("code", "")))
+
+    def qr_login_cancel_view(self, request, pk, login_id):
+        from contacts import services as contact_services
+
+        return self._login_post(request, pk, login_id, contact_services.cancel_login)
 
 
 LOGIN_LABELS = {

@@ -245,6 +245,21 @@ def audit(operation, obj, *, operation_type="UPDATE", error=None, new_values=Non
         return None
 
 
+def _status_for(exc):
+    """HTTP status for the platform's answer: the instance failing is a bad gateway (502); the
+    instance refusing what was asked (wrong code, unknown target, account offline) is 400/404/409."""
+    if exc.transient or exc.code in (protocol.ErrorCode.UNAUTHORIZED,
+                                     protocol.ErrorCode.INVALID_RESPONSE,
+                                     protocol.ErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
+                                     protocol.ErrorCode.CLIENT_VERSION_MISMATCH):
+        return 502
+    if exc.code == protocol.ErrorCode.TARGET_NOT_FOUND:
+        return 404
+    if exc.code == protocol.ErrorCode.INVALID_REQUEST:
+        return 400
+    return 409
+
+
 def _call(instance, command, *args, **kwargs):
     """Run one client command; InstanceError is recorded and turned into a ServiceError."""
     client = client_for(instance)
@@ -255,7 +270,7 @@ def _call(instance, command, *args, **kwargs):
         raise ServiceError(
             _("The instance refused or did not answer: %(error)s") % {"error": exc},
             code=exc.code,
-            status=502,
+            status=_status_for(exc),
         ) from exc
     finally:
         close = getattr(client, "close", None)

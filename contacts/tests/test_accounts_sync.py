@@ -239,3 +239,30 @@ def test_incremental_events_update_shards(registered, simulator):
     assert group.group_name == "Topic"
     account.refresh_from_db()
     assert account.group_count == 1
+
+
+def test_login_with_verification_code_and_admin_endpoints(registered, simulator, client,
+                                                          admin_user):
+    from django.urls import reverse
+
+    from accounts.tests.helpers import login_verified
+
+    login_verified(client, admin_user)
+    state = services.start_login(registered)
+    login_id = state["login_id"]
+    httpx.get(state["qrcode"])
+    code = httpx.get(f"{simulator.url}/sim/confirm/{login_id}?need_verify=1").json()
+    code = code.get("verify_code") or code.get("data", {}).get("verify_code")
+    assert services.poll_login(registered, login_id)["status"] == "need_verify"
+    url = reverse("admin:instances_weworkinstance_qr_login_verify", args=[registered.pk, login_id])
+    wrong = client.post(url, {"code": "000000" if code != "000000" else "111111"})
+    assert wrong.status_code == 400 and wrong.json()["error"]
+    right = client.post(url, {"code": code})
+    assert right.status_code == 200 and right.json()["status"] == "confirmed"
+    assert WeworkAccount.objects.filter(instance=registered, is_logged_in=True).count() == 1
+
+    other = services.start_login(registered)
+    cancel = reverse("admin:instances_weworkinstance_qr_login_cancel",
+                     args=[registered.pk, other["login_id"]])
+    assert client.get(cancel).status_code == 405
+    assert client.post(cancel).json()["status"] == "cancelled"

@@ -107,3 +107,7 @@ class RestartSerializer(serializers.Serializer):
 
 class StartLoginSerializer(serializers.Serializer):
     account_wxid = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+
+class VerifyLoginSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=20)

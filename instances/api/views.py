@@ -29,6 +29,7 @@ from .serializers import (
     InstanceMonitorSerializer,
     RestartSerializer,
     StartLoginSerializer,
+    VerifyLoginSerializer,
     WeworkInstanceSerializer,
 )
 
@@ -58,6 +59,8 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
         "push_config": [permissions.PUSH_CONFIG],
         "logins": [permissions.LOGIN_ACCOUNT],
         "login_status": [permissions.LOGIN_ACCOUNT],
+        "verify_login": [permissions.LOGIN_ACCOUNT],
+        "cancel_login": [permissions.LOGIN_ACCOUNT],
     }
 
     @action(detail=True, methods=["post"], serializer_class=RestartSerializer)
@@ -114,6 +117,34 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
         _require(request, permissions.LOGIN_ACCOUNT, instance)
         try:
             state = contact_services.poll_login(instance, login_id)
+        except services.ServiceError as exc:
+            return _service_error(exc)
+        return Response(_login_view(state))
+
+    @action(detail=True, methods=["post"], serializer_class=VerifyLoginSerializer,
+            url_path=r"logins/(?P<login_id>[\w.:-]+)/verify")
+    def verify_login(self, request, pk=None, login_id=None):
+        """Submit the verification code of a login in `need_verify`."""
+        from contacts import services as contact_services
+
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        body = VerifyLoginSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            state = contact_services.verify_login(instance, login_id, body.validated_data["code"])
+        except services.ServiceError as exc:
+            return _service_error(exc)
+        return Response(_login_view(state))
+
+    @action(detail=True, methods=["post"], url_path=r"logins/(?P<login_id>[\w.:-]+)/cancel")
+    def cancel_login(self, request, pk=None, login_id=None):
+        from contacts import services as contact_services
+
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        try:
+            state = contact_services.cancel_login(instance, login_id)
         except services.ServiceError as exc:
             return _service_error(exc)
         return Response(_login_view(state))
