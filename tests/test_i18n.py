@@ -11,8 +11,20 @@ LOCALE = Path(__file__).resolve().parent.parent / "locale"
 
 
 @pytest.fixture
-def login_url():
+def login_url(settings):
+    # The product's default language (the test settings use English for readable assertions).
+    settings.LANGUAGE_CODE = "zh-hans"
     return reverse("admin:login")
+
+
+def test_product_default_language_is_simplified_chinese(monkeypatch):
+    import importlib
+
+    import wework.settings as product_settings
+
+    monkeypatch.delenv("LANGUAGE_CODE", raising=False)
+    assert importlib.reload(product_settings).LANGUAGE_CODE == "zh-hans"
+    assert [code for code, _ in settings.LANGUAGES] == ["zh-hans", "en"]
 
 
 def _text(response):

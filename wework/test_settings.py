@@ -33,3 +33,5 @@ _per_worker_redis_db()
 from wework.settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed, tests only
+# Tests assert English messages; tests/test_i18n.py checks the Chinese default (zh-hans) itself.
+LANGUAGE_CODE = "en"
