@@ -46,6 +46,10 @@ DEFAULTS = {
     # Acknowledgements: a handed-over message not confirmed by a webhook after this long is
     # polled (GET status); at the end of a task a dispatcher waits at most ACK_WAIT_S for them.
     "ACK_POLL_AFTER_S": 2.0,
+    # Read acknowledgements from the instance's event feed (one request per 500), polling only
+    # the messages the feed has not confirmed ACK_FEED_GRACE_S after they were handed over.
+    "ACK_FROM_EVENTS": True,
+    "ACK_FEED_GRACE_S": 5.0,
     "ACK_WAIT_S": 30.0,
     # Instance HTTP timeout for a send.
     "SEND_TIMEOUT_S": 10.0,

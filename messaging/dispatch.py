@@ -333,8 +333,11 @@ def instance_client(instance):
     """The instance client used to send (tests replace `client_factory`)."""
     from instances.client import InstanceClient
 
+    # Responses are not schema-validated here (a measurable cost per send): the dispatcher reads
+    # `status`, `error` and `message_id` defensively and treats anything else as unknown.
     return InstanceClient.for_instance(
-        instance, timeout=float(_setting("SEND_TIMEOUT_S")), max_retries=1, backoff_base_s=0.2
+        instance, timeout=float(_setting("SEND_TIMEOUT_S")), max_retries=1, backoff_base_s=0.2,
+        validate_responses=False,
     )
 
 
@@ -393,6 +396,8 @@ class Dispatcher:
     slice_s: float | None = None
     sleep: object = time.sleep
     stats: dict = field(default_factory=lambda: {"sent": 0, "claims": 0, "polled": 0})
+    event_cursor = None  # not a dataclass field: set by _init_event_cursor()
+    inflight = ()
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -442,6 +447,7 @@ class Dispatcher:
         deadline = time.monotonic() + slice_s
         self.client = client_factory(self.instance)
         self.inflight = []  # Prepared items handed over, waiting for their outcome
+        self._init_event_cursor()
         cursor = 0
         try:
             while True:
@@ -460,7 +466,7 @@ class Dispatcher:
                 cursor = rows[-1]["id"]
                 reason = self._process(rows)
                 if reason:
-                    self._settle_inflight(final=False)
+                    self._settle_inflight(final=True)
                     return reason
         finally:
             try:
@@ -680,32 +686,70 @@ class Dispatcher:
 
     # --- in-flight acknowledgements ---------------------------------------------------------
 
-    def _settle_inflight(self, final):
-        """Poll the status of handed-over messages not confirmed by a webhook yet.
+    def _init_event_cursor(self):
+        """The instance's current event sequence: acknowledgements are then read from its event
+        feed (`GET /v1/events?after_seq=`, 500 a page) instead of one status poll per message."""
+        self.event_cursor = None
+        if not _setting("ACK_FROM_EVENTS"):
+            return
+        try:
+            data = self.client.events_after(2**53, limit=1)
+            self.event_cursor = int(data.get("last_seq") or 0)
+        except Exception as exc:  # noqa: BLE001 - the feed is an optimisation; polls still work
+            log.info("event feed unavailable (%s); polling statuses", exc)
 
-        Non-final: only those older than ACK_POLL_AFTER_S. Final (the task has nothing left to
-        claim): wait for all of them, up to ACK_WAIT_S, then leave the rest to the reclaim."""
+    def _acks_from_events(self):
+        """Outcomes for in-flight messages whose message.status is in the event feed."""
+        if self.event_cursor is None or not self.inflight:
+            return []
+        by_uuid = {i.message_uuid: i for i in self.inflight}
+        found = []
+        for _page in range(50):
+            try:
+                data = self.client.events_after(self.event_cursor, limit=500)
+            except Exception as exc:  # noqa: BLE001
+                log.info("event feed read failed: %s", exc)
+                return found
+            for event in data.get("events") or []:
+                self.event_cursor = max(self.event_cursor, int(event.get("seq") or 0))
+                if event.get("type") != "message.status":
+                    continue
+                ev = event.get("data") or {}
+                item = by_uuid.pop(ev.get("client_msg_id"), None)
+                if item is not None:
+                    found.append((item, ev.get("status"), ev.get("error"), ev.get("message_id")))
+            if not data.get("has_more"):
+                break
+        return found
+
+    def _settle_inflight(self, final):
+        """Confirm handed-over messages not confirmed by a webhook yet: from the instance's event
+        feed, then by polling the status of those still unconfirmed after ACK_POLL_AFTER_S (or
+        after ACK_FEED_GRACE_S when the feed works). Final (the task has nothing left to claim):
+        wait for all of them, up to ACK_WAIT_S, then leave the rest to the reclaim."""
         if not self.inflight:
             return
-        after = float(_setting("ACK_POLL_AFTER_S"))
+        poll_after = float(_setting("ACK_POLL_AFTER_S"))
+        if self.event_cursor is not None:
+            poll_after = max(poll_after, float(_setting("ACK_FEED_GRACE_S")))
         limit = time.monotonic() + float(_setting("ACK_WAIT_S"))
         while self.inflight:
+            results = self._acks_from_events()
             now = time.monotonic()
-            due = [i for i in self.inflight if now - i.sent_at >= after]
-            if not due:
-                if not final or now > limit:
-                    return
-                self.sleep(min(after, max(0.05, after - (now - self.inflight[0].sent_at))))
-                continue
-            still = set(
-                MessageReceiver.objects.filter(
-                    pk__in=[i.row["id"] for i in due], send_status=RS.SENDING, message_id__in=[i.message_id for i in due]
-                ).values_list("pk", flat=True)
-            )
-            outcomes, waiting = [], []
+            matched = {id(r[0]) for r in results}
+            due = [i for i in self.inflight if id(i) not in matched and now - i.sent_at >= poll_after]
+            if due:
+                still = set(
+                    MessageReceiver.objects.filter(
+                        pk__in=[i.row["id"] for i in due], send_status=RS.SENDING,
+                        message_id__in=[i.message_id for i in due],
+                    ).values_list("pk", flat=True)
+                )
+            waiting = []
             for item in due:
                 if item.row["id"] not in still:
-                    continue  # confirmed by a webhook meanwhile
+                    matched.add(id(item))  # confirmed by a webhook meanwhile
+                    continue
                 try:
                     data = self.client.get_message_status(self.account.wxid, item.message_uuid)
                 except Exception as exc:  # noqa: BLE001
@@ -713,11 +757,14 @@ class Dispatcher:
                     waiting.append(item)
                     continue
                 self.stats["polled"] += 1
-                status = data.get("status")
-                if status == "queued":
+                if data.get("status") == "queued":
                     waiting.append(item)
                     continue
-                o = self._status_outcome(item, status, data.get("error"), data.get("message_id"))
+                results.append((item, data.get("status"), data.get("error"), data.get("message_id")))
+                matched.add(id(item))
+            outcomes = []
+            for item, status, error, instance_message_id in results:
+                o = self._status_outcome(item, status, error, instance_message_id)
                 if o.kind == "stop":
                     outcomes.append(Outcome(o.receiver_id, o.message_id, "failed", o.code, o.error))
                     self._flush(outcomes)
@@ -726,16 +773,17 @@ class Dispatcher:
                     services.stop_account(self.account.pk, o.code, o.error)
                     self.inflight = []
                     return
-                if o.kind == "pause":
-                    o = Outcome(o.receiver_id, o.message_id, "failed", o.code, o.error)
-                outcomes.append(o)
+                if o.kind == "pause":  # the account went offline after accepting: retry later
+                    o = Outcome(o.receiver_id, o.message_id, "retry", o.code, o.error, keep_message=False,
+                                delay_s=backoff_s(item.row["retry_count"]))
+                if o.kind != "queued":
+                    outcomes.append(o)
             self._flush(outcomes)
-            due_ids = {id(i) for i in due}
             now = time.monotonic()
             for item in waiting:
                 item.sent_at = now
-            self.inflight = [i for i in self.inflight if id(i) not in due_ids] + waiting
-            if not final or time.monotonic() > limit:
+            self.inflight = [i for i in self.inflight if id(i) not in matched]
+            if not final or now > limit:
                 return
             if self.inflight:
                 self.sleep(0.05)

@@ -759,6 +759,7 @@ def stop_account(account_id, reason, detail=None):
     tasks, flag the account abnormal, raise an alert. Never undone automatically."""
     from contacts.models import AccountStatus, WeworkAccount
 
+    already = pacing.blocked_reason(account_id)
     pacing.block(account_id, reason)
     now = timezone.now()
     paused = MessageTask.objects.filter(
@@ -771,8 +772,9 @@ def stop_account(account_id, reason, detail=None):
     WeworkAccount.all_objects.filter(pk=account_id, status=AccountStatus.ONLINE).update(
         status=AccountStatus.ABNORMAL
     )
-    log.warning("account %s stopped after %s; %d tasks paused", account_id, reason, paused)
-    _fire_alert(account_id, reason, detail, paused)
+    if not already:  # one alert per stop, however many in-flight messages report it
+        log.warning("account %s stopped after %s; %d tasks paused", account_id, reason, paused)
+        _fire_alert(account_id, reason, detail, paused)
     return paused
 
 

@@ -72,3 +72,13 @@ def build_world(sim, *, contacts=None, user=None):
 @pytest.fixture
 def world(transactional_db, sim, fast):
     return build_world(sim)
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """Assertions read English messages (the default language is Chinese)."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield

@@ -1,0 +1,329 @@
+"""Messaging: materializing a broadcast, dispatch throughput, worker memory, pacing accuracy.
+
+* materialize -- `messaging.services.create_task()` of a broadcast to 100,000 explicit receivers
+                 (10,000 with --quick): receivers checked against the account's contacts shard,
+                 the template rendered for each one, then the task and its receiver rows written
+                 in one transaction (multi-row INSERTs of 2,000 rows). Reported also: the write
+                 alone (`materialize_receivers`). Baseline: the same rows written with raw
+                 multi-row INSERTs (2,000 a statement, one transaction) into a copy of the table.
+* dispatch    -- a broadcast sent by real Celery workers (prefork, 1 then 2 processes, one
+                 dispatcher each) to the instance simulator (a real HTTP server in this process,
+                 answering at once) with pacing off: receivers/s from start to the last receiver
+                 ended, with durable per-receiver state (claim, message row, result, counters).
+                 Baseline: one raw loop in this process doing the same database writes per chunk
+                 of 200 (claim UPDATE, message INSERT, receiver UPDATE, result UPDATEs) and the same
+                 HTTP send per receiver, without Celery, pacing, leases or acknowledgements.
+* memory      -- peak RSS of a worker process during a 100,000-receiver broadcast (sampled with
+                 /proc every 0.2 s), against the worker's RSS when idle.
+* pacing      -- a dispatcher with MIN_INTERVAL_S set (no jitter): the achieved interval between
+                 consecutive sends (simulator accept times) against the configured one.
+
+Run: `BENCH_REDIS_URL=redis://127.0.0.1:6379/7 .venv/bin/python bench/bench_messaging.py [--quick]`
+(needs Redis: the broker of the workers and the shared pacing).
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Timer, bench_args, environment_line, report, save_results, setup_django  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+
+
+def _extra(parser):
+    parser.add_argument("--receivers", type=int, default=None, help="materialize size (100,000)")
+    parser.add_argument("--dispatch", type=int, default=None, help="receivers per dispatch run")
+    parser.add_argument("--memory", type=int, default=None, help="receivers of the memory run")
+
+
+def world(n_contacts):
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from contacts.models import AccountStatus, Contact, WeworkAccount
+    from instances import services as instance_services
+    from instances.simulator.server import Simulator
+    from wework import shards
+
+    sim = Simulator(port=0, token=TOKEN, accounts=1, contacts=n_contacts, rooms=1, members=3, seed=5,
+                    duplicate_rate=0.0, chatter_per_min=0, history_on_login=0, heartbeat_interval_s=3600,
+                    send_delay_ms=0, max_events=50_000)
+    sim.start()
+    User = get_user_model()
+    admin = User.objects.filter(username="bench").first() or User.objects.create_superuser(
+        "bench", "bench@example.com", "bench-password-123")
+    instance = instance_services.register_instance(name=f"bench-{time.time()}",
+                                                   api_url=sim.url, token=TOKEN, created_by=admin, push=False).instance
+    sim_account = next(iter(sim.accounts.values()))
+    account = WeworkAccount.objects.create(instance=instance, wxid=sim_account.account_id, status=AccountStatus.ONLINE,
+                                           is_logged_in=True, last_login_time=timezone.now())
+    rows = [{"account_id": account.pk, "wxid": c["contact_id"], "nickname": c["name"], "contact_type": 1}
+            for c in sim_account.contacts]
+    shards.bulk_create(Contact, rows, instance_id=instance.pk, batch_size=2000)
+    return sim, admin, account, [c["contact_id"] for c in sim_account.contacts]
+
+
+def _retire(task):
+    """Baseline tasks must never be started by beat's kick in a later measurement."""
+    from messaging.models import MessageTask, TaskStatus
+
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.CANCELLED)
+
+
+# --- materialize -------------------------------------------------------------------------------
+
+def bench_materialize(args, n):
+    from django.db import connection, transaction
+
+    from messaging import services
+    from messaging.models import MessageReceiver
+
+    sim, admin, account, contacts = world(n)
+    sim.stop()
+    receivers = [{"wxid": w, "variables": {"code": f"C{i}"}} for i, w in enumerate(contacts)]
+    with Timer() as t_task:
+        task = services.create_task(admin, account=account, message_type="text",
+                                    content="Hi {{ receiver_name }}, your code is {{ code }}",
+                                    receivers=receivers, start=False)
+    assert task.target_count == n
+    _retire(task)
+    # The write alone, again into the same table (another task).
+    rows = [{"type": 1, "wxid": w, "name": w, "variables": {"code": "x"}} for w in contacts]
+    with Timer() as t_write:
+        with transaction.atomic():
+            services.materialize_receivers(task, rows)
+    table = MessageReceiver._meta.db_table
+    qn = connection.ops.quote_name
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS bench_receivers_copy")
+        if connection.vendor == "mysql":
+            cur.execute(f"CREATE TABLE bench_receivers_copy LIKE {qn(table)}")
+        else:
+            cur.execute(f"CREATE TABLE bench_receivers_copy AS SELECT * FROM {qn(table)} WHERE 0")
+    cols = ["task_id", "receiver_type", "receiver_wxid", "receiver_name", "send_status", "retry_count",
+            "variables", "created_at", "updated_at"]
+    now = connection.ops.adapt_datetimefield_value(__import__("django.utils.timezone").utils.timezone.now())
+    with Timer() as t_raw:
+        with transaction.atomic(), connection.cursor() as cur:
+            for start in range(0, n, 2000):
+                part = rows[start : start + 2000]
+                params = []
+                for r in part:
+                    params.extend([task.pk, 1, r["wxid"], r["name"], 0, 0, json.dumps(r["variables"]), now, now])
+                cur.execute(
+                    f"INSERT INTO bench_receivers_copy ({', '.join(cols)}) VALUES "
+                    + ", ".join(["(" + ", ".join(["%s"] * len(cols)) + ")"] * len(part)),
+                    params,
+                )
+    with connection.cursor() as cur:
+        cur.execute("DROP TABLE bench_receivers_copy")
+    report(f"materialize: create_task, {n:,} receivers (checks + render + write)", t_task.seconds, "s",
+           t_raw.seconds, "s raw INSERT")
+    report(f"materialize: write only, {n:,} receivers", t_write.seconds, "s", t_raw.seconds, "s raw INSERT")
+    report("materialize: rows/s (create_task)", n / t_task.seconds, "rows/s", n / t_raw.seconds, "rows/s raw")
+
+
+# --- dispatch ------------------------------------------------------------------------------------
+
+WORKER_SETTINGS = {"MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CHECK_MEDIA_URLS": False,
+                   "CLAIM_BATCH": 200, "ACK_POLL_AFTER_S": 0.3, "ACK_WAIT_S": 30, "FLUSH_INTERVAL_S": 0.5,
+                   "DISPATCH_SLICE_S": 600, "CLAIM_TIMEOUT_S": 120}
+
+
+def start_workers(procs, dispatchers, log):
+    env = dict(os.environ)
+    env.update({"CELERY_TASK_ALWAYS_EAGER": "0",
+                "MESSAGING_SETTINGS": json.dumps({**WORKER_SETTINGS, "DISPATCHERS_PER_TASK": dispatchers})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "wework", "worker", "-P", "prefork", "-c", str(procs),
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def _children(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        return [int(x) for x in out]
+    except OSError:
+        return []
+
+
+def run_broadcast(n, workers, sample_memory=False):
+    """Send a broadcast to n receivers with `workers` worker processes; returns (seconds, peak_kb, idle_kb)."""
+    import signal
+
+    from django.conf import settings
+
+    from messaging import services
+    from messaging.models import MessageTask, TaskStatus
+    from wework.celery import app
+
+    settings.MESSAGING = {**WORKER_SETTINGS, "DISPATCHERS_PER_TASK": workers}
+    sim, admin, account, contacts = world(n)
+    task = services.create_task(admin, account=account, message_type="text", content="Hello {{ receiver_name }}",
+                                filters={"source": "contacts"}, start=False)
+    log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
+    proc = start_workers(workers, workers, log)
+    for _i in range(100):  # worker boot, not measured
+        if len(_children(proc.pid)) >= workers:
+            break
+        time.sleep(0.1)
+    time.sleep(1)
+    idle = max([_rss_kb(p) for p in _children(proc.pid)] or [0])
+    peak = 0
+    app.conf.task_always_eager = False
+    try:
+        t0 = time.perf_counter()
+        services.start_task(task.pk)
+        last_kick = time.monotonic()
+        while True:
+            status = MessageTask.objects.filter(pk=task.pk).values_list("status", flat=True).first()
+            if status == TaskStatus.COMPLETED:
+                break
+            if sample_memory:
+                for child in _children(proc.pid):
+                    peak = max(peak, _rss_kb(child))
+            if time.monotonic() - last_kick > 15:
+                services.kick()
+                last_kick = time.monotonic()
+            time.sleep(0.2)
+        seconds = time.perf_counter() - t0
+    finally:
+        app.conf.task_always_eager = True
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        sim.stop()
+    task.refresh_from_db()
+    assert task.success_count == n, (task.success_count, n)
+    assert len(sim.messages) == n
+    return seconds, peak, idle
+
+
+def raw_loop(n):
+    """Baseline: the same database writes and one HTTP send per receiver, in a plain loop."""
+    import httpx
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from messaging import services
+    from messaging.models import Message, MessageReceiver
+    from wework import shards
+
+    sim, admin, account, contacts = world(n)
+    task = services.create_task(admin, account=account, message_type="text", content="Hello",
+                                filters={"source": "contacts"}, start=False)
+    msg_table = shards.model_for(Message)._meta.db_table
+    rec = MessageReceiver._meta.db_table
+    http = httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {TOKEN}", "X-Protocol-Version": "1.0"})
+    ids = list(MessageReceiver.objects.filter(task=task).order_by("id").values_list("id", "receiver_wxid"))
+    t0 = time.perf_counter()
+    for start in range(0, n, 200):
+        chunk = ids[start : start + 200]
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        rid = [c[0] for c in chunk]
+        marks = ", ".join(["%s"] * len(rid))
+        msgs = [(shards.new_id(), shards.new_uuid(), c) for c in chunk]
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(f"UPDATE {rec} SET send_status=1, updated_at=%s WHERE id IN ({marks})", [now, *rid])
+            cur.execute(
+                f"INSERT INTO {msg_table} (id, message_uuid, account_id, chat_type, chat_wxid, message_type, "
+                "message_content, send_status, retry_count, is_scheduled, task_id, created_at, updated_at) VALUES "
+                + ", ".join(["(%s, %s, %s, 1, %s, 'text', 'Hello', 0, 0, 0, %s, %s, %s)"] * len(msgs)),
+                [v for mid, muuid, c in msgs for v in (mid, muuid, account.pk, c[1], task.pk, now, now)],
+            )
+            cur.executemany(f"UPDATE {rec} SET message_id=%s WHERE id=%s", [(mid, c[0]) for mid, _u, c in msgs])
+        for mid, muuid, c in msgs:
+            http.post(f"/v1/accounts/{account.wxid}/messages", json={
+                "client_msg_id": muuid, "conversation_id": c[1], "conversation_type": "single", "type": "text",
+                "content": {"text": "Hello"}}).raise_for_status()
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(f"UPDATE {rec} SET send_status=2, send_time=%s WHERE id IN ({marks}) AND send_status=1",
+                        [now, *rid])
+            cur.execute(f"UPDATE {msg_table} SET send_status=2, send_time=%s WHERE id IN ({', '.join(['%s'] * len(msgs))})",
+                        [now, *[m[0] for m in msgs]])
+            cur.execute("UPDATE message_tasks SET success_count = success_count + %s WHERE id=%s", [len(chunk), task.pk])
+    seconds = time.perf_counter() - t0
+    http.close()
+    sim.stop()
+    _retire(task)
+    return seconds
+
+
+def bench_dispatch(args, n):
+    base = raw_loop(n)
+    for workers in (1, 2):
+        seconds, _peak, _idle = run_broadcast(n, workers)
+        report(f"dispatch: {workers} worker(s), {n:,} receivers", n / seconds, "receivers/s", n / base,
+               "receivers/s raw loop")
+
+
+def bench_memory(args, n):
+    seconds, peak, idle = run_broadcast(n, 1, sample_memory=True)
+    report(f"memory: worker peak RSS, {n:,}-receiver broadcast ({n / seconds:,.0f}/s)", peak / 1024, "MiB",
+           idle / 1024, "MiB idle worker")
+
+
+# --- pacing ----------------------------------------------------------------------------------------
+
+def bench_pacing(args, n=40, interval=0.25):
+    from django.conf import settings
+
+    from messaging import dispatch, pacing, services
+
+    settings.MESSAGING = {**WORKER_SETTINGS, "MIN_INTERVAL_S": interval, "JITTER_S": 0, "PER_MINUTE": 0,
+                          "DAILY": 0, "ACK_POLL_AFTER_S": 1.0}
+    sim, admin, account, contacts = world(n)
+    pacing.pacer().reset(account.pk)
+    task = services.create_task(admin, account=account, message_type="text", content="x",
+                                filters={"source": "contacts"}, start=False)
+    from messaging.models import MessageTask
+
+    MessageTask.objects.filter(pk=task.pk).update(status=1)
+    dispatch.run(task.pk)
+    _retire(task)
+    dues = sorted(m["due"] for m in sim.messages.values())
+    sim.stop()
+    achieved = (dues[-1] - dues[0]) / (len(dues) - 1)
+    report(f"pacing: achieved interval over {n} sends (configured {interval} s)", achieved, "s", interval,
+           "s configured")
+
+
+def main():
+    args = bench_args(__doc__.splitlines()[0], extra=_extra)
+    if not args.redis_url:
+        raise SystemExit("bench_messaging: set BENCH_REDIS_URL (workers need the Redis broker).")
+    setup_django(args)
+    print(environment_line())
+    quick = args.quick
+    bench_materialize(args, args.receivers or (10_000 if quick else 100_000))
+    bench_dispatch(args, args.dispatch or (2_000 if quick else 20_000))
+    bench_memory(args, args.memory or (5_000 if quick else 100_000))
+    bench_pacing(args, 20 if quick else 40)
+    save_results(args)
+
+
+if __name__ == "__main__":
+    main()
