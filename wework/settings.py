@@ -261,6 +261,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets shared by several fields get one stable name (else: hashed names, warnings).
+    "ENUM_NAME_OVERRIDES": {
+        "EnabledStatusEnum": "accounts.models.Status",  # also messaging.TemplateStatus
+        "GroupRoleEnum": "contacts.models.GroupRole",  # groups.my_role, group_members.role
+    },
 }
 
 # --- i18n -----------------------------------------------------------------------------------
