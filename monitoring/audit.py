@@ -42,7 +42,8 @@ DEFAULT_SECRET_NAME_RE = re.compile(
 # Tables never audited row by row: the log tables themselves, high-volume telemetry and
 # messages (audited by their task/broadcast instead), registry bookkeeping.
 DEFAULT_EXCLUDED_TABLES = (
-    "audit_logs", "system_logs", "instance_monitors", "messages", "message_receivers",
+    "audit_logs", "system_logs", "instance_monitors", "instance_events", "messages",
+    "message_receivers",
     "shard_tables", "shard_locks", "login_logs", "django_session", "django_migrations", "django_content_type",
     "user_sessions", "otp_", "celery", "django_celery",
 )
