@@ -367,7 +367,7 @@ def _check_reply_to(account, reply_to):
         return None
     try:
         parent = shards.get(Message, int(reply_to))
-    except (Message.DoesNotExist, TypeError, ValueError, shards.ShardError if hasattr(shards, "ShardError") else Exception):
+    except (Message.DoesNotExist, TypeError, ValueError):
         raise ValidationError({"reply_to": _("The message to reply to does not exist.")})
     if parent.account_id != account.pk:
         raise ValidationError({"reply_to": _("The message to reply to belongs to another account.")})
@@ -606,7 +606,7 @@ def send_message(user, *, account, receiver_wxid, receiver_type="contact", messa
 def start_task(task_id, now=None):
     """PENDING (due) or RUNNING → RUNNING, then make sure dispatchers run."""
     now = now or timezone.now()
-    started = MessageTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).filter(
+    MessageTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).filter(
         _due_q(now)
     ).update(status=TaskStatus.RUNNING, started_at=now, updated_at=now)
     task = MessageTask.objects.filter(pk=task_id).first()
@@ -615,7 +615,7 @@ def start_task(task_id, now=None):
     from . import dispatch
 
     dispatch.ensure_dispatchers(task)
-    return bool(started) or True
+    return True
 
 
 def _due_q(now):
