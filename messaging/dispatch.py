@@ -443,6 +443,8 @@ class Dispatcher:
         if self.account is None or self.instance is None:
             self._fail_task(_("The task's account or instance no longer exists."))
             return "failed"
+        if self._account_in_trouble():
+            return "stopped-account"
         slice_s = float(self.slice_s if self.slice_s is not None else _setting("DISPATCH_SLICE_S"))
         deadline = time.monotonic() + slice_s
         self.client = client_factory(self.instance)
@@ -805,7 +807,23 @@ class Dispatcher:
             )
 
     def _still_running(self):
+        if self._account_in_trouble():
+            return False
         return MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).exists()
+
+    def _account_in_trouble(self):
+        """An account flagged abnormal or banned (by an account.* event) stops at once, as after a
+        risk-control answer: its tasks pause, an alert is raised (once)."""
+        from contacts.models import AccountStatus, WeworkAccount
+
+        status = WeworkAccount.all_objects.filter(pk=self.account.pk).values_list("status", flat=True).first()
+        if status in (AccountStatus.ABNORMAL, AccountStatus.BANNED):
+            from . import services
+
+            reason = "account_banned" if status == AccountStatus.BANNED else "account_abnormal"
+            services.stop_account(self.account.pk, reason, _("The account was flagged by the instance."))
+            return True
+        return False
 
     def _pause(self, reason):
         MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).update(

@@ -783,6 +783,7 @@ def clear_account_stop(account_id):
 
 
 def _fire_alert(account_id, reason, detail, paused):
+    """monitoring.services.fire_alert (one open alert per account); never blocks the stop."""
     try:
         from monitoring import services as monitoring_services
     except ImportError:
@@ -790,23 +791,23 @@ def _fire_alert(account_id, reason, detail, paused):
     fire = getattr(monitoring_services, "fire_alert", None)
     if fire is None:
         return
+    from contacts.models import WeworkAccount
+
+    account = WeworkAccount.all_objects.filter(pk=account_id).values("wxid", "instance_id").first() or {}
     try:
         fire(
-            rule_name="messaging.account_risk_control",
-            alert_type="account",
-            alert_level="critical",
-            title=_("Account %(id)s stopped after risk control") % {"id": account_id},
-            message=_("Sending stopped for account %(id)s (%(reason)s); %(n)d tasks paused. %(detail)s")
-            % {"id": account_id, "reason": reason, "n": paused, "detail": detail or ""},
-            account_id=account_id,
+            "messaging.account_risk_control",
+            source_type="account",
+            source_id=account_id,
+            level="CRITICAL",
+            title=_("Sending stopped for account %(wxid)s") % {"wxid": account.get("wxid", account_id)},
+            message=_("Sending stopped for account %(wxid)s after %(reason)s; %(n)d tasks paused. %(detail)s "
+                      "Check the account, then resume its tasks with \"clear the stop\".")
+            % {"wxid": account.get("wxid", account_id), "reason": reason, "n": paused, "detail": detail or ""},
+            instance_id=account.get("instance_id"),
         )
-    except TypeError:
-        try:
-            fire("messaging.account_risk_control", f"account {account_id}: {reason}")
-        except Exception:  # an alerting failure must never block stopping the account
-            log.exception("fire_alert failed")
-    except Exception:
-        log.exception("fire_alert failed")
+    except Exception:  # an alerting failure must never block stopping the account
+        log.exception("fire_alert failed for account %s", account_id)
 
 
 # --- Counters ---------------------------------------------------------------------------------

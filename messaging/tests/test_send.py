@@ -258,3 +258,31 @@ def test_status_webhook_confirms_queued_send(world, sim, fast):
     task.refresh_from_db()
     assert task.status == TaskStatus.COMPLETED and task.success_count == 1
     assert _message_of(task.receivers.get()).message_metadata["instance_message_id"] == "msg_1"
+
+
+def test_banned_account_event_stops_running_dispatch(world, sim, monkeypatch):
+    """The contacts app marks the account banned (account.banned): the next dispatcher check
+    stops the account's sending, pauses its tasks and raises one alert."""
+    from contacts.models import AccountStatus
+
+    alerts = []
+    import monitoring.services as ms
+
+    monkeypatch.setattr(ms, "fire_alert", lambda *a, **k: alerts.append(k), raising=False)
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
+                                receivers=world.contacts[:3], start=False)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    type(world.account).all_objects.filter(pk=world.account.pk).update(status=AccountStatus.BANNED)
+    assert dispatch.run(task.pk) == "stopped-account"
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PAUSED and not sim.messages and len(alerts) == 1
+    assert pacing.blocked_reason(world.account.pk) == "account_banned"
+
+
+def test_account_stop_raises_a_real_alert(world):
+    from monitoring.models import AlertRecord
+
+    services.stop_account(world.account.pk, "risk_control", "test")
+    services.stop_account(world.account.pk, "risk_control", "again")
+    alerts = AlertRecord.objects.filter(rule_name="messaging.account_risk_control")
+    assert alerts.count() == 1 and world.account.wxid in alerts.get().alert_title
