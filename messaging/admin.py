@@ -67,7 +67,7 @@ class MessageAdmin(PlatformModelAdmin):
     list_display = ("id", "created_at", "account", "chat_type", "chat_wxid", "message_type",
                     "short_content", "send_status", "error_code", "task_id")
     list_filter = (MonthFilter, DirectionFilter, "send_status", "message_type", "chat_type")
-    search_fields = ("=chat_wxid", "=message_uuid")
+    search_fields = ("=chat_wxid", "=message_uuid", "=account__wxid")
     list_select_related = ("account",)
     raw_id_fields = ("account",)
     ordering = ("-id",)

@@ -13,13 +13,21 @@ def limits(**kw):
     return pacing.Limits(**base)
 
 
+def _slots(account_id):
+    p = pacing.pacer()
+    if isinstance(p, pacing._RedisPacer):
+        return sorted(score for _m, score in p.client.zrange(pacing._keys(account_id)[1], 0, -1, withscores=True))
+    return sorted(p.state[account_id]["win"])
+
+
 def test_interval_spaces_reservations():
     pacing.pacer().reset(1)
-    lim = limits(min_interval_s=0.2)
-    waits = [pacing.reserve(1, lim, max_wait_s=10).wait_s for _ in range(4)]
-    assert waits[0] == pytest.approx(0, abs=0.02)
-    for i, w in enumerate(waits):
-        assert w == pytest.approx(0.2 * i, abs=0.03)
+    lim = limits(min_interval_s=0.2, per_minute=1000)
+    res = [pacing.reserve(1, lim, max_wait_s=10) for _ in range(4)]
+    assert all(r.ok for r in res)
+    assert res[0].wait_s == pytest.approx(0, abs=0.05) and res[3].wait_s > 0.4
+    slots = _slots(1)
+    assert [b - a for a, b in zip(slots, slots[1:])] == [200, 200, 200]
 
 
 def test_per_minute_cap_and_daily_cap():
@@ -51,22 +59,27 @@ def test_defaults_follow_protocol(settings):
 
 
 def test_shared_between_threads_without_overlap():
+    """40 reservations from 4 threads: the slots handed out (as recorded by the pacer itself)
+    are all at least the interval apart."""
     pacing.pacer().reset(5)
-    lim = limits(min_interval_s=0.05)
-    slots = []
-    lock = threading.Lock()
+    lim = limits(min_interval_s=0.05, per_minute=1000)  # per_minute > 0 records every slot
+    errors = []
 
     def worker():
         for _ in range(10):
-            r = pacing.reserve(5, lim, max_wait_s=30)
-            with lock:
-                slots.append(time.time() + r.wait_s)
+            if not pacing.reserve(5, lim, max_wait_s=30).ok:
+                errors.append("refused")
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    p = pacing.pacer()
+    if isinstance(p, pacing._RedisPacer):
+        slots = [score for _m, score in p.client.zrange(pacing._keys(5)[1], 0, -1, withscores=True)]
+    else:
+        slots = list(p.state[5]["win"])
     slots.sort()
     gaps = [b - a for a, b in zip(slots, slots[1:])]
-    assert len(slots) == 40 and min(gaps) >= 0.04
+    assert not errors and len(slots) == 40 and min(gaps) >= 50
