@@ -63,6 +63,9 @@ def is_known(table):
     return seen is not None and time.monotonic() - seen < KNOWN_TTL
 
 
+DDL_LOCK_WAIT_SECONDS = 30
+
+
 @contextmanager
 def ddl_connection(using=None):
     """A connection where DDL does not commit the caller's work.
@@ -75,6 +78,10 @@ def ddl_connection(using=None):
     if connection.vendor == "mysql" and connection.in_atomic_block:
         other = connections.create_connection(connection.alias)
         try:
+            # A DDL that waits for a metadata lock held by the caller's own transaction would
+            # wait forever (lock_wait_timeout defaults to a year): fail loudly instead.
+            with other.cursor() as cursor:
+                cursor.execute("SET SESSION lock_wait_timeout = %s", [DDL_LOCK_WAIT_SECONDS])
             yield other
         finally:
             other.close()
