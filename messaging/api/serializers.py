@@ -23,10 +23,10 @@ class MessageSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_content(self, obj):
+    def get_content(self, obj) -> dict:
         return content_mod.from_message(obj)
 
-    def get_direction(self, obj):
+    def get_direction(self, obj) -> str:
         meta = obj.message_metadata or {}
         return meta.get("direction") or ("out" if obj.task_id else "in")
 

@@ -7,7 +7,9 @@ field messages.
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied, ValidationError as DjangoValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -38,6 +40,11 @@ def _service_call(fn, *args, **kwargs):
         raise PermissionDenied(str(exc) or None)
 
 
+MESSAGE_PAGE = inline_serializer(
+    "MessagePage", {"results": MessageSerializer(many=True), "next_after": serializers.IntegerField(allow_null=True)}
+)
+
+
 class MessageViewSet(ViewSet):
     """Messages of one month (`?month=YYYYMM`, default the current one), newest first, keyset
     paged with `?after=<id>` (no COUNT): `{"results": [...], "next_after": id|null}`."""
@@ -49,6 +56,17 @@ class MessageViewSet(ViewSet):
     def _scope_q(self, request):
         return permissions.instance_q(request.user, "messaging.view_message", "account__instance_id")
 
+    serializer_class = MessageSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("month", OpenApiTypes.STR, description="YYYYMM (default: the current month)"),
+            OpenApiParameter("after", OpenApiTypes.INT, description="cursor: the next_after of the previous page"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1-500 (default 50)"),
+            OpenApiParameter("account", OpenApiTypes.INT), OpenApiParameter("chat_wxid", OpenApiTypes.STR),
+        ],
+        responses=MESSAGE_PAGE,
+    )
     def list(self, request):
         month = request.query_params.get("month") or timezone.localdate().strftime("%Y%m")
         try:
@@ -83,6 +101,7 @@ class MessageViewSet(ViewSet):
             raise NotFound()
         return Response(MessageSerializer(obj).data)
 
+    @extend_schema(request=SendMessageSerializer, responses={201: MessageTaskSerializer})
     @action(detail=False, methods=["post"])
     def send(self, request):
         """Send one message (text, image, video, file, link, card, location) now or at a time."""
@@ -126,6 +145,7 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
             return TaskCreateSerializer
         return MessageTaskSerializer
 
+    @extend_schema(request=TaskCreateSerializer, responses={201: MessageTaskSerializer})
     def create(self, request):
         ser = TaskCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -154,27 +174,33 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
             data["requeued"] = result
         return Response(data)
 
+    @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._manage(request, pk, services.pause_task)
 
+    @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         clear = str(request.data.get("clear_stop", "")).lower() in ("1", "true", "yes")
         return self._manage(request, pk, services.resume_task, clear_stop=clear)
 
+    @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._manage(request, pk, services.cancel_task)
 
+    @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"], url_path="resend-failed")
     def resend_failed(self, request, pk=None):
         return self._manage(request, pk, services.resend_failed)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def progress(self, request, pk=None):
         return Response(services.task_progress(self.get_object()))
 
+    @extend_schema(responses=MessageReceiverSerializer(many=True))
     @action(detail=True, methods=["get"])
     def failed(self, request, pk=None):
         task = self.get_object()
@@ -208,6 +234,7 @@ class MessageTemplateViewSet(PlatformModelViewSet):
     def perform_destroy(self, instance):
         instance.delete()  # soft delete
 
+    @extend_schema(request=PreviewSerializer, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post", "get"])
     def preview(self, request, pk=None):
         template = self.get_object()

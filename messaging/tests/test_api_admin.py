@@ -161,3 +161,12 @@ def test_operator_scoped_to_granted_instance(client, operator, world, sim, djang
                                                                               {"wxid": world.contacts[3]}]},
                     content_type="application/json")
     assert r.status_code == 403
+
+
+def test_openapi_schema_documents_messaging(api):
+    r = api.get("/api/schema/")
+    assert r.status_code == 200
+    body = r.content.decode()
+    for path in ("/api/v1/messaging/messages/send/", "/api/v1/messaging/tasks/{id}/pause/",
+                 "/api/v1/messaging/templates/{id}/preview/", "/api/v1/messaging/messages/"):
+        assert path in body, path
