@@ -20,12 +20,18 @@ def _per_worker_redis_db():
     url = os.environ.get("REDIS_URL", "")
     if not (url and worker.startswith("gw")):
         return
+    # Subprocesses of a test (Celery workers) inherit the shifted URL and PYTEST_XDIST_WORKER:
+    # shift once only, so that they use the same database as their test.
+    if url == os.environ.get("WEWORK_TEST_REDIS_URL_SHIFTED"):
+        return
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
     base = int(parts.path.strip("/") or 0)
     db = (base - int(worker[2:])) % 16
-    os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{db}"))
+    os.environ["REDIS_URL"] = os.environ["WEWORK_TEST_REDIS_URL_SHIFTED"] = urlunsplit(
+        parts._replace(path=f"/{db}")
+    )
 
 
 _per_worker_redis_db()
