@@ -188,9 +188,12 @@ def apply_outcomes(task_id, outcomes, account_id=None, instance_id=None, now=Non
             _msg_updates([o.message_id for o in q if o.message_id], send_status=SendStatus.SENDING, send_time=now)
         rel = by_kind.get("release", [])
         if rel:
-            R.filter(pk__in=[o.receiver_id for o in rel], send_status=RS.SENDING).update(
-                send_status=RS.PENDING, updated_at=now
-            )
+            cancelled = MessageTask.objects.filter(pk=task_id, status=TaskStatus.CANCELLED).exists()
+            # Released receivers were never handed to the instance: in a cancelled task they are
+            # skipped, otherwise they wait for the next claim.
+            fields = (dict(send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."))
+                      if cancelled else dict(send_status=RS.PENDING))
+            R.filter(pk__in=[o.receiver_id for o in rel], send_status=RS.SENDING).update(updated_at=now, **fields)
         if done["success"] or done["failed"]:
             MessageTask.objects.filter(pk=task_id).update(
                 success_count=F("success_count") + done["success"],
@@ -234,12 +237,15 @@ def reclaim_stale(task_id=None, now=None, timeout_s=None):
     """Hand back claims older than CLAIM_TIMEOUT_S (their worker died or stalled)."""
     now = now or timezone.now()
     timeout_s = float(timeout_s if timeout_s is not None else _setting("CLAIM_TIMEOUT_S"))
-    qs = MessageReceiver.objects.filter(send_status=RS.SENDING, updated_at__lt=now - timedelta(seconds=timeout_s))
+    stale = MessageReceiver.objects.filter(send_status=RS.SENDING, updated_at__lt=now - timedelta(seconds=timeout_s))
+    # Cancelled tasks: a stale claim without a message was certainly never sent: skip it. One with
+    # a message may have been handed over: its acknowledgement still decides.
+    MessageReceiver.objects.filter(
+        pk__in=list(stale.filter(task__status=TaskStatus.CANCELLED, message_id__isnull=True).values_list("pk", flat=True)[:5000])
+    ).update(send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."), updated_at=now)
+    qs = stale.exclude(task__status=TaskStatus.CANCELLED)
     if task_id is not None:
         qs = qs.filter(task_id=task_id)
-    else:
-        qs = qs.filter(task__status__in=[TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.CANCELLED,
-                                         TaskStatus.COMPLETED])
     n = 0
     # In slices, so that a huge reclaim never holds long locks.
     while True:

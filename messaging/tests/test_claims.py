@@ -80,3 +80,18 @@ def test_late_outcome_after_reclaim_counts_once(world):
     assert dispatch.apply_outcomes(task.pk, [out])["success"] == 0
     task.refresh_from_db()
     assert task.success_count == 1
+
+
+def test_cancel_during_dispatch_skips_released_receivers(world):
+    from messaging.models import MessageTask, TaskStatus
+
+    task = _task(world, 4)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    rows = dispatch.claim(task.pk, 4)  # a dispatcher holds them
+    services.cancel_task(task)
+    # it notices the cancel and hands back what it did not send
+    dispatch.apply_outcomes(task.pk, [dispatch.Outcome(r["id"], None, "release") for r in rows[1:]])
+    assert MessageReceiver.objects.filter(task=task, send_status=RS.SKIPPED).count() == 3
+    # the one it died holding (no message yet) is skipped by the reclaim
+    dispatch.reclaim_stale(now=timezone.now() + timezone.timedelta(hours=1))
+    assert MessageReceiver.objects.filter(task=task, send_status=RS.SKIPPED).count() == 4
