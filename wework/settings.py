@@ -265,6 +265,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "EnabledStatusEnum": "accounts.models.Status",  # also messaging.TemplateStatus
         "GroupRoleEnum": "contacts.models.GroupRole",  # groups.my_role, group_members.role
+        "ReceiverTypeEnum": "messaging.models.ReceiverType",  # 1 contact, 2 group (rows)
+        "ReceiverKindEnum": ["contact", "group"],  # the same as words (send requests)
     },
 }
 
