@@ -784,14 +784,8 @@ def clear_account_stop(account_id):
 
 def _fire_alert(account_id, reason, detail, paused):
     """monitoring.services.fire_alert (one open alert per account); never blocks the stop."""
-    try:
-        from monitoring import services as monitoring_services
-    except ImportError:
-        return
-    fire = getattr(monitoring_services, "fire_alert", None)
-    if fire is None:
-        return
     from contacts.models import WeworkAccount
+    from monitoring.services import fire_alert as fire
 
     account = WeworkAccount.all_objects.filter(pk=account_id).values("wxid", "instance_id").first() or {}
     try:
