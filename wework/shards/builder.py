@@ -158,6 +158,11 @@ def build(base, table, suffix, follows=None, time_field=None):
             options["default_manager_name"] = meta.default_manager_name
         attrs["Meta"] = type("Meta", (), options)
         attrs["_shard_base"] = base
+        # Plain class attributes the platform reads from models (not methods, so _methods()
+        # skips them): without INSTANCE_PATH, accounts.scoping treats a shard as a global model
+        # and users with per-instance grants see none of its rows.
+        if hasattr(base, "INSTANCE_PATH"):
+            attrs["INSTANCE_PATH"] = base.INSTANCE_PATH
         attrs["_shard_table"] = table
         attrs["_shard_suffix"] = suffix
         name = f"{base.__name__}_{suffix}"
