@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from wework import shards
@@ -462,14 +463,23 @@ DASHBOARD_CACHE_KEY = "monitoring:dashboard:v1"
 def dashboard_data(use_cache=True):
     """Figures for the admin home page, cached for settings.DASHBOARD_CACHE_SECONDS (15 s)."""
     ttl = int(getattr(settings, "DASHBOARD_CACHE_SECONDS", 15))
+    # Labels are translated when computed: one entry per language.
+    key = f"{DASHBOARD_CACHE_KEY}:{translation.get_language() or settings.LANGUAGE_CODE}"
     if use_cache and ttl > 0:
-        data = cache.get(DASHBOARD_CACHE_KEY)
+        data = cache.get(key)
         if data is not None:
             return data
     data = _compute_dashboard()
     if ttl > 0:
-        cache.set(DASHBOARD_CACHE_KEY, data, ttl)
+        cache.set(key, data, ttl)
     return data
+
+
+def _choice_label(choices, value):
+    try:
+        return choices(value).label
+    except ValueError:
+        return value
 
 
 def _compute_dashboard():
@@ -521,6 +531,9 @@ def _compute_dashboard():
         .values("id", "alert_level", "alert_title", "status", "created_at", "source_type",
                 "source_id")[:10]
     )
+    for alert in active_alerts:
+        alert["level_label"] = str(_choice_label(AlertLevel, alert["alert_level"]))
+        alert["status_label"] = str(_choice_label(AlertStatus, alert["status"]))
     alert_counts = dict(AlertRecord.objects.filter(status__in=OPEN_STATUSES)
                         .values_list("alert_level").annotate(n=Count("id"))
                         .values_list("alert_level", "n"))

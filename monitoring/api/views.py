@@ -7,7 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers as drf_serializers
 from django.utils.translation import gettext as _
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -139,4 +139,12 @@ class DashboardView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
+        # The figures cover every instance: a user whose rights come from per-instance grants
+        # only would see other instances' accounts, tasks and alerts (the admin home page hides
+        # the dashboard from them for the same reason).
+        from accounts.scoping import has_global_perm
+
+        if not any(has_global_perm(request.user, p) for p in self.required_permissions):
+            raise PermissionDenied(_("The dashboard covers every instance; it needs a role "
+                                     "granting this permission on all instances."))
         return Response(services.dashboard_data())

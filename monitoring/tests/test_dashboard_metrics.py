@@ -212,3 +212,38 @@ def test_shard_rotation_rule_fires_when_shards_are_missing_and_clears():
     services.evaluate_rule(rule, now)
     assert not AlertRecord.objects.filter(rule_name="shards.rotation",
                                           status__in=services.OPEN_STATUSES).exists()
+
+
+@pytest.mark.django_db
+def test_dashboard_api_refuses_users_scoped_to_one_instance(client, grant):
+    """Per-instance grants must not reveal the figures of every instance."""
+    from accounts.services.permissions import grant_instance
+
+    mine, other = WeworkInstanceFactory(), WeworkInstanceFactory()
+    services.fire_alert("a", source_type="instance", source_id=str(other.pk), title="other's alert",
+                        message="m")
+    user = UserFactory()
+    grant_instance(user, mine, ["monitoring.view_alertrecord", "instances.view_weworkinstance"])
+    client.force_login(user)
+    response = client.get(reverse("api:monitoring-dashboard"))
+    assert response.status_code == 403
+    assert b"other's alert" not in response.content
+
+
+@pytest.mark.django_db
+def test_dashboard_labels_follow_the_language_of_each_request():
+    from django.core.cache import cache
+    from django.utils import translation
+
+    cache.clear()
+    services.fire_alert("a", source_type="x", source_id="1", title="t", message="m",
+                        level="ERROR")
+    with translation.override("zh-hans"):
+        chinese = services.dashboard_data()
+    with translation.override("en"):
+        english = services.dashboard_data()  # cached figures, but not the Chinese labels
+    assert english["instances"][0]["label"] == "Offline"
+    assert chinese["instances"][0]["label"] != "Offline"
+    assert english["active_alerts"][0]["level_label"] == "Error"
+    assert english["active_alerts"][0]["status_label"] == "Active"
+    assert chinese["active_alerts"][0]["status_label"] != "Active"
