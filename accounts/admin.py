@@ -33,6 +33,7 @@ class UserRoleInline(admin.TabularInline):
     extra = 0
     fields = ("role", "expires_at", "granted_by", "created_at")
     readonly_fields = ("granted_by", "created_at")
+    verbose_name_plural = _("role grants (every instance)")
 
     def _may_edit(self, request):
         return _manages_roles(request) and otp_services.in_sudo(request)
@@ -210,9 +211,13 @@ class RoleForm(forms.ModelForm):
 class RoleAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
     form = RoleForm
     sudo_views = ("changeform_post", "delete_view", "actions")
-    list_display = ("name", "display_name", "status", "is_system", "require_two_factor", "sort_order")
+    list_display = ("name", "display_label", "status", "is_system", "require_two_factor", "sort_order")
     list_filter = ("status", "is_system", "require_two_factor")
     search_fields = ("name", "display_name")
+
+    @admin.display(description=_("display name"), ordering="display_name")
+    def display_label(self, obj):
+        return obj.label()
 
     def get_readonly_fields(self, request, obj=None):
         return ("name", "is_system") if obj is not None and obj.is_system else ("is_system",)
@@ -256,10 +261,15 @@ class PermissionAdmin(PlatformModelAdmin):
         return False  # kept in step with the code by seed_roles / migrate
 
 
+ROLE_GRANT_SCOPE_HELP = _("A role granted here applies to every instance. To limit a user to some "
+                          "instances, give no role here and use Instance grants instead.")
+
+
 class UserRoleForm(forms.ModelForm):
     class Meta:
         model = UserRole
         fields = ("user", "role", "expires_at")
+        help_texts = {"role": ROLE_GRANT_SCOPE_HELP}
 
 
 @admin.register(UserRole)
@@ -371,7 +381,9 @@ class InstanceGrantForm(forms.ModelForm):
     grant_instance = forms.ModelChoiceField(label=_("Instance"), queryset=None)
     grant_role = forms.ModelChoiceField(
         label=_("Role"), queryset=Role.objects.usable(), required=False,
-        help_text=_("Grants every permission of the role that applies per instance."),
+        help_text=_("Grants every permission of the role that applies per instance, on this "
+                    "instance only. A role given on the user's page (role grants) already covers "
+                    "every instance."),
     )
     grant_permissions = forms.MultipleChoiceField(
         label=_("Permissions"), required=False, choices=(),
@@ -405,7 +417,7 @@ class InstanceGrantAdmin(SudoAdminMixin, PlatformModelAdmin):
 
     form = InstanceGrantForm
     sudo_views = ("changeform_post", "delete_view", "actions")
-    list_display = ("user", "instance_label", "permission_label")
+    list_display = ("user_label", "instance_label", "permission_label")
     search_fields = ("user__username", "permission__codename")
     list_select_related = ("user", "permission__content_type")
 
@@ -419,6 +431,10 @@ class InstanceGrantAdmin(SudoAdminMixin, PlatformModelAdmin):
 
     def get_queryset(self, request):
         return self.get_base_queryset(request) if self.has_view_permission(request) else InstanceGrant.objects.none()
+
+    @admin.display(description=_("user"), ordering="user__username")
+    def user_label(self, obj):
+        return obj.user  # guardian's own "user" label is not translated
 
     @admin.display(description=_("instance"))
     def instance_label(self, obj):

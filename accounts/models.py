@@ -13,7 +13,7 @@ from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _
 
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from guardian.models import UserObjectPermission
@@ -302,7 +302,17 @@ class Role(SoftDeleteModel):
         ]
 
     def __str__(self):
-        return str(self.display_name or self.name)
+        return str(self.label())
+
+    def label(self):
+        """The display name; a system role's stored English name shown in the user's language
+        (seed_roles stores the English text, marked for the catalogue)."""
+        text = self.display_name or self.name
+        return gettext(text) if self.is_system and text else text
+
+    def description_label(self):
+        text = self.description or ""
+        return gettext(text) if self.is_system and text else text
 
 
 class Permission(models.Model):

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from accounts import registry
 from accounts.models import Permission, Role, RolePermission, Status, UserRole
@@ -84,25 +84,32 @@ def _is_integrator_rule(name):
     return app == "messaging" and _action_of(name) in ("add", "change")
 
 
+# Display names and descriptions are stored in English (data); gettext_noop marks them for the
+# catalogue, and Role.label()/description_label() translate them when shown.
 SYSTEM_ROLES = {
     "super_admin": (
-        "Super administrator", "Every permission, including roles and shards.", True, 0,
-        lambda name: True,
+        gettext_noop("Super administrator"),
+        gettext_noop("Every permission, including roles and shards."),
+        True, 0, lambda name: True,
     ),
     "administrator": (
-        "Administrator", "Runs the platform: everything except granting roles and shards.",
+        gettext_noop("Administrator"),
+        gettext_noop("Runs the platform: everything except granting roles and shards."),
         True, 10, _is_admin_rule,
     ),
     "operator": (
-        "Operator", "Operates instances, accounts, contacts and messages (no deletions).",
+        gettext_noop("Operator"),
+        gettext_noop("Operates instances, accounts, contacts and messages (no deletions)."),
         False, 20, _is_operator_rule,
     ),
     "auditor": (
-        "Auditor", "Read-only access to everything, login history and audit exports.",
+        gettext_noop("Auditor"),
+        gettext_noop("Read-only access to everything, login history and audit exports."),
         False, 30, _is_auditor_rule,
     ),
     "integrator": (
-        "Integrator (API)", "API clients: read operations data, send messages and broadcasts.",
+        gettext_noop("Integrator (API)"),
+        gettext_noop("API clients: read operations data, send messages and broadcasts."),
         False, 40, _is_integrator_rule,
     ),
 }
