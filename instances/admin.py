@@ -3,6 +3,7 @@ write-only), metrics (weekly shards, one shard at a time) and the webhook event 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import URLValidator
 from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -35,6 +36,39 @@ class WeworkInstanceForm(forms.ModelForm):
     class Meta:
         model = WeworkInstance
         exclude = ["proxy_password_encrypted"]
+
+    def clean_name(self):
+        name = (self.cleaned_data.get("name") or "").strip()
+        taken = WeworkInstance.objects.filter(name=name, deleted_at__isnull=True)
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise ValidationError(_("Another instance is already named %(name)s.")
+                                  % {"name": name})
+        return name
+
+    def clean_api_url(self):
+        value = (self.cleaned_data.get("api_url") or "").strip()
+        if value:
+            URLValidator(schemes=["http", "https"],
+                         message=_("Enter an http:// or https:// URL."))(value)
+        return value or None
+
+    def _positive(self, field, low, high):
+        value = self.cleaned_data.get(field)
+        if value is not None and not low <= value <= high:
+            raise ValidationError(_("Enter a number from %(low)d to %(high)d.")
+                                  % {"low": low, "high": high})
+        return value
+
+    def clean_max_accounts(self):
+        return self._positive("max_accounts", 1, 10000)
+
+    def clean_heartbeat_interval(self):
+        return self._positive("heartbeat_interval", 1, 86400)
+
+    def clean_proxy_port(self):
+        return self._positive("proxy_port", 1, 65535)
 
     def save(self, commit=True):
         instance = super().save(commit=False)
@@ -157,7 +191,7 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
         context.update(
             qr_svg=qr_svg(state["qrcode"]),
-            status_label=state["status"],
+            status_label=LOGIN_LABELS.get(state["status"], state["status"]),
             expires_at=datetime.fromtimestamp(state["expires_at_ms"] / 1000, tz=UTC),
             status_url=reverse("admin:instances_weworkinstance_qr_login_status",
                                args=[instance.pk, state["login_id"]]),
@@ -165,7 +199,10 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                                args=[instance.pk, state["login_id"]]),
             cancel_url=reverse("admin:instances_weworkinstance_qr_login_cancel",
                                args=[instance.pk, state["login_id"]]),
-            scan_url=state.get("image_url") if request.user.is_superuser else None,
+            # The simulator encodes its scan URL in the QR content (a real instance encodes a
+            # WeCom URL); shown to super admins to test logins without a phone.
+            scan_url=(state["qrcode"] if request.user.is_superuser
+                      and "/sim/scan/" in str(state.get("qrcode") or "") else None),
         )
         return TemplateResponse(request, "contacts/qr_login.html", context)
 
@@ -323,10 +360,14 @@ class ShardWeekFilter(admin.SimpleListFilter):
 class InstanceMonitorAdmin(PlatformModelAdmin):
     """Metrics, one weekly shard at a time (read-only)."""
 
-    list_display = ["collected_at", "instance_id", "metric_name", "metric_value", "metric_unit"]
+    list_display = ["collected_at", "instance_column", "metric_name", "metric_value", "metric_unit"]
     list_filter = [ShardWeekFilter]
     search_fields = ["metric_name"]
     list_display_links = None
+
+    @admin.display(description=_("instance"), ordering="instance_id")
+    def instance_column(self, obj):
+        return obj.instance_id
 
     def get_queryset(self, request):
         if not shards.is_sharded(InstanceMonitor):

@@ -220,3 +220,55 @@ def test_account_actions_need_their_permissions(client, perms, registered, admin
     grant_instance(viewer, registered, ["contacts.sync_contacts"])
     response = client.post(f"/api/v1/wework-accounts/{account.pk}/sync/")
     assert response.status_code == 202  # queued; the task reports the account's state
+
+
+@pytest.mark.parametrize("field,value", [
+    ("api_url", "not a url"), ("api_url", "file:///etc/passwd"), ("max_accounts", "-5"),
+    ("heartbeat_interval", "0"), ("proxy_port", "99999"), ("name", "taken"),
+])
+def test_admin_instance_form_rejects_bad_values(root_client, admin_user, field, value):
+    from instances.models import WeworkInstance
+
+    WeworkInstanceFactory(name="taken")
+    data = {"name": "new-one", "api_url": "http://127.0.0.1:9", "max_accounts": "10",
+            "heartbeat_interval": "30", "created_by": str(admin_user.pk), field: value}
+    response = root_client.post(reverse("admin:instances_weworkinstance_add"), data)
+    assert response.status_code == 200, "saved although invalid"
+    assert field in response.context["adminform"].form.errors
+    assert not WeworkInstance.objects.filter(name="new-one").exists()
+
+
+def test_admin_qr_login_page_shows_label_and_simulator_scan_url(root_client, registered, simulator):
+    from django.utils import translation
+
+    with translation.override("en"):
+        page = root_client.get(reverse("admin:instances_weworkinstance_qr_login",
+                                       args=[registered.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    login_id = next(iter(simulator.logins))
+    assert page.context["status_label"] != "waiting"
+    assert f"/sim/scan/{login_id}".encode() in page.content
+
+
+def test_admin_column_headers_are_translatable():
+    """No list column falls back to Django's pretty_name of an attname ("Account id", guardian's
+    untranslated "User"): each header must change with the language."""
+    from django.contrib import admin as django_admin
+    from django.contrib.admin.utils import label_for_field
+    from django.utils import translation
+
+    checked = 0
+    for model, model_admin in django_admin.site._registry.items():
+        if model._meta.app_label not in ("accounts", "instances", "contacts", "messaging",
+                                         "monitoring"):
+            continue
+        for name in model_admin.list_display:
+            if callable(name) or name == "__str__":
+                continue
+            with translation.override("en"):
+                english = str(label_for_field(name, model, model_admin))
+            with translation.override("zh-hans"):
+                chinese = str(label_for_field(name, model, model_admin))
+            if english.lower().endswith(" id") or english == "User":
+                assert chinese != english, f"{model.__name__}.{name}: {english!r} untranslated"
+            checked += 1
+    assert checked > 50
