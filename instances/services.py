@@ -796,6 +796,10 @@ def handle_started(instance, event):
     if version:
         fields["version"] = version[:20]
     WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
+    if instance.status != InstanceStatus.ONLINE and fields.get("status") == InstanceStatus.ONLINE:
+        # A restarted instance reports instance.started before its first heartbeat: the
+        # heartbeat then finds it online already, so the offline alert is resolved here.
+        transaction.on_commit(lambda: resolve_alert(instance, "offline"))
 
 
 def handle_client_exited(instance, event):

@@ -147,7 +147,8 @@ def test_intake_never_answers_500(client, instance):
 def test_silent_instance_goes_offline_with_alert(instance):
     instance.status = InstanceStatus.ONLINE
     instance.heartbeat_interval = 10
-    instance.last_heartbeat = timezone.now() - timedelta(seconds=29)
+    # 20 s of the 30 s allowed (3 intervals): margin for a loaded machine
+    instance.last_heartbeat = timezone.now() - timedelta(seconds=20)
     instance.save()
     assert services.mark_silent_instances_offline() == []
     instance.last_heartbeat = timezone.now() - timedelta(seconds=31)
@@ -159,6 +160,29 @@ def test_silent_instance_goes_offline_with_alert(instance):
     from monitoring.models import AlertRecord
 
     assert AlertRecord.objects.filter(rule_name="instance.offline").exists()
+
+
+def test_restarted_instance_resolves_its_offline_alert(instance):
+    """instance.started comes before the first heartbeat of a restarted instance."""
+    from monitoring.models import AlertRecord, AlertStatus
+
+    instance.status = InstanceStatus.ONLINE
+    instance.heartbeat_interval = 10
+    instance.last_heartbeat = timezone.now() - timedelta(seconds=60)
+    instance.save()
+    assert services.mark_silent_instances_offline() == [instance.pk]
+    alert = AlertRecord.objects.get(rule_name="instance.offline")
+    assert alert.status == AlertStatus.ACTIVE
+    instance.refresh_from_db()
+    services.handle_started(instance, make_event(instance, "instance.started",
+                                                 {"client_version": "4.1.22"}, seq=1))
+    instance.refresh_from_db()  # each event is processed with the instance as stored
+    services.handle_heartbeat(instance, make_event(instance, "instance.heartbeat",
+                                                   heartbeat_data(), seq=2))
+    instance.refresh_from_db()
+    alert.refresh_from_db()
+    assert instance.status == InstanceStatus.ONLINE
+    assert alert.status == AlertStatus.RESOLVED
 
 
 def test_oversized_body_gets_413(client, instance, settings):
