@@ -147,6 +147,13 @@ class MessageTaskAdmin(PlatformModelAdmin):
     def has_add_permission(self, request):
         return False  # tasks are created from the compose page or the API (validation there)
 
+    def changelist_view(self, request, extra_context=None):
+        # No "add" here: the object tools link to the compose page instead, when allowed.
+        extra_context = {**(extra_context or {}), "can_compose": (
+            permissions.may_use(request.user, permissions.SEND_MESSAGE)
+            or permissions.may_use(request.user, permissions.SEND_BROADCAST))}
+        return super().changelist_view(request, extra_context=extra_context)
+
     @admin.display(description=_("progress"))
     def progress_bar(self, obj):
         return format_html(

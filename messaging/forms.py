@@ -1,7 +1,11 @@
 """Forms of the messaging pages: compose (one message or a broadcast) and template preview."""
+import datetime
+
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .content import _FIELDS as REQUIRED_CONTENT
 from .models import MessageTemplate, MessageType, TaskPriority, TemplateStatus
 
 # Which content fields each message type uses (the page shows only those).
@@ -96,6 +100,26 @@ class ComposeForm(forms.Form):
 
     def clean_variables(self):
         return parse_variables(self.cleaned_data.get("variables"))
+
+    def clean_scheduled_time(self):
+        when = self.cleaned_data.get("scheduled_time")
+        # A minute of grace for the time it takes to fill the form.
+        if when is not None and when < timezone.now() - datetime.timedelta(minutes=1):
+            raise forms.ValidationError(
+                _("This time has passed: leave it empty to send now, or choose a later time."))
+        return when
+
+    def clean(self):
+        data = super().clean()
+        mtype = data.get("message_type")
+        if not data.get("template") and mtype in REQUIRED_CONTENT:
+            # Name the missing field on the field itself (the service would say "url is
+            # required." about the whole message).
+            for name, required in REQUIRED_CONTENT[mtype].items():
+                if required and name not in self.errors and data.get(name) in (None, ""):
+                    self.add_error(name, forms.ValidationError(
+                        self.fields[name].error_messages["required"], code="required"))
+        return data
 
     def clean_at_members(self):
         value = (self.cleaned_data.get("at_members") or "").strip()

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.shortcuts import redirect
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
 
@@ -15,6 +15,8 @@ class WeworkAdminSite(admin.AdminSite):
     site_header = _("WeWork management platform")
     site_title = _("WeWork platform")
     index_title = _("Operations")
+    # "View site" in the header: the operators' pages (message tasks, compose); "/" has no page.
+    site_url = reverse_lazy("messaging:task_list")
     login_template = "accounts/admin_login.html"
 
     def __init__(self, *args, **kwargs):

@@ -51,7 +51,12 @@ def test_compose_errors_shown_on_the_form(browser, world):
     assert r.status_code == 200 and "no receivers" in r.content.decode()
     r = browser.post(url, {"account": world.account.pk, "contacts": [world.contacts[0]], "message_type": "image",
                            "priority": 2})
-    assert r.status_code == 200 and "url is required" in r.content.decode()
+    # the missing field is named on the field itself, in the user's words
+    assert r.status_code == 200 and r.context["form"].errors["url"] == ["This field is required."]
+    assert "url is required" not in r.content.decode()
+    r = browser.post(url, {"account": world.account.pk, "contacts": [world.contacts[0]], "message_type": "text",
+                           "text": "hi", "priority": 2, "scheduled_time": "2020-01-01T10:00"})
+    assert r.status_code == 200 and "scheduled_time" in r.context["form"].errors
     assert not MessageTask.objects.exists()
 
 
@@ -71,6 +76,10 @@ def test_task_pages_progress_and_actions(browser, world, sim):
     p = browser.get(reverse("messaging:task_progress", args=[task.pk])).json()
     assert p["success_count"] == 3 and p["progress"] == 100.0
     assert browser.post(reverse("messaging:task_action", args=[task.pk, "explode"])).status_code == 404
+    # a finished task offers none of the actions its status refuses
+    body = browser.get(reverse("messaging:task_detail", args=[task.pk])).content.decode()
+    for action in ("pause", "resume", "resend", "cancel"):
+        assert reverse("messaging:task_action", args=[task.pk, action]) not in body, action
     assert browser.get(reverse("messaging:task_action", args=[task.pk, "pause"])).status_code == 405
 
 
