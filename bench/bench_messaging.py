@@ -10,9 +10,12 @@
                  dispatcher each) to the instance simulator (a real HTTP server in this process,
                  answering at once) with pacing off: receivers/s from start to the last receiver
                  ended, with durable per-receiver state (claim, message row, result, counters).
-                 Baseline: one raw loop in this process doing the same database writes per chunk
-                 of 200 (claim UPDATE, message INSERT, receiver UPDATE, result UPDATEs) and the same
-                 HTTP send per receiver, without Celery, pacing, leases or acknowledgements.
+                 Baseline: one raw loop in its own process (like a worker) doing the same database
+                 writes per chunk of 200 (claim UPDATE; message INSERT + receiver link UPDATE; result
+                 UPDATEs and counter) and the same HTTP send per receiver through the same client
+                 (InstanceClient, keep-alive http.client connections), without Celery, pacing,
+                 leases or acknowledgements: once with serial sends, once with SEND_CONCURRENCY
+                 sends in flight like the dispatcher.
 * memory      -- peak RSS of a worker process during a 100,000-receiver broadcast (sampled with
                  /proc every 0.2 s), against the worker's RSS when idle.
 * pacing      -- a dispatcher with MIN_INTERVAL_S set (no jitter): the achieved interval between
@@ -41,6 +44,8 @@ def _extra(parser):
     parser.add_argument("--receivers", type=int, default=None, help="materialize size (100,000)")
     parser.add_argument("--dispatch", type=int, default=None, help="receivers per dispatch run")
     parser.add_argument("--memory", type=int, default=None, help="receivers of the memory run")
+    parser.add_argument("--only", default="materialize,dispatch,memory,pacing",
+                        help="comma-separated parts to run (materialize,dispatch,memory,pacing)")
 
 
 def world(n_contacts):
@@ -222,25 +227,57 @@ def run_broadcast(n, workers, sample_memory=False):
     return seconds, peak, idle
 
 
-def raw_loop(n):
-    """Baseline: the same database writes and one HTTP send per receiver, in a plain loop."""
-    import httpx
-    from django.db import connection, transaction
-    from django.utils import timezone
+def raw_loop(n, width=1):
+    """Baseline: the same database writes and one HTTP send per receiver, in a plain loop in its
+    own process (like a worker; the simulator stays in this one), with the dispatcher's client
+    (InstanceClient over keep-alive http.client connections). width > 1: each chunk's sends go
+    `width` at a time from a thread pool, as the dispatcher does without pacing."""
+    import multiprocessing
+
+    from django.db import connections
 
     from messaging import services
-    from messaging.models import Message, MessageReceiver
-    from wework import shards
+    from messaging.models import MessageReceiver
 
     sim, admin, account, contacts = world(n)
     task = services.create_task(admin, account=account, message_type="text", content="Hello",
                                 filters={"source": "contacts"}, start=False)
+    ids = list(MessageReceiver.objects.filter(task=task).order_by("id").values_list("id", "receiver_wxid"))
+    connections.close_all()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_raw_child, args=(queue, sim.url, account.pk, account.wxid, task.pk, ids, width))
+    child.start()
+    seconds = queue.get(timeout=1800)
+    child.join()
+    assert len(sim.messages) == n, (len(sim.messages), n)
+    sim.stop()
+    _retire(task)
+    return seconds
+
+
+def _raw_child(queue, url, account_pk, account_wxid, task_pk, ids, width):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from instances.client import InstanceClient
+    from messaging.models import Message, MessageReceiver
+    from wework import shards
+
     msg_table = shards.model_for(Message)._meta.db_table
     rec = MessageReceiver._meta.db_table
-    http = httpx.Client(base_url=sim.url, headers={"Authorization": f"Bearer {TOKEN}", "X-Protocol-Version": "1.0"})
-    ids = list(MessageReceiver.objects.filter(task=task).order_by("id").values_list("id", "receiver_wxid"))
+    client = InstanceClient(url, token=TOKEN, max_retries=1, validate_responses=False, stdlib_http=True)
+    pool = ThreadPoolExecutor(width) if width > 1 else None
+
+    def send(item):
+        mid, muuid, c = item
+        return client.send_message(account_wxid, client_msg_id=muuid, conversation_id=c[1],
+                                   conversation_type="single", type="text", content={"text": "Hello"})
+
     t0 = time.perf_counter()
-    for start in range(0, n, 200):
+    for start in range(0, len(ids), 200):
         chunk = ids[start : start + 200]
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         rid = [c[0] for c in chunk]
@@ -248,36 +285,47 @@ def raw_loop(n):
         msgs = [(shards.new_id(), shards.new_uuid(), c) for c in chunk]
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(f"UPDATE {rec} SET send_status=1, updated_at=%s WHERE id IN ({marks})", [now, *rid])
+        with transaction.atomic(), connection.cursor() as cur:
             cur.execute(
                 f"INSERT INTO {msg_table} (id, message_uuid, account_id, chat_type, chat_wxid, message_type, "
                 "message_content, send_status, retry_count, is_scheduled, task_id, created_at, updated_at) VALUES "
                 + ", ".join(["(%s, %s, %s, 1, %s, 'text', 'Hello', 0, 0, 0, %s, %s, %s)"] * len(msgs)),
-                [v for mid, muuid, c in msgs for v in (mid, muuid, account.pk, c[1], task.pk, now, now)],
+                [v for mid, muuid, c in msgs for v in (mid, muuid, account_pk, c[1], task_pk, now, now)],
             )
-            cur.executemany(f"UPDATE {rec} SET message_id=%s WHERE id=%s", [(mid, c[0]) for mid, _u, c in msgs])
-        for mid, muuid, c in msgs:
-            http.post(f"/v1/accounts/{account.wxid}/messages", json={
-                "client_msg_id": muuid, "conversation_id": c[1], "conversation_type": "single", "type": "text",
-                "content": {"text": "Hello"}}).raise_for_status()
+            cur.execute(
+                f"UPDATE {rec} SET message_id = CASE id {' '.join(['WHEN %s THEN %s'] * len(msgs))} END "
+                f"WHERE id IN ({marks})",
+                [v for mid, _u, c in msgs for v in (c[0], mid)] + rid,
+            )
+        answers = list(pool.map(send, msgs)) if pool else [send(m) for m in msgs]
+        assert all(a.get("status") in ("queued", "sent") for a in answers)
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(f"UPDATE {rec} SET send_status=2, send_time=%s WHERE id IN ({marks}) AND send_status=1",
                         [now, *rid])
             cur.execute(f"UPDATE {msg_table} SET send_status=2, send_time=%s WHERE id IN ({', '.join(['%s'] * len(msgs))})",
                         [now, *[m[0] for m in msgs]])
-            cur.execute("UPDATE message_tasks SET success_count = success_count + %s WHERE id=%s", [len(chunk), task.pk])
+            cur.execute("UPDATE message_tasks SET success_count = success_count + %s WHERE id=%s", [len(chunk), task_pk])
     seconds = time.perf_counter() - t0
-    http.close()
-    sim.stop()
-    _retire(task)
-    return seconds
+    if pool:
+        pool.shutdown()
+    client.close()
+    connection.close()
+    queue.put(seconds)
 
 
 def bench_dispatch(args, n):
+    from messaging import conf
+
+    width = int(WORKER_SETTINGS.get("SEND_CONCURRENCY", conf.DEFAULTS["SEND_CONCURRENCY"]))
     base = raw_loop(n)
+    base_wide = raw_loop(n, width) if width > 1 else base
     for workers in (1, 2):
         seconds, _peak, _idle = run_broadcast(n, workers)
         report(f"dispatch: {workers} worker(s), {n:,} receivers", n / seconds, "receivers/s", n / base,
-               "receivers/s raw loop")
+               "receivers/s raw loop (serial sends)")
+        if width > 1:
+            report(f"dispatch: {workers} worker(s), {n:,} receivers, vs raw loop with {width} sends in flight",
+                   n / seconds, "receivers/s", n / base_wide, f"receivers/s raw loop ({width} in flight)")
 
 
 def bench_memory(args, n):
@@ -318,10 +366,15 @@ def main():
     setup_django(args)
     print(environment_line())
     quick = args.quick
-    bench_materialize(args, args.receivers or (10_000 if quick else 100_000))
-    bench_dispatch(args, args.dispatch or (2_000 if quick else 20_000))
-    bench_memory(args, args.memory or (5_000 if quick else 100_000))
-    bench_pacing(args, 20 if quick else 40)
+    parts = {p.strip() for p in args.only.split(",")}
+    if "materialize" in parts:
+        bench_materialize(args, args.receivers or (10_000 if quick else 100_000))
+    if "dispatch" in parts:
+        bench_dispatch(args, args.dispatch or (2_000 if quick else 20_000))
+    if "memory" in parts:
+        bench_memory(args, args.memory or (5_000 if quick else 100_000))
+    if "pacing" in parts:
+        bench_pacing(args, 20 if quick else 40)
     save_results(args)
 
 

@@ -30,6 +30,10 @@ DEFAULTS = {
     "LEASE_TTL_S": 90,
     # Parallel dispatchers started for one task (useful only with no pacing interval).
     "DISPATCHERS_PER_TASK": 1,
+    # Sends in flight at once per dispatcher when the account has no pacing at all (no interval,
+    # jitter, per-minute or daily cap): one keep-alive connection each to the instance. With any
+    # pacing, a dispatcher sends one message at a time.
+    "SEND_CONCURRENCY": 4,
     # Limits checked before anything is created.
     "MAX_RECEIVERS_PER_TASK": 100_000,
     "TEXT_MAX_LENGTH": 2000,

@@ -233,6 +233,60 @@ def claim(task_id, limit, after_id=0, now=None):
     return rows
 
 
+def insert_messages(rows, chunk=500):
+    """Insert message rows (dicts of Message fields, all with the same keys) into their monthly
+    shards with multi-row INSERTs; returns their ids, in order. Like `shards.bulk_create`
+    (ids from the Snowflake clock, `created_at` the id's time), without building a model
+    instance and an expression per value: a claim's rows are written in one statement."""
+    if not rows:
+        return []
+    ids, groups = [], {}
+    for row in rows:
+        mid = shards.new_id()
+        when = shards.id_time(mid)
+        groups.setdefault(shards.model_for(Message, when=when), []).append((mid, when, row))
+        ids.append(mid)
+    keys = list(rows[0])
+    qn = connection.ops.quote_name
+    for model, items in groups.items():
+        by_name = {f.attname: f for f in model._meta.local_concrete_fields}
+        fields = [by_name["id"], by_name["created_at"]] + [by_name[k] for k in keys]
+        columns = ", ".join(qn(f.column) for f in fields)
+        row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            params = []
+            for mid, when, row in part:
+                params.append(mid)
+                params.append(by_name["created_at"].get_db_prep_save(when, connection))
+                params.extend(f.get_db_prep_save(row[f.attname], connection) for f in fields[2:])
+            with connection.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row_marks] * len(part))}",
+                    params,
+                )
+    return ids
+
+
+def link_messages(pairs, chunk=1000):
+    """Set message_receivers.message_id for (receiver_id, message_id) pairs: one UPDATE ... CASE
+    per chunk (bulk_update builds a model and an expression per row, a measurable cost)."""
+    table = connection.ops.quote_name(MessageReceiver._meta.db_table)
+    n = 0
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start : start + chunk]
+        params = [v for pair in part for v in pair]
+        params.extend(rid for rid, _mid in part)
+        with connection.cursor() as cur:
+            cur.execute(
+                f"UPDATE {table} SET message_id = CASE id {' '.join(['WHEN %s THEN %s'] * len(part))} "
+                f"ELSE message_id END WHERE id IN ({', '.join(['%s'] * len(part))})",
+                params,
+            )
+            n += cur.rowcount
+    return n
+
+
 def reclaim_stale(task_id=None, now=None, timeout_s=None):
     """Hand back claims older than CLAIM_TIMEOUT_S (their worker died or stalled)."""
     now = now or timezone.now()
@@ -343,7 +397,7 @@ def instance_client(instance):
     # `status`, `error` and `message_id` defensively and treats anything else as unknown.
     return InstanceClient.for_instance(
         instance, timeout=float(_setting("SEND_TIMEOUT_S")), max_retries=1, backoff_base_s=0.2,
-        validate_responses=False,
+        validate_responses=False, stdlib_http=True,
     )
 
 
@@ -404,6 +458,8 @@ class Dispatcher:
     stats: dict = field(default_factory=lambda: {"sent": 0, "claims": 0, "polled": 0})
     event_cursor = None  # not a dataclass field: set by _init_event_cursor()
     inflight = ()
+    pool = None  # ThreadPoolExecutor of the concurrent sends (unpaced), set by run()
+    concurrency = 1
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -455,6 +511,12 @@ class Dispatcher:
         deadline = time.monotonic() + slice_s
         self.client = client_factory(self.instance)
         self.inflight = []  # Prepared items handed over, waiting for their outcome
+        self.concurrency = 1 if self.paced else max(1, int(_setting("SEND_CONCURRENCY")))
+        self.pool = None
+        if self.concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.task_id}")
         self._init_event_cursor()
         cursor = 0
         try:
@@ -477,6 +539,8 @@ class Dispatcher:
                     self._settle_inflight(final=True)
                     return reason
         finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
             try:
                 self.client.close()
             except Exception:  # noqa: BLE001 - closing must not hide the real outcome
@@ -579,9 +643,8 @@ class Dispatcher:
             }))
         if new_rows:
             with transaction.atomic():
-                ids = shards.bulk_create(Message, [n[4] for n in new_rows])
-                objs = [MessageReceiver(pk=n[0]["id"], message_id=mid) for n, mid in zip(new_rows, ids)]
-                MessageReceiver.objects.bulk_update(objs, ["message_id"], batch_size=1000)
+                ids = insert_messages([n[4] for n in new_rows])
+                link_messages([(n[0]["id"], mid) for n, mid in zip(new_rows, ids)])
             for (r, ctype, rendered, mentions, cols), mid in zip(new_rows, ids):
                 prepared.append(Prepared(r, mid, cols["message_uuid"], ctype, rendered, mentions, self.reply_to))
         prepared.sort(key=lambda p: p.row["id"])
@@ -598,6 +661,8 @@ class Dispatcher:
 
     def _process(self, rows):
         prepared, outcomes = self._prepare(rows)
+        if self.pool is not None:
+            return self._process_concurrent(prepared, outcomes)
         last_flush = time.monotonic()
         flush_every = float(_setting("FLUSH_INTERVAL_S"))
         for index, item in enumerate(prepared):
@@ -635,6 +700,70 @@ class Dispatcher:
                     return "stopped"
                 if self.paced:
                     self._touch(prepared[index + 1 :])
+        self._flush(outcomes)
+        self._settle_inflight(final=False)
+        return None
+
+    def _process_concurrent(self, prepared, outcomes):
+        """Unpaced sending: up to SEND_CONCURRENCY sends in flight (one keep-alive connection
+        each), outcomes recorded in receiver order. A stop or pause answer submits nothing more:
+        the sends already in flight (at most SEND_CONCURRENCY - 1) were answered by the instance
+        and are recorded as answered; everything after them is released."""
+        from collections import deque
+
+        last_flush = time.monotonic()
+        flush_every = float(_setting("FLUSH_INTERVAL_S"))
+        window = deque()
+        submitted = 0
+        stop = pause = None
+        stopped = False
+
+        def fill():
+            nonlocal submitted
+            while len(window) < self.concurrency and submitted < len(prepared):
+                item = prepared[submitted]
+                window.append((item, self.pool.submit(self._send, item)))
+                submitted += 1
+
+        fill()
+        while window:
+            item, future = window.popleft()
+            outcome = future.result()
+            if outcome.kind == "stop":
+                outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
+                stop = stop or outcome
+            elif outcome.kind == "pause":  # refused: never handed over
+                outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+                pause = pause or outcome
+            else:
+                outcomes.append(outcome)
+                if outcome.kind == "queued":
+                    item.sent_at = time.monotonic()
+                    self.inflight.append(item)
+            if stop is not None or pause is not None or stopped:
+                continue  # drain what is in flight, submit nothing more
+            if time.monotonic() - last_flush >= flush_every:
+                self._flush(outcomes)
+                outcomes = []
+                last_flush = time.monotonic()
+                self._heartbeat()
+                self._settle_inflight(final=False)
+                if not self._still_running():
+                    stopped = True
+                    continue
+            fill()
+        if stop is not None or pause is not None or stopped:
+            self._release(prepared[submitted:], outcomes)
+            self._flush(outcomes)
+            if stop is not None:
+                from . import services
+
+                services.stop_account(self.account.pk, stop.code, stop.error)
+                return "stopped-account"
+            if pause is not None:
+                self._pause(pause.error or pause.code)
+                return "paused"
+            return "stopped"
         self._flush(outcomes)
         self._settle_inflight(final=False)
         return None

@@ -1118,8 +1118,19 @@ class _Handler(BaseHTTPRequestHandler):
         # peer's delayed ACK adds ~40 ms to every keep-alive request
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    _date = (0, "")
+
+    def date_time_string(self, timestamp=None):
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())  # the Date header changes once a second: format it once a second
+        if _Handler._date[0] != now:
+            _Handler._date = (now, super().date_time_string(now))
+        return _Handler._date[1]
+
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        logger.debug("%s - %s", self.address_string(), format % args)
+        if logger.isEnabledFor(logging.DEBUG):  # formatted only when it is written
+            logger.debug("%s - %s", self.address_string(), format % args)
 
     @property
     def sim(self) -> Simulator:
@@ -1153,8 +1164,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header(protocol.VERSION_HEADER, protocol.PROTOCOL_REVISION)
         for key, value in (extra_headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(raw)
+        # headers and body in one write (one packet with TCP_NODELAY, not two)
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(raw)
+        self.flush_headers()
 
     def _ok(self, status, data):
         self._send(status, {"ok": True, "data": data, "error": None})
