@@ -15,12 +15,16 @@ Public API for other apps (stable; keyword arguments as shown):
 - `record_metrics(instance, metrics, collected_at=None)` — writes samples into the weekly
   `instance_monitors` shard (for callers that do not write them themselves).
 - `evaluate_rules(now=None)` — runs every enabled rule once (beat, every minute).
-- `dashboard_data()` — the admin home page figures, cached briefly.
+- `dashboard_data(scope=None)` — the admin home page figures, cached briefly (per scope);
+  `dashboard_for(user)` — the figures a user may see (every instance for a role grant, the
+  instances of their object grants otherwise), or None.
 """
 import datetime
 import decimal
+import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
@@ -360,7 +364,8 @@ def _task_failure_rate(rule, now):
     firing = {}
     rows = (MessageTask.objects
             .filter(Q(started_at__gte=since) | Q(completed_at__gte=since) | Q(status=1))
-            .values("id", "task_name", "success_count", "fail_count", "target_count"))
+            .values("id", "task_name", "success_count", "fail_count", "target_count",
+                    "account__instance_id"))
     for row in rows:
         processed = (row["success_count"] or 0) + (row["fail_count"] or 0)
         if processed < minimum:
@@ -374,6 +379,8 @@ def _task_failure_rate(rule, now):
                 % {"f": row["fail_count"], "p": processed},
                 "metric_name": "failure_rate", "metric_value": rate,
                 "threshold_value": threshold,
+                # the task's instance: the alert shows on that instance's scoped dashboard
+                "instance": row["account__instance_id"],
             }
     return firing
 
@@ -458,18 +465,83 @@ def audit_alert_change(record, operation, old_status):
 
 # --- dashboard ------------------------------------------------------------------------------------
 DASHBOARD_CACHE_KEY = "monitoring:dashboard:v1"
+#: Either permission shows the dashboard (figures of the instances it covers).
+DASHBOARD_PERMISSIONS = ("monitoring.view_alertrecord", "instances.view_weworkinstance")
+ALERT_PERMISSION = "monitoring.view_alertrecord"
 
 
-def dashboard_data(use_cache=True):
-    """Figures for the admin home page, cached for settings.DASHBOARD_CACHE_SECONDS (15 s)."""
+@dataclass(frozen=True)
+class DashboardScope:
+    """What a user's dashboard covers.
+
+    `instance_ids` None: every instance (a role grant, today's global dashboard); else the
+    instances the user may see through object grants. `alert_instance_ids`: None every alert,
+    else the instances whose alerts the user may see (a subset of `instance_ids`).
+    """
+
+    instance_ids: frozenset | None
+    alert_instance_ids: frozenset | None
+    can_see_alerts: bool
+
+    @property
+    def is_global(self):
+        return self.instance_ids is None
+
+    def cache_key(self, language):
+        if self.is_global:
+            return f"{DASHBOARD_CACHE_KEY}:{language}"
+        # One entry per scope (the figures depend on nothing else): users with the same
+        # grants share it, users with other grants never see it.
+        described = "i:{};a:{}".format(",".join(map(str, sorted(self.instance_ids))),
+                                       ",".join(map(str, sorted(self.alert_instance_ids))))
+        digest = hashlib.sha256(described.encode()).hexdigest()[:32]
+        return f"{DASHBOARD_CACHE_KEY}:scope:{digest}:{language}"
+
+
+def dashboard_scope(user):
+    """The DashboardScope of `user`, or None when the user may see no dashboard at all."""
+    from accounts.scoping import has_global_perm, visible_instance_ids
+
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if any(has_global_perm(user, p) for p in DASHBOARD_PERMISSIONS):
+        return DashboardScope(None, None, has_global_perm(user, ALERT_PERMISSION))
+    alert_ids = frozenset(visible_instance_ids(user, ALERT_PERMISSION) or ())
+    ids = alert_ids | frozenset(visible_instance_ids(user, "instances.view_weworkinstance") or ())
+    if not ids:
+        return None
+    return DashboardScope(ids, alert_ids, bool(alert_ids))
+
+
+def dashboard_for(user, use_cache=True):
+    """The dashboard of `user` (figures restricted to what the user may see), or None."""
+    scope = dashboard_scope(user)
+    if scope is None:
+        return None
+    data = dict(dashboard_data(use_cache=use_cache, scope=scope))
+    data["can_see_alerts"] = scope.can_see_alerts
+    if not scope.can_see_alerts:
+        data["active_alerts"] = []  # titles only for those who may read the alerts
+        if not scope.is_global:
+            data["active_alert_counts"], data["active_alert_total"] = {}, 0
+    return data
+
+
+def dashboard_data(use_cache=True, scope=None):
+    """Figures for the admin home page, cached for settings.DASHBOARD_CACHE_SECONDS (15 s).
+
+    Without `scope` (or a global one): every instance. With a scoped DashboardScope: only its
+    instances, cached under a key of its own.
+    """
+    scope = scope or DashboardScope(None, None, True)
     ttl = int(getattr(settings, "DASHBOARD_CACHE_SECONDS", 15))
     # Labels are translated when computed: one entry per language.
-    key = f"{DASHBOARD_CACHE_KEY}:{translation.get_language() or settings.LANGUAGE_CODE}"
+    key = scope.cache_key(translation.get_language() or settings.LANGUAGE_CODE)
     if use_cache and ttl > 0:
         data = cache.get(key)
         if data is not None:
             return data
-    data = _compute_dashboard()
+    data = _compute_dashboard(scope.instance_ids, scope.alert_instance_ids)
     if ttl > 0:
         cache.set(key, data, ttl)
     return data
@@ -482,7 +554,17 @@ def _choice_label(choices, value):
         return value
 
 
-def _compute_dashboard():
+def _alerts_in(instance_ids):
+    """Open alerts, of every source or of the sources below `instance_ids`."""
+    qs = AlertRecord.objects.filter(status__in=OPEN_STATUSES)
+    if instance_ids is None:
+        return qs
+    ids = sorted(instance_ids)
+    return qs.filter(Q(instance_id__in=ids)
+                     | Q(source_type="instance", source_id__in=[str(i) for i in ids]))
+
+
+def _compute_dashboard(instance_ids=None, alert_instance_ids=None):
     from contacts.models import AccountStatus, WeworkAccount
     from instances.models import InstanceStatus, WeworkInstance
     from messaging.models import Message, MessageTask, TaskStatus
@@ -490,19 +572,30 @@ def _compute_dashboard():
     now = timezone.now()
     local_now = timezone.localtime(now)
     midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    scoped = instance_ids is not None
+    ids = sorted(instance_ids) if scoped else None
 
-    inst = dict(WeworkInstance.objects.values_list("status").annotate(n=Count("id"))
+    instance_qs = WeworkInstance.objects.all()
+    account_qs = WeworkAccount.objects.all()
+    task_qs = MessageTask.objects.filter(status=TaskStatus.RUNNING)
+    if scoped:
+        instance_qs = instance_qs.filter(pk__in=ids)
+        account_qs = account_qs.filter(instance_id__in=ids)
+        task_qs = task_qs.filter(account__instance_id__in=ids)
+
+    inst = dict(instance_qs.values_list("status").annotate(n=Count("id"))
                 .values_list("status", "n"))
     instances = [{"status": s.value, "label": str(s.label), "count": inst.get(s.value, 0)}
                  for s in InstanceStatus]
-    acc = dict(WeworkAccount.objects.values_list("status").annotate(n=Count("id"))
+    acc = dict(account_qs.values_list("status").annotate(n=Count("id"))
                .values_list("status", "n"))
     accounts = [{"status": s.value, "label": str(s.label), "count": acc.get(s.value, 0)}
                 for s in AccountStatus]
 
     # Messages per local hour: one query per message shard overlapping today, counting
     # Snowflake id ranges (the id encodes the time), so it reads the primary key only and
-    # sends 24 numbers, not a day of rows.
+    # sends 24 numbers, not a day of rows. Scoped: the messages of the accounts of its
+    # instances (a subquery, deleted accounts included).
     hours = [0] * 24
     buckets = {}
     for hour in range(local_now.hour + 1):
@@ -512,33 +605,40 @@ def _compute_dashboard():
     day_low, _day_high = shards.id_bounds(since=midnight)
     for model in shards.shard_models(Message, since=midnight, until=now +
                                      datetime.timedelta(seconds=1)):
-        counts = model.objects.filter(id__gte=day_low).aggregate(**{
+        messages = model.objects.filter(id__gte=day_low)
+        if scoped:
+            messages = messages.filter(account_id__in=WeworkAccount.all_objects.filter(
+                instance_id__in=ids).values("id"))
+        counts = messages.aggregate(**{
             key: Count("id", filter=Q(id__gte=low, id__lt=high))
             for key, (low, high) in buckets.items()
         })
         for key, value in counts.items():
             hours[int(key[1:])] += value or 0
     running = list(
-        MessageTask.objects.filter(status=TaskStatus.RUNNING)
-        .order_by("-started_at")
+        task_qs.order_by("-started_at")
         .values("id", "task_name", "progress", "success_count", "fail_count", "target_count")[:10]
     )
     for task in running:
         task["progress"] = float(task["progress"] or 0)
-    active_alerts = list(
-        AlertRecord.objects.filter(status__in=OPEN_STATUSES)
-        .order_by("-created_at")
-        .values("id", "alert_level", "alert_title", "status", "created_at", "source_type",
-                "source_id")[:10]
-    )
+    if alert_instance_ids is not None and not alert_instance_ids:
+        active_alerts, alert_counts = [], {}
+    else:
+        alerts = _alerts_in(alert_instance_ids)
+        active_alerts = list(
+            alerts.order_by("-created_at")
+            .values("id", "alert_level", "alert_title", "status", "created_at", "source_type",
+                    "source_id")[:10]
+        )
+        alert_counts = dict(alerts.values_list("alert_level").annotate(n=Count("id"))
+                            .values_list("alert_level", "n"))
     for alert in active_alerts:
         alert["level_label"] = str(_choice_label(AlertLevel, alert["alert_level"]))
         alert["status_label"] = str(_choice_label(AlertStatus, alert["status"]))
-    alert_counts = dict(AlertRecord.objects.filter(status__in=OPEN_STATUSES)
-                        .values_list("alert_level").annotate(n=Count("id"))
-                        .values_list("alert_level", "n"))
     return {
         "generated_at": now,
+        "scoped": scoped,
+        "instance_ids": ids,
         "instances": instances,
         "instances_online": inst.get(InstanceStatus.ONLINE, 0),
         "instances_offline": sum(v for k, v in inst.items() if k != InstanceStatus.ONLINE),

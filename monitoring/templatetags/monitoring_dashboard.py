@@ -1,23 +1,22 @@
-"""`{% monitoring_dashboard as dash %}`: the admin home page figures (cached, see services)."""
+"""`{% monitoring_dashboard as dash %}`: the admin home page figures (cached, see services).
+
+Users with a role granting a dashboard permission see every instance; users whose rights come
+from per-instance grants see the figures of those instances only; others see no dashboard."""
 from django import template
 
 from monitoring import services
 
 register = template.Library()
 
-DASHBOARD_PERMISSIONS = ("monitoring.view_alertrecord", "instances.view_weworkinstance")
+DASHBOARD_PERMISSIONS = services.DASHBOARD_PERMISSIONS
 
 
 @register.simple_tag(takes_context=True)
 def monitoring_dashboard(context):
     request = context.get("request")
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    data = services.dashboard_for(getattr(request, "user", None))
+    if data is None:
         return None
-    if not any(user.has_perm(p) for p in DASHBOARD_PERMISSIONS):
-        return None
-    data = dict(services.dashboard_data())
-    data["can_see_alerts"] = user.has_perm("monitoring.view_alertrecord")
     data["chart"] = {
         "labels": [f"{h:02d}:00" for h in range(len(data["messages_per_hour"]))],
         "values": data["messages_per_hour"],

@@ -215,8 +215,9 @@ def test_shard_rotation_rule_fires_when_shards_are_missing_and_clears():
 
 
 @pytest.mark.django_db
-def test_dashboard_api_refuses_users_scoped_to_one_instance(client, grant):
-    """Per-instance grants must not reveal the figures of every instance."""
+def test_dashboard_api_of_users_scoped_to_one_instance_covers_that_instance(client, grant):
+    """Per-instance grants must not reveal the figures of every instance (F3): the dashboard
+    covers the granted instance only (more in test_dashboard_scoped.py)."""
     from accounts.services.permissions import grant_instance
 
     mine, other = WeworkInstanceFactory(), WeworkInstanceFactory()
@@ -226,7 +227,8 @@ def test_dashboard_api_refuses_users_scoped_to_one_instance(client, grant):
     grant_instance(user, mine, ["monitoring.view_alertrecord", "instances.view_weworkinstance"])
     client.force_login(user)
     response = client.get(reverse("api:monitoring-dashboard"))
-    assert response.status_code == 403
+    assert response.status_code == 200
+    assert response.json()["instance_ids"] == [mine.pk]
     assert b"other's alert" not in response.content
 
 
