@@ -219,6 +219,22 @@ def _login_key(login_id):
     return f"contacts:login:{login_id}"
 
 
+def _current_login_key(instance_pk, user_pk):
+    return f"contacts:login:current:{instance_pk}:{user_pk}"
+
+
+def current_login(instance, user):
+    """The login `user` last started on the instance (state dict), or None (none, or expired
+    from the cache). Reads the cache only: showing a login starts nothing on the instance."""
+    if user is None or not getattr(user, "pk", None):
+        return None
+    login_id = cache.get(_current_login_key(instance.pk, user.pk))
+    state = get_login_state(login_id) if login_id else None
+    if state is None or state["instance_id"] != instance.pk:
+        return None
+    return state
+
+
 def start_login(instance, *, user=None, account_wxid=None):
     """Start a QR login on the instance; returns the login state dict (kept in the cache)."""
     instance.refresh_from_db(fields=["current_accounts", "max_accounts", "status"])
@@ -250,6 +266,8 @@ def start_login(instance, *, user=None, account_wxid=None):
         "error": None,
     }
     cache.set(_login_key(state["login_id"]), state, LOGIN_TTL)
+    if state["user_id"] is not None:
+        cache.set(_current_login_key(instance.pk, state["user_id"]), state["login_id"], LOGIN_TTL)
     return state
 
 

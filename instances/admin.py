@@ -174,37 +174,65 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
         return instance
 
     def qr_login_view(self, request, pk):
+        """GET shows the login this user last started on the instance (or a button to start
+        one); POST (CSRF-protected form) starts a new login, then redirects to the page."""
         from contacts import services as contact_services
-        from contacts.qr import qr_svg
 
         instance = self._instance_for(request, pk)
+        if request.method == "POST":  # admin_view() checks the CSRF token
+            return self._qr_login_start(request, instance)
+        if request.method not in ("GET", "HEAD"):
+            from django.http import HttpResponseNotAllowed
+
+            return HttpResponseNotAllowed(["GET", "POST"])
+        state = contact_services.current_login(instance, request.user)
         context = {**self.admin_site.each_context(request), "instance": instance,
-                   "opts": self.model._meta, "title": _("QR login")}
+                   "opts": self.model._meta, "title": _("QR login"),
+                   "start_url": reverse("admin:instances_weworkinstance_qr_login",
+                                        args=[instance.pk]),
+                   "login": state}
+        if state is not None:
+            context.update(self._qr_login_context(instance, state))
+        return TemplateResponse(request, "contacts/qr_login.html", context)
+
+    def _qr_login_start(self, request, instance):
+        from django.shortcuts import redirect
+
+        from contacts import services as contact_services
+
         try:
-            state = contact_services.start_login(instance, user=request.user)
+            contact_services.start_login(instance, user=request.user)
         except services.ServiceError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            from django.shortcuts import redirect
+        return redirect("admin:instances_weworkinstance_qr_login", instance.pk)
 
-            return redirect("admin:instances_weworkinstance_changelist")
+    @staticmethod
+    def _qr_login_context(instance, state):
         from datetime import UTC, datetime
 
-        context.update(
-            qr_svg=qr_svg(state["qrcode"]),
-            status_label=LOGIN_LABELS.get(state["status"], state["status"]),
-            expires_at=datetime.fromtimestamp(state["expires_at_ms"] / 1000, tz=UTC),
-            status_url=reverse("admin:instances_weworkinstance_qr_login_status",
-                               args=[instance.pk, state["login_id"]]),
-            verify_url=reverse("admin:instances_weworkinstance_qr_login_verify",
-                               args=[instance.pk, state["login_id"]]),
-            cancel_url=reverse("admin:instances_weworkinstance_qr_login_cancel",
-                               args=[instance.pk, state["login_id"]]),
-            # The simulator encodes its scan URL in the QR content (a real instance encodes a
-            # WeCom URL); shown to super admins to test logins without a phone.
-            scan_url=(state["qrcode"] if request.user.is_superuser
-                      and "/sim/scan/" in str(state.get("qrcode") or "") else None),
-        )
-        return TemplateResponse(request, "contacts/qr_login.html", context)
+        from contacts.qr import qr_svg
+
+        login_id = state["login_id"]
+        content = str(state.get("qrcode") or "")
+        # The simulator encodes its scan URL in the QR content (a real instance encodes a
+        # WeCom URL): shown as a link to test logins without a phone, with its confirm URL.
+        scan_url = content if "/sim/scan/" in content else None
+        expires = state.get("expires_at_ms")
+        return {
+            "qr_svg": qr_svg(content) if content else "",
+            "status": state["status"],
+            "status_label": LOGIN_LABELS.get(state["status"], state["status"]),
+            "is_final": state["status"] in LOGIN_FINAL,
+            "expires_at": datetime.fromtimestamp(expires / 1000, tz=UTC) if expires else None,
+            "status_url": reverse("admin:instances_weworkinstance_qr_login_status",
+                                  args=[instance.pk, login_id]),
+            "verify_url": reverse("admin:instances_weworkinstance_qr_login_verify",
+                                  args=[instance.pk, login_id]),
+            "cancel_url": reverse("admin:instances_weworkinstance_qr_login_cancel",
+                                  args=[instance.pk, login_id]),
+            "scan_url": scan_url,
+            "confirm_url": scan_url.replace("/sim/scan/", "/sim/confirm/") if scan_url else None,
+        }
 
     def qr_login_status_view(self, request, pk, login_id):
         from contacts import services as contact_services
@@ -248,6 +276,8 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
         return self._login_post(request, pk, login_id, contact_services.cancel_login)
 
+
+LOGIN_FINAL = ("confirmed", "expired", "cancelled")
 
 LOGIN_LABELS = {
     "waiting": _("Waiting for a scan"),

@@ -154,8 +154,9 @@ def test_admin_pages_render(root_client, registered, simulator):
 
 
 def test_admin_qr_login_page_and_status(root_client, registered, simulator):
-    page = root_client.get(reverse("admin:instances_weworkinstance_qr_login",
-                                   args=[registered.pk]))
+    url = reverse("admin:instances_weworkinstance_qr_login", args=[registered.pk])
+    assert root_client.post(url).status_code == 302  # starting a login is a POST
+    page = root_client.get(url)
     assert page.status_code == 200
     assert b"<svg" in page.content
     login_id = next(iter(simulator.logins))
@@ -241,12 +242,75 @@ def test_admin_instance_form_rejects_bad_values(root_client, admin_user, field, 
 def test_admin_qr_login_page_shows_label_and_simulator_scan_url(root_client, registered, simulator):
     from django.utils import translation
 
+    url = reverse("admin:instances_weworkinstance_qr_login", args=[registered.pk])
+    root_client.post(url)
     with translation.override("en"):
-        page = root_client.get(reverse("admin:instances_weworkinstance_qr_login",
-                                       args=[registered.pk]), HTTP_ACCEPT_LANGUAGE="en")
+        page = root_client.get(url, HTTP_ACCEPT_LANGUAGE="en")
     login_id = next(iter(simulator.logins))
     assert page.context["status_label"] != "waiting"
     assert f"/sim/scan/{login_id}".encode() in page.content
+
+
+def test_admin_qr_login_get_starts_nothing_post_starts_one_login(registered, simulator,
+                                                                  admin_user):
+    """F8: a GET showed the page by starting a new login on the instance (and auditing it)."""
+    from django.test import Client
+
+    from monitoring.models import AuditLog
+
+    client = Client(enforce_csrf_checks=True)
+    login_verified(client, admin_user)
+    url = reverse("admin:instances_weworkinstance_qr_login", args=[registered.pk])
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 200 and page.context["login"] is None
+    assert b'id="qr-start"' in page.content and b'class="qr-image"' not in page.content
+    assert simulator.logins == {}
+    assert not AuditLog.objects.filter(operation="account.qr_login").exists()
+    # no CSRF token: refused, nothing started
+    assert client.post(url).status_code == 403
+    assert simulator.logins == {}
+    token = page.context["csrf_token"]
+    response = client.post(url, {"csrfmiddlewaretoken": str(token)})
+    assert response.status_code == 302 and response["Location"] == url
+    assert len(simulator.logins) == 1
+    login_id = next(iter(simulator.logins))
+    for _ in range(2):  # showing the page again shows the same login, starts none
+        page = client.get(url, HTTP_ACCEPT_LANGUAGE="en")
+        assert page.context["login"]["login_id"] == login_id
+    assert len(simulator.logins) == 1
+    assert AuditLog.objects.filter(operation="account.qr_login").count() == 1
+    body = page.content.decode()
+    assert 'class="qr-image"' in body and "Waiting for a scan" in body and ">waiting<" not in body
+    assert f"{simulator.url}/sim/scan/{login_id}" in body
+    assert f"{simulator.url}/sim/confirm/{login_id}" in body
+    # another user sees no login of this one's
+    other = UserFactory(is_superuser=True)
+    other_client = Client()
+    login_verified(other_client, other)
+    assert other_client.get(url).context["login"] is None
+
+
+def test_admin_qr_login_post_needs_the_login_permission(client, perms, registered, simulator):
+    viewer = UserFactory()
+    grant_instance(viewer, registered, ["instances.view_weworkinstance"])
+    client.force_login(viewer)
+    url = reverse("admin:instances_weworkinstance_qr_login", args=[registered.pk])
+    assert client.post(url).status_code in (403, 404)
+    assert simulator.logins == {}
+    grant_instance(viewer, registered, ["contacts.login_account"])
+    assert client.post(url).status_code == 302
+    assert len(simulator.logins) == 1
+
+
+def test_admin_qr_login_post_refused_by_capacity_shows_the_reason(root_client, registered,
+                                                                  simulator):
+    from instances.models import WeworkInstance
+
+    WeworkInstance.objects.filter(pk=registered.pk).update(max_accounts=1, current_accounts=1)
+    url = reverse("admin:instances_weworkinstance_qr_login", args=[registered.pk])
+    page = root_client.post(url, follow=True, HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 200 and simulator.logins == {}
+    assert "already has 1 of 1 accounts" in page.content.decode()
 
 
 def test_admin_column_headers_are_translatable():
