@@ -198,7 +198,7 @@ class MessageTaskAdmin(PlatformModelAdmin):
 
     @admin.action(description=_("Rebuild counters from receivers"))
     def rebuild(self, request, queryset):
-        self._act(request, queryset, lambda t: services.rebuild_counters(t.pk), _("%(count)d tasks recounted."))
+        self._act(request, queryset, services.recount_task, _("%(count)d tasks recounted."))
 
 
 @admin.register(MessageReceiver)

@@ -6,7 +6,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .content import _FIELDS as REQUIRED_CONTENT
-from .models import MessageTemplate, MessageType, TaskPriority, TemplateStatus
+from .models import MessageTemplate, MessageType, TaskPriority
 
 # Which content fields each message type uses (the page shows only those).
 TYPE_FIELDS = {
@@ -95,8 +95,9 @@ class ComposeForm(forms.Form):
         ]
         self.fields["contacts"].choices = contacts
         self.fields["groups"].choices = groups
-        self.fields["template"].queryset = MessageTemplate.objects.filter(status=TemplateStatus.ENABLED).order_by(
-            "sort_order", "name")
+        from .services import compose_templates
+
+        self.fields["template"].queryset = compose_templates()
 
     def clean_variables(self):
         return parse_variables(self.cleaned_data.get("variables"))

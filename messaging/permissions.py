@@ -7,7 +7,8 @@ Object permissions are granted per instance; messaging rows reach their instance
 - sending one message: `messaging.send_message` on the account's instance;
 - creating a batch or broadcast task: `messaging.send_broadcast` on the account's instance;
 - pause / resume / cancel / resend: `messaging.manage_task` on the task's instance;
-- templates are global: `messaging.add_/change_/view_messagetemplate`.
+- templates are global: `messaging.add_/change_/view_messagetemplate`; whoever may compose
+  may also preview the templates compose offers (the enabled ones).
 """
 from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext as _
@@ -61,6 +62,25 @@ def may_use(user, perm):
         return user.has_perm(perm)
     ids = s.visible_instance_ids(user, perm)
     return ids is None or bool(ids)
+
+
+def may_compose(user):
+    """Whether the compose page is open to `user` (single messages or broadcasts somewhere)."""
+    return may_use(user, SEND_MESSAGE) or may_use(user, SEND_BROADCAST)
+
+
+def previewable_templates(user):
+    """Templates `user` may preview: every template with `messaging.view_messagetemplate`,
+    else the ones the compose page offers (enabled) when the user may compose; else None."""
+    from .models import MessageTemplate
+
+    if may_use(user, "messaging.view_messagetemplate"):
+        return MessageTemplate.objects.all()
+    if may_compose(user):
+        from .services import compose_templates
+
+        return compose_templates()
+    return None
 
 
 def require(user, perm, instance_id=None):

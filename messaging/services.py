@@ -11,6 +11,7 @@ into HTTP 400 / form errors.
 """
 import logging
 from datetime import timedelta
+from functools import wraps
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -87,6 +88,11 @@ def check_account_can_send(account):
 # ------------------------------------------------------------------------------------------
 # Templates
 # ------------------------------------------------------------------------------------------
+
+def compose_templates():
+    """The templates the compose page offers (enabled ones), in their display order."""
+    return MessageTemplate.objects.filter(status=TemplateStatus.ENABLED).order_by("sort_order", "name")
+
 
 def template_content(template):
     """The template's content as a dict (text → {"text": ...})."""
@@ -602,14 +608,72 @@ def send_message(user, *, account, receiver_wxid, receiver_type="contact", messa
 
 
 # --- Task lifecycle --------------------------------------------------------------------------
+#
+# Task actions change rows with QuerySet.update() (conditional, race-free), which fires no model
+# signal: each one writes its own audit row (monitoring.audit.record) with the actor of the
+# context (request user, task/beat, command), the task, the old and the new status. The row is
+# written in the same transaction as the change; a refused action leaves a FAILURE row.
+
+TASK_AUDIT_PREFIX = "message_task"
+
+
+def _audit_task(operation, task, old_status, new_status, *, old_values=None, new_values=None,
+                result="SUCCESS", error=None, extra=None):
+    from monitoring import audit
+
+    old = {"status": old_status, **(old_values or {})}
+    new = None if new_status is None and not new_values else {"status": new_status, **(new_values or {})}
+    return audit.record(
+        f"{TASK_AUDIT_PREFIX}.{operation}",
+        resource_type=audit.resource_type_of(MessageTask),
+        resource_id=task.pk,
+        resource_name=str(task),
+        operation_type="UPDATE",
+        old_values=old,
+        new_values=new,
+        result=result,
+        error_message=error,
+        extra=extra,
+    )
+
+
+def _locked_status(task_id):
+    """The task's status, its row locked until the end of the transaction (MariaDB)."""
+    return MessageTask.objects.select_for_update().filter(pk=task_id).values_list("status", flat=True).first()
+
+
+def _audited_action(operation):
+    """Record a FAILURE audit row when the action is refused (ValidationError), then re-raise.
+    The row is written after the action's own transaction was rolled back."""
+
+    def decorate(fn):
+        @wraps(fn)
+        def wrapper(task, *args, **kwargs):
+            try:
+                return fn(task, *args, **kwargs)
+            except ValidationError as exc:
+                current = MessageTask.objects.filter(pk=task.pk).values_list("status", flat=True).first()
+                _audit_task(operation, task, current, None, result="FAILURE", error="; ".join(exc.messages))
+                raise
+
+        return wrapper
+
+    return decorate
+
 
 def start_task(task_id, now=None):
-    """PENDING (due) or RUNNING → RUNNING, then make sure dispatchers run."""
+    """PENDING (due) or RUNNING → RUNNING, then make sure dispatchers run.
+
+    Runs in Celery (queued by create/resume/resend, or by beat for a scheduled task that is due):
+    the PENDING → RUNNING change is audited (`message_task.start`) with that context's actor."""
     now = now or timezone.now()
-    MessageTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).filter(
-        _due_q(now)
-    ).update(status=TaskStatus.RUNNING, started_at=now, updated_at=now)
-    task = MessageTask.objects.filter(pk=task_id).first()
+    with transaction.atomic():
+        started = MessageTask.objects.filter(pk=task_id, status=TaskStatus.PENDING).filter(
+            _due_q(now)
+        ).update(status=TaskStatus.RUNNING, started_at=now, updated_at=now)
+        task = MessageTask.objects.filter(pk=task_id).first()
+        if started and task is not None:
+            _audit_task("start", task, TaskStatus.PENDING, TaskStatus.RUNNING)
     if task is None or task.status != TaskStatus.RUNNING:
         return False
     from . import dispatch
@@ -624,16 +688,22 @@ def _due_q(now):
     return Q(scheduled_time__isnull=True) | Q(scheduled_time__lte=now)
 
 
+@_audited_action("pause")
 def pause_task(task, reason=None):
-    n = MessageTask.objects.filter(
-        pk=task.pk, status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]
-    ).update(status=TaskStatus.PAUSED, error_message=reason, updated_at=timezone.now())
-    if not n:
-        raise ValidationError({"status": _("Only pending or running tasks can be paused.")})
+    with transaction.atomic():
+        old = _locked_status(task.pk)
+        n = MessageTask.objects.filter(
+            pk=task.pk, status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]
+        ).update(status=TaskStatus.PAUSED, error_message=reason, updated_at=timezone.now())
+        if not n:
+            raise ValidationError({"status": _("Only pending or running tasks can be paused.")})
+        _audit_task("pause", task, old, TaskStatus.PAUSED,
+                    new_values={"error_message": reason} if reason else None)
     task.refresh_from_db()
     return task
 
 
+@_audited_action("resume")
 def resume_task(task, clear_stop=False):
     if task.status != TaskStatus.PAUSED:
         raise ValidationError({"status": _("Only paused tasks can be resumed.")})
@@ -643,32 +713,41 @@ def resume_task(task, clear_stop=False):
         check_account_can_send(get_account(task.account_id))
     now = timezone.now()
     status = TaskStatus.PENDING if task.scheduled_time and task.scheduled_time > now and not task.started_at else TaskStatus.RUNNING
-    MessageTask.objects.filter(pk=task.pk, status=TaskStatus.PAUSED).update(
-        status=status, error_message=None, updated_at=now,
-        started_at=task.started_at or (now if status == TaskStatus.RUNNING else None),
-    )
+    with transaction.atomic():
+        n = MessageTask.objects.filter(pk=task.pk, status=TaskStatus.PAUSED).update(
+            status=status, error_message=None, updated_at=now,
+            started_at=task.started_at or (now if status == TaskStatus.RUNNING else None),
+        )
+        if not n:
+            raise ValidationError({"status": _("Only paused tasks can be resumed.")})
+        _audit_task("resume", task, TaskStatus.PAUSED, status,
+                    extra={"clear_stop": True} if clear_stop else None)
     task.refresh_from_db()
     if status == TaskStatus.RUNNING:
         transaction.on_commit(lambda: _enqueue_start(task.pk))
     return task
 
 
+@_audited_action("cancel")
 def cancel_task(task):
-    if task.status in FINAL_TASK_STATUSES:
-        raise ValidationError({"status": _("The task is already finished.")})
     now = timezone.now()
     with transaction.atomic():
+        old = _locked_status(task.pk)
+        if old is None or old in FINAL_TASK_STATUSES:
+            raise ValidationError({"status": _("The task is already finished.")})
         MessageTask.objects.filter(pk=task.pk).update(
             status=TaskStatus.CANCELLED, completed_at=now, updated_at=now
         )
-        MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.PENDING).update(
+        skipped = MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.PENDING).update(
             send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."), updated_at=now
         )
+        _audit_task("cancel", task, old, TaskStatus.CANCELLED, new_values={"receivers_skipped": skipped})
     rebuild_counters(task.pk)
     task.refresh_from_db()
     return task
 
 
+@_audited_action("resend_failed")
 def resend_failed(task):
     """Put failed receivers back in the queue with a fresh message (new message_uuid)."""
     if task.status == TaskStatus.CANCELLED:
@@ -677,6 +756,9 @@ def resend_failed(task):
         check_account_can_send(get_account(task.account_id))
     now = timezone.now()
     with transaction.atomic():
+        old = _locked_status(task.pk)
+        if old == TaskStatus.CANCELLED:
+            raise ValidationError({"status": _("A cancelled task cannot be resent.")})
         n = MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.FAILED).update(
             send_status=RS.PENDING, retry_count=0, message_id=None, send_time=None,
             error_code=None, error_message=None, updated_at=now,
@@ -688,9 +770,29 @@ def resend_failed(task):
             started_at=task.started_at or now,
         )
         rebuild_counters(task.pk)
+        _audit_task("resend_failed", task, old, TaskStatus.RUNNING, new_values={"requeued": n})
         transaction.on_commit(lambda: _enqueue_start(task.pk))
     task.refresh_from_db()
     return n
+
+
+COUNTER_FIELDS = ("target_count", "success_count", "fail_count", "progress")
+
+
+def recount_task(task):
+    """Operator action: rebuild the task's counters from its receivers, audited
+    (`message_task.rebuild_counters`, old and new counters; the status does not change)."""
+    with transaction.atomic():
+        row = MessageTask.objects.select_for_update().filter(pk=task.pk).values("status", *COUNTER_FIELDS).first()
+        if row is None:
+            raise ValidationError({"status": _("The task no longer exists.")})
+        counts = rebuild_counters(task.pk)
+        after = MessageTask.objects.filter(pk=task.pk).values(*COUNTER_FIELDS).first()
+        _audit_task("rebuild_counters", task, row["status"], row["status"],
+                    old_values={f: row[f] for f in COUNTER_FIELDS},
+                    new_values={f: after[f] for f in COUNTER_FIELDS})
+    task.refresh_from_db()
+    return counts
 
 
 def rebuild_counters(task_id):

@@ -16,7 +16,7 @@ from wework import shards
 
 from . import permissions, services
 from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm, PreviewForm
-from .models import MessageTask, MessageTemplate, TaskStatus, TaskType
+from .models import MessageTask, TaskStatus, TaskType
 
 CHOICES_LIMIT = 500  # contacts/groups listed for picking; larger audiences use the filters
 
@@ -217,9 +217,10 @@ def _submit(request, form, account):
 
 @page
 def template_preview(request, pk):
-    if not permissions.may_use(request.user, "messaging.view_messagetemplate"):
+    templates = permissions.previewable_templates(request.user)  # the same rule as compose
+    if templates is None:
         raise PermissionDenied
-    template = MessageTemplate.objects.filter(pk=pk).first()
+    template = templates.filter(pk=pk).first()
     if template is None:
         raise Http404
     form = PreviewForm(request.GET or None)
