@@ -596,7 +596,7 @@ def sync_account(account, *, scopes=SYNC_SCOPES, resume=True, page_limit=SYNC_PA
         audit("account.sync", account, resource_type="wework_accounts", error=client_error)
         raise ServiceError(
             _("The sync stopped at %(phase)s: %(error)s (run it again to resume).")
-            % {"phase": state["phase"], "error": client_error},
+            % {"phase": state["phase"], "error": client_error.user_message},
             code=client_error.code, status=502,
         ) from client_error
     cache.delete(_sync_key(account.pk))

@@ -4,11 +4,62 @@ Every failure of a call to an instance surfaces as one :class:`InstanceError` su
 the protocol error ``code`` (see :class:`instances.protocol.ErrorCode`), a readable ``message``,
 the HTTP ``status`` when there was a response, and ``retry_after_s`` for rate limits. Callers
 never see httpx exceptions or tracebacks from the transport.
+
+``str(exc)`` is the technical form (``command: [code] message``, English, for logs and the
+instance's ``error_message`` column); ``exc.user_message`` is what users read: a translated
+sentence for the protocol code, with the instance's own detail where it helps (the URL that
+could not be reached, the instance's reason for a refusal).
 """
 
 from __future__ import annotations
 
+from django.utils.translation import gettext, gettext_lazy as _
+
 from instances.protocol import ErrorCode
+
+#: Protocol error code -> the sentence users read (translated).
+USER_MESSAGES = {
+    ErrorCode.NOT_LOGGED_IN: _("The WeCom account is not logged in on the instance."),
+    ErrorCode.ACCOUNT_OFFLINE: _("The WeCom account is offline on the instance."),
+    ErrorCode.RATE_LIMITED: _("The instance is receiving too many requests and asks to slow down."),
+    ErrorCode.RISK_CONTROL: _("WeCom risk control stopped the account; check the account before "
+                              "sending again."),
+    ErrorCode.TARGET_NOT_FOUND: _("The instance does not know the requested account, contact, "
+                                  "group or login."),
+    ErrorCode.UNSUPPORTED_TYPE: _("The instance does not support this message type."),
+    ErrorCode.MEDIA_FETCH_FAILED: _("The instance could not download the media file."),
+    ErrorCode.CLIENT_VERSION_MISMATCH: _("The instance does not work with the installed WeCom "
+                                         "client version."),
+    ErrorCode.INVALID_REQUEST: _("The request to the instance is invalid; check the instance's "
+                                 "settings (API URL, proxy) and the values sent."),
+    ErrorCode.UNSUPPORTED_PROTOCOL_VERSION: _("The instance speaks another version of the "
+                                              "instance protocol."),
+    ErrorCode.INTERNAL: _("The instance failed with an internal error."),
+    ErrorCode.UNAUTHORIZED: _("The instance refused the platform's API token; check the "
+                              "instance's token."),
+    ErrorCode.UNREACHABLE: _("Could not reach the instance; check that it is running, its API URL "
+                             "and its proxy."),
+    ErrorCode.TIMEOUT: _("The instance did not answer in time."),
+    ErrorCode.INVALID_RESPONSE: _("The instance answered something that does not follow the "
+                                  "instance protocol."),
+}
+UNKNOWN_ERROR_MESSAGE = _("The call to the instance failed.")
+#: Codes whose sentence says it all: the instance's detail text is left out for users.
+CODES_WITHOUT_DETAIL = frozenset({
+    ErrorCode.NOT_LOGGED_IN, ErrorCode.ACCOUNT_OFFLINE, ErrorCode.RATE_LIMITED,
+    ErrorCode.UNAUTHORIZED, ErrorCode.TIMEOUT,
+})
+
+
+def user_message_for(code, detail=None, retry_after_s=None):
+    """The translated sentence for a protocol error code, in the active language."""
+    text = str(USER_MESSAGES.get(code, UNKNOWN_ERROR_MESSAGE))
+    if retry_after_s:
+        text = gettext("%(message)s Try again in %(seconds)s seconds.") % {
+            "message": text, "seconds": f"{float(retry_after_s):g}"}
+    if detail and code not in CODES_WITHOUT_DETAIL:
+        text = gettext("%(message)s (Detail: %(detail)s)") % {"message": text, "detail": detail}
+    return text
 
 
 class InstanceError(Exception):
@@ -31,6 +82,12 @@ class InstanceError(Exception):
     def __str__(self):
         prefix = f"{self.command}: " if self.command else ""
         return f"{prefix}[{self.code}] {self.message}"
+
+    @property
+    def user_message(self):
+        """What users read, translated into the active language (see the module docstring)."""
+        detail = self.message if self.message != self.__class__.__name__ else None
+        return user_message_for(self.code, detail, self.retry_after_s)
 
     def as_dict(self):
         """JSON-friendly form, e.g. to record on an instance or an account."""

@@ -210,7 +210,7 @@ def client_for(instance, **kwargs):
     try:
         return client_module.InstanceClient(instance.api_url, **options)
     except InstanceError as exc:
-        raise ServiceError(str(exc), code=exc.code) from exc
+        raise ServiceError(exc.user_message, code=exc.code) from exc
 
 
 def record_instance_error(instance, exc, *, status=None):
@@ -268,7 +268,7 @@ def _call(instance, command, *args, **kwargs):
     except InstanceError as exc:
         record_instance_error(instance, exc)
         raise ServiceError(
-            _("The instance refused or did not answer: %(error)s") % {"error": exc},
+            exc.user_message,  # translated; str(exc) (technical) is kept on the instance
             code=exc.code,
             status=_status_for(exc),
         ) from exc
