@@ -17,6 +17,8 @@ class MessageFilterSet(django_filters.FilterSet):
     message_type = django_filters.ChoiceFilter(choices=MessageType.choices)
     send_status = django_filters.ChoiceFilter(choices=SendStatus.choices)
     task_id = django_filters.NumberFilter()
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Message

@@ -243,7 +243,7 @@ REST_FRAMEWORK = {
         "wework.api.permissions.PlatformPermission",
     ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "wework.api.filters.PlatformFilterBackend",  # bad or unknown filters: 400
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],

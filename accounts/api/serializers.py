@@ -10,8 +10,16 @@ class LoginSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
     otp = serializers.CharField(max_length=32, required=False, allow_blank=True,
                                 help_text=_("One-time code (or backup code) when two-factor login is on."))
+    otp_token = serializers.CharField(max_length=32, required=False, allow_blank=True,
+                                      help_text=_("Another name for otp (the admin login form's name)."))
     device_type = serializers.CharField(max_length=20, required=False, allow_blank=True)
     device_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        alias = attrs.pop("otp_token", None)
+        if not attrs.get("otp") and alias:
+            attrs["otp"] = alias
+        return attrs
 
 
 class RefreshSerializer(serializers.Serializer):

@@ -47,7 +47,11 @@ class LoginUsernameThrottle(_CacheThrottle):
     def get_cache_key(self, request, view):
         try:
             username = str(request.data.get("username") or "")[:50].lower()
-        except Exception:  # unparsable body: the view answers 400
+        except exceptions.APIException:
+            # Unparsable body (400) or unsupported media type (415): answer that now. Swallowed,
+            # DRF would hand the view an empty body, reported as "field required" errors.
+            raise
+        except Exception:  # a JSON list or scalar: the serializer reports it
             return None
         return f"thr:api:{self.scope}:{username}" if username else None
 

@@ -1,8 +1,8 @@
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = DefaultRouter()
+router = SimpleRouter()  # the one API root is wework/api/urls.py's
 router.register("wework-accounts", views.WeworkAccountViewSet, basename="weworkaccount")
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("groups", views.GroupViewSet, basename="group")

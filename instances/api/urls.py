@@ -1,9 +1,9 @@
 from django.urls import path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import views
 
-router = DefaultRouter()
+router = SimpleRouter()  # the one API root is wework/api/urls.py's
 router.register("instances", views.WeworkInstanceViewSet, basename="weworkinstance")
 router.register("instance-configs", views.InstanceConfigViewSet, basename="instanceconfig")
 router.register("instance-monitors", views.InstanceMonitorViewSet, basename="instancemonitor")

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.viewsets import ViewSet
 
 from wework import shards
+from wework.api.filters import validate_query
 from wework.api.permissions import PlatformPermission
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
 
@@ -64,10 +65,17 @@ class MessageViewSet(ViewSet):
             OpenApiParameter("after", OpenApiTypes.INT, description="cursor: the next_after of the previous page"),
             OpenApiParameter("limit", OpenApiTypes.INT, description="1-500 (default 50)"),
             OpenApiParameter("account", OpenApiTypes.INT), OpenApiParameter("chat_wxid", OpenApiTypes.STR),
+            OpenApiParameter("chat_type", OpenApiTypes.INT), OpenApiParameter("message_type", OpenApiTypes.STR),
+            OpenApiParameter("send_status", OpenApiTypes.INT), OpenApiParameter("task_id", OpenApiTypes.INT),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME),
         ],
         responses=MESSAGE_PAGE,
     )
     def list(self, request):
+        # Bad or unknown filters are a 400 even when the month has no shard yet.
+        validate_query(request, MessageFilterSet(request.query_params, queryset=Message.objects.none()),
+                       extra=("month", "after", "limit"))
         month = request.query_params.get("month") or timezone.localdate().strftime("%Y%m")
         try:
             when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
@@ -78,10 +86,7 @@ class MessageViewSet(ViewSet):
         except shards.ShardError:
             return Response({"results": [], "next_after": None})
         qs = model._default_manager.filter(self._scope_q(request)).select_related("account")
-        fs = MessageFilterSet(request.query_params, queryset=qs)
-        if not fs.is_valid():
-            raise ValidationError(fs.errors)
-        qs = fs.qs
+        qs = MessageFilterSet(request.query_params, queryset=qs).qs
         after = request.query_params.get("after")
         if after:
             if not str(after).isdigit():

@@ -1,22 +1,39 @@
-"""The `/api/v1/` URL space: each app contributes its routes in `<app>/api/urls.py`."""
+"""The `/api/v1/` URL space: each app contributes its routes in `<app>/api/urls.py`.
+
+Apps register their viewsets on a `SimpleRouter` named `router`; the one API root at `/api/v1/`
+(DRF's browsable index of the list endpoints) is built here from all of them, so that it is
+registered once and lists every app's endpoints.
+"""
 from importlib import import_module
 
 from django.urls import include, path
+from rest_framework.routers import APIRootView
 
 API_APPS = ("accounts", "instances", "contacts", "messaging", "monitoring")
 
 
-def _app_patterns():
-    patterns = []
+def _app_modules():
+    modules = []
     for app in API_APPS:
         try:
-            module = import_module(f"{app}.api.urls")
+            modules.append(import_module(f"{app}.api.urls"))
         except ModuleNotFoundError as exc:
             if exc.name != f"{app}.api.urls":
                 raise
-            continue
-        patterns.append(path("", include(module.urlpatterns)))
-    return patterns
+    return modules
 
 
-urlpatterns = _app_patterns()
+def _root_view(modules):
+    api_root = {}
+    for module in modules:
+        router = getattr(module, "router", None)
+        for prefix, _viewset, basename in getattr(router, "registry", ()):
+            api_root[prefix] = f"{basename}-list"
+    return APIRootView.as_view(api_root_dict=dict(sorted(api_root.items())))
+
+
+_modules = _app_modules()
+urlpatterns = [
+    path("", _root_view(_modules), name="api-root"),
+    *[path("", include(module.urlpatterns)) for module in _modules],
+]

@@ -1,0 +1,103 @@
+"""The API's filter backend: a filter the API cannot apply is an HTTP 400, never ignored.
+
+django-filter already refuses most bad values (a date that is not a date, an unknown choice);
+two cases slipped through and answered 200 with the whole, unfiltered list:
+
+- a value a widget maps to "no value": `?is_star=maybe` on a yes/no filter;
+- a parameter that is not a filter of that list at all: `?created_after=...` on a list without
+  such a filter, or a misspelt name.
+
+`PlatformFilterBackend` (settings.REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]) refuses both with
+`{"<parameter>": ["<message>"]}`, like every other field error. Views whose list reads more
+parameters of their own declare them in `extra_query_params`; views that run a filterset by hand
+(keyset-paged lists) call `validate_query(request, filterset, view)`.
+"""
+from django.utils.translation import gettext_lazy as _
+from django_filters.rest_framework import DjangoFilterBackend
+from django_filters.widgets import SuffixedMultiWidget
+from rest_framework import exceptions
+
+# Always accepted: DRF's format override.
+COMMON_PARAMS = frozenset({"format"})
+
+
+def filter_params(filterset):
+    """The query parameter names the filterset reads (range filters read `<name>_<suffix>`)."""
+    names = set()
+    for name, field in filterset.form.fields.items():
+        widget = field.widget
+        if isinstance(widget, SuffixedMultiWidget):
+            names.update(widget.suffixed(name, suffix) for suffix in widget.suffixes)
+        else:
+            names.add(name)
+    return names
+
+
+def view_params(view):
+    """Parameters the view reads besides its filters: search, ordering, pagination, its own."""
+    from rest_framework.filters import OrderingFilter, SearchFilter
+
+    names = set(COMMON_PARAMS) | set(getattr(view, "extra_query_params", ()) or ())
+    for backend in getattr(view, "filter_backends", ()) or ():
+        if issubclass(backend, SearchFilter) and getattr(view, "search_fields", None):
+            names.add(backend.search_param)
+        if issubclass(backend, OrderingFilter):
+            names.add(backend.ordering_param)
+    paginator = getattr(view, "paginator", None)
+    for attr in ("page_query_param", "page_size_query_param", "limit_query_param",
+                 "offset_query_param", "cursor_query_param"):
+        value = getattr(paginator, attr, None)
+        if value:
+            names.add(value)
+    return names
+
+
+def query_errors(query_params, filterset, allowed=(), check_unknown=True):
+    """{parameter: [message]} for every parameter the list cannot apply (empty when all fit)."""
+    errors = {}
+    if not filterset.is_valid():
+        errors.update({k: list(v) for k, v in filterset.errors.items()})
+    cleaned = getattr(filterset.form, "cleaned_data", {}) or {}
+    for name in filterset.form.fields:
+        if name in errors or name not in query_params:
+            continue
+        raw = [v for v in query_params.getlist(name) if str(v).strip()]
+        if raw and cleaned.get(name) in (None, "", [], ()):
+            errors[name] = [str(_("“%(value)s” is not a valid value for this filter.")
+                                % {"value": raw[0]})]
+    if check_unknown:
+        known = filter_params(filterset) | set(allowed)
+        unknown = sorted(set(query_params) - known)
+        if unknown:
+            message = str(_("Not a filter of this list. It accepts: %(names)s.")
+                          % {"names": ", ".join(sorted(known - COMMON_PARAMS))})
+            for name in unknown:
+                errors[name] = [message]
+    return errors
+
+
+def validate_query(request, filterset, view=None, extra=()):
+    """Raise a 400 (ValidationError) unless every query parameter is a valid filter value."""
+    allowed = set(extra) | (view_params(view) if view is not None else set(COMMON_PARAMS))
+    errors = query_errors(request.query_params, filterset, allowed)
+    if errors:
+        raise exceptions.ValidationError(errors)
+
+
+class PlatformFilterBackend(DjangoFilterBackend):
+    """DjangoFilterBackend that answers 400 for values it would ignore and, on lists, for
+    parameters that are no filter of the list (see the module docstring)."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        is_list = getattr(view, "action", "list") == "list"
+        if filterset is None:
+            unknown = sorted(set(request.query_params) - view_params(view)) if is_list else []
+            if unknown:
+                message = str(_("This list has no filters."))
+                raise exceptions.ValidationError({name: [message] for name in unknown})
+            return queryset
+        errors = query_errors(request.query_params, filterset, view_params(view), check_unknown=is_list)
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return filterset.qs
