@@ -4,7 +4,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import BaseUserCreationForm
 from django.core.exceptions import ValidationError
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_lazy as _, ngettext
 
 from accounts.models import User
 from accounts.services import auth as auth_services
@@ -77,6 +77,15 @@ class TOTPConfirmForm(CodeForm):
     """Confirms a pending TOTP device with its first code."""
 
     def clean_code(self):
+        wait = otp_services.throttle_wait_seconds(self.device)
+        if wait:
+            # django-otp refuses every code while it throttles: say so, not "wrong code".
+            raise ValidationError(
+                ngettext("Too many wrong codes. Wait %(n)d second, then enter the code your app "
+                         "shows now.",
+                         "Too many wrong codes. Wait %(n)d seconds, then enter the code your app "
+                         "shows now.", wait) % {"n": wait}
+            )
         codes = otp_services.confirm_totp(self.user, self.device, self.cleaned_data["code"])
         if codes is None:
             raise ValidationError(_("That code is not right. Check the time on your phone and try again."))

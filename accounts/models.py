@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -364,6 +365,15 @@ class Permission(models.Model):
         return self.name
 
 
+def _related_str(obj, name):
+    """str() of a foreign key's object for a through model's __str__; "?" while unset."""
+    try:
+        value = getattr(obj, name)
+    except ObjectDoesNotExist:
+        value = None
+    return str(value) if value is not None else "?"
+
+
 class UserRoleQuerySet(models.QuerySet):
     def active(self, now=None):
         """Grants in force now: not expired (to the second), role enabled and not deleted."""
@@ -417,7 +427,8 @@ class UserRole(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.user_id} → {self.role_id}"
+        # "alice → Operator" (the admin's recent actions and change messages show this)
+        return f"{_related_str(self, 'user')} → {_related_str(self, 'role')}"
 
     @property
     def is_expired(self):
@@ -455,7 +466,7 @@ class RolePermission(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.role_id} → {self.permission_id}"
+        return f"{_related_str(self, 'role')} → {_related_str(self, 'permission')}"
 
 
 class SessionKind(models.IntegerChoices):

@@ -77,6 +77,18 @@ def pending_totp_device(user):
     return EncryptedTOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
 
 
+def throttle_wait_seconds(device):
+    """Seconds until django-otp lets `device` verify again after wrong codes (0: now).
+    While it waits, every code is refused, the right one too."""
+    allowed, info = device.verify_is_allowed()
+    if allowed or not info or not info.get("locked_until"):
+        return 0
+    from django.utils import timezone
+
+    remaining = (info["locked_until"] - timezone.now()).total_seconds()
+    return max(1, int(remaining + 0.999)) if remaining > 0 else 0
+
+
 @transaction.atomic
 def confirm_totp(user, device, code):
     """Confirm an enrollment with a first code. Returns fresh backup codes when the user had
