@@ -22,9 +22,16 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     list_select_related = ["instance"]
     raw_id_fields = ["instance"]
     readonly_fields = ["status", "is_logged_in", "last_login_time", "last_sync_time",
-                       "contact_count", "group_count", "total_messages", "today_messages",
-                       "created_at", "updated_at"]
+                       "sync_state", "contact_count", "group_count", "total_messages",
+                       "today_messages", "created_at", "updated_at"]
     actions = ["restore_selected", "sync_selected", "logout_selected"]
+
+    @admin.display(description=_("contact sync"))
+    def sync_state(self, obj):
+        """The current or last sync of the account (automatic or started by an operator)."""
+        if obj is None or not obj.pk:
+            return "-"
+        return services.sync_run_label(services.sync_run(obj))
 
     # current_accounts follows every change of the set of live, logged-in accounts
     @admin.action(description=_("Restore selected deleted rows"), permissions=["change"])
@@ -46,8 +53,6 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
     @admin.action(description=_("Sync contacts, groups and members of the selected accounts"))
     def sync_selected(self, request, queryset):
-        from .tasks import sync_account
-
         queued, refused = 0, []
         for account in queryset:
             if not permissions.allowed(request.user, permissions.SYNC_CONTACTS,
@@ -55,8 +60,9 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                 refused.append(f"{account}: {_('permission denied')}")
             elif not account.is_logged_in:
                 refused.append(f"{account}: {_('not logged in')}")
+            elif not services.request_sync(account).queued:
+                refused.append(f"{account}: {_('a sync is already queued or running')}")
             else:
-                sync_account.delay(account.pk)
                 queued += 1
         if queued:
             self.message_user(request, ngettext("Sync started for %(n)d account.",

@@ -246,11 +246,17 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
     @staticmethod
     def _login_json(state):
+        from contacts import services as contact_services
+
         account = state.get("account_id") or ""
+        # once confirmed, the platform syncs the account's contacts by itself: say how far
+        sync = (str(contact_services.sync_run_label(contact_services.sync_run(
+            state["account_pk"]))) if state.get("account_pk") else "")
         return JsonResponse({
             "status": state["status"],
             "status_label": str(LOGIN_LABELS.get(state["status"], state["status"])),
             "account": account,
+            "sync": sync,
             "error": state.get("error"),
         })
 

@@ -70,8 +70,12 @@ def test_instance_end_to_end(live_server, drop_shards_before_flush, settings,
         assert instance.version == sim.client_version
         wait_for(lambda: shards.model_for(InstanceMonitor).objects.filter(
             instance_id=instance.pk, metric_name="cpu").exists())
-        # the simulator's pre-existing online account is reported by heartbeats
+        # the simulator's pre-existing online account is reported by heartbeats, and the
+        # platform syncs its address book by itself (first time online)
         wait_for(lambda: WeworkAccount.objects.filter(instance=instance).count() == 1)
+        first = WeworkAccount.objects.get(instance=instance)
+        wait_for(lambda: shards.for_instance(Contact, instance.pk).filter(
+            account=first).count() == len(sim.accounts[first.wxid].contacts))
 
         # QR login: the phone "scans" the QR code's URL and confirms
         state = contact_services.start_login(instance, user=admin)
@@ -85,10 +89,17 @@ def test_instance_end_to_end(live_server, drop_shards_before_flush, settings,
         instance.refresh_from_db()
         assert instance.current_accounts == 2
 
-        # full sync of contacts, groups and members into the instance's shards
-        contact_services.sync_account(account, page_limit=50)
+        # full sync of contacts, groups and members into the instance's shards, started by
+        # the platform after the QR login: no manual action (F9)
         sim_acc = sim.accounts[account.wxid]
         contacts = shards.for_instance(Contact, instance.pk).filter(account=account)
+
+        def synced():
+            """the QR-logged account's sync done"""
+            run = contact_services.sync_run(account)
+            return run and run["status"] == "done"
+        wait_for(synced)
+        assert contact_services.sync_run(account)["trigger"] == "qr_login"
         groups = shards.for_instance(Group, instance.pk).filter(account=account)
         members = shards.for_instance(GroupMember, instance.pk).filter(
             group_id__in=list(groups.values_list("id", flat=True)))

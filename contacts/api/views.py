@@ -58,10 +58,14 @@ class WeworkAccountViewSet(PlatformReadOnlyViewSet):
                                                code="not_logged_in", status=409))
         scopes = [s for s in services.SYNC_SCOPES if s in (body.validated_data.get("scopes")
                                                            or services.SYNC_SCOPES)]
-        from contacts.tasks import sync_account
-
-        result = sync_account.delay(account.pk, scopes, body.validated_data["resume"])
-        return Response({"ok": True, "task_id": result.id}, status=status.HTTP_202_ACCEPTED)
+        result = services.request_sync(account, scopes=tuple(scopes),
+                                       resume=body.validated_data["resume"])
+        if not result.queued:
+            return _service_error(ServiceError(
+                _("A sync of this account is already queued or running."),
+                code="sync_running", status=409))
+        return Response({"ok": True, "task_id": result.task_id},
+                        status=status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
     def logout(self, request, pk=None):
