@@ -57,11 +57,12 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
         for account in queryset:
             if not permissions.allowed(request.user, permissions.SYNC_CONTACTS,
                                        account.instance_id):
-                refused.append(f"{account}: {_('permission denied')}")
+                refused.append("%s: %s" % (account, _("permission denied")))
             elif not account.is_logged_in:
-                refused.append(f"{account}: {_('not logged in')}")
+                refused.append("%s: %s" % (account, _("not logged in")))
             elif not services.request_sync(account).queued:
-                refused.append(f"{account}: {_('a sync is already queued or running')}")
+                busy = _("a sync is already queued or running")
+                refused.append(f"{account}: {busy}")
             else:
                 queued += 1
         if queued:
@@ -77,7 +78,7 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
         for account in queryset.select_related("instance"):
             if not permissions.allowed(request.user, permissions.LOGIN_ACCOUNT,
                                        account.instance_id):
-                self.message_user(request, f"{account}: {_('permission denied')}",
+                self.message_user(request, "%s: %s" % (account, _("permission denied")),
                                   messages.ERROR)
                 continue
             try:

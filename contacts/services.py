@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from instances import protocol
 from instances.exceptions import InstanceError
@@ -757,10 +757,10 @@ def run_sync(account_pk, *, scopes=SYNC_SCOPES, resume=True, trigger=SyncTrigger
 
 
 SYNC_TRIGGER_LABELS = {
-    SyncTrigger.MANUAL: _lazy("started by an operator"),
-    SyncTrigger.QR_LOGIN: _lazy("after a QR login"),
-    SyncTrigger.FIRST_ONLINE: _lazy("account online for the first time"),
-    SyncTrigger.INSTANCE_SYNC: _lazy("after the instance's own sync"),
+    SyncTrigger.MANUAL: gettext_lazy("started by an operator"),
+    SyncTrigger.QR_LOGIN: gettext_lazy("after a QR login"),
+    SyncTrigger.FIRST_ONLINE: gettext_lazy("account online for the first time"),
+    SyncTrigger.INSTANCE_SYNC: gettext_lazy("after the instance's own sync"),
 }
 
 

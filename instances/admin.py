@@ -85,7 +85,7 @@ def _run_on_each(modeladmin, request, queryset, perm, func, done_message):
     done, failed = 0, []
     for instance in queryset:
         if not permissions.allowed(request.user, perm, instance.pk):
-            failed.append(f"{instance.name}: {_('permission denied')}")
+            failed.append("%s: %s" % (instance.name, _("permission denied")))
             continue
         try:
             func(instance)

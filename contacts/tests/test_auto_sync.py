@@ -180,3 +180,15 @@ def test_qr_login_from_the_admin_page_syncs_without_manual_action(registered, si
     assert status["status"] == "confirmed" and status["sync"]
     account = WeworkAccount.objects.get(instance=registered, wxid=status["account"])
     _assert_address_book(registered, account, simulator.accounts[account.wxid])
+
+
+def test_sync_labels_are_translated():
+    from django.utils import translation
+
+    run = {"status": "done", "trigger": services.SyncTrigger.QR_LOGIN,
+           "finished_at": "2026-11-28T10:00:00+00:00", "counts": {"contacts": 3, "groups": 1}}
+    with translation.override("zh-hans"):
+        label = str(services.sync_run_label(run))
+        refused = str(services.SYNC_TRIGGER_LABELS[services.SyncTrigger.FIRST_ONLINE])
+    assert "扫码登录后" in label and "3" in label
+    assert refused == "账号首次上线"
