@@ -372,6 +372,13 @@ class InstanceClient:
         the outcome arrives later as a ``message.status`` event (or :meth:`get_message_status`).
         ``mentions`` is a list of ids or ``"all"``.
         """
+        body = self.message_body(client_msg_id, conversation_id, conversation_type, type, content, mentions, reply_to)
+        return self._call("send_message", account_id=account_id, json=body)
+
+    @staticmethod
+    def message_body(client_msg_id, conversation_id, conversation_type, type, content, mentions=None,  # noqa: A002
+                     reply_to=None):
+        """The JSON of one send, as :meth:`send_message` posts it and :meth:`send_messages` takes it."""
         body = {
             "client_msg_id": str(client_msg_id),
             "conversation_id": conversation_id,
@@ -383,7 +390,33 @@ class InstanceClient:
             body["mentions"] = mentions
         if reply_to:
             body["reply_to"] = reply_to
-        return self._call("send_message", account_id=account_id, json=body)
+        return body
+
+    def send_messages(self, account_id, messages):
+        """``POST /v1/accounts/{account_id}/messages/batch`` (202, revision 1.1): queue up to
+        ``protocol.MAX_BATCH_SEND`` messages (bodies from :meth:`message_body`) in order.
+
+        Returns one result per message, in order: {client_msg_id, status, message_id,
+        duplicate, error}. Each item is idempotent by its ``client_msg_id``, like
+        :meth:`send_message`; an item refused with a ``protocol.BATCH_STOP_CODES`` code stops
+        the batch (the rest are ``not_attempted``). Only for instances whose capabilities give
+        ``batch_send_max`` > 0; others answer ``target_not_found`` (an unknown command).
+        """
+        messages = list(messages)
+        for index, body in enumerate(messages):
+            errors = protocol.schema_errors("request", "send_message", body)
+            if errors:
+                raise InvalidRequest(f"messages[{index}]: {'; '.join(errors[:5])}", command="send_messages",
+                                     details={"errors": errors, "index": index})
+        data = self._call("send_messages", account_id=account_id, json={"messages": messages})
+        results = data.get("results")
+        if not isinstance(results, list) or len(results) != len(messages):
+            raise InvalidResponse(
+                f"A batch of {len(messages)} messages was answered with "
+                f"{len(results) if isinstance(results, list) else 'no'} results.",
+                command="send_messages",
+            )
+        return results
 
     def get_message_status(self, account_id, message_id):
         """``GET /v1/accounts/{account_id}/messages/{id}`` where id is the message_id or the

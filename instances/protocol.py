@@ -27,7 +27,7 @@ from functools import lru_cache
 #: Major version of the protocol. A breaking change bumps it and moves every path to /v<N>/.
 PROTOCOL_VERSION = "1"
 #: Minor revision: additive changes only (new optional fields, new commands, new event types).
-PROTOCOL_REVISION = "1.0"
+PROTOCOL_REVISION = "1.1"
 #: Sent on every request and every response (``X-Protocol-Version: 1.0``).
 VERSION_HEADER = "X-Protocol-Version"
 PATH_PREFIX = f"/v{PROTOCOL_VERSION}"
@@ -75,6 +75,15 @@ ERROR_HTTP_STATUS = {
     ErrorCode.INTERNAL: 500,
 }
 INSTANCE_ERROR_CODES = tuple(ERROR_HTTP_STATUS)
+#: In a batch send, an item refused with one of these codes concerns the whole account: the
+#: instance attempts none of the items after it (they come back ``not_attempted``).
+BATCH_STOP_CODES = (
+    ErrorCode.RISK_CONTROL,
+    ErrorCode.NOT_LOGGED_IN,
+    ErrorCode.ACCOUNT_OFFLINE,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.CLIENT_VERSION_MISMATCH,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Enumerations
@@ -88,6 +97,11 @@ MESSAGE_TYPES = ("text", "image", "video", "file", "link", "card", "location")
 #: Status of an outbound message: ``queued`` on acceptance, then exactly one final status.
 MESSAGE_STATUSES = ("queued", "sent", "failed", "rate_limited", "risk_control")
 MESSAGE_FINAL_STATUSES = ("sent", "failed", "rate_limited", "risk_control")
+#: Status of an item of a batch send that the instance did not look at, because an earlier item
+#: of the same batch stopped the account (see ``BATCH_STOP_CODES``). Nothing of it is kept: a
+#: later send with its client_msg_id is a first send.
+NOT_ATTEMPTED = "not_attempted"
+BATCH_ITEM_STATUSES = (*MESSAGE_STATUSES, NOT_ATTEMPTED)
 MEMBER_ROLES = ("owner", "admin", "member")
 OFFLINE_REASONS = ("logout", "kicked", "network", "client_exit")
 
@@ -98,6 +112,8 @@ OFFLINE_REASONS = ("logout", "kicked", "network", "client_exit")
 DEFAULT_PAGE_LIMIT = 100
 MAX_PAGE_LIMIT = 500
 DEFAULT_EVENTS_LIMIT = 500
+#: Most messages in one batch send (``send_messages``, revision 1.1).
+MAX_BATCH_SEND = 100
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 #: The platform marks an instance offline after this many missed heartbeats.
@@ -398,6 +414,20 @@ SEND_REQUEST = {
     ],
 }
 
+SEND_BATCH_REQUEST = _obj(
+    ("messages",),
+    # Items are checked one by one (each against SEND_REQUEST): an invalid item is refused in
+    # its own result, the others are sent.
+    messages=_array({"type": "object"}, minItems=1, maxItems=MAX_BATCH_SEND),
+    extra=False,
+)
+SEND_BATCH_RESULT = _obj(
+    ("client_msg_id", "status"),
+    {"message_id": _nullable(ID), "duplicate": BOOL, "error": _nullable(ERROR_SCHEMA)},
+    client_msg_id={"type": ["string", "null"]},
+    status=_enum(BATCH_ITEM_STATUSES),
+)
+
 PROXY = _nullable(
     _obj(
         ("host", "port"),
@@ -510,6 +540,8 @@ COMMAND_LIST = [
         200,
         _obj(
             ("send_types", "mentions", "mention_all", "recall", "location", "max_page_limit", "protocol_versions"),
+            # revision 1.1; absent or 0: the instance has no batch send
+            {"batch_send_max": {"type": "integer", "minimum": 0, "maximum": MAX_BATCH_SEND}},
             send_types=_array(_enum(MESSAGE_TYPES)),
             mentions=BOOL,
             mention_all=BOOL,
@@ -639,6 +671,18 @@ COMMAND_LIST = [
         request=SEND_REQUEST,
         idempotent=True,  # by client_msg_id
         summary="Queue a message; idempotent by client_msg_id; the outcome arrives as message.status.",
+    ),
+    _cmd(
+        "send_messages",
+        "POST",
+        "/accounts/{account_id}/messages/batch",
+        202,
+        _obj(("results",), results=_array(SEND_BATCH_RESULT)),
+        request=SEND_BATCH_REQUEST,
+        idempotent=True,  # every item by its client_msg_id
+        summary="Revision 1.1: queue up to MAX_BATCH_SEND messages in order, each exactly as "
+        "send_message would; one result per message, in order. After an item refused with a "
+        "BATCH_STOP_CODES code the rest are not_attempted.",
     ),
     _cmd(
         "get_message_status",
@@ -824,7 +868,34 @@ def _validator_for(kind, name):
     schema, which matters for pages of 500 contacts."""
     import fastjsonschema
 
+    if (kind, name) == ("request", "send_message"):
+        return _send_request_validator()
     return fastjsonschema.compile(_schema_for(kind, name))
+
+
+def _send_request_validator():
+    """SEND_REQUEST checked as its schema says, but with the content schema picked by `type`
+    instead of evaluating its if/then branches (fastjsonschema raises and catches an exception
+    for every branch that does not apply: most of the cost of a send's validation)."""
+    import fastjsonschema
+    from fastjsonschema import JsonSchemaValueException
+
+    base = fastjsonschema.compile({k: v for k, v in SEND_REQUEST.items() if k != "allOf"})
+    content = {t: fastjsonschema.compile(s) for t, s in CONTENT_SCHEMAS.items()}
+
+    def validate(data):
+        base(data)
+        check = content.get(data["type"])
+        try:
+            check(data["content"])
+        except JsonSchemaValueException as exc:
+            raise JsonSchemaValueException(
+                "data.content" + exc.message[len("data"):], exc.value, "data.content" + (exc.name or "")[len("data"):],
+                exc.definition, exc.rule,
+            ) from None
+        return data
+
+    return validate
 
 
 def all_schemas():

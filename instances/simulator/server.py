@@ -124,6 +124,7 @@ class Simulator:
         max_delivery_attempts=8,
         max_events=200_000,
         tick_s=0.05,
+        batch_send_max=protocol.MAX_BATCH_SEND,
     ):
         self.host = host
         self.port = port
@@ -159,6 +160,8 @@ class Simulator:
         self.max_delivery_attempts = int(max_delivery_attempts)
         self.max_events = int(max_events)
         self.tick_s = float(tick_s)
+        # 0: behave like a revision 1.0 instance (no batch send: capability 0, route unknown)
+        self.batch_send_max = max(0, min(protocol.MAX_BATCH_SEND, int(batch_send_max)))
 
         self.lock = threading.RLock()
         self.rng = random.Random(f"runtime:{seed}")
@@ -175,6 +178,7 @@ class Simulator:
         self.receipts = Counter()  # client_msg_id -> times received
         self.pending_sends = []  # message ids waiting for their status
         self.requests = Counter()
+        self.batch_sizes = []  # messages per batch send received
         self.restart_count = 0
         self._restart_due = None
 
@@ -862,6 +866,7 @@ class Simulator:
             "recall": False,
             "location": True,
             "max_page_limit": protocol.MAX_PAGE_LIMIT,
+            "batch_send_max": self.batch_send_max,
             "protocol_versions": [protocol.PROTOCOL_REVISION],
         }
 
@@ -993,68 +998,104 @@ class Simulator:
             return 200, self._paginate(members, query)
 
     def cmd_send_message(self, path, query, body):
-        cmid = body["client_msg_id"]
         with self.lock:
-            self.receipts[cmid] += 1
             acc = self._account(path["account_id"])
-            existing = self.by_client_msg_id.get(cmid)
-            if existing is not None:
-                record = self.messages[existing]
-                return 202, {
-                    "message_id": record["message_id"],
-                    "client_msg_id": cmid,
-                    "status": record["status"],
-                    "duplicate": True,
-                }
-            acc = self._online_account(acc.account_id, sending=True)
-            if acc.status == "abnormal":
-                raise SimError(ErrorCode.RISK_CONTROL, f"Account {acc.account_id} is restricted by risk control.")
-            ctype, conv = body["conversation_type"], body["conversation_id"]
-            if ctype == "single" and conv not in acc.contact_index:
-                raise SimError(ErrorCode.TARGET_NOT_FOUND, f"conversation_id: no contact {conv}.")
-            if ctype == "room" and conv not in acc.room_index:
-                raise SimError(ErrorCode.TARGET_NOT_FOUND, f"conversation_id: no room {conv}.")
-            mentions = body.get("mentions")
-            if mentions and ctype != "room":
-                raise SimError(ErrorCode.INVALID_REQUEST, "mentions: only in rooms.")
-            if isinstance(mentions, list):
-                member_ids = {m["member_id"] for m in acc.members[conv]}
-                unknown = [m for m in mentions if m not in member_ids]
-                if unknown:
-                    raise SimError(ErrorCode.TARGET_NOT_FOUND, f"mentions: not members: {', '.join(unknown[:5])}.")
-            if body["type"] == "card" and body["content"]["contact_id"] not in acc.contact_index:
-                raise SimError(ErrorCode.TARGET_NOT_FOUND, "content.contact_id: no such contact.")
-            mono = time.monotonic()
-            if self.rate_limit_per_min > 0:
-                while acc.send_times and acc.send_times[0] <= mono - 60:
-                    acc.send_times.popleft()
-                if len(acc.send_times) >= self.rate_limit_per_min:
-                    wait = max(1, math.ceil(acc.send_times[0] + 60 - mono))
-                    raise SimError(
-                        ErrorCode.RATE_LIMITED,
-                        f"More than {self.rate_limit_per_min} messages a minute for this account.",
-                        retry_after_s=wait,
-                    )
-            if self.risk_control_after > 0 and acc.accepted_sends >= self.risk_control_after:
-                self.mark_abnormal(acc.account_id, detail=f"Risk control after {acc.accepted_sends} messages.")
-                raise SimError(ErrorCode.RISK_CONTROL, f"Account {acc.account_id} hit risk control.")
-            acc.send_times.append(mono)
-            acc.accepted_sends += 1
-            message_id = f"msg_{uuid.uuid4().hex}"
-            record = {
-                "message_id": message_id,
+            return 202, self._accept_send(acc, body)
+
+    def cmd_send_messages(self, path, query, body):
+        """Revision 1.1: each item as cmd_send_message would take it, in order; after an item
+        refused with a BATCH_STOP_CODES code, the rest are not attempted."""
+        if not self.batch_send_max:
+            raise SimError(ErrorCode.TARGET_NOT_FOUND, "No such command: POST .../messages/batch.")
+        if len(body["messages"]) > self.batch_send_max:
+            raise SimError(ErrorCode.INVALID_REQUEST, f"messages: at most {self.batch_send_max} per batch.")
+        results = []
+        with self.lock:
+            acc = self._account(path["account_id"])
+            self.batch_sizes.append(len(body["messages"]))
+            stopped = False
+            for item in body["messages"]:
+                cmid = item.get("client_msg_id") if isinstance(item, dict) else None
+                cmid = cmid if isinstance(cmid, str) else None
+                if stopped:
+                    results.append({"client_msg_id": cmid, "status": protocol.NOT_ATTEMPTED, "message_id": None,
+                                    "duplicate": False, "error": None})
+                    continue
+                errors = protocol.schema_errors("request", "send_message", item)
+                try:
+                    if errors:
+                        raise SimError(ErrorCode.INVALID_REQUEST, "; ".join(errors[:5]))
+                    results.append({**self._accept_send(acc, item), "error": None})
+                except SimError as err:
+                    status = err.code if err.code in ("rate_limited", "risk_control") else "failed"
+                    results.append({"client_msg_id": cmid, "status": status, "message_id": None, "duplicate": False,
+                                    "error": {"code": err.code, "message": err.message,
+                                              "retry_after_s": err.retry_after_s}})
+                    stopped = err.code in protocol.BATCH_STOP_CODES
+        return 202, {"results": results}
+
+    def _accept_send(self, acc, body):
+        """Take one send (under self.lock): its answer, or SimError."""
+        cmid = body["client_msg_id"]
+        self.receipts[cmid] += 1
+        existing = self.by_client_msg_id.get(cmid)
+        if existing is not None:
+            record = self.messages[existing]
+            return {
+                "message_id": record["message_id"],
                 "client_msg_id": cmid,
-                "account_id": acc.account_id,
-                "request": body,
-                "status": "queued",
-                "error": None,
-                "sent_at_ms": None,
-                "due": mono + self.send_delay_ms / 1000.0,
+                "status": record["status"],
+                "duplicate": True,
             }
-            self.messages[message_id] = record
-            self.by_client_msg_id[cmid] = message_id
-            self.pending_sends.append(message_id)
-            return 202, {"message_id": message_id, "client_msg_id": cmid, "status": "queued", "duplicate": False}
+        acc = self._online_account(acc.account_id, sending=True)
+        if acc.status == "abnormal":
+            raise SimError(ErrorCode.RISK_CONTROL, f"Account {acc.account_id} is restricted by risk control.")
+        ctype, conv = body["conversation_type"], body["conversation_id"]
+        if ctype == "single" and conv not in acc.contact_index:
+            raise SimError(ErrorCode.TARGET_NOT_FOUND, f"conversation_id: no contact {conv}.")
+        if ctype == "room" and conv not in acc.room_index:
+            raise SimError(ErrorCode.TARGET_NOT_FOUND, f"conversation_id: no room {conv}.")
+        mentions = body.get("mentions")
+        if mentions and ctype != "room":
+            raise SimError(ErrorCode.INVALID_REQUEST, "mentions: only in rooms.")
+        if isinstance(mentions, list):
+            member_ids = {m["member_id"] for m in acc.members[conv]}
+            unknown = [m for m in mentions if m not in member_ids]
+            if unknown:
+                raise SimError(ErrorCode.TARGET_NOT_FOUND, f"mentions: not members: {', '.join(unknown[:5])}.")
+        if body["type"] == "card" and body["content"]["contact_id"] not in acc.contact_index:
+            raise SimError(ErrorCode.TARGET_NOT_FOUND, "content.contact_id: no such contact.")
+        mono = time.monotonic()
+        if self.rate_limit_per_min > 0:
+            while acc.send_times and acc.send_times[0] <= mono - 60:
+                acc.send_times.popleft()
+            if len(acc.send_times) >= self.rate_limit_per_min:
+                wait = max(1, math.ceil(acc.send_times[0] + 60 - mono))
+                raise SimError(
+                    ErrorCode.RATE_LIMITED,
+                    f"More than {self.rate_limit_per_min} messages a minute for this account.",
+                    retry_after_s=wait,
+                )
+        if self.risk_control_after > 0 and acc.accepted_sends >= self.risk_control_after:
+            self.mark_abnormal(acc.account_id, detail=f"Risk control after {acc.accepted_sends} messages.")
+            raise SimError(ErrorCode.RISK_CONTROL, f"Account {acc.account_id} hit risk control.")
+        acc.send_times.append(mono)
+        acc.accepted_sends += 1
+        message_id = f"msg_{uuid.uuid4().hex}"
+        record = {
+            "message_id": message_id,
+            "client_msg_id": cmid,
+            "account_id": acc.account_id,
+            "request": body,
+            "status": "queued",
+            "error": None,
+            "sent_at_ms": None,
+            "due": mono + self.send_delay_ms / 1000.0,
+        }
+        self.messages[message_id] = record
+        self.by_client_msg_id[cmid] = message_id
+        self.pending_sends.append(message_id)
+        return {"message_id": message_id, "client_msg_id": cmid, "status": "queued", "duplicate": False}
 
     def _finish_send(self, record):
         acc = self.accounts.get(record["account_id"])

@@ -95,6 +95,13 @@ SCENARIOS = {
             x["aid"], "contract-1", x["room"], "room", "text", {"text": "hi"}, mentions="all", reply_to="msg_x"
         ),
     ),
+    "send_messages": lambda c, s, x: c.send_messages(
+        x["aid"],
+        [
+            c.message_body("contract-b1", x["contact"], "single", "text", {"text": "one"}),
+            c.message_body("contract-b2", x["room"], "room", "link", {"title": "t", "url": "https://example.com/"}),
+        ],
+    ),
     "get_message_status": lambda c, s, x: c.get_message_status(x["aid"], x["sent"]["message_id"]),
     "events_after": lambda c, s, x: c.events_after(0, limit=10),
 }

@@ -66,10 +66,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--login-ttl-s", type=nn_float, default=protocol.DEFAULT_LOGIN_TTL_S, help="QR code lifetime.")
         parser.add_argument("--send-delay-ms", type=nn_float, default=50, help="Delay before a queued send gets its status.")
+        parser.add_argument(
+            "--batch-send-max",
+            type=nn_int,
+            default=protocol.MAX_BATCH_SEND,
+            help=f"Most messages per batch send (0 = no batch send, like a revision 1.0 instance; at most {protocol.MAX_BATCH_SEND}).",
+        )
 
     def handle(self, *args, **opts):
         if opts["heartbeat_interval"] < 1:
             raise CommandError("--heartbeat-interval must be at least 1 second.")
+        if opts["batch_send_max"] > protocol.MAX_BATCH_SEND:
+            raise CommandError(f"--batch-send-max must be at most {protocol.MAX_BATCH_SEND}.")
         if opts["webhook_url"] and not opts["webhook_url"].startswith(("http://", "https://")):
             raise CommandError("--webhook-url must start with http:// or https://.")
         sim = Simulator(
@@ -97,6 +105,7 @@ class Command(BaseCommand):
             heartbeat_interval_s=opts["heartbeat_interval"],
             login_ttl_s=opts["login_ttl_s"],
             send_delay_ms=opts["send_delay_ms"],
+            batch_send_max=opts["batch_send_max"],
         )
         try:
             url = sim.start()
