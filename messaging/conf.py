@@ -13,6 +13,9 @@ DEFAULTS = {
     "JITTER_S": 2.0,
     "PER_MINUTE": 30,
     "DAILY": 5000,
+    # One message per this many seconds to the same conversation (contact or group) of an
+    # account, across all its tasks: a second message to a busy conversation waits, others go.
+    "CONVERSATION_INTERVAL_S": 3.0,
     # A worker never sleeps longer than this for a pacing slot: it hands its claimed
     # receivers back and the task is picked up again later.
     "MAX_PACING_WAIT_S": 30.0,
@@ -34,6 +37,9 @@ DEFAULTS = {
     # jitter, per-minute or daily cap): one keep-alive connection each to the instance. With any
     # pacing, a dispatcher sends one message at a time.
     "SEND_CONCURRENCY": 4,
+    # Without any pacing, messages go to an instance that offers batch sends (protocol 1.1,
+    # `batch_send_max` in its capabilities) up to this many per request (0 or 1: never batched).
+    "BATCH_SEND_SIZE": 100,
     # Limits checked before anything is created.
     "MAX_RECEIVERS_PER_TASK": 100_000,
     "TEXT_MAX_LENGTH": 2000,

@@ -33,6 +33,7 @@ from django.db.models.functions import Least, Round
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from instances import protocol
 from wework import shards
 
 from . import conf, content as content_mod, pacing, rendering
@@ -85,7 +86,7 @@ def _setting(name):
 class Outcome:
     receiver_id: int
     message_id: int | None
-    kind: str  # success | queued | failed | retry | release | touch
+    kind: str  # success | queued | failed | retry | release | defer | touch
     code: str | None = None
     error: str | None = None
     keep_message: bool = True
@@ -115,15 +116,8 @@ def _msg_updates(message_ids, **fields):
     """UPDATE messages (in their monthly shards) by id."""
     if not message_ids:
         return 0
-    groups = {}
-    for mid in message_ids:
-        try:
-            model = shards.model_for_id(Message, mid)
-        except shards.ShardError:
-            continue
-        groups.setdefault(model, []).append(mid)
     n = 0
-    for model, ids in groups.items():
+    for model, ids in shards.group_ids_by_shard(Message, message_ids).items():
         n += model._base_manager.filter(pk__in=ids).update(**fields)
     return n
 
@@ -139,6 +133,11 @@ def apply_outcomes(task_id, outcomes, account_id=None, instance_id=None, now=Non
     if not outcomes:
         return {"success": 0, "failed": 0, "retry": 0}
     now = now or timezone.now()
+    # An acknowledgement read before the flush supersedes the "queued" answer of the same send:
+    # one write with the final state instead of two.
+    final = {o.receiver_id for o in outcomes if o.kind not in ("queued", "touch")}
+    if final:
+        outcomes = [o for o in outcomes if o.kind not in ("queued", "touch") or o.receiver_id not in final]
     by_kind = {}
     for o in outcomes:
         by_kind.setdefault(o.kind, []).append(o)
@@ -186,6 +185,19 @@ def apply_outcomes(task_id, outcomes, account_id=None, instance_id=None, now=Non
         q = by_kind.get("queued", [])
         if q:
             _msg_updates([o.message_id for o in q if o.message_id], send_status=SendStatus.SENDING, send_time=now)
+        groups = {}
+        for o in by_kind.get("defer", []):
+            # rounded up to the second: send_time is a DATETIME without fractions (the design),
+            # and a truncated due time would come back before the conversation is free
+            due = now + timedelta(seconds=o.delay_s)
+            if due.microsecond:
+                due = due.replace(microsecond=0) + timedelta(seconds=1)
+            groups.setdefault(due, []).append(o)
+        for due, items in groups.items():
+            # waiting for its conversation: back to PENDING, due later; no retry is used
+            R.filter(pk__in=[o.receiver_id for o in items], send_status=RS.SENDING).update(
+                send_status=RS.PENDING, send_time=due, updated_at=now
+            )
         rel = by_kind.get("release", [])
         if rel:
             cancelled = MessageTask.objects.filter(pk=task_id, status=TaskStatus.CANCELLED).exists()
@@ -216,20 +228,48 @@ def _claimable(task_id, now):
     )
 
 
+CLAIM_FIELDS = ("id", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "retry_count", "variables")
+
+
+def _lock_claimable(task_id, limit, after_id, now):
+    """Rows of up to `limit` due PENDING receivers with id > after_id, locked for the caller's
+    transaction; concurrent claimers skip each other's rows (SKIP LOCKED)."""
+    qs = _claimable(task_id, now).filter(pk__gt=after_id).order_by("pk")
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True)
+    return list(qs.values(*CLAIM_FIELDS)[:limit])
+
+
+def mark_claimed(receiver_ids, links=None, now=None, chunk=1000):
+    """Move receivers to SENDING and, for those in `links` ({receiver_id: message_id}), link
+    their new message row: one UPDATE per chunk."""
+    now = now or timezone.now()
+    links = links or {}
+    table = connection.ops.quote_name(MessageReceiver._meta.db_table)
+    stamp = MessageReceiver._meta.get_field("updated_at").get_db_prep_save(now, connection)
+    for start in range(0, len(receiver_ids), chunk):
+        part = receiver_ids[start : start + chunk]
+        linked = [(rid, links[rid]) for rid in part if rid in links]
+        sql = f"UPDATE {table} SET send_status = %s, updated_at = %s"
+        params = [int(RS.SENDING), stamp]
+        if linked:
+            sql += f", message_id = CASE id {' '.join(['WHEN %s THEN %s'] * len(linked))} ELSE message_id END"
+            params.extend(v for pair in linked for v in pair)
+        sql += f" WHERE id IN ({', '.join(['%s'] * len(part))})"
+        params.extend(part)
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+
+
 def claim(task_id, limit, after_id=0, now=None):
     """Claim up to `limit` due PENDING receivers with id > after_id; returns their rows (dicts),
-    SENDING from now on. Committed before the caller sends anything."""
+    SENDING from now on. Committed before the caller sends anything. (The dispatcher claims
+    with `Dispatcher._claim`, which also creates the message rows in the same transaction.)"""
     now = now or timezone.now()
-    fields = ("id", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "retry_count", "variables")
     with transaction.atomic():
-        qs = _claimable(task_id, now).filter(pk__gt=after_id).order_by("pk")
-        if connection.features.has_select_for_update_skip_locked:
-            qs = qs.select_for_update(skip_locked=True)
-        rows = list(qs.values(*fields)[:limit])
+        rows = _lock_claimable(task_id, limit, after_id, now)
         if rows:
-            MessageReceiver.objects.filter(pk__in=[r["id"] for r in rows]).update(
-                send_status=RS.SENDING, updated_at=now
-            )
+            mark_claimed([r["id"] for r in rows], now=now)
     return rows
 
 
@@ -240,51 +280,41 @@ def insert_messages(rows, chunk=500):
     instance and an expression per value: a claim's rows are written in one statement."""
     if not rows:
         return []
-    ids, groups = [], {}
-    for row in rows:
-        mid = shards.new_id()
-        when = shards.id_time(mid)
-        groups.setdefault(shards.model_for(Message, when=when), []).append((mid, when, row))
-        ids.append(mid)
+    ids = [shards.new_id() for _row in rows]
     keys = list(rows[0])
+    # Values the rows share (account, task, type, ...) are converted once.
+    shared = {k for k in keys if all(row[k] == rows[0][k] for row in rows[1:])}
     qn = connection.ops.quote_name
-    for model, items in groups.items():
+    for mid in (ids[0], ids[-1]):  # creates a missing shard (new ids: this month, maybe the next)
+        shards.model_for(Message, when=shards.id_time(mid))
+    groups = shards.group_ids_by_shard(Message, ids)
+    if sum(len(g) for g in groups.values()) != len(ids):
+        raise shards.ShardMissing("A shard of new message ids does not exist.")
+    for model, group in groups.items():
         by_name = {f.attname: f for f in model._meta.local_concrete_fields}
         fields = [by_name["id"], by_name["created_at"]] + [by_name[k] for k in keys]
+        constant = {k: by_name[k].get_db_prep_save(rows[0][k], connection) for k in shared}
         columns = ", ".join(qn(f.column) for f in fields)
         row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        created = by_name["created_at"]
+        members = set(group)
+        items = [(mid, row) for mid, row in zip(ids, rows) if mid in members]
         for start in range(0, len(items), chunk):
             part = items[start : start + chunk]
             params = []
-            for mid, when, row in part:
+            for mid, row in part:
                 params.append(mid)
-                params.append(by_name["created_at"].get_db_prep_save(when, connection))
-                params.extend(f.get_db_prep_save(row[f.attname], connection) for f in fields[2:])
+                params.append(created.get_db_prep_save(shards.id_time(mid), connection))
+                params.extend(
+                    constant[f.attname] if f.attname in constant else f.get_db_prep_save(row[f.attname], connection)
+                    for f in fields[2:]
+                )
             with connection.cursor() as cur:
                 cur.execute(
                     f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row_marks] * len(part))}",
                     params,
                 )
     return ids
-
-
-def link_messages(pairs, chunk=1000):
-    """Set message_receivers.message_id for (receiver_id, message_id) pairs: one UPDATE ... CASE
-    per chunk (bulk_update builds a model and an expression per row, a measurable cost)."""
-    table = connection.ops.quote_name(MessageReceiver._meta.db_table)
-    n = 0
-    for start in range(0, len(pairs), chunk):
-        part = pairs[start : start + chunk]
-        params = [v for pair in part for v in pair]
-        params.extend(rid for rid, _mid in part)
-        with connection.cursor() as cur:
-            cur.execute(
-                f"UPDATE {table} SET message_id = CASE id {' '.join(['WHEN %s THEN %s'] * len(part))} "
-                f"ELSE message_id END WHERE id IN ({', '.join(['%s'] * len(part))})",
-                params,
-            )
-            n += cur.rowcount
-    return n
 
 
 def reclaim_stale(task_id=None, now=None, timeout_s=None):
@@ -471,7 +501,7 @@ class Dispatcher:
         self.account = task.account
         self.instance = task.account.instance if task.account_id else None
         self.limits = pacing.Limits.default(task.send_interval)
-        self.paced = bool(self.limits.min_interval_s or self.limits.jitter_s or self.limits.per_minute or self.limits.daily)
+        self.paced = self.limits.any
         self.body = content_mod.parse_content(task.message_type, task.message_content)
         self.defaults = {}
         if task.template_id and task.template is not None:
@@ -512,8 +542,9 @@ class Dispatcher:
         self.client = client_factory(self.instance)
         self.inflight = []  # Prepared items handed over, waiting for their outcome
         self.concurrency = 1 if self.paced else max(1, int(_setting("SEND_CONCURRENCY")))
+        self.batch_send_max = 0 if self.paced else self._batch_send_max()
         self.pool = None
-        if self.concurrency > 1:
+        if self.concurrency > 1 and self.batch_send_max <= 1:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.task_id}")
@@ -525,16 +556,16 @@ class Dispatcher:
                 if time.monotonic() > deadline:
                     self._settle_inflight(final=False)
                     return self._continue_later(0)
-                rows = claim(self.task_id, self.batch, after_id=cursor)
+                prepared, failed = self._claim(cursor)
                 self.stats["claims"] += 1
-                if not rows:
+                if not prepared and not failed:
                     if cursor:
                         cursor = 0
                         continue
                     self._settle_inflight(final=True)
                     return self._finish_or_wait()
-                cursor = rows[-1]["id"]
-                reason = self._process(rows)
+                cursor = max([p.row["id"] for p in prepared] + [o.receiver_id for o in failed])
+                reason = self._process(prepared, failed)
                 if reason:
                     self._settle_inflight(final=True)
                     return reason
@@ -587,10 +618,25 @@ class Dispatcher:
 
     # --- one claim -------------------------------------------------------------------------
 
-    def _prepare(self, rows):
-        """Create the message rows of receivers that have none (one transaction), load the
-        others; returns Prepared items (and Outcomes for rows that cannot be rendered)."""
+    def _claim(self, after_id):
+        """Claim up to `self.batch` receivers with id > after_id and create the message rows of
+        those that have none, in one transaction: when it commits, every claimed receiver is
+        SENDING and linked to the message (and uuid) it is sent with. Returns (Prepared items,
+        Outcomes of rows that cannot be rendered); ([], []) when nothing is due."""
         now = timezone.now()
+        with transaction.atomic():
+            rows = _lock_claimable(self.task_id, self.batch, after_id, now)
+            if not rows:
+                return [], []
+            prepared, failed, links = self._prepare(rows, now)
+            mark_claimed([r["id"] for r in rows], links, now)
+        return prepared, failed
+
+    def _prepare(self, rows, now=None):
+        """Insert the message rows of receivers that have none, load the others; returns
+        (Prepared items, Outcomes for rows that cannot be rendered, {receiver_id: new message_id}).
+        Runs inside the claim's transaction."""
+        now = now or timezone.now()
         prepared, failed, new_rows = [], [], []
         existing_ids = [r["message_id"] for r in rows if r["message_id"]]
         existing = {}
@@ -641,14 +687,14 @@ class Dispatcher:
                 "updated_at": now,
                 **cols,
             }))
+        links = {}
         if new_rows:
-            with transaction.atomic():
-                ids = insert_messages([n[4] for n in new_rows])
-                link_messages([(n[0]["id"], mid) for n, mid in zip(new_rows, ids)])
+            ids = insert_messages([n[4] for n in new_rows])
             for (r, ctype, rendered, mentions, cols), mid in zip(new_rows, ids):
                 prepared.append(Prepared(r, mid, cols["message_uuid"], ctype, rendered, mentions, self.reply_to))
+                links[r["id"]] = mid
         prepared.sort(key=lambda p: p.row["id"])
-        return prepared, failed
+        return prepared, failed, links
 
     def _parent_id(self):
         v = (self.task.template_variables or {}).get("@reply_to")
@@ -659,8 +705,9 @@ class Dispatcher:
 
         return receiver_values(self.variables, receiver, self.defaults)
 
-    def _process(self, rows):
-        prepared, outcomes = self._prepare(rows)
+    def _process(self, prepared, outcomes):
+        if self.batch_send_max > 1:
+            return self._process_batched(prepared, outcomes)
         if self.pool is not None:
             return self._process_concurrent(prepared, outcomes)
         last_flush = time.monotonic()
@@ -668,6 +715,8 @@ class Dispatcher:
         for index, item in enumerate(prepared):
             if self.paced:
                 reason = self._pace(prepared[index:], outcomes)
+                if reason == DEFERRED:
+                    continue
                 if reason:
                     return reason
             outcome = self._send(item)
@@ -768,8 +817,129 @@ class Dispatcher:
         self._settle_inflight(final=False)
         return None
 
+    def _batch_send_max(self):
+        """Messages per batch send: BATCH_SEND_SIZE, capped by what the instance offers
+        (`batch_send_max` in its capabilities, revision 1.1); 0 = one send per request."""
+        wanted = int(_setting("BATCH_SEND_SIZE"))
+        if wanted <= 1:
+            return 0
+        try:
+            offered = int(self.client.capabilities().get("batch_send_max") or 0)
+        except Exception as exc:  # noqa: BLE001 - an older or failing instance: single sends
+            log.info("capabilities of instance %s unavailable (%s); single sends", self.instance.pk, exc)
+            return 0
+        return max(0, min(wanted, offered, protocol.MAX_BATCH_SEND))
+
+    def _process_batched(self, prepared, outcomes):
+        """Unpaced sending in batches of `batch_send_max` (one request each). The instance stops
+        a batch itself at an item that concerns the account (risk control, offline, rate
+        limited): the items after it come back not_attempted and are released, so a stop bound
+        is exact, as with single sends."""
+        last_flush = time.monotonic()
+        flush_every = float(_setting("FLUSH_INTERVAL_S"))
+        index = 0
+        while index < len(prepared):
+            chunk = prepared[index : index + self.batch_send_max]
+            index += len(chunk)
+            stop = pause = limited = None
+            now = time.monotonic()
+            for item, outcome in zip(chunk, self._send_batch(chunk)):
+                if outcome.kind == "stop":
+                    outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
+                    stop = stop or outcome
+                elif outcome.kind == "pause":  # refused: never handed over
+                    outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+                    pause = pause or outcome
+                else:
+                    outcomes.append(outcome)
+                    if outcome.kind == "queued":
+                        item.sent_at = now
+                        self.inflight.append(item)
+                    if outcome.code == "rate_limited":
+                        limited = limited or outcome
+            if stop is not None or pause is not None or limited is not None:
+                self._release(prepared[index:], outcomes)
+                self._flush(outcomes)
+                if stop is not None:
+                    from . import services
+
+                    services.stop_account(self.account.pk, stop.code, stop.error)
+                    return "stopped-account"
+                if pause is not None:
+                    self._pause(pause.error or pause.code)
+                    return "paused"
+                self._settle_inflight(final=False)
+                return self._continue_later(min(max(1.0, limited.delay_s), 300))
+            if time.monotonic() - last_flush >= flush_every or index >= len(prepared):
+                self._flush(outcomes)
+                outcomes = []
+                last_flush = time.monotonic()
+                self._heartbeat()
+                self._settle_inflight(final=False)
+                if index < len(prepared) and not self._still_running():
+                    self._release(prepared[index:], outcomes)
+                    self._flush(outcomes)
+                    return "stopped"
+        self._flush(outcomes)
+        return None
+
+    def _send_batch(self, chunk):
+        """One Outcome per item of `chunk`, in order, from one batch send."""
+        from instances.exceptions import InstanceError
+
+        bodies = [
+            self.client.message_body(
+                item.message_uuid, item.row["receiver_wxid"], item.conversation_type, self.task.message_type,
+                item.content, item.mentions if item.conversation_type == "room" else None, item.reply_to,
+            )
+            for item in chunk
+        ]
+        try:
+            results = self.client.send_messages(self.account.wxid, bodies)
+        except InstanceError as exc:
+            code = _error_code(exc)
+            if code in ("target_not_found", "invalid_request", "unsupported_type"):
+                # A refusal of the request as a whole (an unknown command on an instance that
+                # offered batches, an item it rejects outright): each item on its own tells which.
+                self.batch_send_max = 0
+                return [self._send(item) for item in chunk]
+            first = self._error_outcome(chunk[0], code, str(exc.message), exc.retry_after_s)
+            if first.kind in ("stop", "pause") or code == "rate_limited":
+                # refused as a whole for the account: nothing was handed over after the first
+                return [first] + [Outcome(i.row["id"], i.message_id, "release") for i in chunk[1:]]
+            # transient (unreachable, timeout, internal): the instance may hold any of them, so
+            # each is retried with its uuid
+            outcomes = []
+            for item in chunk:
+                o = self._error_outcome(item, code, str(exc.message), exc.retry_after_s)
+                if o.kind == "retry":
+                    o.keep_message = True
+                outcomes.append(o)
+            return outcomes
+        except Exception as exc:  # noqa: BLE001 - anything unexpected from the transport
+            log.exception("unexpected error sending a batch of %d", len(chunk))
+            return [self._error_outcome(item, "internal", str(exc)) for item in chunk]
+        outcomes = []
+        for item, result in zip(chunk, results):
+            result = result if isinstance(result, dict) else {}
+            status = result.get("status")
+            if status == protocol.NOT_ATTEMPTED:
+                outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+                continue
+            if status in ("queued", "sent"):
+                self.stats["sent"] += 1
+            outcomes.append(self._status_outcome(item, status, result.get("error"), result.get("message_id")))
+        return outcomes
+
     def _pace(self, remaining, outcomes):
-        res = pacing.reserve(self.account.pk, self.limits)
+        """Wait for the account's next slot to send remaining[0]; DEFERRED when its
+        conversation is busy (remaining[0] waits in PENDING, the caller goes on with the next),
+        or the reason this run stops."""
+        item = remaining[0]
+        res = pacing.reserve(self.account.pk, self.limits, conversation_id=item.row["receiver_wxid"])
+        if res.code == pacing.CONVERSATION_BUSY:
+            outcomes.append(Outcome(item.row["id"], item.message_id, "defer", delay_s=res.wait_s))
+            return DEFERRED
         if res.code == pacing.RESERVED:
             if res.wait_s > 0:
                 if res.wait_s > 1 and outcomes:
@@ -899,23 +1069,12 @@ class Dispatcher:
                     continue
                 results.append((item, data.get("status"), data.get("error"), data.get("message_id")))
                 matched.add(id(item))
-            outcomes = []
-            for item, status, error, instance_message_id in results:
-                o = self._status_outcome(item, status, error, instance_message_id)
-                if o.kind == "stop":
-                    outcomes.append(Outcome(o.receiver_id, o.message_id, "failed", o.code, o.error))
-                    self._flush(outcomes)
-                    from . import services
-
-                    services.stop_account(self.account.pk, o.code, o.error)
-                    self.inflight = []
-                    return
-                if o.kind == "pause":  # the account went offline after accepting: retry later
-                    o = Outcome(o.receiver_id, o.message_id, "retry", o.code, o.error, keep_message=False,
-                                delay_s=backoff_s(item.row["retry_count"]))
-                if o.kind != "queued":
-                    outcomes.append(o)
-            self._flush(outcomes)
+            outcomes, stop = self._ack_outcomes(results)
+            if stop is not None:
+                self._apply(outcomes)
+                self._stop_after_ack(stop)
+                return
+            self._apply(outcomes)
             now = time.monotonic()
             for item in waiting:
                 item.sent_at = now
@@ -927,9 +1086,50 @@ class Dispatcher:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _flush(self, outcomes):
+    def _ack_outcomes(self, results):
+        """Outcomes of acknowledgements [(item, status, error, instance_message_id)], and the
+        Outcome that stops the account (risk control reported after acceptance), if any; the
+        messages acknowledged after it stay SENDING for the reclaim, whose re-send with the same
+        uuid reads their state back."""
+        outcomes = []
+        for item, status, error, instance_message_id in results:
+            o = self._status_outcome(item, status, error, instance_message_id)
+            if o.kind == "stop":
+                outcomes.append(Outcome(o.receiver_id, o.message_id, "failed", o.code, o.error))
+                return outcomes, o
+            if o.kind == "pause":  # the account went offline after accepting: retry later
+                o = Outcome(o.receiver_id, o.message_id, "retry", o.code, o.error, keep_message=False,
+                            delay_s=backoff_s(item.row["retry_count"]))
+            if o.kind != "queued":
+                outcomes.append(o)
+        return outcomes, None
+
+    def _stop_after_ack(self, stop):
+        from . import services
+
+        services.stop_account(self.account.pk, stop.code, stop.error)
+        self.inflight = []
+
+    def _apply(self, outcomes):
         if outcomes:
             apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk)
+
+    def _flush(self, outcomes):
+        """Record outcomes. Sends answered "queued" whose acknowledgement is already in the
+        instance's event feed are recorded with their final state in the same write."""
+        if not outcomes:
+            return
+        stop = None
+        if self.event_cursor is not None and self.inflight and any(o.kind == "queued" for o in outcomes):
+            results = self._acks_from_events()
+            if results:
+                done = {id(r[0]) for r in results}
+                self.inflight = [i for i in self.inflight if id(i) not in done]
+                acked, stop = self._ack_outcomes(results)
+                outcomes = list(outcomes) + acked
+        self._apply(outcomes)
+        if stop is not None:
+            self._stop_after_ack(stop)
 
     def _release(self, items, outcomes):
         for item in items:
@@ -964,6 +1164,9 @@ class Dispatcher:
         MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).update(
             status=TaskStatus.PAUSED, error_message=str(reason)[:2000], updated_at=timezone.now()
         )
+
+
+DEFERRED = "deferred"
 
 
 def _seconds_to_midnight():

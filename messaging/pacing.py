@@ -5,7 +5,9 @@ Each sending account has, in Redis:
   - `win`:  a sorted set of the slots handed out in the last minute (per-minute cap);
   - `day:<YYYYMMDD>`: messages handed out today (daily cap, local time zone);
   - `blocked`: set when the account hit risk control or a ban; nothing is handed out until an
-    operator clears it (`unblock`).
+    operator clears it (`unblock`);
+  - `conv:<conversation id>`: the earliest time the next message to that conversation may go
+    out (one message per CONVERSATION_INTERVAL_S per conversation, across all tasks).
 
 `reserve()` runs one Lua script, so reservations from any number of workers are atomic and
 strictly spaced: the script takes the Redis clock (no skew between hosts), computes the first
@@ -28,7 +30,7 @@ from . import conf
 
 KEY_PREFIX = "wework:msg:pace:"
 
-RESERVED, BLOCKED, DAILY_CAP, TOO_FAR = 0, 1, 2, 3
+RESERVED, BLOCKED, DAILY_CAP, TOO_FAR, CONVERSATION_BUSY = 0, 1, 2, 3, 4
 
 _LUA = """
 local t = redis.call('TIME')
@@ -37,6 +39,7 @@ local interval = tonumber(ARGV[1])
 local per_minute = tonumber(ARGV[2])
 local daily = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
+local conv_interval = tonumber(ARGV[6])
 if redis.call('EXISTS', KEYS[4]) == 1 then return {1, 0} end
 if daily > 0 then
   local used = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -54,8 +57,15 @@ if per_minute > 0 then
     if edge > slot then slot = edge end
   end
 end
+if conv_interval > 0 then
+  local conv_next = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if conv_next > slot then return {4, conv_next - now} end
+end
 local wait = slot - now
 if wait > max_wait then return {3, wait} end
+if conv_interval > 0 then
+  redis.call('SET', KEYS[5], slot + conv_interval, 'PX', wait + conv_interval)
+end
 redis.call('SET', KEYS[1], slot + interval, 'PX', wait + interval + 60000)
 if per_minute > 0 then
   redis.call('ZADD', KEYS[2], slot, ARGV[5])
@@ -75,6 +85,7 @@ class Limits:
     jitter_s: float
     per_minute: int
     daily: int
+    conversation_interval_s: float = 0.0
 
     @classmethod
     def default(cls, send_interval_s=0):
@@ -84,7 +95,14 @@ class Limits:
             jitter_s=float(conf.get("JITTER_S")),
             per_minute=int(conf.get("PER_MINUTE")),
             daily=int(conf.get("DAILY")),
+            conversation_interval_s=float(conf.get("CONVERSATION_INTERVAL_S")),
         )
+
+    @property
+    def any(self):
+        """Whether anything paces at all (otherwise sends need no reservation)."""
+        return bool(self.min_interval_s or self.jitter_s or self.per_minute or self.daily
+                    or self.conversation_interval_s)
 
     def interval_ms(self):
         jitter = random.uniform(0, self.jitter_s) if self.jitter_s > 0 else 0.0
@@ -107,6 +125,10 @@ def _keys(account_id):
     return [base + "next", base + "win", base + "day:" + day, base + "blocked"]
 
 
+def _conversation_key(account_id, conversation_id):
+    return f"{KEY_PREFIX}{account_id}:conv:{conversation_id}"
+
+
 def _redis():
     if not getattr(settings, "REDIS_URL", ""):
         return None
@@ -120,15 +142,17 @@ class _RedisPacer:
         self.client = client
         self.script = client.register_script(_LUA)
 
-    def reserve(self, account_id, limits, max_wait_s):
+    def reserve(self, account_id, limits, max_wait_s, conversation_id=None):
+        conversation_ms = int(round(limits.conversation_interval_s * 1000)) if conversation_id else 0
         code, wait = self.script(
-            keys=_keys(account_id),
+            keys=_keys(account_id) + [_conversation_key(account_id, conversation_id or "")],
             args=[
                 limits.interval_ms(),
                 limits.per_minute,
                 limits.daily,
                 int(max_wait_s * 1000),
                 uuid.uuid4().hex,
+                conversation_ms,
             ],
         )
         return Reservation(int(code), int(wait) / 1000.0)
@@ -156,6 +180,8 @@ class _RedisPacer:
 
     def reset(self, account_id):
         self.client.delete(*_keys(account_id))
+        for key in self.client.scan_iter(match=_conversation_key(account_id, "*"), count=500):
+            self.client.delete(key)
 
 
 class _LocalPacer:
@@ -167,10 +193,10 @@ class _LocalPacer:
 
     def _st(self, account_id):
         return self.state.setdefault(
-            account_id, {"next": 0, "win": [], "day": {}, "blocked": None}
+            account_id, {"next": 0, "win": [], "day": {}, "blocked": None, "conv": {}}
         )
 
-    def reserve(self, account_id, limits, max_wait_s):
+    def reserve(self, account_id, limits, max_wait_s, conversation_id=None):
         with self.lock:
             st = self._st(account_id)
             now = int(time.time() * 1000)
@@ -185,9 +211,19 @@ class _LocalPacer:
                 inside = [s for s in st["win"] if s > slot - 60000]
                 if len(inside) >= limits.per_minute:
                     slot = max(slot, inside[len(inside) - limits.per_minute] + 60000)
+            conversation_ms = int(round(limits.conversation_interval_s * 1000)) if conversation_id else 0
+            if conversation_ms:
+                conv = st["conv"]
+                if len(conv) > 1000:  # drop expired entries now and then: keeps the map small
+                    for key in [k for k, v in conv.items() if v <= now]:
+                        del conv[key]
+                if conv.get(conversation_id, 0) > slot:
+                    return Reservation(CONVERSATION_BUSY, (conv[conversation_id] - now) / 1000.0)
             wait = slot - now
             if wait > max_wait_s * 1000:
                 return Reservation(TOO_FAR, wait / 1000.0)
+            if conversation_ms:
+                st["conv"][conversation_id] = slot + conversation_ms
             st["next"] = slot + limits.interval_ms()
             if limits.per_minute > 0:
                 st["win"].append(slot)
@@ -233,11 +269,15 @@ def pacer():
     return p
 
 
-def reserve(account_id, limits=None, max_wait_s=None):
+def reserve(account_id, limits=None, max_wait_s=None, conversation_id=None):
+    """A slot for the account's next message (to `conversation_id`, when given: also one
+    message per `limits.conversation_interval_s` to that conversation). CONVERSATION_BUSY, with
+    the wait, when the conversation is not free by the account's slot: nothing is reserved,
+    and the caller sends to another conversation meanwhile."""
     limits = limits or Limits.default()
     if max_wait_s is None:
         max_wait_s = float(conf.get("MAX_PACING_WAIT_S"))
-    return pacer().reserve(account_id, limits, max_wait_s)
+    return pacer().reserve(account_id, limits, max_wait_s, conversation_id)
 
 
 def block(account_id, reason):

@@ -8,7 +8,8 @@ from instances.simulator.server import Simulator
 TOKEN = "sim-token"
 
 FAST = {
-    "MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CHECK_MEDIA_URLS": False,
+    "MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CONVERSATION_INTERVAL_S": 0,
+    "CHECK_MEDIA_URLS": False,
     "ACK_POLL_AFTER_S": 0.0, "ACK_WAIT_S": 10, "RETRY_BASE_S": 0, "FLUSH_INTERVAL_S": 0.2,
 }
 

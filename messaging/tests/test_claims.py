@@ -54,8 +54,8 @@ def test_stale_claims_reclaimed_and_resent_with_same_uuid(world, sim):
     d = dispatch.Dispatcher(task.pk)
     d._load()
     d.client = dispatch.client_factory(d.instance)
-    rows = dispatch.claim(task.pk, 10)
-    prepared, _ = d._prepare(rows)
+    d.batch = 10
+    prepared, _ = d._claim(0)
     d._send(prepared[0])
     before = dict(sim.receipts)
     assert len(before) == 1

@@ -1,6 +1,7 @@
 """End to end: the simulator, real Celery workers on Redis, a broadcast to 1,200 receivers, the
 workers killed with SIGKILL twice mid-way and restarted. Every receiver must end exactly once
-and the simulator must hold each message exactly once."""
+and the simulator must hold each message exactly once. Twice: with single sends (a revision 1.0
+instance) and with batch sends (1.1)."""
 import json
 import os
 import signal
@@ -24,7 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transac
 N = 1200
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_SETTINGS = {
-    "MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CHECK_MEDIA_URLS": False,
+    "MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CONVERSATION_INTERVAL_S": 0,
+    "CHECK_MEDIA_URLS": False,
     "CLAIM_BATCH": 50, "CLAIM_TIMEOUT_S": 4, "LEASE_TTL_S": 4, "DISPATCHERS_PER_TASK": 2,
     "ACK_POLL_AFTER_S": 0.2, "ACK_WAIT_S": 10, "FLUSH_INTERVAL_S": 0.2, "DISPATCH_SLICE_S": 20,
 }
@@ -37,14 +39,14 @@ def _db_url():
     return f"sqlite:///{s['NAME']}"
 
 
-def _start_worker(log):
+def _start_worker(log, worker_settings):
     env = dict(os.environ)
     env.update({
         "DJANGO_SETTINGS_MODULE": "wework.test_settings",
         "DATABASE_URL": _db_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "0",
-        "MESSAGING_SETTINGS": json.dumps(WORKER_SETTINGS),
+        "MESSAGING_SETTINGS": json.dumps(worker_settings),
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
     })
     return subprocess.Popen(
@@ -72,13 +74,25 @@ def big_sim():
     s.stop()
 
 
-def test_broadcast_survives_sigkill_of_workers(big_sim, settings, tmp_path):
+# Per mode: messaging settings and the simulator's latency per request, so that a run lasts a few
+# seconds and the kills land mid-way (a batch request carries 10 messages).
+MODES = {
+    "single": ({"BATCH_SEND_SIZE": 0}, 4),
+    "batch": ({"BATCH_SEND_SIZE": 10}, 40),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_broadcast_survives_sigkill_of_workers(big_sim, settings, tmp_path, mode):
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in (":memory:", "") or \
             "mode=memory" in str(connection.settings_dict["NAME"]):
         pytest.skip("workers need a database they can open: run on MariaDB or with TEST_SQLITE_NAME")
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (REDIS_URL)")
-    settings.MESSAGING = dict(WORKER_SETTINGS)
+    overrides, latency_ms = MODES[mode]
+    worker_settings = {**WORKER_SETTINGS, **overrides}
+    big_sim.latency_ms = latency_ms
+    settings.MESSAGING = dict(worker_settings)
     world = build_world(big_sim)
     task = services.create_task(world.admin, account=world.account, message_type="text",
                                 content="Hello {{ receiver_name }}", filters={"source": "contacts"}, start=False)
@@ -92,7 +106,7 @@ def test_broadcast_survives_sigkill_of_workers(big_sim, settings, tmp_path):
         services.start_task(task.pk)  # enqueues dispatchers on the Redis broker
         kills = 0
         deadline = time.monotonic() + 110
-        proc = _start_worker(log)
+        proc = _start_worker(log, worker_settings)
         procs.append(proc)
         last_kick = time.monotonic()
         while time.monotonic() < deadline:
@@ -101,7 +115,7 @@ def test_broadcast_survives_sigkill_of_workers(big_sim, settings, tmp_path):
                 _kill(proc)
                 kills += 1
                 time.sleep(0.5)
-                proc = _start_worker(log)
+                proc = _start_worker(log, worker_settings)
                 procs.append(proc)
             if time.monotonic() - last_kick > 1.0:
                 services.kick()  # what beat does every 15 s: reclaim stale claims, restart dispatchers
@@ -132,4 +146,6 @@ def test_broadcast_survives_sigkill_of_workers(big_sim, settings, tmp_path):
     assert len({r["request"]["conversation_id"] for r in records}) == N
     assert all(r["status"] == "sent" for r in records)
     resent = sum(1 for v in big_sim.receipts.values() if v > 1)
-    print(f"\nkills={kills} duplicates absorbed by client_msg_id={resent}")
+    if mode == "batch":
+        assert big_sim.batch_sizes and big_sim.requests.get("send_message", 0) == 0
+    print(f"\n{mode}: kills={kills} duplicates absorbed by client_msg_id={resent}")

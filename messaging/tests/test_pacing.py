@@ -54,6 +54,7 @@ def test_defaults_follow_protocol(settings):
     settings.MESSAGING = {}
     lim = pacing.Limits.default()
     assert (lim.min_interval_s, lim.jitter_s, lim.per_minute) == (3.0, 2.0, 30)
+    assert lim.conversation_interval_s == 3.0 and lim.any
     assert 3000 <= lim.interval_ms() <= 5000
     assert pacing.Limits.default(send_interval_s=10).min_interval_s == 10
 
@@ -83,3 +84,26 @@ def test_shared_between_threads_without_overlap():
     slots.sort()
     gaps = [b - a for a, b in zip(slots, slots[1:])]
     assert not errors and len(slots) == 40 and min(gaps) >= 50
+
+
+def test_one_message_per_interval_per_conversation():
+    pacing.pacer().reset(7)
+    lim = limits(conversation_interval_s=0.3)
+    assert pacing.reserve(7, lim, conversation_id="wxid_a").ok
+    busy = pacing.reserve(7, lim, conversation_id="wxid_a")
+    assert busy.code == pacing.CONVERSATION_BUSY and 0.2 <= busy.wait_s <= 0.3
+    assert pacing.reserve(7, lim, conversation_id="wxid_b").ok  # another conversation goes at once
+    assert pacing.reserve(7, lim).ok  # no conversation given: only the account's limits
+    time.sleep(busy.wait_s + 0.02)
+    assert pacing.reserve(7, lim, conversation_id="wxid_a").ok
+    # per account: the same conversation id of another account is free
+    pacing.pacer().reset(8)
+    assert pacing.reserve(8, lim, conversation_id="wxid_a").ok
+
+
+def test_conversation_free_by_the_accounts_slot_is_not_busy():
+    pacing.pacer().reset(9)
+    lim = limits(min_interval_s=0.4, conversation_interval_s=0.2)
+    assert pacing.reserve(9, lim, conversation_id="wxid_a").ok
+    second = pacing.reserve(9, lim, conversation_id="wxid_a")
+    assert second.ok and second.wait_s > 0.3  # the account's interval is the longer wait

@@ -314,3 +314,27 @@ def test_account_stop_raises_a_real_alert(world):
     services.stop_account(world.account.pk, "risk_control", "again")
     alerts = AlertRecord.objects.filter(rule_name="messaging.account_risk_control")
     assert alerts.count() == 1 and world.account.wxid in alerts.get().alert_title
+
+
+def test_busy_conversation_waits_while_others_go(world, sim, fast):
+    fast["CONVERSATION_INTERVAL_S"] = 1.0
+    pacing.pacer().reset(world.account.pk)
+    first = services.send_message(world.admin, account=world.account, receiver_wxid=world.contacts[0],
+                                  message_type="text", content={"text": "one"})
+    first.refresh_from_db()
+    assert first.status == TaskStatus.COMPLETED
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="two",
+                                receivers=world.contacts[:3])
+    a, b, c = task.receivers.order_by("id")
+    assert b.send_status == c.send_status == RS.SUCCESS  # other conversations are not held up
+    assert a.send_status == RS.PENDING and a.retry_count == 0 and a.error_code is None
+    assert a.send_time > timezone.now()  # due when its conversation is free again
+    import time
+
+    time.sleep(max(0.0, (a.send_time - timezone.now()).total_seconds()) + 0.1)
+    services.kick()
+    a.refresh_from_db()
+    task.refresh_from_db()
+    assert a.send_status == RS.SUCCESS and task.status == TaskStatus.COMPLETED and task.success_count == 3
+    to_a = sorted(m["due"] for m in sim.messages.values() if m["request"]["conversation_id"] == world.contacts[0])
+    assert len(to_a) == 2 and to_a[1] - to_a[0] >= 0.95

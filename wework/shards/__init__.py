@@ -7,7 +7,7 @@ touch the app registry.
 """
 
 _PUBLIC = {
-    "model_for", "model_for_id", "create", "bulk_create", "bulk_upsert", "get", "get_or_none",
+    "model_for", "model_for_id", "group_ids_by_shard", "create", "bulk_create", "bulk_upsert", "get", "get_or_none",
     "update", "for_instance", "paginate", "iterate", "shard_models", "is_sharded", "config_for",
     "create_instance_shards", "archive_instance_shards", "drop_instance_shards", "Page",
 }

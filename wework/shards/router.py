@@ -176,6 +176,40 @@ def model_for_id(base_model, id, instance_id=None):
     return model_for(base, instance_id=instance_id, create=False)
 
 
+def group_ids_by_shard(base_model, ids):
+    """{shard model: [ids]} for ids of a time-sharded model, skipping ids whose shard does not
+    exist. Ids are time-ordered and periods contiguous, so a sorted run whose first and last id
+    share a shard lies wholly in it: a few lookups per call instead of one per id."""
+    ordered = sorted(int(i) for i in ids)
+    groups = {}
+
+    def lookup(i):
+        try:
+            return model_for_id(base_model, i)
+        except ShardError:
+            return None
+
+    def split(lo, hi, first, last):  # ordered[lo..hi], first/last: their shard models
+        if first is last:
+            if first is not None:
+                groups.setdefault(first, []).extend(ordered[lo : hi + 1])
+            return
+        if hi - lo <= 1:
+            for k, model in ((lo, first), (hi, last)):
+                if model is not None:
+                    groups.setdefault(model, []).append(ordered[k])
+            return
+        mid = (lo + hi) // 2
+        middle = lookup(ordered[mid])
+        split(lo, mid, first, middle)
+        if mid + 1 <= hi:
+            split(mid + 1, hi, lookup(ordered[mid + 1]), last)
+
+    if ordered:
+        split(0, len(ordered) - 1, lookup(ordered[0]), lookup(ordered[-1]))
+    return groups
+
+
 # --- Writes ---------------------------------------------------------------------------------
 
 def _row_dict(base, row):

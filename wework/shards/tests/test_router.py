@@ -195,3 +195,26 @@ def test_index_names_are_unique_per_table(probe_sharding):
     assert all(any("idx_kind" in n for n in s) for s in names)
     if connection.vendor == "sqlite":
         assert not (names[0] & names[1]) - {"__primary__", "fk_0"}  # pseudo names of introspection
+
+
+def test_group_ids_by_shard_with_few_lookups(probe_sharding, monkeypatch):
+    from wework.shards import router
+
+    now = timezone.now()
+    this = period_of("month", now)
+    shards.create(ProbeEvent, body="this month")
+    shards.create(ProbeEvent, body="last month", created_at=this.previous().start + timedelta(hours=1))
+    last_ids = [ids.new_id(this.previous().start + timedelta(hours=h)) for h in range(1, 200)]
+    this_ids = [ids.new_id(this.start + timedelta(hours=h)) for h in range(1, 200)]
+    missing = [ids.new_id(this.previous().previous().start + timedelta(hours=2))]  # no such shard
+    lookups = []
+    real = router.model_for_id
+    monkeypatch.setattr(router, "model_for_id", lambda *a, **k: lookups.append(a) or real(*a, **k))
+    groups = shards.group_ids_by_shard(ProbeEvent, this_ids + missing + last_ids)
+    by_table = {m._meta.db_table: sorted(g) for m, g in groups.items()}
+    assert by_table == {
+        f"probe_events_{this.suffix}": sorted(this_ids),
+        f"probe_events_{this.previous().suffix}": sorted(last_ids),
+    }
+    assert len(lookups) < 40  # a bisection, not one lookup per id (399)
+    assert shards.group_ids_by_shard(ProbeEvent, []) == {}
