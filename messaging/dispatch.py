@@ -612,9 +612,11 @@ class Dispatcher:
         return "idle"
 
     def _fail_task(self, message):
-        MessageTask.objects.filter(pk=self.task_id).update(
-            status=TaskStatus.FAILED, error_message=message, completed_at=timezone.now()
-        )
+        from . import services
+
+        services.auto_transition(self.task_id, "fail", [TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.PENDING],
+                                 TaskStatus.FAILED, reason=message, error_message=message,
+                                 completed_at=timezone.now())
 
     # --- one claim -------------------------------------------------------------------------
 
@@ -1161,9 +1163,10 @@ class Dispatcher:
         return False
 
     def _pause(self, reason):
-        MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).update(
-            status=TaskStatus.PAUSED, error_message=str(reason)[:2000], updated_at=timezone.now()
-        )
+        from . import services
+
+        services.auto_transition(self.task_id, "pause_automatic", [TaskStatus.RUNNING], TaskStatus.PAUSED,
+                                 reason=reason, error_message=str(reason)[:2000])
 
 
 DEFERRED = "deferred"

@@ -637,6 +637,22 @@ def _audit_task(operation, task, old_status, new_status, *, old_values=None, new
     )
 
 
+def auto_transition(task_id, operation, from_statuses, new_status, reason=None, **fields):
+    """A status change the platform makes by itself (completion, a pause or failure decided by a
+    dispatcher): a conditional UPDATE, audited (actor: the worker/system context) when it
+    changed the row. Returns whether it did."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = (MessageTask.objects.select_for_update().filter(pk=task_id, status__in=list(from_statuses))
+               .only("id", "task_name", "status").first())
+        if row is None:
+            return False
+        old = row.status
+        MessageTask.objects.filter(pk=task_id).update(status=new_status, updated_at=now, **fields)
+        _audit_task(operation, row, old, new_status, new_values={"reason": str(reason)} if reason else None)
+    return True
+
+
 def _locked_status(task_id):
     """The task's status, its row locked until the end of the transaction (MariaDB)."""
     return MessageTask.objects.select_for_update().filter(pk=task_id).values_list("status", flat=True).first()
@@ -819,13 +835,9 @@ def finish_if_done(task_id):
     """RUNNING → COMPLETED when no receiver is pending or in flight."""
     if MessageReceiver.objects.filter(task_id=task_id, send_status__in=[RS.PENDING, RS.SENDING]).exists():
         return False
-    now = timezone.now()
     rebuild_counters(task_id)
-    return bool(
-        MessageTask.objects.filter(pk=task_id, status=TaskStatus.RUNNING).update(
-            status=TaskStatus.COMPLETED, completed_at=now, progress=100, updated_at=now
-        )
-    )
+    return auto_transition(task_id, "complete", [TaskStatus.RUNNING], TaskStatus.COMPLETED,
+                           completed_at=timezone.now(), progress=100)
 
 
 def task_progress(task):
@@ -863,14 +875,13 @@ def stop_account(account_id, reason, detail=None):
 
     already = pacing.blocked_reason(account_id)
     pacing.block(account_id, reason)
-    now = timezone.now()
-    paused = MessageTask.objects.filter(
+    message = _("Paused: the account hit risk control (%(reason)s).") % {"reason": reason}
+    paused = 0
+    for task_id in MessageTask.objects.filter(
         account_id=account_id, status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]
-    ).update(
-        status=TaskStatus.PAUSED,
-        error_message=_("Paused: the account hit risk control (%(reason)s).") % {"reason": reason},
-        updated_at=now,
-    )
+    ).values_list("pk", flat=True):
+        paused += auto_transition(task_id, "pause_risk_control", [TaskStatus.PENDING, TaskStatus.RUNNING],
+                                  TaskStatus.PAUSED, reason=reason, error_message=message)
     WeworkAccount.all_objects.filter(pk=account_id, status=AccountStatus.ONLINE).update(
         status=AccountStatus.ABNORMAL
     )

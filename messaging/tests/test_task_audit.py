@@ -138,3 +138,27 @@ def test_scheduled_start_by_beat_is_audited_as_system(world, sim):
     services.kick(now=timezone.now() + timedelta(hours=2))
     row = _one(task, "start")
     assert row.user_id is None and row.new_values == {"status": TaskStatus.RUNNING}
+
+
+def test_automatic_transitions_are_audited(world, sim, fast, monkeypatch):
+    """Completion, a pause on risk control and a pause because the account cannot send are
+    decided by the platform: each leaves one audit row with the old and new status and why."""
+    import monitoring.services as ms
+
+    monkeypatch.setattr(ms, "fire_alert", lambda *a, **k: None, raising=False)
+    done = _task(world, 2)
+    services.start_task(done.pk)
+    done.refresh_from_db()
+    assert done.status == TaskStatus.COMPLETED
+    row = _one(done, "complete")
+    assert (row.old_values, row.new_values) == ({"status": TaskStatus.RUNNING}, {"status": TaskStatus.COMPLETED})
+
+    sim.inject(risk_control_after=1)
+    stopped = _task(world, 5)
+    services.start_task(stopped.pk)
+    stopped.refresh_from_db()
+    assert stopped.status == TaskStatus.PAUSED
+    row = _one(stopped, "pause_risk_control")
+    assert row.old_values == {"status": TaskStatus.RUNNING}
+    assert row.new_values == {"status": TaskStatus.PAUSED, "reason": "risk_control"}
+    assert not _rows(stopped, "complete")
