@@ -10,12 +10,16 @@
                  dispatcher each) to the instance simulator (a real HTTP server in this process,
                  answering at once) with pacing off: receivers/s from start to the last receiver
                  ended, with durable per-receiver state (claim, message row, result, counters).
+                 Twice: with batch sends (protocol 1.1, 100 messages a request, the default
+                 against an instance that offers them) and with single sends (BATCH_SEND_SIZE=0,
+                 SEND_CONCURRENCY in flight: what a revision 1.0 instance gets).
                  Baseline: one raw loop in its own process (like a worker) doing the same database
-                 writes per chunk of 200 (claim UPDATE; message INSERT + receiver link UPDATE; result
-                 UPDATEs and counter) and the same HTTP send per receiver through the same client
-                 (InstanceClient, keep-alive http.client connections), without Celery, pacing,
-                 leases or acknowledgements: once with serial sends, once with SEND_CONCURRENCY
-                 sends in flight like the dispatcher.
+                 writes per chunk of 200 (claim: message INSERT + one receiver UPDATE of state and
+                 link; results: receiver and message UPDATEs and the task counter) and the same
+                 HTTP sends through the same client (InstanceClient, keep-alive http.client
+                 connections), without Celery, pacing, leases or acknowledgements: with batch
+                 sends of 100, with serial single sends, and with SEND_CONCURRENCY single sends
+                 in flight.
 * memory      -- peak RSS of a worker process during a 100,000-receiver broadcast (sampled with
                  /proc every 0.2 s), against the worker's RSS when idle.
 * pacing      -- a dispatcher with MIN_INTERVAL_S set (no jitter): the achieved interval between
@@ -137,15 +141,17 @@ def bench_materialize(args, n):
 
 # --- dispatch ------------------------------------------------------------------------------------
 
-WORKER_SETTINGS = {"MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CHECK_MEDIA_URLS": False,
+WORKER_SETTINGS = {"MIN_INTERVAL_S": 0, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CONVERSATION_INTERVAL_S": 0,
+                   "CHECK_MEDIA_URLS": False,
                    "CLAIM_BATCH": 200, "ACK_POLL_AFTER_S": 0.3, "ACK_WAIT_S": 30, "FLUSH_INTERVAL_S": 0.5,
                    "DISPATCH_SLICE_S": 600, "CLAIM_TIMEOUT_S": 120}
 
 
-def start_workers(procs, dispatchers, log):
+def start_workers(procs, dispatchers, log, overrides=None):
     env = dict(os.environ)
     env.update({"CELERY_TASK_ALWAYS_EAGER": "0",
-                "MESSAGING_SETTINGS": json.dumps({**WORKER_SETTINGS, "DISPATCHERS_PER_TASK": dispatchers})})
+                "MESSAGING_SETTINGS": json.dumps({**WORKER_SETTINGS, **(overrides or {}),
+                                                  "DISPATCHERS_PER_TASK": dispatchers})})
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "wework", "worker", "-P", "prefork", "-c", str(procs),
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
@@ -172,8 +178,9 @@ def _children(pid):
         return []
 
 
-def run_broadcast(n, workers, sample_memory=False):
-    """Send a broadcast to n receivers with `workers` worker processes; returns (seconds, peak_kb, idle_kb)."""
+def run_broadcast(n, workers, sample_memory=False, **overrides):
+    """Send a broadcast to n receivers with `workers` worker processes (messaging settings
+    `overrides` on top of WORKER_SETTINGS); returns (seconds, peak_kb, idle_kb)."""
     import signal
 
     from django.conf import settings
@@ -182,12 +189,12 @@ def run_broadcast(n, workers, sample_memory=False):
     from messaging.models import MessageTask, TaskStatus
     from wework.celery import app
 
-    settings.MESSAGING = {**WORKER_SETTINGS, "DISPATCHERS_PER_TASK": workers}
+    settings.MESSAGING = {**WORKER_SETTINGS, **overrides, "DISPATCHERS_PER_TASK": workers}
     sim, admin, account, contacts = world(n)
     task = services.create_task(admin, account=account, message_type="text", content="Hello {{ receiver_name }}",
                                 filters={"source": "contacts"}, start=False)
     log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
-    proc = start_workers(workers, workers, log)
+    proc = start_workers(workers, workers, log, overrides)
     for _i in range(100):  # worker boot, not measured
         if len(_children(proc.pid)) >= workers:
             break
@@ -227,11 +234,12 @@ def run_broadcast(n, workers, sample_memory=False):
     return seconds, peak, idle
 
 
-def raw_loop(n, width=1):
-    """Baseline: the same database writes and one HTTP send per receiver, in a plain loop in its
-    own process (like a worker; the simulator stays in this one), with the dispatcher's client
-    (InstanceClient over keep-alive http.client connections). width > 1: each chunk's sends go
-    `width` at a time from a thread pool, as the dispatcher does without pacing."""
+def raw_loop(n, width=1, batch=0):
+    """Baseline: the same database writes and the same HTTP sends, in a plain loop in its own
+    process (like a worker; the simulator stays in this one), with the dispatcher's client
+    (InstanceClient over keep-alive http.client connections). batch > 1: each chunk's messages go
+    in batch sends of `batch`; otherwise one send per receiver, `width` at a time from a thread
+    pool when width > 1 (as the dispatcher does without pacing)."""
     import multiprocessing
 
     from django.db import connections
@@ -246,7 +254,7 @@ def raw_loop(n, width=1):
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    child = ctx.Process(target=_raw_child, args=(queue, sim.url, account.pk, account.wxid, task.pk, ids, width))
+    child = ctx.Process(target=_raw_child, args=(queue, sim.url, account.pk, account.wxid, task.pk, ids, width, batch))
     child.start()
     seconds = queue.get(timeout=1800)
     child.join()
@@ -256,7 +264,7 @@ def raw_loop(n, width=1):
     return seconds
 
 
-def _raw_child(queue, url, account_pk, account_wxid, task_pk, ids, width):
+def _raw_child(queue, url, account_pk, account_wxid, task_pk, ids, width, batch):
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connection, transaction
@@ -276,6 +284,11 @@ def _raw_child(queue, url, account_pk, account_wxid, task_pk, ids, width):
         return client.send_message(account_wxid, client_msg_id=muuid, conversation_id=c[1],
                                    conversation_type="single", type="text", content={"text": "Hello"})
 
+    def send_batch(part):
+        return client.send_messages(account_wxid, [
+            client.message_body(muuid, c[1], "single", "text", {"text": "Hello"}) for _mid, muuid, c in part
+        ])
+
     t0 = time.perf_counter()
     for start in range(0, len(ids), 200):
         chunk = ids[start : start + 200]
@@ -284,8 +297,6 @@ def _raw_child(queue, url, account_pk, account_wxid, task_pk, ids, width):
         marks = ", ".join(["%s"] * len(rid))
         msgs = [(shards.new_id(), shards.new_uuid(), c) for c in chunk]
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute(f"UPDATE {rec} SET send_status=1, updated_at=%s WHERE id IN ({marks})", [now, *rid])
-        with transaction.atomic(), connection.cursor() as cur:
             cur.execute(
                 f"INSERT INTO {msg_table} (id, message_uuid, account_id, chat_type, chat_wxid, message_type, "
                 "message_content, send_status, retry_count, is_scheduled, task_id, created_at, updated_at) VALUES "
@@ -293,11 +304,14 @@ def _raw_child(queue, url, account_pk, account_wxid, task_pk, ids, width):
                 [v for mid, muuid, c in msgs for v in (mid, muuid, account_pk, c[1], task_pk, now, now)],
             )
             cur.execute(
-                f"UPDATE {rec} SET message_id = CASE id {' '.join(['WHEN %s THEN %s'] * len(msgs))} END "
-                f"WHERE id IN ({marks})",
-                [v for mid, _u, c in msgs for v in (c[0], mid)] + rid,
+                f"UPDATE {rec} SET send_status=1, updated_at=%s, message_id = CASE id "
+                f"{' '.join(['WHEN %s THEN %s'] * len(msgs))} END WHERE id IN ({marks})",
+                [now] + [v for mid, _u, c in msgs for v in (c[0], mid)] + rid,
             )
-        answers = list(pool.map(send, msgs)) if pool else [send(m) for m in msgs]
+        if batch > 1:
+            answers = [a for i in range(0, len(msgs), batch) for a in send_batch(msgs[i : i + batch])]
+        else:
+            answers = list(pool.map(send, msgs)) if pool else [send(m) for m in msgs]
         assert all(a.get("status") in ("queued", "sent") for a in answers)
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(f"UPDATE {rec} SET send_status=2, send_time=%s WHERE id IN ({marks}) AND send_status=1",
@@ -317,15 +331,20 @@ def bench_dispatch(args, n):
     from messaging import conf
 
     width = int(WORKER_SETTINGS.get("SEND_CONCURRENCY", conf.DEFAULTS["SEND_CONCURRENCY"]))
+    size = int(conf.DEFAULTS["BATCH_SEND_SIZE"])
+    base_batch = raw_loop(n, batch=size)
     base = raw_loop(n)
     base_wide = raw_loop(n, width) if width > 1 else base
     for workers in (1, 2):
         seconds, _peak, _idle = run_broadcast(n, workers)
-        report(f"dispatch: {workers} worker(s), {n:,} receivers", n / seconds, "receivers/s", n / base,
-               "receivers/s raw loop (serial sends)")
-        if width > 1:
-            report(f"dispatch: {workers} worker(s), {n:,} receivers, vs raw loop with {width} sends in flight",
-                   n / seconds, "receivers/s", n / base_wide, f"receivers/s raw loop ({width} in flight)")
+        report(f"dispatch: {workers} worker(s), {n:,} receivers, batch sends of {size}", n / seconds, "receivers/s",
+               n / base_batch, f"receivers/s raw loop (batch sends of {size})")
+    for workers in (1, 2):
+        seconds, _peak, _idle = run_broadcast(n, workers, BATCH_SEND_SIZE=0)
+        report(f"dispatch: {workers} worker(s), {n:,} receivers, single sends ({width} in flight)", n / seconds,
+               "receivers/s", n / base_wide, f"receivers/s raw loop ({width} single sends in flight)")
+        report(f"dispatch: {workers} worker(s), {n:,} receivers, single sends, vs serial raw loop", n / seconds,
+               "receivers/s", n / base, "receivers/s raw loop (serial single sends)")
 
 
 def bench_memory(args, n):
