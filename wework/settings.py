@@ -323,6 +323,14 @@ LOGGING = {
     "root": {"handlers": ["console", "system_log"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # One line per HTTP request to an instance (heartbeat checks, sends, syncs) and per
+        # periodic task run (beat every 15 s) drowned what matters in the console and in
+        # system_logs; the instance client logs its own retries and failures.
+        "httpx": {"level": env.str("HTTPX_LOG_LEVEL", default="WARNING")},
+        "httpcore": {"level": env.str("HTTPX_LOG_LEVEL", default="WARNING")},
+        "celery.beat": {"level": env.str("CELERY_ROUTINE_LOG_LEVEL", default="WARNING")},
+        "celery.app.trace": {"level": env.str("CELERY_ROUTINE_LOG_LEVEL", default="WARNING")},
+        "celery.worker.strategy": {"level": env.str("CELERY_ROUTINE_LOG_LEVEL", default="WARNING")},
     },
 }
 

@@ -479,9 +479,12 @@ def test_sign_and_verify():
 def test_run_instance_simulator_command(capsys):
     from django.core.management import call_command
 
-    call_command("run_instance_simulator", "--port", "0", "--accounts", "1", "--contacts", "5", "--stop-after-s", "0.3")
+    call_command("run_instance_simulator", "--port", "0", "--accounts", "1", "--contacts", "5", "--stop-after-s", "0.3",
+                 "--token=Secr3t-bearer-token-value")
     out = capsys.readouterr().out
     assert "listening on http://127.0.0.1:" in out and "wxid_s1a001" in out and "stopped" in out
+    # the bearer token is a secret: only its start and length reach the terminal
+    assert "Secr3t-bearer-token-value" not in out and "Secr… (25 characters)" in out
 
 
 def test_run_instance_simulator_command_refuses_bad_input():

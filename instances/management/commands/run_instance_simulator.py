@@ -111,7 +111,9 @@ class Command(BaseCommand):
             url = sim.start()
         except OSError as exc:
             raise CommandError(f"Cannot listen on {opts['host']}:{opts['port']}: {exc.strerror or exc}.") from None
-        self.stdout.write(f"Instance simulator listening on {url} (token {opts['token']!r}, instance_id {sim.instance_id}).")
+        token = opts["token"] or ""
+        shown = f"{token[:4]}… ({len(token)} characters)" if len(token) > 8 else "set" if token else "none"
+        self.stdout.write(f"Instance simulator listening on {url} (token {shown}, instance_id {sim.instance_id}).")
         self.stdout.write(f"Accounts: {', '.join(sim.accounts)}. Stats: {url}/sim/stats. Ctrl-C to stop.")
         done = threading.Event()
 
