@@ -712,6 +712,10 @@ class Dispatcher:
             return self._process_batched(prepared, outcomes)
         if self.pool is not None:
             return self._process_concurrent(prepared, outcomes)
+        return self._process_serial(prepared, outcomes)
+
+    def _process_serial(self, prepared, outcomes):
+        """One send at a time (with pacing, each after its reservation)."""
         last_flush = time.monotonic()
         flush_every = float(_setting("FLUSH_INTERVAL_S"))
         for index, item in enumerate(prepared):
@@ -841,6 +845,8 @@ class Dispatcher:
         flush_every = float(_setting("FLUSH_INTERVAL_S"))
         index = 0
         while index < len(prepared):
+            if self.batch_send_max <= 1:  # the instance refused a batch: the rest one by one
+                return self._process_serial(prepared[index:], outcomes)
             chunk = prepared[index : index + self.batch_send_max]
             index += len(chunk)
             stop = pause = limited = None

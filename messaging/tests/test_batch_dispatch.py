@@ -91,10 +91,12 @@ def test_a_batch_refused_as_a_whole_falls_back_to_single_sends(world, sim, fast,
         raise SimError("target_not_found", "No such command.")
 
     monkeypatch.setattr(sim, "cmd_send_messages", refuse)
-    task = _broadcast(world, 8)
+    fast["BATCH_SEND_SIZE"] = 10
+    task = _broadcast(world, 35)  # one claim, four batches' worth: the rest goes one by one
     task.refresh_from_db()
-    assert task.status == TaskStatus.COMPLETED and task.success_count == 8
-    assert sim.requests["send_messages"] == 1 and sim.requests["send_message"] == 8
+    assert task.status == TaskStatus.COMPLETED and task.success_count == 35
+    assert sim.requests["send_messages"] == 1 and sim.requests["send_message"] == 35
+    assert len(sim.messages) == 35 and set(sim.receipts.values()) == {1}
 
 
 def test_lost_batch_answer_is_retried_with_the_same_uuids(world, sim, fast, monkeypatch):
