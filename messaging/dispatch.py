@@ -910,7 +910,7 @@ class Dispatcher:
                 # A refusal of the request as a whole (an unknown command on an instance that
                 # offered batches, an item it rejects outright): each item on its own tells which.
                 self.batch_send_max = 0
-                return [self._send(item) for item in chunk]
+                return self._send_each(chunk)
             first = self._error_outcome(chunk[0], code, str(exc.message), exc.retry_after_s)
             if first.kind in ("stop", "pause") or code == "rate_limited":
                 # refused as a whole for the account: nothing was handed over after the first
@@ -926,7 +926,10 @@ class Dispatcher:
             return outcomes
         except Exception as exc:  # noqa: BLE001 - anything unexpected from the transport
             log.exception("unexpected error sending a batch of %d", len(chunk))
-            return [self._error_outcome(item, "internal", str(exc)) for item in chunk]
+            outcomes = [self._error_outcome(item, "internal", str(exc)) for item in chunk]
+            for o in outcomes:
+                o.keep_message = True  # the instance may hold any of them
+            return outcomes
         outcomes = []
         for item, result in zip(chunk, results):
             result = result if isinstance(result, dict) else {}
@@ -937,6 +940,18 @@ class Dispatcher:
             if status in ("queued", "sent"):
                 self.stats["sent"] += 1
             outcomes.append(self._status_outcome(item, status, result.get("error"), result.get("message_id")))
+        return outcomes
+
+    def _send_each(self, chunk):
+        """Outcomes of sending `chunk` one message at a time, as a batch would answer: after an
+        answer that concerns the account (stop, pause, rate limited) the rest are released."""
+        outcomes = []
+        for index, item in enumerate(chunk):
+            outcome = self._send(item)
+            outcomes.append(outcome)
+            if outcome.kind in ("stop", "pause") or outcome.code == "rate_limited":
+                outcomes.extend(Outcome(i.row["id"], i.message_id, "release") for i in chunk[index + 1 :])
+                break
         return outcomes
 
     def _pace(self, remaining, outcomes):

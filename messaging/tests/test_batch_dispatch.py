@@ -147,3 +147,21 @@ def test_claim_links_every_receiver_to_its_message_in_one_transaction(world, sim
         assert row.send_status == RS.SENDING and row.message_id == item.message_id
         assert shards.get(Message, item.message_id).message_uuid == item.message_uuid
     assert sum(1 for r in rows.values() if r.send_status == RS.PENDING and r.message_id is None) == 2
+
+
+def test_fallback_to_single_sends_keeps_the_risk_control_bound(world, sim, fast, monkeypatch):
+    import monitoring.services as ms
+
+    monkeypatch.setattr(ms, "fire_alert", lambda *a, **k: None, raising=False)
+
+    def refuse(path, query, body):
+        raise SimError("invalid_request", "Batches are broken here.")
+
+    monkeypatch.setattr(sim, "cmd_send_messages", refuse)
+    sim.inject(risk_control_after=3)
+    task = _broadcast(world, 20)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PAUSED
+    # three accepted, the fourth refused; nothing after it was attempted, one by one or not
+    assert len(sim.receipts) == 4 and sim.requests["send_message"] == 4
+    assert task.receivers.filter(send_status=RS.PENDING).count() == 16
