@@ -726,23 +726,10 @@ class Dispatcher:
                 if reason:
                     return reason
             outcome = self._send(item)
-            if outcome.kind == "stop":
-                outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
-                self._release(prepared[index + 1 :], outcomes)
-                self._flush(outcomes)
-                from . import services
-
-                services.stop_account(self.account.pk, outcome.code, outcome.error)
-                return "stopped-account"
-            if outcome.kind == "pause":
-                self._release(prepared[index:], outcomes)
-                self._flush(outcomes)
-                self._pause(outcome.error or outcome.code)
-                return "paused"
-            outcomes.append(outcome)
-            if outcome.kind == "queued":
-                item.sent_at = time.monotonic()
-                self.inflight.append(item)
+            kind = self._record_answer(item, outcome, outcomes, time.monotonic())
+            if kind in ("stop", "pause"):
+                return self._end_claim(prepared[index + 1 :], outcomes, stop=outcome if kind == "stop" else None,
+                                       pause=outcome if kind == "pause" else None)
             if time.monotonic() - last_flush >= flush_every:
                 self._flush(outcomes)
                 outcomes = []
@@ -784,17 +771,11 @@ class Dispatcher:
         while window:
             item, future = window.popleft()
             outcome = future.result()
-            if outcome.kind == "stop":
-                outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
+            kind = self._record_answer(item, outcome, outcomes, time.monotonic())
+            if kind == "stop":
                 stop = stop or outcome
-            elif outcome.kind == "pause":  # refused: never handed over
-                outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+            elif kind == "pause":
                 pause = pause or outcome
-            else:
-                outcomes.append(outcome)
-                if outcome.kind == "queued":
-                    item.sent_at = time.monotonic()
-                    self.inflight.append(item)
             if stop is not None or pause is not None or stopped:
                 continue  # drain what is in flight, submit nothing more
             if time.monotonic() - last_flush >= flush_every:
@@ -808,19 +789,39 @@ class Dispatcher:
                     continue
             fill()
         if stop is not None or pause is not None or stopped:
-            self._release(prepared[submitted:], outcomes)
-            self._flush(outcomes)
-            if stop is not None:
-                from . import services
-
-                services.stop_account(self.account.pk, stop.code, stop.error)
-                return "stopped-account"
-            if pause is not None:
-                self._pause(pause.error or pause.code)
-                return "paused"
-            return "stopped"
+            return self._end_claim(prepared[submitted:], outcomes, stop, pause) or "stopped"
         self._flush(outcomes)
         self._settle_inflight(final=False)
+        return None
+
+    def _record_answer(self, item, outcome, outcomes, now):
+        """Add the outcome of a send of `item` to `outcomes`; returns its kind. A stop answer
+        fails the receiver (its message was refused); a pause answer releases it (never handed
+        over); a queued one is watched for its acknowledgement."""
+        if outcome.kind == "stop":
+            outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
+        elif outcome.kind == "pause":
+            outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+        else:
+            outcomes.append(outcome)
+            if outcome.kind == "queued":
+                item.sent_at = now
+                self.inflight.append(item)
+        return outcome.kind
+
+    def _end_claim(self, rest, outcomes, stop=None, pause=None):
+        """Release `rest`, record everything, then stop the account or pause the task when an
+        answer said so; returns that reason, or None."""
+        self._release(rest, outcomes)
+        self._flush(outcomes)
+        if stop is not None:
+            from . import services
+
+            services.stop_account(self.account.pk, stop.code, stop.error)
+            return "stopped-account"
+        if pause is not None:
+            self._pause(pause.error or pause.code)
+            return "paused"
         return None
 
     def _batch_send_max(self):
@@ -852,30 +853,17 @@ class Dispatcher:
             stop = pause = limited = None
             now = time.monotonic()
             for item, outcome in zip(chunk, self._send_batch(chunk)):
-                if outcome.kind == "stop":
-                    outcomes.append(Outcome(item.row["id"], item.message_id, "failed", outcome.code, outcome.error))
+                kind = self._record_answer(item, outcome, outcomes, now)
+                if kind == "stop":
                     stop = stop or outcome
-                elif outcome.kind == "pause":  # refused: never handed over
-                    outcomes.append(Outcome(item.row["id"], item.message_id, "release"))
+                elif kind == "pause":
                     pause = pause or outcome
-                else:
-                    outcomes.append(outcome)
-                    if outcome.kind == "queued":
-                        item.sent_at = now
-                        self.inflight.append(item)
-                    if outcome.code == "rate_limited":
-                        limited = limited or outcome
+                elif outcome.code == "rate_limited":
+                    limited = limited or outcome
             if stop is not None or pause is not None or limited is not None:
-                self._release(prepared[index:], outcomes)
-                self._flush(outcomes)
-                if stop is not None:
-                    from . import services
-
-                    services.stop_account(self.account.pk, stop.code, stop.error)
-                    return "stopped-account"
-                if pause is not None:
-                    self._pause(pause.error or pause.code)
-                    return "paused"
+                reason = self._end_claim(prepared[index:], outcomes, stop, pause)
+                if reason:
+                    return reason
                 self._settle_inflight(final=False)
                 return self._continue_later(min(max(1.0, limited.delay_s), 300))
             if time.monotonic() - last_flush >= flush_every or index >= len(prepared):
