@@ -128,6 +128,13 @@ def fire_alert(rule_name, *, source_type, source_id, title, message, level="WARN
     level = normalize_level(level if rule is None or level != "WARNING" else rule.alert_level)
     if instance is not None and instance_id is None:
         instance_id = getattr(instance, "pk", instance)
+    if instance_id is None and source_type == "instance" and str(source_id or "").isdigit():
+        # an alert about an instance belongs to it: scoped users see it (and open it) through
+        # their instance grants
+        from django.apps import apps
+
+        if apps.get_model("instances", "WeworkInstance").all_objects.filter(pk=int(source_id)).exists():
+            instance_id = int(source_id)
     source_id = None if source_id is None else str(source_id)[:100]
     values = {
         "alert_level": level,

@@ -210,3 +210,14 @@ def test_admin_pages_render(admin_client):
         assert response.status_code == 200, url
     # Nobody adds or deletes alert records.
     assert admin_client.get(reverse("admin:monitoring_alertrecord_add")).status_code == 403
+
+
+def test_alert_about_an_instance_belongs_to_it():
+    """Scoped users reach alerts through their instance grants: an alert whose source is an
+    instance is recorded against that instance even when the caller did not say so."""
+    instance = WeworkInstanceFactory()
+    record, _ = services.fire_alert("custom.instance_check", source_type="instance", source_id=instance.pk,
+                                    title="Check", message="m")
+    assert record.instance_id == instance.pk
+    other, _ = services.fire_alert("custom.host_check", source_type="host", source_id="7", title="t", message="m")
+    assert other.instance_id is None
