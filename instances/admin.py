@@ -37,6 +37,12 @@ class WeworkInstanceForm(forms.ModelForm):
         model = WeworkInstance
         exclude = ["proxy_password_encrypted"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "created_by" in self.fields and self.instance.pk is None:
+            # Empty on a new instance: the user saving it (WeworkInstanceAdmin.save_model).
+            self.fields["created_by"].required = False
+
     def clean_name(self):
         name = (self.cleaned_data.get("name") or "").strip()
         taken = WeworkInstance.objects.filter(name=name, deleted_at__isnull=True)
@@ -122,6 +128,13 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
         url = reverse("admin:instances_weworkinstance_qr_login", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, _("Log an account in"))
+
+    def has_add_permission(self, request):
+        # A new instance is outside every instance grant: adding one needs the permission on
+        # all instances (a role grant), not a grant on some instance.
+        from accounts.scoping import has_global_perm
+
+        return has_global_perm(request.user, self._perm("add"))
 
     def save_model(self, request, obj, form, change):
         if not change:

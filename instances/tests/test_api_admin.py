@@ -336,3 +336,35 @@ def test_admin_column_headers_are_translatable():
                 assert chinese != english, f"{model.__name__}.{name}: {english!r} untranslated"
             checked += 1
     assert checked > 50
+
+
+def test_admin_instance_add_without_created_by_is_owned_by_the_user(root_client, admin_user):
+    """Q2: the add page required a user id in 'created by' (a raw id field), although the
+    admin fills in the current user when it is empty: adding an instance failed with
+    'This field is required.'"""
+    from instances.models import WeworkInstance
+
+    data = {"name": "added-here", "api_url": "http://127.0.0.1:9", "max_accounts": "10",
+            "heartbeat_interval": "30"}
+    response = root_client.post(reverse("admin:instances_weworkinstance_add"), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert WeworkInstance.objects.get(name="added-here").created_by == admin_user
+
+
+def test_admin_instance_add_is_not_offered_on_an_instance_grant(client, registered):
+    """Q2: an operator with an instance grant only was offered 'Add WeCom instance' and its
+    form, and saving it answered a bare 403 (the new instance is outside the grant)."""
+    from accounts.models import Role
+    from accounts.services.permissions import seed_roles
+
+    seed_roles()
+    operator = UserFactory()
+    grant_instance(operator, registered, Role.objects.get(name="operator"))
+    client.force_login(operator)
+    changelist = client.get(reverse("admin:instances_weworkinstance_changelist"))
+    assert changelist.status_code == 200
+    add_url = reverse("admin:instances_weworkinstance_add")
+    assert add_url.encode() not in changelist.content
+    assert client.get(add_url).status_code == 403
+    change = client.get(reverse("admin:instances_weworkinstance_change", args=[registered.pk]))
+    assert change.status_code == 200
