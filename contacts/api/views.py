@@ -100,10 +100,16 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
         same fields but another class, so the FilterSet is applied here directly."""
         from rest_framework.filters import OrderingFilter, SearchFilter
 
+        from wework.api.filters import query_errors, view_params
+
         filterset = self.filterset_class(self.request.query_params, queryset=queryset,
                                          request=self.request)
-        if not filterset.is_valid():
-            raise ValidationError(filterset.errors)
+        # bad values (and, on lists, unknown parameters) answer 400, as on every other list
+        errors = query_errors(self.request.query_params, filterset,
+                              view_params(self) | {"instance"},
+                              check_unknown=getattr(self, "action", "list") == "list")
+        if errors:
+            raise ValidationError(errors)
         queryset = filterset.qs
         for backend in (SearchFilter, OrderingFilter):
             queryset = backend().filter_queryset(self.request, queryset, self)
