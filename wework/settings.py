@@ -167,8 +167,20 @@ if REDIS_URL:
     }
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
-    # Embedded default: an in-process cache; sessions live in the database.
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Embedded default: a cache in files under the data folder, shared by the web server, the
+    # Celery worker and beat. (An in-process cache gave each process its own: a contact sync
+    # queued by the web server stayed "queued" and locked there after the worker had run it.)
+    # EMBEDDED_CACHE=locmem: a per-process cache instead (the test suite). Sessions: database.
+    if env.str("EMBEDDED_CACHE", default="file") == "locmem":
+        CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    else:
+        CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(DATA_DIR / "cache"),
+                "OPTIONS": {"MAX_ENTRIES": 5000},
+            }
+        }
     SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 _celery_dir = DATA_DIR / "celery"
