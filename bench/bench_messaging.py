@@ -23,7 +23,10 @@
 * memory      -- peak RSS of a worker process during a 100,000-receiver broadcast (sampled with
                  /proc every 0.2 s), against the worker's RSS when idle.
 * pacing      -- a dispatcher with MIN_INTERVAL_S set (no jitter): the achieved interval between
-                 consecutive sends (simulator accept times) against the configured one.
+                 consecutive sends (simulator accept times) against the configured one. Then two
+                 tasks of the same account on two worker processes at once: the mean and the
+                 shortest interval between any two sends of the account (the pace is per account,
+                 shared through Redis, not per task or worker).
 
 Run: `BENCH_REDIS_URL=redis://127.0.0.1:6379/7 .venv/bin/python bench/bench_messaging.py [--quick]`
 (needs Redis: the broker of the workers and the shared pacing).
@@ -378,6 +381,69 @@ def bench_pacing(args, n=40, interval=0.25):
            "s configured")
 
 
+def bench_pacing_shared(args, n=40, interval=0.25):
+    """Two tasks of one account sent at once by two real worker processes: the account's pace
+    is shared through Redis, so the interval between any two of its sends stays the configured
+    one (a per-task or per-worker pace would halve it)."""
+    import signal
+
+    from django.conf import settings
+
+    from messaging import pacing, services
+    from messaging.models import MessageTask, TaskStatus
+    from wework.celery import app
+
+    pace = {"MIN_INTERVAL_S": interval, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CONVERSATION_INTERVAL_S": 0,
+            "ACK_POLL_AFTER_S": 1.0}
+    settings.MESSAGING = {**WORKER_SETTINGS, **pace, "DISPATCHERS_PER_TASK": 1}
+    sim, admin, account, contacts = world(n)
+    pacing.pacer().reset(account.pk)
+    tasks = [services.create_task(admin, account=account, message_type="text", content=f"task {i}",
+                                  receivers=part, start=False)
+             for i, part in enumerate((contacts[: n // 2], contacts[n // 2 :]))]
+    log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
+    proc = start_workers(2, 1, log, pace)
+    for _i in range(100):
+        if len(_children(proc.pid)) >= 2:
+            break
+        time.sleep(0.1)
+    time.sleep(1)
+    app.conf.task_always_eager = False
+    try:
+        for task in tasks:
+            services.start_task(task.pk)
+        deadline = time.monotonic() + n * interval * 3 + 60
+        last_kick = time.monotonic()
+        while time.monotonic() < deadline:
+            if MessageTask.objects.filter(pk__in=[t.pk for t in tasks], status=TaskStatus.COMPLETED).count() == 2:
+                break
+            if time.monotonic() - last_kick > 15:
+                services.kick()  # what beat does
+                last_kick = time.monotonic()
+            time.sleep(0.2)
+    finally:
+        app.conf.task_always_eager = True
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    records = list(sim.messages.values())
+    sim.stop()
+    states = list(MessageTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list("status", "success_count", "fail_count", "target_count", "error_message"))
+    assert len(records) == n, (len(records), n, states)
+    by_task = {r["request"]["content"]["text"] for r in records}
+    assert by_task == {"task 0", "task 1"}, by_task  # both tasks really sent
+    dues = sorted(r["due"] for r in records)
+    gaps = [b - a for a, b in zip(dues, dues[1:])]
+    achieved = (dues[-1] - dues[0]) / (len(dues) - 1)
+    report(f"pacing, shared: 2 tasks of one account on 2 workers, {n} sends, mean interval", achieved, "s",
+           interval, "s configured")
+    report("pacing, shared: shortest interval between two sends of the account", min(gaps), "s", interval,
+           "s configured")
+
+
 def main():
     args = bench_args(__doc__.splitlines()[0], extra=_extra)
     if not args.redis_url:
@@ -394,6 +460,7 @@ def main():
         bench_memory(args, args.memory or (5_000 if quick else 100_000))
     if "pacing" in parts:
         bench_pacing(args, 20 if quick else 40)
+        bench_pacing_shared(args, 20 if quick else 40)
     save_results(args)
 
 
