@@ -79,9 +79,16 @@ def task_detail(request, pk):
     failed = services.failed_receivers(task)[:200]
     can_manage = permissions.may(request.user, permissions.MANAGE_TASK,
                                  task.account.instance_id if task.account_id else None)
+    # Sending stopped for the account after a risk-control signal: "Resume" alone is refused
+    # until the stop is cleared, so a paused task offers "Clear the stop and resume" as well.
+    account_stopped = None
+    if can_manage and task.status == TaskStatus.PAUSED and task.account_id:
+        from . import pacing
+
+        account_stopped = pacing.blocked_reason(task.account_id)
     return render(request, "messaging/task_detail.html", _ctx(
         request, title=task.task_name or _("Task %(id)s") % {"id": task.pk}, task=task, failed=failed,
-        progress=services.task_progress(task), can_manage=can_manage,
+        progress=services.task_progress(task), can_manage=can_manage, account_stopped=account_stopped,
         progress_url=reverse("messaging:task_progress", args=[task.pk]),
     ))
 
@@ -107,8 +114,9 @@ def task_action(request, pk, action):
         raise Http404
     permissions.require(request.user, permissions.MANAGE_TASK, task.account.instance_id if task.account_id else None)
     fn, done = ACTIONS[action]
+    kwargs = {"clear_stop": True} if action == "resume" and request.POST.get("clear_stop") == "1" else {}
     try:
-        fn(task)
+        fn(task, **kwargs)
         flash.success(request, done)
     except ValidationError as exc:
         flash.error(request, " ".join(exc.messages))

@@ -162,3 +162,34 @@ def test_automatic_transitions_are_audited(world, sim, fast, monkeypatch):
     assert row.old_values == {"status": TaskStatus.RUNNING}
     assert row.new_values == {"status": TaskStatus.PAUSED, "reason": "risk_control"}
     assert not _rows(stopped, "complete")
+
+
+def test_page_offers_clearing_a_risk_control_stop(browser, world, sim):
+    """Q2: after a risk-control stop the page's "Resume" is refused ("Clear the stop after
+    checking the account") and only the API could clear it: the page offers it now."""
+    from messaging import pacing
+
+    task = _task(world, 2)
+    services.pause_task(task)
+    pacing.block(world.account.pk, "risk_control")
+    try:
+        page = browser.get(reverse("messaging:task_detail", args=[task.pk]))
+        assert b'name="clear_stop" value="1"' in page.content
+        url = reverse("messaging:task_action", args=[task.pk, "resume"])
+        browser.post(url)  # plain resume: refused while the stop holds
+        task.refresh_from_db()
+        assert task.status == TaskStatus.PAUSED
+        assert _one(task, "resume", result="FAILURE")
+        assert browser.post(url, {"clear_stop": "1"}).status_code == 302
+        assert pacing.blocked_reason(world.account.pk) is None
+        row = _one(task, "resume")
+        assert row.extra_info["clear_stop"] is True
+        task.refresh_from_db()
+        assert task.status in (TaskStatus.RUNNING, TaskStatus.COMPLETED)
+        # no stop: the button is not shown
+        other = _task(world, 1)
+        services.pause_task(other)
+        page = browser.get(reverse("messaging:task_detail", args=[other.pk]))
+        assert b'name="clear_stop"' not in page.content
+    finally:
+        pacing.unblock(world.account.pk)
