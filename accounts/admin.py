@@ -187,8 +187,13 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
         self.message_user(request, ngettext("%(n)d session ended.", "%(n)d sessions ended.", count) % {"n": count})
 
 
+class PermissionChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj):
+        return f"{perm_services.permission_label(obj.name, obj.display_name)} ({obj.name})"
+
+
 class RoleForm(forms.ModelForm):
-    permission_names = forms.ModelMultipleChoiceField(
+    permission_names = PermissionChoiceField(
         label=_("Permissions"), queryset=Permission.objects.filter(status=1), required=False,
         widget=FilteredSelectMultiple(_("permissions"), is_stacked=False),
     )
@@ -247,7 +252,7 @@ class RoleAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
 
 @admin.register(Permission)
 class PermissionAdmin(PlatformModelAdmin):
-    list_display = ("name", "display_name", "module", "resource", "action", "status")
+    list_display = ("name", "label", "module", "resource", "action", "status")
     list_filter = ("module", "status")
     search_fields = ("name", "display_name")
 
@@ -259,6 +264,10 @@ class PermissionAdmin(PlatformModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # kept in step with the code by seed_roles / migrate
+
+    @admin.display(description=_("display name"), ordering="display_name")
+    def label(self, obj):
+        return perm_services.permission_label(obj.name, obj.display_name)
 
 
 ROLE_GRANT_SCOPE_HELP = _("A role granted here applies to every instance. To limit a user to some "
@@ -400,7 +409,8 @@ class InstanceGrantForm(forms.ModelForm):
         self.fields["grant_instance"].queryset = model.objects.order_by("name") if model else User.objects.none()
         names = [n for n in Permission.objects.filter(status=1).values_list("name", flat=True)
                  if perm_services.grantable_on_instance(n)]
-        self.fields["grant_permissions"].choices = [(n, n) for n in names]
+        self.fields["grant_permissions"].choices = [(n, f"{perm_services.permission_label(n)} ({n})")
+                                                    for n in names]
 
     def clean(self):
         data = super().clean()

@@ -115,6 +115,41 @@ SYSTEM_ROLES = {
 }
 
 
+# --- Labels ------------------------------------------------------------------------------------
+
+_ACTION_VERBS = {
+    "add": gettext_noop("add"),
+    "change": gettext_noop("change"),
+    "delete": gettext_noop("delete"),
+    "view": gettext_noop("view"),
+}
+
+
+def permission_label(name, display_name=None):
+    """A permission as people read it, in the current language.
+
+    The `permissions` table stores Django's English names ("Can add backup code"); this
+    translates them at display time: platform actions by their registered label, the standard
+    add/change/delete/view permissions as "Can <verb> <the model's verbose name>", anything else
+    through the catalogue, falling back to what is stored, then to the name itself.
+    """
+    action = registry.actions().get(name)
+    if action is not None:
+        return str(action.display_name)
+    app_label, _sep, codename = str(name).partition(".")
+    verb, _sep, model_name = codename.partition("_")
+    if verb in _ACTION_VERBS and model_name:
+        try:
+            model = apps.get_model(app_label, model_name)
+        except LookupError:
+            model = None
+        if model is not None:
+            return _("Can %(action)s %(model)s") % {
+                "action": _(_ACTION_VERBS[verb]), "model": model._meta.verbose_name,
+            }
+    return _(display_name) if display_name else str(name)
+
+
 # --- Synchronisation -------------------------------------------------------------------------
 
 
