@@ -488,6 +488,7 @@ class Dispatcher:
     stats: dict = field(default_factory=lambda: {"sent": 0, "claims": 0, "polled": 0})
     event_cursor = None  # not a dataclass field: set by _init_event_cursor()
     inflight = ()
+    _older_tasks = None
     pool = None  # ThreadPoolExecutor of the concurrent sends (unpaced), set by run()
     concurrency = 1
 
@@ -626,6 +627,7 @@ class Dispatcher:
         SENDING and linked to the message (and uuid) it is sent with. Returns (Prepared items,
         Outcomes of rows that cannot be rendered); ([], []) when nothing is due."""
         now = timezone.now()
+        self._older_tasks = None  # looked up again for each claim (see _older_message_waits)
         with transaction.atomic():
             rows = _lock_claimable(self.task_id, self.batch, after_id, now)
             if not rows:
@@ -930,6 +932,21 @@ class Dispatcher:
             outcomes.append(self._status_outcome(item, status, result.get("error"), result.get("message_id")))
         return outcomes
 
+    def _older_message_waits(self, item):
+        """Whether a running task of the same account created before this one still has a
+        message to the same conversation to send (pending or in flight)."""
+        if self._older_tasks is None:
+            self._older_tasks = list(
+                MessageTask.objects.filter(account_id=self.account.pk, status=TaskStatus.RUNNING,
+                                           pk__lt=self.task_id).values_list("pk", flat=True)[:200]
+            )
+        if not self._older_tasks:
+            return False
+        return MessageReceiver.objects.filter(
+            task_id__in=self._older_tasks, receiver_wxid=item.row["receiver_wxid"],
+            send_status__in=[RS.PENDING, RS.SENDING],
+        ).exists()
+
     def _send_each(self, chunk):
         """Outcomes of sending `chunk` one message at a time, as a batch would answer: after an
         answer that concerns the account (stop, pause, rate limited) the rest are released."""
@@ -947,6 +964,11 @@ class Dispatcher:
         conversation is busy (remaining[0] waits in PENDING, the caller goes on with the next),
         or the reason this run stops."""
         item = remaining[0]
+        if self._older_message_waits(item):
+            # first in, first out per conversation: an older running task's message to the same
+            # contact or group goes first (two sends composed seconds apart arrive in order)
+            outcomes.append(Outcome(item.row["id"], item.message_id, "defer", delay_s=FIFO_RETRY_S))
+            return DEFERRED
         res = pacing.reserve(self.account.pk, self.limits, conversation_id=item.row["receiver_wxid"])
         if res.code == pacing.CONVERSATION_BUSY:
             outcomes.append(Outcome(item.row["id"], item.message_id, "defer", delay_s=res.wait_s))
@@ -1179,6 +1201,8 @@ class Dispatcher:
 
 
 DEFERRED = "deferred"
+#: A message waiting behind an older task's message to the same conversation looks again after this.
+FIFO_RETRY_S = 2.0
 
 
 def _seconds_to_midnight():

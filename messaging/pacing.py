@@ -15,7 +15,9 @@ slot that respects the interval and the per-minute cap, records it and returns h
 caller must wait. A caller that dies after reserving only wastes its slot.
 
 Without Redis (the embedded development default) the same algorithm runs in process memory,
-which paces one process only; production runs Redis.
+which paces one process only (the embedded default runs one worker process); production runs
+Redis. The `blocked` flag, which the web process sets and clears and the worker reads, lives in
+the Django cache there (a file cache shared by the embedded default's processes).
 """
 import random
 import threading
@@ -184,23 +186,34 @@ class _RedisPacer:
             self.client.delete(key)
 
 
+def _blocked_cache_key(account_id):
+    return f"{KEY_PREFIX}{account_id}:blocked"
+
+
 class _LocalPacer:
-    """Same algorithm in process memory (no Redis configured)."""
+    """Same algorithm in process memory (no Redis configured); the stop flag in the Django
+    cache, so that a stop or its clearing made by one process is seen by the others."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.state = {}
 
+    @staticmethod
+    def _blocked(account_id):
+        from django.core.cache import cache
+
+        return cache.get(_blocked_cache_key(account_id))
+
     def _st(self, account_id):
         return self.state.setdefault(
-            account_id, {"next": 0, "win": [], "day": {}, "blocked": None, "conv": {}}
+            account_id, {"next": 0, "win": [], "day": {}, "conv": {}}
         )
 
     def reserve(self, account_id, limits, max_wait_s, conversation_id=None):
         with self.lock:
             st = self._st(account_id)
             now = int(time.time() * 1000)
-            if st["blocked"] is not None:
+            if self._blocked(account_id) is not None:
                 return Reservation(BLOCKED)
             day = timezone.localdate().strftime("%Y%m%d")
             if limits.daily > 0 and st["day"].get(day, 0) >= limits.daily:
@@ -231,8 +244,9 @@ class _LocalPacer:
             return Reservation(RESERVED, wait / 1000.0)
 
     def block(self, account_id, reason):
-        with self.lock:
-            self._st(account_id)["blocked"] = str(reason)
+        from django.core.cache import cache
+
+        cache.set(_blocked_cache_key(account_id), str(reason)[:200], timeout=None)
 
     def defer(self, account_id, seconds):
         with self.lock:
@@ -240,11 +254,12 @@ class _LocalPacer:
             st["next"] = max(st["next"], int(time.time() * 1000 + seconds * 1000))
 
     def unblock(self, account_id):
-        with self.lock:
-            self._st(account_id)["blocked"] = None
+        from django.core.cache import cache
+
+        cache.delete(_blocked_cache_key(account_id))
 
     def blocked_reason(self, account_id):
-        return self._st(account_id)["blocked"]
+        return self._blocked(account_id)
 
     def used_today(self, account_id):
         return self._st(account_id)["day"].get(timezone.localdate().strftime("%Y%m%d"), 0)
@@ -252,6 +267,7 @@ class _LocalPacer:
     def reset(self, account_id):
         with self.lock:
             self.state.pop(account_id, None)
+        self.unblock(account_id)
 
 
 _local = _LocalPacer()

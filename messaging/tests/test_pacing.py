@@ -107,3 +107,16 @@ def test_conversation_free_by_the_accounts_slot_is_not_busy():
     assert pacing.reserve(9, lim, conversation_id="wxid_a").ok
     second = pacing.reserve(9, lim, conversation_id="wxid_a")
     assert second.ok and second.wait_s > 0.3  # the account's interval is the longer wait
+
+
+def test_local_fallback_shares_the_stop_between_processes():
+    """Without Redis each process has its own pacer (the web process clears a stop, the worker
+    reads it): the stop flag lives in the Django cache, not in the pacer's memory."""
+    web, worker = pacing._LocalPacer(), pacing._LocalPacer()
+    web.unblock(11)
+    worker.block(11, "risk_control")
+    assert web.blocked_reason(11) == "risk_control"
+    assert web.reserve(11, limits(), 5).code == pacing.BLOCKED
+    web.unblock(11)  # an operator clears the stop on the web
+    assert worker.blocked_reason(11) is None
+    assert worker.reserve(11, limits(), 5).ok

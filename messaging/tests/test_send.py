@@ -338,3 +338,29 @@ def test_busy_conversation_waits_while_others_go(world, sim, fast):
     assert a.send_status == RS.SUCCESS and task.status == TaskStatus.COMPLETED and task.success_count == 3
     to_a = sorted(m["due"] for m in sim.messages.values() if m["request"]["conversation_id"] == world.contacts[0])
     assert len(to_a) == 2 and to_a[1] - to_a[0] >= 0.95
+
+
+def test_messages_to_one_conversation_go_in_the_order_they_were_made(world, sim, fast):
+    """The newer task's dispatcher runs first (two workers, or the order Celery picked them):
+    its message to the contact waits for the older task's."""
+    import time
+
+    fast["CONVERSATION_INTERVAL_S"] = 0.2
+    pacing.pacer().reset(world.account.pk)
+    older = services.create_task(world.admin, account=world.account, message_type="text", content="first",
+                                 receivers=world.contacts[:1], start=False)
+    newer = services.create_task(world.admin, account=world.account, message_type="text", content="second",
+                                 receivers=world.contacts[:2], start=False)
+    MessageTask.objects.filter(pk__in=[older.pk, newer.pk]).update(status=TaskStatus.RUNNING)
+    dispatch.run(newer.pk)
+    to_first = newer.receivers.get(receiver_wxid=world.contacts[0])
+    assert to_first.send_status == RS.PENDING and to_first.retry_count == 0  # waits, no retry used
+    assert newer.receivers.get(receiver_wxid=world.contacts[1]).send_status == RS.SUCCESS  # others go
+    dispatch.run(older.pk)
+    time.sleep(max(0.0, (to_first.send_time - timezone.now()).total_seconds()) + 0.1)
+    dispatch.run(newer.pk)
+    newer.refresh_from_db()
+    assert newer.status == TaskStatus.COMPLETED and newer.success_count == 2
+    to_contact = sorted((m["due"], m["request"]["content"]["text"]) for m in sim.messages.values()
+                        if m["request"]["conversation_id"] == world.contacts[0])
+    assert [text for _due, text in to_contact] == ["first", "second"]
