@@ -155,6 +155,8 @@ def _expect_admin(persona, model, page, baseline, obj_label):
     if persona == "object_grantee" and below_instance:
         if obj_label == "b" and baseline == 200:
             return {404}
+        if page == "add" and model is perm_services.instance_model():
+            return {403}  # a new instance is outside every instance grant
         return {baseline}
     if page == "changelist" or page == "add":
         return {403}
