@@ -41,9 +41,14 @@ class Delivery:
 
 
 class WebhookReceiver:
-    """Records POSTs; answers ``statuses`` in order (then ``default_status``)."""
+    """Records POSTs; answers ``statuses`` in order (then ``default_status``).
 
-    def __init__(self, statuses=(), default_status=200, delay_s=0.0, retry_after=None):
+    ``only_instance``: deliveries whose ``X-Instance-Id`` is another instance's are answered 404
+    and not recorded. In a test process other simulators may still be retrying deliveries to a
+    port the operating system has since handed to this receiver."""
+
+    def __init__(self, statuses=(), default_status=200, delay_s=0.0, retry_after=None, only_instance=None):
+        self.only_instance = only_instance
         self.statuses = list(statuses)
         self.default_status = default_status
         self.delay_s = delay_s
@@ -69,6 +74,11 @@ class WebhookReceiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.only_instance and self.headers.get(protocol.INSTANCE_ID_HEADER) != receiver.only_instance:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
                     receiver.deliveries.append(Delivery(body, dict(self.headers), status))

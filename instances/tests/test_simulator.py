@@ -361,8 +361,8 @@ def test_events_delivered_signed_in_order(make_sim, receiver):
 
 
 def test_delivery_retries_failing_then_succeeding_endpoint(make_sim):
-    with WebhookReceiver(statuses=[500, 503, 429]) as receiver:
-        sim = make_sim(webhook_url=receiver.url, webhook_secret=SECRET)
+    with WebhookReceiver(statuses=[500, 503, 429], only_instance="sim-retries") as receiver:
+        sim = make_sim(webhook_url=receiver.url, webhook_secret=SECRET, instance_id="sim-retries")
         assert receiver.wait_for(lambda r: len(r.accepted_events()) >= 1, timeout=5)
         first = receiver.deliveries[:4]
         assert [d.status for d in first] == [500, 503, 429, 200]
@@ -375,8 +375,9 @@ def test_delivery_retries_failing_then_succeeding_endpoint(make_sim):
 
 
 def test_delivery_gives_up_after_max_attempts_then_continues(make_sim):
-    with WebhookReceiver(statuses=[500, 500]) as receiver:
-        sim = make_sim(webhook_url=receiver.url, webhook_secret=SECRET, max_delivery_attempts=2)
+    with WebhookReceiver(statuses=[500, 500], only_instance="sim-gives-up") as receiver:
+        sim = make_sim(webhook_url=receiver.url, webhook_secret=SECRET, max_delivery_attempts=2,
+                       instance_id="sim-gives-up")
         sim.heartbeat()
         assert receiver.wait_for(lambda r: len(r.accepted_events()) >= 1, timeout=5)
         assert receiver.accepted_events()[0]["seq"] == 2  # seq 1 was dropped: a gap the platform replays
@@ -386,8 +387,8 @@ def test_delivery_gives_up_after_max_attempts_then_continues(make_sim):
 
 
 def test_refused_delivery_is_not_retried(make_sim):
-    with WebhookReceiver(statuses=[401]) as receiver:
-        sim = make_sim(webhook_url=receiver.url, webhook_secret=SECRET)
+    with WebhookReceiver(statuses=[401], only_instance="sim-refused") as receiver:
+        sim = make_sim(webhook_url=receiver.url, webhook_secret=SECRET, instance_id="sim-refused")
         sim.heartbeat()
         assert receiver.wait_for(lambda r: len(r.accepted_events()) >= 1, timeout=5)
         assert [d.status for d in receiver.deliveries[:2]] == [401, 200]
@@ -516,3 +517,13 @@ def test_config_change_triggers_a_heartbeat_and_unchanged_pushes_do_not_starve_i
         client.push_config(webhook_url=receiver.url, heartbeat_interval_s=1)
         time.sleep(0.2)
     assert types_of(sim).count("instance.heartbeat") >= count + 1
+
+
+def test_receiver_ignores_other_instances_deliveries(make_sim):
+    """A simulator of an earlier test may still retry into a port reused by a new receiver."""
+    with WebhookReceiver(statuses=[500], only_instance="mine") as receiver:
+        make_sim(webhook_url=receiver.url, webhook_secret=SECRET, instance_id="someone-else")
+        mine = make_sim(webhook_url=receiver.url, webhook_secret=SECRET, instance_id="mine")
+        assert receiver.wait_for(lambda r: len(r.accepted_events()) >= 1, timeout=5)
+        assert {d.headers.get(protocol.INSTANCE_ID_HEADER) for d in receiver.deliveries} == {"mine"}
+        assert receiver.deliveries[0].status == 500 and mine.stats()["events"]["failed_attempts"] >= 1
