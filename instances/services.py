@@ -846,3 +846,44 @@ def mark_silent_instances_offline(now=None):
         fire_alert(instance, "offline", f"{instance.name}: {message}")
         marked.append(instance.pk)
     return marked
+
+
+#: An offline instance is probed at most this often (seconds) by reconnect_offline_instances.
+RECONNECT_PROBE_INTERVAL_S = 60
+
+
+def reconnect_offline_instances():
+    """Offline instances that answer again get their configuration pushed (beat).
+
+    A runtime that restarted comes back without the platform's webhook settings, so it never
+    calls in and stays offline, with its alert open, until someone pushes the configuration. Here
+    each offline instance is probed (`GET /v1/health`, short timeouts, no retries) at most once a
+    RECONNECT_PROBE_INTERVAL_S; one that answers gets `PUT /v1/config` (audited like the admin
+    action), after which its heartbeats bring it back online and resolve the alert. Returns the
+    ids of the instances pushed to.
+    """
+    from django.core.cache import cache
+
+    pushed = []
+    offline = WeworkInstance.objects.filter(status=InstanceStatus.OFFLINE).exclude(api_url="")
+    for instance in offline.order_by("pk")[:500]:
+        if not cache.add(f"wework:instances:probe:{instance.pk}", 1, timeout=RECONNECT_PROBE_INTERVAL_S):
+            continue  # probed recently (by this or another worker)
+        try:
+            client = client_for(instance, timeout=3.0, connect_timeout=2.0, max_retries=0)
+        except ServiceError:
+            continue
+        try:
+            client.health()
+        except InstanceError:
+            continue  # still away
+        finally:
+            client.close()
+        try:
+            push_config(instance)
+        except ServiceError:
+            continue  # recorded on the instance and in the audit log by push_config
+        logger.info("instance %s answers again: configuration pushed", instance.pk)
+        pushed.append(instance.pk)
+    return pushed
+

@@ -27,6 +27,11 @@ def check_heartbeats():
     return services.mark_silent_instances_offline()
 
 
+@shared_task(name="instances.reconnect_offline", ignore_result=True)
+def reconnect_offline():
+    return services.reconnect_offline_instances()
+
+
 @shared_task(name="instances.retry_stuck_events", ignore_result=True)
 def retry_stuck_events():
     return services.retry_stuck_events()

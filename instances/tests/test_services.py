@@ -136,3 +136,38 @@ def test_heartbeat_timeout_marks_offline_only_online(registered):
     registered.last_heartbeat = None
     registered.save()
     assert services.mark_silent_instances_offline() == []
+
+
+def test_offline_instance_that_answers_again_gets_its_configuration(admin_user, platform_url, settings):
+    """A restarted runtime has no webhook settings: the platform pushes them once it answers."""
+    from django.core.cache import cache
+
+    from instances.models import InstanceStatus
+    from instances.simulator.server import Simulator
+
+    restarted = Simulator(port=0, token=TOKEN, accounts=1, contacts=3, rooms=1, members=2,
+                          heartbeat_interval_s=3600, duplicate_rate=0.0)
+    restarted.start()
+    try:
+        instance = services.register_instance(name="back", api_url=restarted.url, token=TOKEN,
+                                              created_by=admin_user, push=False).instance
+        gone = services.register_instance(name="gone", api_url="http://127.0.0.1:9", token=TOKEN,
+                                          created_by=admin_user, push=False).instance
+        online = services.register_instance(name="fine", api_url="http://127.0.0.1:10", token=TOKEN,
+                                            created_by=admin_user, push=False).instance
+        WeworkInstance.objects.filter(pk__in=[instance.pk, gone.pk]).update(status=InstanceStatus.OFFLINE)
+        WeworkInstance.objects.filter(pk=online.pk).update(status=InstanceStatus.ONLINE)
+        for pk in (instance.pk, gone.pk, online.pk):
+            cache.delete(f"wework:instances:probe:{pk}")
+        assert restarted.config["webhook_url"] is None
+        assert services.reconnect_offline_instances() == [instance.pk]
+        assert restarted.config["webhook_url"] == services.webhook_url(instance)
+        assert restarted.config["webhook_secret"]
+        # probed at most once a minute; the unreachable one is left alone (no error raised)
+        assert services.reconnect_offline_instances() == []
+        from monitoring.models import AuditLog
+
+        assert AuditLog.objects.filter(operation="instance.push_config", resource_id=str(instance.pk),
+                                       result="SUCCESS").exists()
+    finally:
+        restarted.stop()
