@@ -428,3 +428,14 @@ class MessageReceiver(models.Model):
 
     def __str__(self):
         return self.receiver_name or self.receiver_wxid
+
+    @property
+    def failure_reason(self):
+        """Why the receiver failed, as users read it: the translated sentence of an instance
+        protocol error code with the instance's own text as detail, or the platform's message
+        (template errors, cancellation), which is already in the user's words."""
+        from instances.exceptions import USER_MESSAGES, user_message_for
+
+        if self.error_code in USER_MESSAGES:
+            return user_message_for(self.error_code, self.error_message)
+        return self.error_message or ""

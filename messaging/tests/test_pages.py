@@ -105,3 +105,24 @@ def test_pages_refuse_outsiders_and_anonymous(client, world, django_user_model):
     assert client.post(reverse("messaging:task_action", args=[task.pk, "cancel"])).status_code == 404
     task.refresh_from_db()
     assert task.status == TaskStatus.PENDING and task.receivers.filter(send_status=RS.PENDING).count() == 1
+
+
+def test_failed_receivers_read_in_the_users_language(browser, world, sim):
+    from django.utils import translation
+
+    from instances.exceptions import USER_MESSAGES
+    from messaging.models import MessageReceiver
+
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
+                                receivers=world.contacts[:2], start=False)
+    first, second = task.receivers.order_by("id")
+    MessageReceiver.objects.filter(pk=first.pk).update(
+        send_status=RS.FAILED, error_code="media_fetch_failed", error_message="HTTP 404 for https://cdn/x.png")
+    MessageReceiver.objects.filter(pk=second.pk).update(
+        send_status=RS.FAILED, error_code="template_error", error_message="缺少变量：code")
+    with translation.override("zh-hans"):
+        body = browser.get(reverse("messaging:task_detail", args=[task.pk]), HTTP_ACCEPT_LANGUAGE="zh-hans")
+        expected = str(USER_MESSAGES["media_fetch_failed"])
+    html = body.content.decode()
+    assert expected in html and "HTTP 404 for https://cdn/x.png" in html  # sentence + the instance's detail
+    assert "缺少变量：code" in html  # the platform's own message as it is
