@@ -3,6 +3,7 @@ read-only audit trail with CSV export, alert rules (validated) and alert records
 resolve with a comment)."""
 import csv
 import datetime
+import itertools
 
 from django import forms
 from django.contrib import admin, messages
@@ -132,6 +133,9 @@ class SystemLogAdmin(PlatformModelAdmin):
         return TemplateResponse(request, self.change_list_template, context)
 
 
+CSV_BOM = "\ufeff"
+
+
 class EchoBuffer:
     def write(self, value):
         return value
@@ -164,7 +168,8 @@ def _csv_cell(value):
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     if isinstance(value, datetime.datetime):
-        return value.isoformat()
+        # the platform's time zone with its UTC offset: 2026-11-29T02:35:48.123456+08:00
+        return timezone.localtime(value).isoformat() if timezone.is_aware(value) else value.isoformat()
     text = str(value)
     # Spreadsheet formula injection: a cell starting with = + - @ is read as a formula.
     if text[:1] in ("=", "+", "-", "@"):
@@ -217,7 +222,8 @@ class AuditLogAdmin(PlatformModelAdmin):
                      extra={"filters": dict(request.GET.items())})
         writer = csv.writer(EchoBuffer())
         response = StreamingHttpResponse(
-            (writer.writerow(row) for row in audit_csv_rows(queryset)),
+            # a UTF-8 BOM first, so that Excel (Chinese Windows) reads the file as UTF-8
+            itertools.chain([CSV_BOM], (writer.writerow(row) for row in audit_csv_rows(queryset))),
             content_type="text/csv; charset=utf-8",
         )
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")

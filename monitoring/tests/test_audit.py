@@ -161,7 +161,7 @@ def test_csv_export_streams_filtered_rows(client, grant):
     response = client.get(reverse("admin:monitoring_auditlog_export"))
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"].startswith("text/csv")
-    text = b"".join(response.streaming_content).decode()
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
     lines = text.strip().splitlines()
     assert lines[0].startswith("id,created_at,user_id,username,operation")
     assert "instance.restart" in text and "'=cmd|evil" in text  # formula injection defused
@@ -170,6 +170,22 @@ def test_csv_export_streams_filtered_rows(client, grant):
     assert "instance.restart" in body and "evil" not in body
     # The export itself is audited.
     assert AuditLog.objects.filter(operation="audit.export", user_id=user.pk).exists()
+
+
+def test_csv_export_has_a_bom_and_local_times_with_their_offset(client, grant, settings):
+    """Q2-10: Excel on Chinese Windows needs the BOM; times in the platform's zone, ISO 8601."""
+    import datetime
+
+    settings.TIME_ZONE = "Asia/Shanghai"
+    entry = AuditLogFactory(operation="instance.restart")
+    AuditLog.objects.filter(pk=entry.pk).update(
+        created_at=datetime.datetime(2026, 11, 28, 18, 35, 48, tzinfo=datetime.timezone.utc))
+    user = grant(UserFactory(), "monitoring.view_auditlog", "monitoring.export_audit")
+    client.force_login(user)
+    raw = b"".join(client.get(reverse("admin:monitoring_auditlog_export")).streaming_content)
+    assert raw.startswith(b"\xef\xbb\xbfid,created_at,")
+    row = next(line for line in raw.decode("utf-8-sig").splitlines() if "instance.restart" in line)
+    assert row.split(",")[1] == "2026-11-29T02:35:48+08:00"
 
 
 def test_audit_api_is_read_only(client, grant):
