@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy
 from instances import protocol
 from instances.exceptions import InstanceError
 from instances.models import InstanceStatus, WeworkInstance
-from instances.services import ServiceError, _call, audit, fire_alert, record_instance_error
+from instances.services import ServiceError, _call, audit, fire_alert, record_instance_error, resolve_alert
 from wework import shards
 
 from . import bulk
@@ -117,6 +117,7 @@ def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
         inst = WeworkInstance.all_objects.select_for_update().get(pk=instance.pk)
         account = WeworkAccount.all_objects.filter(instance_id=inst.pk, wxid=wxid).first()
         was_logged_in = bool(account and account.is_logged_in and not account.deleted_at)
+        was_in_trouble = bool(account and account.status in TROUBLE_ALERTS)
         if account is None:
             account = WeworkAccount(instance_id=inst.pk, wxid=_cut(wxid, 100))
         account.deleted_at = None
@@ -136,6 +137,8 @@ def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
         if login_method:
             account.login_method = login_method
         account.save()
+        if was_in_trouble and status == AccountStatus.ONLINE:
+            transaction.on_commit(lambda: resolve_account_alerts(inst))
         if logged_in and not was_logged_in and (
                 login_method == LoginMethod.QRCODE or account.last_sync_time is None):
             # A QR login, or an account online for the first time: fetch its address book
@@ -153,6 +156,21 @@ def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
             transaction.on_commit(lambda: fire_alert(inst, "max_accounts", message,
                                                      level="WARNING"))
     return account
+
+
+# The alerts raised (per instance) when the instance flags an account (see _trouble).
+TROUBLE_ALERTS = {AccountStatus.ABNORMAL: "account_abnormal", AccountStatus.BANNED: "account_banned"}
+
+
+def resolve_account_alerts(instance):
+    """An account is online again: resolve the instance's `instance.account_abnormal` /
+    `instance.account_banned` alert once no account of the instance is in that state any more
+    (the alerts are kept per instance, like `instance.offline`)."""
+    still = set(WeworkAccount.objects.filter(instance_id=instance.pk, status__in=list(TROUBLE_ALERTS))
+                .values_list("status", flat=True))
+    for status, kind in TROUBLE_ALERTS.items():
+        if status not in still:
+            resolve_alert(instance, kind)
 
 
 def set_account_state(instance, wxid, status, *, logged_in=None, remark=None):
@@ -192,6 +210,8 @@ def apply_account_states(instance, accounts):
                 instance, wxid, status,
                 logged_in=status == AccountStatus.ONLINE or None,
             )
+            if known[wxid] in TROUBLE_ALERTS and status == AccountStatus.ONLINE:
+                transaction.on_commit(lambda: resolve_account_alerts(instance))
     # Accounts the platform thinks logged in but the instance no longer reports.
     gone = WeworkAccount.objects.filter(instance_id=instance.pk, is_logged_in=True).exclude(
         wxid__in=reported

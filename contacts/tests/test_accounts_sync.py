@@ -270,3 +270,40 @@ def test_login_with_verification_code_and_admin_endpoints(registered, simulator,
                      args=[registered.pk, other["login_id"]])
     assert client.get(cancel).status_code == 405
     assert client.post(cancel).json()["status"] == "cancelled"
+
+
+def test_account_abnormal_alert_resolves_when_the_account_is_online_again(registered):
+    """Q2-10: the alert stayed active after the account was online again."""
+    from instances import services as instance_services
+    from monitoring.models import AlertRecord, AlertStatus
+
+    services.ensure_account(registered, "wx_1")
+    services.ensure_account(registered, "wx_2")
+    seq = iter(range(1, 100))
+
+    def apply(type_, data):
+        event = make_event(registered, type_, data, seq=next(seq), account_id=data.get("account_id"))
+        row, _dup = instance_services.store_event(registered.pk, event)
+        instance_services.process_event(row.pk)
+
+    def alert_status():
+        return AlertRecord.objects.get(rule_name="instance.account_abnormal").status
+
+    # online again through the account.online event
+    apply("account.abnormal", {"account_id": "wx_1", "reason": "risk_control", "detail": "x"})
+    assert alert_status() == AlertStatus.ACTIVE
+    apply("account.online", {"account_id": "wx_1"})
+    assert alert_status() == AlertStatus.RESOLVED
+    # online again through a heartbeat; while another account is still abnormal, the instance's
+    # alert stays active
+    apply("account.abnormal", {"account_id": "wx_1", "reason": "risk_control", "detail": "x"})
+    apply("account.abnormal", {"account_id": "wx_2", "reason": "risk_control", "detail": "y"})
+    open_alert = AlertRecord.objects.get(rule_name="instance.account_abnormal", status=AlertStatus.ACTIVE)
+    apply("instance.heartbeat", heartbeat_data(accounts=[
+        {"account_id": "wx_1", "status": "online"}, {"account_id": "wx_2", "status": "abnormal"}]))
+    open_alert.refresh_from_db()
+    assert open_alert.status == AlertStatus.ACTIVE
+    apply("instance.heartbeat", heartbeat_data(accounts=[
+        {"account_id": "wx_1", "status": "online"}, {"account_id": "wx_2", "status": "online"}]))
+    open_alert.refresh_from_db()
+    assert open_alert.status == AlertStatus.RESOLVED
