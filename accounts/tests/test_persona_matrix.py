@@ -255,6 +255,9 @@ def _expect_api(persona, model, kind, baseline, obj_label):
         return {401}
     if model in SELF_SERVICE:
         return {baseline} if kind == "list" else {200, 404}
+    if persona == "object_grantee" and model._meta.label == "messaging.MessageTemplate":
+        # whoever may compose (send_message on an instance) reads the enabled templates (Q2-10)
+        return {baseline} if kind == "list" else {200, 404}
     if persona == "object_grantee" and below_instance:
         if obj_label == "b" and baseline == 200:
             return {404}

@@ -140,6 +140,13 @@ class PreviewSerializer(serializers.Serializer):
     values = serializers.DictField(required=False, default=dict)
 
 
+class ResumeSerializer(serializers.Serializer):
+    clear_stop = serializers.BooleanField(
+        required=False, default=False,
+        help_text=_("Also clear the account's risk-control stop that paused the task."),
+    )
+
+
 class ReceiverTypeField(serializers.ChoiceField):
     def __init__(self, **kw):
         super().__init__(choices=ReceiverType.choices, **kw)

@@ -25,7 +25,7 @@ from ..filtersets import MessageFilterSet, MessageReceiverFilterSet, MessageTask
 from ..models import Message, MessageReceiver, MessageTask, MessageTemplate, TaskType
 from .serializers import (
     MessageReceiverSerializer, MessageSerializer, MessageTaskSerializer, MessageTemplateSerializer,
-    PreviewSerializer, SendMessageSerializer, TaskCreateSerializer,
+    PreviewSerializer, ResumeSerializer, SendMessageSerializer, TaskCreateSerializer,
 )
 
 
@@ -184,11 +184,12 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
     def pause(self, request, pk=None):
         return self._manage(request, pk, services.pause_task)
 
-    @extend_schema(request=None, responses=MessageTaskSerializer)
+    @extend_schema(request=ResumeSerializer, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        clear = str(request.data.get("clear_stop", "")).lower() in ("1", "true", "yes")
-        return self._manage(request, pk, services.resume_task, clear_stop=clear)
+        ser = ResumeSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        return self._manage(request, pk, services.resume_task, clear_stop=ser.validated_data["clear_stop"])
 
     @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
@@ -226,7 +227,18 @@ class MessageTemplateViewSet(PlatformModelViewSet):
     filterset_class = MessageTemplateFilterSet
     search_fields = ["name", "category"]
     ordering_fields = ["id", "name", "use_count", "last_used_at", "sort_order"]
-    action_permissions = {"preview": ["messaging.view_messagetemplate"]}
+    # Reading (list, retrieve, preview) follows the compose page's rule and is checked in
+    # get_queryset() (permissions.previewable_templates); writes keep the model permissions.
+    READ_ACTIONS = ("list", "retrieve", "preview")
+    action_permissions = {name: [] for name in READ_ACTIONS}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False) or self.action not in self.READ_ACTIONS:
+            return super().get_queryset()
+        templates = permissions.previewable_templates(self.request.user)
+        if templates is None:
+            raise PermissionDenied()
+        return templates.order_by("sort_order", "-id")
 
     def perform_create(self, serializer):
         serializer.instance = _service_call(services.save_template, self.request.user, dict(serializer.validated_data))

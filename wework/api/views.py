@@ -2,10 +2,16 @@
 place: `wework.api.permissions.PlatformPermission` checks model and object permissions, and
 `get_queryset()` is narrowed to the rows the user may see (accounts/scoping.py)."""
 from django.db import transaction
+from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, viewsets
 
 from wework.api.permissions import PlatformPermission
+
+
+def not_found_message(model):
+    """The 404 detail for `model`, translated: "No such message task." / "未找到该群发任务。"."""
+    return _("No such %(name)s.") % {"name": model._meta.verbose_name}
 
 
 class ScopedQuerysetMixin:
@@ -22,6 +28,14 @@ class ScopedQuerysetMixin:
         return scope_queryset(
             qs, self.request.user, model_perm(model, "view"), model_perm(model, "change")
         )
+
+    def get_object(self):
+        """The object, or a 404 in the user's language naming the model ("No such message
+        task."): the same answer for a missing object and one outside the user's scope."""
+        try:
+            return super().get_object()
+        except Http404:
+            raise exceptions.NotFound(not_found_message(self.get_queryset().model)) from None
 
     def perform_create(self, serializer):
         from accounts.scoping import model_perm
