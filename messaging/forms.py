@@ -2,6 +2,7 @@
 import datetime
 
 from django import forms
+from django.db.models.utils import get_blank_choice_label
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -90,7 +91,8 @@ class ComposeForm(forms.Form):
 
     def __init__(self, *args, accounts=(), contacts=(), groups=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["account"].choices = [("", "---------")] + [
+        # Django's blank label ("- Select an option -", translated), as on every other select
+        self.fields["account"].choices = [("", get_blank_choice_label())] + [
             (str(a.pk), f"{a.nickname or a.wxid} ({a.wxid}, {a.get_status_display()})") for a in accounts
         ]
         self.fields["contacts"].choices = contacts

@@ -368,6 +368,36 @@ def _check_mentions(value):
     return value
 
 
+def check_mentions_are_members(account, mentions, receivers):
+    """@mentions need group chats to mention in: refuse them (also "all") on a task without
+    group receivers, and name the member ids that are not current members (in the platform's
+    group members, the instance's shard) of every group receiver."""
+    from contacts.models import Group, GroupMember
+
+    group_wxids = [r["wxid"] for r in receivers if r["type"] == ReceiverType.GROUP]
+    if not group_wxids:
+        raise ValidationError({"at_members": _(
+            "@members only apply to group chats, and this task sends to no group chat.")})
+    if mentions == "all":
+        return
+    groups = shards.for_instance(Group, account.instance_id)
+    members = shards.for_instance(GroupMember, account.instance_id)
+    unknown = set()
+    for start in range(0, len(group_wxids), 500):
+        chunk = group_wxids[start : start + 500]
+        ids = dict(groups.filter(account_id=account.pk, group_wxid__in=chunk).values_list("pk", "group_wxid"))
+        found = set(
+            members.filter(group_id__in=list(ids), member_wxid__in=mentions, left_at__isnull=True)
+            .values_list("group_id", "member_wxid")
+        )
+        unknown.update(m for m in mentions for group_id in ids if (group_id, m) not in found)
+    if unknown:
+        shown = sorted(unknown)
+        raise ValidationError({"at_members": _(
+            "Not members of the group chats of this task: %(list)s.") % {
+                "list": ", ".join(shown[:10]) + (" …" if len(shown) > 10 else "")}})
+
+
 def _check_reply_to(account, reply_to):
     if reply_to in (None, ""):
         return None
@@ -460,6 +490,8 @@ def create_task(
         raise ValidationError({"receivers": _("The task has no receivers; choose at least one contact or group.")})
     if len(resolved) > _max_receivers():
         raise ValidationError({"receivers": _("Too many receivers (limit %(limit)d).") % {"limit": _max_receivers()}})
+    if mentions:
+        check_mentions_are_members(account, mentions, resolved)
     if task_type is None:
         task_type = TaskType.SINGLE if len(resolved) == 1 else TaskType.BROADCAST
     if task_type not in TaskType.values:

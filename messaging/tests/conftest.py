@@ -38,7 +38,7 @@ def build_world(sim, *, contacts=None, user=None):
     """Instance registered for `sim`, its first account online, contacts and rooms in shards."""
     from django.contrib.auth import get_user_model
 
-    from contacts.models import AccountStatus, Contact, Group, WeworkAccount
+    from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
     from instances import services as instance_services
     from wework import shards
 
@@ -67,6 +67,11 @@ def build_world(sim, *, contacts=None, user=None):
     shards.bulk_create(Group, groups, instance_id=w.instance.pk)
     w.rooms = [r["room_id"] for r in sim_account.rooms]
     w.members = {r["room_id"]: [m["member_id"] for m in sim_account.members[r["room_id"]]] for r in sim_account.rooms}
+    # the rooms' members, as the contacts sync records them (@mentions are checked against them)
+    group_ids = dict(shards.for_instance(Group, w.instance.pk).values_list("group_wxid", "pk"))
+    shards.bulk_create(GroupMember, [{"group_id": group_ids[room], "member_wxid": member}
+                                     for room, members in w.members.items() for member in members],
+                       instance_id=w.instance.pk)
     return w
 
 
