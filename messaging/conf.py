@@ -47,6 +47,9 @@ DEFAULTS = {
     # Media URLs (image, video, file) are checked with a HEAD request when a send is created.
     "CHECK_MEDIA_URLS": True,
     "MEDIA_CHECK_TIMEOUT_S": 5.0,
+    # The check requests what an operator typed from the platform's server: private, loopback
+    # and link-local addresses are not requested (no probing of the internal network) unless on.
+    "MEDIA_CHECK_PRIVATE_HOSTS": False,
     # Back-off for transient errors: base * 2**retry_count seconds, capped.
     "RETRY_BASE_S": 5.0,
     "RETRY_MAX_S": 600.0,

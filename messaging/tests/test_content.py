@@ -70,9 +70,40 @@ def media_server():
     srv.shutdown()
 
 
-def test_media_url_checked(media_server):
+def test_media_url_checked(media_server, settings):
+    settings.MESSAGING = {**(settings.MESSAGING or {}), "MEDIA_CHECK_PRIVATE_HOSTS": True}
     c.check_media_url(media_server + "/ok.png")
     with pytest.raises(ValidationError, match="404"):
         c.check_media_url(media_server + "/missing.png")
     with pytest.raises(ValidationError, match="cannot be reached"):
         c.check_media_url("http://127.0.0.1:9/unreachable.png")
+
+
+def test_media_check_never_requests_private_addresses(settings):
+    """The check runs on the platform's server with an operator's URL: no requests into the
+    internal network (no probing oracle); the instance reports an unreachable file itself."""
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            seen.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        settings.MESSAGING = {**(settings.MESSAGING or {}), "MEDIA_CHECK_PRIVATE_HOSTS": False}
+        c.check_media_url(f"http://127.0.0.1:{srv.server_address[1]}/secret.png")  # no error, no request
+        c.check_media_url("http://10.1.2.3/x.png")
+        c.check_media_url("http://169.254.169.254/latest/meta-data/")
+        assert seen == []
+        settings.MESSAGING = {**settings.MESSAGING, "MEDIA_CHECK_PRIVATE_HOSTS": True}
+        with pytest.raises(ValidationError, match="404"):
+            c.check_media_url(f"http://127.0.0.1:{srv.server_address[1]}/secret.png")
+        assert seen == ["/secret.png"]
+    finally:
+        srv.shutdown()

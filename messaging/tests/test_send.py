@@ -139,7 +139,8 @@ def test_bad_input_creates_nothing(world, settings, case):
 
 
 def test_unreachable_media_url_refused(world, settings):
-    settings.MESSAGING = {**settings.MESSAGING, "CHECK_MEDIA_URLS": True, "MEDIA_CHECK_TIMEOUT_S": 1}
+    settings.MESSAGING = {**settings.MESSAGING, "CHECK_MEDIA_URLS": True, "MEDIA_CHECK_TIMEOUT_S": 1,
+                          "MEDIA_CHECK_PRIVATE_HOSTS": True}  # the unreachable URL is a local one
     with pytest.raises(ValidationError, match="cannot be reached"):
         services.send_message(world.admin, account=world.account, receiver_wxid=world.contacts[0],
                               message_type="image", content={"url": "http://127.0.0.1:9/x.png"})
