@@ -93,7 +93,9 @@ class ComposeForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Django's blank label ("- Select an option -", translated), as on every other select
         self.fields["account"].choices = [("", get_blank_choice_label())] + [
-            (str(a.pk), f"{a.nickname or a.wxid} ({a.wxid}, {a.get_status_display()})") for a in accounts
+            # the instance too: the same WeCom account may be logged in on two instances
+            (str(a.pk), f"{a.nickname or a.wxid} ({a.wxid}, {a.instance.name}, {a.get_status_display()})")
+            for a in accounts
         ]
         self.fields["contacts"].choices = contacts
         self.fields["groups"].choices = groups

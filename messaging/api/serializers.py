@@ -107,11 +107,16 @@ class SendMessageSerializer(serializers.Serializer):
 
 
 class MessageReceiverSerializer(serializers.ModelSerializer):
+    failure_reason = serializers.CharField(
+        read_only=True, help_text="Why the receiver failed, in the request's language (error_message "
+                                  "is the instance's or the platform's own text).")
+
     class Meta:
         model = MessageReceiver
         fields = [
             "id", "task", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "send_status",
-            "send_time", "error_code", "error_message", "retry_count", "variables", "created_at", "updated_at",
+            "send_time", "error_code", "error_message", "failure_reason", "retry_count", "variables",
+            "created_at", "updated_at",
         ]
         read_only_fields = fields
 

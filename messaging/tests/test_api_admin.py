@@ -170,3 +170,22 @@ def test_openapi_schema_documents_messaging(api):
     for path in ("/api/v1/messaging/messages/send/", "/api/v1/messaging/tasks/{id}/pause/",
                  "/api/v1/messaging/templates/{id}/preview/", "/api/v1/messaging/messages/"):
         assert path in body, path
+
+
+def test_failed_receivers_carry_a_reason_in_the_request_language(api, world):
+    from instances.exceptions import USER_MESSAGES
+    from messaging import services
+    from messaging.models import MessageReceiver, ReceiverSendStatus as RS
+
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
+                                receivers=world.contacts[:1], start=False)
+    MessageReceiver.objects.filter(task=task).update(send_status=RS.FAILED, error_code="target_not_found",
+                                                     error_message="conversation_id: no contact x.")
+    body = api.get(f"/api/v1/messaging/tasks/{task.pk}/failed/", HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+    (row,) = body["results"]
+    from django.utils import translation
+
+    with translation.override("zh-hans"):
+        sentence = str(USER_MESSAGES["target_not_found"])
+    assert row["error_message"] == "conversation_id: no contact x."
+    assert row["failure_reason"].startswith(sentence) and "conversation_id: no contact x." in row["failure_reason"]

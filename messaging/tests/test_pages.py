@@ -23,6 +23,8 @@ def test_compose_lists_account_contacts_and_sends_one(browser, world, sim):
     assert page.status_code == 200
     body = page.content.decode()
     assert world.contacts[0] in body and world.rooms[0] in body
+    # the account names its instance: one WeCom account may be logged in on two instances
+    assert f"({world.account.wxid}, {world.instance.name}, " in body
     r = browser.post(url, {"account": world.account.pk, "contacts": [world.contacts[0]], "message_type": "text",
                            "text": "Hello {{ receiver_name }}", "priority": 2, "send_interval": 0})
     assert r.status_code == 302, r.content.decode()[:3000]
