@@ -257,7 +257,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "wework.api.filters.PlatformFilterBackend",  # bad or unknown filters: 400
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "wework.api.filters.PlatformOrderingFilter",  # unknown ordering fields: 400
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -318,6 +318,9 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    "filters": {
+        "quiet_403": {"()": "wework.log_filters.QuietPermissionDenied"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         # Structured records into system_logs (daily shards), queued and batched; see
@@ -335,6 +338,7 @@ LOGGING = {
     "root": {"handlers": ["console", "system_log"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["quiet_403"]},
         # One line per HTTP request to an instance (heartbeat checks, sends, syncs) and per
         # periodic task run (beat every 15 s) drowned what matters in the console and in
         # system_logs; the instance client logs its own retries and failures.

@@ -98,9 +98,9 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
     def filter_queryset(self, queryset):
         """django-filter's backend insists on the FilterSet's model; a shard model has the
         same fields but another class, so the FilterSet is applied here directly."""
-        from rest_framework.filters import OrderingFilter, SearchFilter
+        from rest_framework.filters import SearchFilter
 
-        from wework.api.filters import query_errors, view_params
+        from wework.api.filters import PlatformOrderingFilter, query_errors, view_params
 
         filterset = self.filterset_class(self.request.query_params, queryset=queryset,
                                          request=self.request)
@@ -111,7 +111,7 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
         if errors:
             raise ValidationError(errors)
         queryset = filterset.qs
-        for backend in (SearchFilter, OrderingFilter):
+        for backend in (SearchFilter, PlatformOrderingFilter):
             queryset = backend().filter_queryset(self.request, queryset, self)
         return queryset
 

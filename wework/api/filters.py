@@ -15,7 +15,7 @@ parameters of their own declare them in `extra_query_params`; views that run a f
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import SuffixedMultiWidget
-from rest_framework import exceptions
+from rest_framework import exceptions, filters as drf_filters
 
 # Always accepted: DRF's format override.
 COMMON_PARAMS = frozenset({"format"})
@@ -101,3 +101,21 @@ class PlatformFilterBackend(DjangoFilterBackend):
         if errors:
             raise exceptions.ValidationError(errors)
         return filterset.qs
+
+
+class PlatformOrderingFilter(drf_filters.OrderingFilter):
+    """DRF's OrderingFilter drops unknown fields silently (the list comes back in its default
+    order, which looks like an answer); here they are a 400 naming the fields it accepts."""
+
+    def get_ordering(self, request, queryset, view):
+        params = request.query_params.get(self.ordering_param)
+        if params:
+            terms = [term.strip() for term in params.split(",") if term.strip()]
+            valid = {item[0] for item in self.get_valid_fields(queryset, view, {"request": request})}
+            unknown = [t for t in terms if t.lstrip("-") not in valid]
+            if unknown:
+                raise exceptions.ValidationError({self.ordering_param: [str(
+                    _("Cannot order by %(fields)s. It accepts: %(names)s.")
+                    % {"fields": ", ".join(unknown), "names": ", ".join(sorted(valid)) or "-"})]})
+        return super().get_ordering(request, queryset, view)
+

@@ -117,3 +117,14 @@ def test_api_root_registered_once_and_lists_every_app(root):
     listed = r.json()
     for prefix in ("instances", "contacts", "messaging/tasks", "monitoring/alerts", "users"):
         assert prefix in listed, prefix
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/instances/?ordering=nonexistent",
+    "/api/v1/messaging/tasks/?ordering=id,-bogus",
+    "/api/v1/monitoring/alerts/?ordering=password",
+])
+def test_unknown_ordering_fields_are_400(root, url):
+    r = root.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.content[:200])
+    assert list(r.json()) == ["ordering"] and "It accepts" in r.json()["ordering"][0]
