@@ -891,7 +891,15 @@ def task_progress(task):
         "error_message": task.error_message,
         "started_at": task.started_at.isoformat() if task.started_at else None,
         "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+        # as the page shows dates (the active language, the platform's time zone)
+        "completed_at_display": _display_time(task.completed_at),
     }
+
+
+def _display_time(value):
+    from django.utils import formats
+
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else None
 
 
 def failed_receivers(task):

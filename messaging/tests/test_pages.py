@@ -128,3 +128,20 @@ def test_failed_receivers_read_in_the_users_language(browser, world, sim):
     html = body.content.decode()
     assert expected in html and "HTTP 404 for https://cdn/x.png" in html  # sentence + the instance's detail
     assert "缺少变量：code" in html  # the platform's own message as it is
+
+
+def test_progress_gives_the_completion_time_as_the_page_shows_dates(browser, world, sim):
+    """The progress JSON refreshes the page: its time reads like the server-rendered ones (the
+    language and the platform's time zone), not in the browser's locale and UTC."""
+    from django.template.defaultfilters import date as date_filter
+    from django.utils import timezone, translation
+
+    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
+                                receivers=world.contacts[:1])
+    task.refresh_from_db()
+    assert task.status == TaskStatus.COMPLETED
+    with translation.override("zh-hans"):
+        p = browser.get(reverse("messaging:task_progress", args=[task.pk]), HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+        page = browser.get(reverse("messaging:task_detail", args=[task.pk]), HTTP_ACCEPT_LANGUAGE="zh-hans")
+        shown = date_filter(timezone.localtime(task.completed_at), "DATETIME_FORMAT")
+    assert p["completed_at_display"] == shown and shown in page.content.decode()
