@@ -1,7 +1,9 @@
 """Base admin classes: every app's ModelAdmin derives from PlatformModelAdmin, so that paging,
 soft delete and (in accounts/) permission scoping behave the same on every page."""
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db import models
 from django.http import Http404
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _, ngettext
@@ -21,6 +23,16 @@ class EstimatedCountPaginator(Paginator):
             return len(capped)
 
 
+class NullableJSONFormField(forms.JSONField):
+    """An empty box for a NULL JSON column (Django shows the word "null", which users took for
+    a value to keep or type around); an empty box is saved as NULL again."""
+
+    def prepare_value(self, value):
+        if value is None:
+            return ""
+        return super().prepare_value(value)
+
+
 class PlatformModelAdmin(admin.ModelAdmin):
     """Defaults for big operational tables, and permission checks with object scoping.
 
@@ -33,6 +45,7 @@ class PlatformModelAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+    formfield_overrides = {models.JSONField: {"form_class": NullableJSONFormField}}
 
     # --- permissions -----------------------------------------------------------------------
 
