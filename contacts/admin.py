@@ -161,9 +161,15 @@ class InstanceShardAdmin(PlatformModelAdmin):
 
 @admin.display(description=_("account"), ordering="account_id")
 def account_column(obj):
-    """The account id under a translated header ("account_id" in list_display reads "Account
-    id"); the id, not the account, so that a page of rows runs no extra query."""
-    return obj.account_id
+    """The account as people know it (nickname and WeCom id); the changelist joins the
+    accounts table (AccountJoinMixin), so a page of rows runs no extra query."""
+    account = obj.account
+    return f"{account.nickname} ({account.wxid})" if account.nickname else account.wxid
+
+
+class AccountJoinMixin:
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account")
 
 
 @admin.display(description=_("group chat"), ordering="group_id")
@@ -172,7 +178,7 @@ def group_column(obj):
 
 
 @admin.register(Contact)
-class ContactAdmin(InstanceShardAdmin):
+class ContactAdmin(AccountJoinMixin, InstanceShardAdmin):
     view_perm = "contacts.view_contact"
     list_display = ["wxid", "nickname", "remark", account_column, "contact_type",
                     "friend_status", "last_sync_time", "deleted_at"]
@@ -181,7 +187,7 @@ class ContactAdmin(InstanceShardAdmin):
 
 
 @admin.register(Group)
-class GroupAdmin(InstanceShardAdmin):
+class GroupAdmin(AccountJoinMixin, InstanceShardAdmin):
     view_perm = "contacts.view_group"
     list_display = ["group_wxid", "group_name", account_column, "member_count", "my_role",
                     "is_active", "last_sync_time", "deleted_at"]
