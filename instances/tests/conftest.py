@@ -37,6 +37,31 @@ def simulator():
 
 
 @pytest.fixture
+def make_sim():
+    """make_sim(**overrides) starts a simulator (small, fast retries, no duplicates); all are
+    stopped at the end of the test."""
+    started = []
+
+    def factory(**kw):
+        kw.setdefault("token", TOKEN)
+        kw.setdefault("accounts", 2)
+        kw.setdefault("contacts", 20)
+        kw.setdefault("rooms", 3)
+        kw.setdefault("members", 5)
+        kw.setdefault("send_delay_ms", 10)
+        kw.setdefault("retry_base_s", 0.05)
+        kw.setdefault("duplicate_rate", 0.0)
+        s = Simulator(**kw)
+        s.start()
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
 def registered(simulator, admin_user, platform_url):
     from instances import services
 

@@ -6,31 +6,8 @@ import pytest
 
 from instances import exceptions as exc, protocol
 from instances.client import InstanceClient
-from instances.simulator import Simulator
 
-TOKEN = "batch-token"
-
-
-@pytest.fixture
-def make_sim():
-    started = []
-
-    def factory(**kw):
-        kw.setdefault("token", TOKEN)
-        kw.setdefault("accounts", 1)
-        kw.setdefault("contacts", 12)
-        kw.setdefault("rooms", 2)
-        kw.setdefault("members", 4)
-        kw.setdefault("send_delay_ms", 0)
-        kw.setdefault("duplicate_rate", 0.0)
-        s = Simulator(**kw)
-        s.start()
-        started.append(s)
-        return s
-
-    yield factory
-    for s in started:
-        s.stop()
+from .conftest import TOKEN
 
 
 def _setup(sim):

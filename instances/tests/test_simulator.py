@@ -9,34 +9,11 @@ import pytest
 from instances import exceptions as exc
 from instances import protocol
 from instances.client import InstanceClient
-from instances.simulator import Simulator
 from instances.simulator.testing import WebhookReceiver, wait_until
 
-TOKEN = "sim-test-token"
+from .conftest import TOKEN
+
 SECRET = "whsec-test"
-
-
-@pytest.fixture
-def make_sim():
-    started = []
-
-    def factory(**kw):
-        kw.setdefault("token", TOKEN)
-        kw.setdefault("accounts", 2)
-        kw.setdefault("contacts", 20)
-        kw.setdefault("rooms", 3)
-        kw.setdefault("members", 5)
-        kw.setdefault("send_delay_ms", 10)
-        kw.setdefault("retry_base_s", 0.05)
-        kw.setdefault("duplicate_rate", 0.0)
-        s = Simulator(**kw)
-        s.start()
-        started.append(s)
-        return s
-
-    yield factory
-    for s in started:
-        s.stop()
 
 
 @pytest.fixture
