@@ -551,6 +551,7 @@ class Dispatcher:
             self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"send-{self.task_id}")
         self._init_event_cursor()
         cursor = 0
+        skipped_claims = 0
         try:
             while True:
                 self._heartbeat()
@@ -563,8 +564,16 @@ class Dispatcher:
                     if cursor:
                         cursor = 0
                         continue
+                    if skipped_claims < SKIPPED_CLAIM_RETRIES and self._due_receivers_left():
+                        # SKIP LOCKED skipped due rows that another transaction held for a moment
+                        # (a concurrent claim scanning the same index locks rows it then rejects):
+                        # look again rather than go idle until beat's next kick
+                        skipped_claims += 1
+                        self.sleep(0.1)
+                        continue
                     self._settle_inflight(final=True)
                     return self._finish_or_wait()
+                skipped_claims = 0
                 cursor = max([p.row["id"] for p in prepared] + [o.receiver_id for o in failed])
                 reason = self._process(prepared, failed)
                 if reason:
@@ -932,6 +941,10 @@ class Dispatcher:
             outcomes.append(self._status_outcome(item, status, result.get("error"), result.get("message_id")))
         return outcomes
 
+    def _due_receivers_left(self):
+        """Whether due PENDING receivers exist (a plain read: it waits on no lock)."""
+        return _claimable(self.task_id, timezone.now()).exists()
+
     def _older_message_waits(self, item):
         """Whether a running task of the same account created before this one still has a
         message to the same conversation to send (pending or in flight)."""
@@ -1201,6 +1214,9 @@ class Dispatcher:
 
 
 DEFERRED = "deferred"
+#: Empty claims while due receivers exist (rows locked for a moment by another claim) are
+#: retried this many times, 0.1 s apart, before a dispatcher goes idle.
+SKIPPED_CLAIM_RETRIES = 50
 #: A message waiting behind an older task's message to the same conversation looks again after this.
 FIFO_RETRY_S = 2.0
 

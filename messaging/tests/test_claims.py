@@ -95,3 +95,39 @@ def test_cancel_during_dispatch_skips_released_receivers(world):
     # the one it died holding (no message yet) is skipped by the reclaim
     dispatch.reclaim_stale(now=timezone.now() + timezone.timedelta(hours=1))
     assert MessageReceiver.objects.filter(task=task, send_status=RS.SKIPPED).count() == 4
+
+
+def test_rows_locked_for_a_moment_by_another_claim_do_not_idle_the_dispatcher(world, sim):
+    """SKIP LOCKED skips rows another transaction holds (a concurrent claim scanning the same
+    index locks rows it then rejects): the dispatcher looks again instead of going idle until
+    beat's next kick."""
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("no SKIP LOCKED on this database")
+    from messaging.models import MessageTask, TaskStatus
+
+    task = _task(world, 3)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                list(MessageReceiver.objects.select_for_update().filter(task=task))
+                locked.set()
+                release.wait(5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(5)
+    threading.Timer(0.5, release.set).start()
+    try:
+        result = dispatch.run(task.pk)
+    finally:
+        release.set()
+        holder.join()
+    task.refresh_from_db()
+    assert result == "completed" and task.success_count == 3
