@@ -155,11 +155,28 @@ def start_workers(procs, dispatchers, log, overrides=None):
     env.update({"CELERY_TASK_ALWAYS_EAGER": "0",
                 "MESSAGING_SETTINGS": json.dumps({**WORKER_SETTINGS, **(overrides or {}),
                                                   "DISPATCHERS_PER_TASK": dispatchers})})
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "wework", "worker", "-P", "prefork", "-c", str(procs),
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    for _i in range(100):  # worker boot, not measured
+        if len(_children(proc.pid)) >= procs:
+            break
+        time.sleep(0.1)
+    time.sleep(1)
+    return proc
+
+
+def stop_workers(proc, log):
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
 
 
 def _rss_kb(pid):
@@ -184,8 +201,6 @@ def _children(pid):
 def run_broadcast(n, workers, sample_memory=False, **overrides):
     """Send a broadcast to n receivers with `workers` worker processes (messaging settings
     `overrides` on top of WORKER_SETTINGS); returns (seconds, peak_kb, idle_kb)."""
-    import signal
-
     from django.conf import settings
 
     from messaging import services
@@ -198,11 +213,6 @@ def run_broadcast(n, workers, sample_memory=False, **overrides):
                                 filters={"source": "contacts"}, start=False)
     log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
     proc = start_workers(workers, workers, log, overrides)
-    for _i in range(100):  # worker boot, not measured
-        if len(_children(proc.pid)) >= workers:
-            break
-        time.sleep(0.1)
-    time.sleep(1)
     idle = max([_rss_kb(p) for p in _children(proc.pid)] or [0])
     peak = 0
     app.conf.task_always_eager = False
@@ -224,12 +234,7 @@ def run_broadcast(n, workers, sample_memory=False, **overrides):
         seconds = time.perf_counter() - t0
     finally:
         app.conf.task_always_eager = True
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_workers(proc, log)
         sim.stop()
     task.refresh_from_db()
     assert task.success_count == n, (task.success_count, n)
@@ -385,8 +390,6 @@ def bench_pacing_shared(args, n=40, interval=0.25):
     """Two tasks of one account sent at once by two real worker processes: the account's pace
     is shared through Redis, so the interval between any two of its sends stays the configured
     one (a per-task or per-worker pace would halve it)."""
-    import signal
-
     from django.conf import settings
 
     from messaging import pacing, services
@@ -403,11 +406,6 @@ def bench_pacing_shared(args, n=40, interval=0.25):
              for i, part in enumerate((contacts[: n // 2], contacts[n // 2 :]))]
     log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
     proc = start_workers(2, 1, log, pace)
-    for _i in range(100):
-        if len(_children(proc.pid)) >= 2:
-            break
-        time.sleep(0.1)
-    time.sleep(1)
     app.conf.task_always_eager = False
     try:
         for task in tasks:
@@ -423,12 +421,7 @@ def bench_pacing_shared(args, n=40, interval=0.25):
             time.sleep(0.2)
     finally:
         app.conf.task_always_eager = True
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_workers(proc, log)
     records = list(sim.messages.values())
     sim.stop()
     states = list(MessageTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list("status", "success_count", "fail_count", "target_count", "error_message"))

@@ -24,7 +24,8 @@ created again for each run (so runs are reproducible and never touch development
 with `--database-url` or the environment variable `BENCH_DATABASE_URL` (for example
 `mysql://root@127.0.0.1:3306/wework_bench_h3` to keep parallel runs apart, or
 `sqlite:////tmp/bench.sqlite3`). `--reuse-db` skips the drop. `BENCH_REDIS_URL` (or
-`--redis-url`) selects a Redis cache; unset means the local in-process cache.
+`--redis-url`) selects a Redis cache, a database of its own: it is flushed with every fresh
+bench database; unset means the local in-process cache.
 
 Django runs with production-like settings (DEBUG off: no query log growing in memory), but with
 HTTPS redirects and secure cookies off so that the in-process test client can talk to it.
@@ -116,6 +117,12 @@ def setup_django(args_or_url=None, *, migrate=True, fresh=None, redis_url=None):
     if url.startswith("sqlite"):
         os.environ.setdefault("WEWORK_DATA_DIR", str(Path(urlparse(url).path).parent))
 
+    if redis_url and fresh:
+        # A fresh database reuses ids: state kept in Redis under old ids (a task's dispatcher
+        # leases, an account's pace) would act on the new rows. The bench Redis db is its own.
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
     if is_mysql(url):
         create_bench_database(url, drop_first=fresh)
         if not keep:
