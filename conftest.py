@@ -8,6 +8,13 @@ import os
 
 import pytest
 
+# The project's shared fixtures (personas, verified clients, grants, clock): wework/testing.
+pytest_plugins = ["wework.testing.fixtures", "wework.testing.instances"]
+
+# Tests on real topologies (a lagging replica, a Galera cluster behind HAProxy) run only in
+# their own session, started by scripts/test-topology with the servers scripts/services starts.
+collect_ignore = [] if os.environ.get("WEWORK_TOPOLOGY") else ["tests/topology"]
+
 
 def _require_services():
     import socket
@@ -20,6 +27,8 @@ def _require_services():
     redis_url = os.environ.get("REDIS_URL", "")
     if not redis_url:
         problems.append("REDIS_URL is not set")
+    if redis_url.startswith("redis+cluster://"):  # the first seed node stands for the cluster
+        redis_url = "redis://" + urlparse(redis_url).netloc.rsplit("@", 1)[-1].split(",")[0]
     for url, default_port in ((db_url, 3306), (redis_url, 6379)):
         if not url:
             continue

@@ -2,27 +2,35 @@
 everyone), login history (auditors), permissions (read-only)."""
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import AdminForm
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _, ngettext
 
-from accounts.decorators import SudoAdminMixin
 from accounts.forms import UserCreationForm
 from accounts.models import (
-    InstanceGrant, LoginLog, Permission, Role, RolePermission, User, UserRole, UserSession,
+    InstanceGrant, LoginLog, Permission, Role, User, UserRole, UserSession,
     UserStatus,
 )
 from accounts.scoping import has_global_perm
-from accounts.services import auth as auth_services
 from accounts.services import otp as otp_services
 from accounts.services import permissions as perm_services
+from accounts.services import roles as role_services
 from accounts.services import sessions as session_services
+from accounts.services import users as user_services
 from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+from wework.errors import DomainError
 
 
 def _manages_roles(request):
-    return request.user.is_superuser or request.user.has_perm("accounts.manage_roles")
+    return role_services.may_manage_roles(request.user)
 
 
 class UserRoleInline(admin.TabularInline):
@@ -52,7 +60,7 @@ class UserRoleInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
+class UserAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     sudo_views = ("delete_view",)
     add_form = UserCreationForm
     list_display = (
@@ -81,9 +89,6 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
 
     @admin.display(description=_("password"))
     def password_form_link(self, obj):
-        from django.urls import reverse
-        from django.utils.html import format_html
-
         if obj is None or obj.pk is None:
             return ""
         return format_html('<a href="{}">{}</a>', reverse("admin:accounts_user_password", args=[obj.pk]),
@@ -102,6 +107,8 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         if not request.user.is_superuser:
             fields.append("is_superuser")  # only super admins make super admins
+        if obj is not None and obj.pk == request.user.pk:
+            fields.append("status")  # nobody changes their own status
         return fields
 
     def has_change_permission(self, request, obj=None):
@@ -110,7 +117,7 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and (obj.is_superuser and not request.user.is_superuser or obj.pk == request.user.pk):
+        if obj is not None and not user_services.may_delete(request.user, obj):
             return False
         return super().has_delete_permission(request, obj)
 
@@ -118,8 +125,6 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
         return [] if obj is None else super().get_inlines(request, obj)
 
     def get_urls(self):
-        from django.urls import path
-
         return [
             path("<int:object_id>/password/", self.admin_site.admin_view(self.set_password_view),
                  name="accounts_user_password"),
@@ -129,21 +134,14 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
     def set_password_view(self, request, object_id):
         """Set another user's password: change permission on that user and sudo mode; ends the
         user's API sessions."""
-        from django.contrib.admin.helpers import AdminForm
-        from django.contrib.auth.forms import AdminPasswordChangeForm
-        from django.http import Http404, HttpResponseRedirect
-        from django.template.response import TemplateResponse
-        from django.urls import reverse
-
-        from accounts.decorators import sudo_redirect
-
         user = self.get_queryset(request).filter(pk=object_id).first()
         if user is None:
             raise Http404
         if not self.has_change_permission(request, user):
             raise PermissionDenied
-        if not otp_services.in_sudo(request):
-            return sudo_redirect(request)
+        redirect = self.sudo_redirect(request)
+        if redirect is not None:
+            return redirect
         form = AdminPasswordChangeForm(user, request.POST or None)
         if request.method == "POST" and form.is_valid():
             form.save()
@@ -160,25 +158,30 @@ class UserAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
         }
         return TemplateResponse(request, "admin/auth/user/change_password.html", context)
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)  # the add form sets the password
+            return
+        if not request.user.has_perm(self._perm("change"), obj):
+            raise PermissionDenied
+        user_services.save_user(request.user, obj, form.changed_data)
+
+    def delete_model(self, request, obj):
+        user_services.delete_user(request.user, obj)
+
     @admin.action(description=_("Unlock selected users"), permissions=["change"])
     def unlock_users(self, request, queryset):
-        count = 0
-        for user in queryset.filter(status=UserStatus.LOCKED):
-            auth_services.unlock(user)
-            count += 1
+        count = user_services.unlock(request.user, user_services.changeable(request.user, queryset))
         self.message_user(request, ngettext("%(n)d user unlocked.", "%(n)d users unlocked.", count) % {"n": count})
 
     @admin.action(description=_("Disable selected users"), permissions=["change"])
     def disable_users(self, request, queryset):
-        queryset = queryset.exclude(pk=request.user.pk)
-        if not request.user.is_superuser:
-            queryset = queryset.filter(is_superuser=False)
-        count = queryset.update(status=UserStatus.DISABLED)
+        count = user_services.set_status(request.user, queryset, UserStatus.DISABLED)
         self.message_user(request, ngettext("%(n)d user disabled.", "%(n)d users disabled.", count) % {"n": count})
 
     @admin.action(description=_("Enable selected users"), permissions=["change"])
     def enable_users(self, request, queryset):
-        count = queryset.update(status=UserStatus.ENABLED, locked_until=None, login_fail_count=0)
+        count = user_services.set_status(request.user, queryset, UserStatus.ENABLED)
         self.message_user(request, ngettext("%(n)d user enabled.", "%(n)d users enabled.", count) % {"n": count})
 
     @admin.action(description=_("End all sessions of selected users"), permissions=["change"])
@@ -213,7 +216,7 @@ class RoleForm(forms.ModelForm):
 
 
 @admin.register(Role)
-class RoleAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
+class RoleAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     form = RoleForm
     sudo_views = ("changeform_post", "delete_view", "actions")
     list_display = ("name", "display_label", "status", "is_system", "require_two_factor", "sort_order")
@@ -238,16 +241,14 @@ class RoleAdmin(SudoAdminMixin, SoftDeleteAdminMixin, PlatformModelAdmin):
             return False
         return super().has_delete_permission(request, obj) and _manages_roles(request)
 
-    @transaction.atomic
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if obj.is_system:
-            return
-        wanted = {p.pk for p in form.cleaned_data.get("permission_names") or []}
-        have = set(obj.permissions.values_list("pk", flat=True))
-        RolePermission.objects.filter(role=obj, permission_id__in=have - wanted).delete()
-        RolePermission.objects.bulk_create([RolePermission(role=obj, permission_id=p) for p in wanted - have])
-        perm_services.bump_generation()
+        if not request.user.has_perm(self._perm("change" if change else "add"), obj):
+            raise PermissionDenied
+        permissions = None if obj.is_system else list(form.cleaned_data.get("permission_names") or [])
+        role_services.save_role(obj, actor=request.user, permissions=permissions)
+
+    def delete_model(self, request, obj):
+        role_services.delete_role(obj, actor=request.user)
 
 
 @admin.register(Permission)
@@ -282,7 +283,7 @@ class UserRoleForm(forms.ModelForm):
 
 
 @admin.register(UserRole)
-class UserRoleAdmin(SudoAdminMixin, PlatformModelAdmin):
+class UserRoleAdmin(PlatformModelAdmin):
     """Grants: need accounts.manage_roles and sudo mode; granted_by is the current user."""
 
     form = UserRoleForm
@@ -305,8 +306,8 @@ class UserRoleAdmin(SudoAdminMixin, PlatformModelAdmin):
     def save_model(self, request, obj, form, change):
         try:
             perm_services.grant_role(obj.user, obj.role, request.user, obj.expires_at)
-        except ValidationError as exc:
-            raise PermissionDenied(exc) from exc
+        except DomainError as exc:
+            raise PermissionDenied(exc.message) from exc
 
 
 @admin.register(UserSession)
@@ -420,7 +421,7 @@ class InstanceGrantForm(forms.ModelForm):
 
 
 @admin.register(InstanceGrant)
-class InstanceGrantAdmin(SudoAdminMixin, PlatformModelAdmin):
+class InstanceGrantAdmin(PlatformModelAdmin):
     """Per-instance object grants (guardian's table). Viewing: accounts.view_instancegrant;
     granting and revoking: accounts.manage_roles and sudo mode. Only super admins may grant
     themselves."""
@@ -432,8 +433,6 @@ class InstanceGrantAdmin(SudoAdminMixin, PlatformModelAdmin):
     list_select_related = ("user", "permission__content_type")
 
     def get_base_queryset(self, request):
-        from django.contrib.contenttypes.models import ContentType
-
         model = perm_services.instance_model()
         return InstanceGrant.objects.filter(content_type=ContentType.objects.get_for_model(model)).order_by(
             "user__username", "object_pk"
@@ -494,9 +493,5 @@ class InstanceGrantAdmin(SudoAdminMixin, PlatformModelAdmin):
 
 
 # Django's groups are not used: roles (with expiring grants) replace them.
-try:
-    from django.contrib.auth.models import Group
-
+if admin.site.is_registered(Group):
     admin.site.unregister(Group)
-except admin.sites.NotRegistered:  # pragma: no cover
-    pass

@@ -10,6 +10,5 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         from accounts import signals
-        from wework.api import authentication  # noqa: F401  (drf-spectacular extension)
 
         signals.connect_late()

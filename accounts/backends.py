@@ -17,10 +17,14 @@ from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.contrib.auth.backends import BaseBackend
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.utils import timezone
+from guardian.models import UserObjectPermission
 
 from accounts.models import Permission, Status, User, UserRole
+from accounts.services import auth as auth_services
+from accounts.services import cache as acl_cache
 from accounts.services import permissions as perm_services
 
 _NEVER = None
@@ -66,9 +70,6 @@ def _resolve(user, now):
 
 
 def _object_grants(user):
-    from django.contrib.contenttypes.models import ContentType
-    from guardian.models import UserObjectPermission
-
     model = perm_services.instance_model()
     if model is None:
         return {}
@@ -92,11 +93,11 @@ def resolve_access(user):
     cached = getattr(user, "_access_cache", None)
     if cached is not None and cached.fresh(now):
         return cached
-    gen_key, user_key = perm_services.GENERATION_KEY, perm_services.user_cache_key(user.pk)
+    gen_key, user_key = acl_cache.GENERATION_KEY, acl_cache.user_cache_key(user.pk)
     got = cache.get_many([gen_key, user_key])
     generation = got.get(gen_key)
     if generation is None:
-        generation = perm_services.generation()
+        generation = acl_cache.generation()
     shared = got.get(user_key)
     if shared is not None:
         names, grants, valid_until_ts, gen, two_factor = shared
@@ -146,8 +147,6 @@ def instance_id_of(obj):
 
 class RoleBackend(BaseBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
-        from accounts.services import auth as auth_services
-
         if username is None:
             username = kwargs.get(User.USERNAME_FIELD)
         if username is None or password is None:

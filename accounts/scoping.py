@@ -84,9 +84,3 @@ def can_access_instance(user, instance_id, perm="instances.view_weworkinstance")
     """For sharded per-instance tables: the user may use `perm` on that instance."""
     ids = visible_instance_ids(user, perm)
     return ids is None or int(instance_id) in ids
-
-
-def scope_instances(qs, user, perm="instances.view_weworkinstance"):
-    """A WeworkInstance queryset narrowed to the instances the user may use `perm` on."""
-    ids = visible_instance_ids(user, perm)
-    return qs if ids is None else qs.filter(pk__in=sorted(ids))

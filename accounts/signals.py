@@ -1,11 +1,16 @@
 """Signal receivers: permission sync after migrate, browser logins as sessions, cache
 invalidation when grants change, guardian clean-up when an instance is removed."""
 from django.apps import apps
+from django.contrib.auth.management import create_permissions
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db import connections
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
+from guardian.models import UserObjectPermission
 
-from accounts.models import Permission, Role, RolePermission, UserRole
+from accounts.models import (
+    InstanceGrant, Permission, Role, RolePermission, SessionKind, UserRole, UserSession,
+)
 from accounts.services import auth as auth_services
 from accounts.services import otp as otp_services
 from accounts.services import permissions as perm_services
@@ -21,13 +26,9 @@ def sync_after_migrate(sender, app_config=None, using="default", **kwargs):
     last = [c for c in configs if c.models_module is not None][-1]
     if app_config is None or app_config.label != last.label:
         return
-    from django.contrib.auth.management import create_permissions
-
     plan_apps = kwargs.get("apps", apps)
     for config in configs:
         create_permissions(config, verbosity=0, using=using, apps=plan_apps)
-    from django.db import connections
-
     if Role._meta.db_table not in connections[using].introspection.table_names():
         return  # a partial migration (migrate accounts 0001) has no role tables yet
     perm_services.seed_roles()
@@ -63,8 +64,6 @@ def password_changed(sender, instance, created, **kwargs):
     if getattr(instance, "_password_changed", False):
         instance._password_changed = False
         if not created:
-            from accounts.models import SessionKind, UserSession
-
             families = UserSession.objects.filter(
                 user=instance, kind=SessionKind.API, revoked_at__isnull=True
             ).values_list("family_id", flat=True).distinct()
@@ -87,12 +86,8 @@ def _instance_deleted(sender, instance, **kwargs):
 
 def connect_late():
     """Receivers on models of other apps (guardian, instances), connected in ready()."""
-    from guardian.models import UserObjectPermission
-
     post_save.connect(_object_grant_changed, sender=UserObjectPermission, dispatch_uid="acl-uop-save")
     post_delete.connect(_object_grant_changed, sender=UserObjectPermission, dispatch_uid="acl-uop-del")
-    from accounts.models import InstanceGrant
-
     post_save.connect(_object_grant_changed, sender=InstanceGrant, dispatch_uid="acl-ig-save")
     post_delete.connect(_object_grant_changed, sender=InstanceGrant, dispatch_uid="acl-ig-del")
     model = perm_services.instance_model()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     Timer, bench_args, environment_line, report, save_results, setup_django,
 )
 
@@ -69,7 +69,7 @@ def bench_sync(args, admin):
                                                created_by=admin, push=False).instance
         wxid = next(iter(sim.accounts))
         account = contact_services.ensure_account(instance, wxid)
-        services.ensure_instance_shards(instance.pk)
+        contact_services.ensure_instance_shards(instance.pk)
 
         with Timer() as synced:
             result = contact_services.sync_account(account, scopes=("contacts",),

@@ -1,6 +1,6 @@
 """Messaging: materializing a broadcast, dispatch throughput, worker memory, pacing accuracy.
 
-* materialize -- `messaging.services.create_task()` of a broadcast to 100,000 explicit receivers
+* materialize -- `messaging.services.sending.create_task()` of a broadcast to 100,000 explicit receivers
                  (10,000 with --quick): receivers checked against the account's contacts shard,
                  the template rendered for each one, then the task and its receiver rows written
                  in one transaction (multi-row INSERTs of 2,000 rows). Reported also: the write
@@ -35,13 +35,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Timer, bench_args, environment_line, report, save_results, setup_django  # noqa: E402
+from harness import Timer, bench_args, environment_line, report, save_results, setup_django
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -82,6 +81,14 @@ def world(n_contacts):
     return sim, admin, account, [c["contact_id"] for c in sim_account.contacts]
 
 
+def _create(admin, start=False, **fields):
+    """A task created by the service (its checks, rendering and receiver rows), not started."""
+    from messaging.services import sending
+    from messaging.services.requests import TaskRequest
+
+    return sending.create_task(admin, TaskRequest(**fields), start=start)
+
+
 def _retire(task):
     """Baseline tasks must never be started by beat's kick in a later measurement."""
     from messaging.models import MessageTask, TaskStatus
@@ -94,27 +101,26 @@ def _retire(task):
 def bench_materialize(args, n):
     from django.db import connection, transaction
 
-    from messaging import services
     from messaging.models import MessageReceiver
+    from messaging.services import receivers as receivers_service
 
     sim, admin, account, contacts = world(n)
     sim.stop()
     receivers = [{"wxid": w, "variables": {"code": f"C{i}"}} for i, w in enumerate(contacts)]
     with Timer() as t_task:
-        task = services.create_task(admin, account=account, message_type="text",
-                                    content="Hi {{ receiver_name }}, your code is {{ code }}",
-                                    receivers=receivers, start=False)
+        task = _create(admin, account=account, message_type="text",
+                       content="Hi {{ receiver_name }}, your code is {{ code }}", receivers=receivers)
     assert task.target_count == n
     _retire(task)
     # The write alone, again into the same table (another task).
     rows = [{"type": 1, "wxid": w, "name": w, "variables": {"code": "x"}} for w in contacts]
     with Timer() as t_write:
         with transaction.atomic():
-            services.materialize_receivers(task, rows)
+            receivers_service.materialize_receivers(task, rows)
     table = MessageReceiver._meta.db_table
     qn = connection.ops.quote_name
     with connection.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS bench_receivers_copy")
+        cur.execute("DROP TABLE IF EXISTS bench_receivers_copy")
         if connection.vendor == "mysql":
             cur.execute(f"CREATE TABLE bench_receivers_copy LIKE {qn(table)}")
         else:
@@ -203,14 +209,14 @@ def run_broadcast(n, workers, sample_memory=False, **overrides):
     `overrides` on top of WORKER_SETTINGS); returns (seconds, peak_kb, idle_kb)."""
     from django.conf import settings
 
-    from messaging import services
     from messaging.models import MessageTask, TaskStatus
+    from messaging.services import lifecycle
     from wework.celery import app
 
     settings.MESSAGING = {**WORKER_SETTINGS, **overrides, "DISPATCHERS_PER_TASK": workers}
     sim, admin, account, contacts = world(n)
-    task = services.create_task(admin, account=account, message_type="text", content="Hello {{ receiver_name }}",
-                                filters={"source": "contacts"}, start=False)
+    task = _create(admin, account=account, message_type="text", content="Hello {{ receiver_name }}",
+                   filters={"source": "contacts"})
     log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
     proc = start_workers(workers, workers, log, overrides)
     idle = max([_rss_kb(p) for p in _children(proc.pid)] or [0])
@@ -218,7 +224,7 @@ def run_broadcast(n, workers, sample_memory=False, **overrides):
     app.conf.task_always_eager = False
     try:
         t0 = time.perf_counter()
-        services.start_task(task.pk)
+        lifecycle.start_task(task.pk)
         last_kick = time.monotonic()
         while True:
             status = MessageTask.objects.filter(pk=task.pk).values_list("status", flat=True).first()
@@ -228,7 +234,7 @@ def run_broadcast(n, workers, sample_memory=False, **overrides):
                 for child in _children(proc.pid):
                     peak = max(peak, _rss_kb(child))
             if time.monotonic() - last_kick > 15:
-                services.kick()
+                lifecycle.kick()
                 last_kick = time.monotonic()
             time.sleep(0.2)
         seconds = time.perf_counter() - t0
@@ -252,12 +258,10 @@ def raw_loop(n, width=1, batch=0):
 
     from django.db import connections
 
-    from messaging import services
     from messaging.models import MessageReceiver
 
     sim, admin, account, contacts = world(n)
-    task = services.create_task(admin, account=account, message_type="text", content="Hello",
-                                filters={"source": "contacts"}, start=False)
+    task = _create(admin, account=account, message_type="text", content="Hello", filters={"source": "contacts"})
     ids = list(MessageReceiver.objects.filter(task=task).order_by("id").values_list("id", "receiver_wxid"))
     connections.close_all()
     ctx = multiprocessing.get_context("fork")
@@ -366,18 +370,18 @@ def bench_memory(args, n):
 def bench_pacing(args, n=40, interval=0.25):
     from django.conf import settings
 
-    from messaging import dispatch, pacing, services
+    from messaging import pacing
+    from messaging.dispatch import worker
 
     settings.MESSAGING = {**WORKER_SETTINGS, "MIN_INTERVAL_S": interval, "JITTER_S": 0, "PER_MINUTE": 0,
                           "DAILY": 0, "ACK_POLL_AFTER_S": 1.0}
     sim, admin, account, contacts = world(n)
     pacing.pacer().reset(account.pk)
-    task = services.create_task(admin, account=account, message_type="text", content="x",
-                                filters={"source": "contacts"}, start=False)
+    task = _create(admin, account=account, message_type="text", content="x", filters={"source": "contacts"})
     from messaging.models import MessageTask
 
     MessageTask.objects.filter(pk=task.pk).update(status=1)
-    dispatch.run(task.pk)
+    worker.run(task.pk)
     _retire(task)
     dues = sorted(m["due"] for m in sim.messages.values())
     sim.stop()
@@ -392,8 +396,9 @@ def bench_pacing_shared(args, n=40, interval=0.25):
     one (a per-task or per-worker pace would halve it)."""
     from django.conf import settings
 
-    from messaging import pacing, services
+    from messaging import pacing
     from messaging.models import MessageTask, TaskStatus
+    from messaging.services import lifecycle
     from wework.celery import app
 
     pace = {"MIN_INTERVAL_S": interval, "JITTER_S": 0, "PER_MINUTE": 0, "DAILY": 0, "CONVERSATION_INTERVAL_S": 0,
@@ -401,22 +406,21 @@ def bench_pacing_shared(args, n=40, interval=0.25):
     settings.MESSAGING = {**WORKER_SETTINGS, **pace, "DISPATCHERS_PER_TASK": 1}
     sim, admin, account, contacts = world(n)
     pacing.pacer().reset(account.pk)
-    tasks = [services.create_task(admin, account=account, message_type="text", content=f"task {i}",
-                                  receivers=part, start=False)
+    tasks = [_create(admin, account=account, message_type="text", content=f"task {i}", receivers=part)
              for i, part in enumerate((contacts[: n // 2], contacts[n // 2 :]))]
     log = open(f"/tmp/bench_messaging_worker_{os.getpid()}.log", "a")
     proc = start_workers(2, 1, log, pace)
     app.conf.task_always_eager = False
     try:
         for task in tasks:
-            services.start_task(task.pk)
+            lifecycle.start_task(task.pk)
         deadline = time.monotonic() + n * interval * 3 + 60
         last_kick = time.monotonic()
         while time.monotonic() < deadline:
             if MessageTask.objects.filter(pk__in=[t.pk for t in tasks], status=TaskStatus.COMPLETED).count() == 2:
                 break
             if time.monotonic() - last_kick > 15:
-                services.kick()  # what beat does
+                lifecycle.kick()  # what beat does
                 last_kick = time.monotonic()
             time.sleep(0.2)
     finally:

@@ -19,12 +19,11 @@ Run: `.venv/bin/python bench/bench_monitoring.py [--quick] [--rows N]`.
 import logging
 import random
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     Timer, bench_args, environment_line, report, save_results, setup_django, time_interleaved,
 )
 

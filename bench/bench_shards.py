@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/wework_bench_shards")
 
-from harness import (  # noqa: E402
+from harness import (
     Timer, bench_args, environment_line, report, save_results, setup_django, time_call,
     time_interleaved,
 )

@@ -180,7 +180,7 @@ def drop_bench_database(url: str = DEFAULT_DATABASE_URL) -> None:
         from django.db import connections
 
         connections.close_all()
-    except Exception:  # Django not set up: nothing to close
+    except Exception:  # noqa: BLE001 - Django not set up: nothing to close
         pass
     conn, name = _mysql_server(url)
     try:
@@ -355,7 +355,7 @@ def environment_line(database_url: str | None = None) -> str:
         from django.conf import settings
 
         parts.append("cache " + settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1])
-    except Exception:
+    except Exception:  # noqa: BLE001 - settings not configured: name the URL only
         if database_url:
             parts.append(urlparse(database_url).scheme)
     parts.append(f"{os.cpu_count()} cpu")

@@ -4,12 +4,14 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _, ngettext
 
 from instances import permissions
+from instances.admin import WeworkInstanceAdmin
 from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
 from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
 
 from . import services
+from .admin_qr_login import InstanceQrLoginAdminMixin
 from .models import Contact, Group, GroupMember, WeworkAccount
 
 
@@ -202,3 +204,11 @@ class GroupMemberAdmin(InstanceShardAdmin):
                     "is_active", "join_time", "left_at"]
     list_filter = ["role", "is_active"]
     search_fields = ["member_wxid", "member_nickname", "group_nickname"]
+
+
+class WeworkInstanceWithLoginAdmin(InstanceQrLoginAdminMixin, WeworkInstanceAdmin):
+    """The instance admin of the instances app, with this app's QR-login pages."""
+
+
+admin.site.unregister(WeworkInstance)
+admin.site.register(WeworkInstance, WeworkInstanceWithLoginAdmin)

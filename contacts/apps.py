@@ -7,3 +7,16 @@ class ContactsConfig(AppConfig):
 
     name = "contacts"
     verbose_name = _("Accounts and contacts")
+
+    def ready(self):
+        from instances import hooks
+
+        from . import services
+
+        # What instances report about accounts, contacts and rooms is handled here.
+        for kind, handler in services.EVENT_HANDLERS.items():
+            hooks.register_event_handler(kind, handler)
+        for prefix in ("contact.", "room."):
+            hooks.register_shard_preparer(prefix, services.ensure_instance_shards)
+        hooks.register_accounts_reporter(services.apply_account_states)
+        hooks.register_offline_handler(services.mark_instance_accounts_offline)

@@ -32,7 +32,8 @@ from django.utils.translation import gettext_lazy
 from instances import protocol
 from instances.exceptions import InstanceError
 from instances.models import InstanceStatus, WeworkInstance
-from instances.services import ServiceError, _call, audit, fire_alert, record_instance_error, resolve_alert
+from instances.services import (ServiceError, _call, audit, client_for, fire_alert, record_instance_error,
+                                resolve_alert)
 from wework import shards
 
 from . import bulk
@@ -102,6 +103,11 @@ def recount_accounts(instance_id):
     return count
 
 
+#: The columns ensure_account() writes on an existing account.
+ENSURE_ACCOUNT_FIELDS = ["deleted_at", "nickname", "avatar_url", "phone", "email", "region", "signature",
+                         "gender", "status", "is_logged_in", "last_login_time", "login_method", "updated_at"]
+
+
 def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
                    logged_in=True, login_method=None):
     """Create or update the account `wxid` of the instance (restores a soft-deleted one).
@@ -136,7 +142,12 @@ def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
             account.last_login_time = now
         if login_method:
             account.login_method = login_method
-        account.save()
+        if account._state.adding:
+            account.save()
+        else:
+            # Only the columns this function owns: a full save would write back counters (the
+            # sync's recount) read before another transaction changed them.
+            account.save(update_fields=ENSURE_ACCOUNT_FIELDS)
         if was_in_trouble and status == AccountStatus.ONLINE:
             transaction.on_commit(lambda: resolve_account_alerts(inst))
         if logged_in and not was_logged_in and (
@@ -549,6 +560,13 @@ def upsert_members(instance_id, rows):
                               MEMBER_UPDATE_FIELDS)
 
 
+def ensure_instance_shards(instance_id):
+    """Create the instance's contact, group and member shard tables (before any transaction:
+    see instances.services.ensure_shards_for)."""
+    for model in (Contact, Group, GroupMember):
+        shards.model_for(model, instance_id=instance_id)
+
+
 def contacts_of(account):
     return shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
 
@@ -608,8 +626,6 @@ def sync_account(account, *, scopes=SYNC_SCOPES, resume=True, page_limit=SYNC_PA
                  "cursor": None, "room_index": 0, "counts": {}}
     stamp = datetime.fromisoformat(state["started"])
     client_error = None
-    from instances.services import client_for, ensure_instance_shards
-
     ensure_instance_shards(instance.pk)  # before any transaction (see ensure_shards_for)
 
     client = client_for(instance)
@@ -720,7 +736,7 @@ def request_sync(account, *, trigger=SyncTrigger.MANUAL, scopes=SYNC_SCOPES, res
         try:
             request.task_id = sync_task.delay(account.pk, list(scopes), resume, trigger=trigger,
                                               token=token).id
-        except Exception as exc:  # noqa: BLE001 - a broker outage must not break the caller
+        except Exception as exc:  # a broker outage must not break the caller
             logger.exception("the sync of account %s could not be queued", account.pk)
             _release_lock(account.pk, token)
             _save_run(account.pk, status="failed", finished_at=timezone.now().isoformat(),
@@ -738,7 +754,7 @@ def auto_sync(account_pk, trigger):
         return None
     try:
         return request_sync(account, trigger=trigger)
-    except Exception:  # noqa: BLE001 - the login or event that triggered it has succeeded
+    except Exception:  # the login or event that triggered it has succeeded
         logger.exception("the automatic sync of account %s was not started", account_pk)
         return None
 

@@ -2,11 +2,9 @@
 write-only), metrics (weekly shards, one shard at a time) and the webhook event inbox."""
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.http import Http404, JsonResponse
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _, ngettext
 
 from wework import shards
@@ -22,8 +20,17 @@ from .models import (
 )
 
 
+#: Where the platform sends an instance's API token and webhook secret: changing them needs the
+#: change permission on every instance and sudo mode (see WeworkInstanceAdmin.change_view).
+ENDPOINT_FIELDS = ("api_url", "proxy_host", "proxy_port", "proxy_username", "proxy_password",
+                   "clear_proxy_password")
+
+
 class WeworkInstanceForm(forms.ModelForm):
     """The proxy password is write-only: never rendered, empty keeps the stored one."""
+
+    #: Set by the admin: whether this user may change ENDPOINT_FIELDS of an existing instance.
+    may_move_endpoint = True
 
     proxy_password = forms.CharField(
         label=_("proxy password"), required=False,
@@ -75,6 +82,24 @@ class WeworkInstanceForm(forms.ModelForm):
 
     def clean_proxy_port(self):
         return self._positive("proxy_port", 1, 65535)
+
+    def endpoint_changes(self):
+        """The ENDPOINT_FIELDS this form changes on an existing instance."""
+        if self.instance.pk is None:
+            return []
+        changed = [name for name in ENDPOINT_FIELDS[:4] if name in self.changed_data]
+        if self.cleaned_data.get("proxy_password") or self.cleaned_data.get("clear_proxy_password"):
+            changed.append("proxy_password")
+        return changed
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.may_move_endpoint:
+            for name in self.endpoint_changes():
+                self.add_error(name if name in self.fields else None, _(
+                    "Changing where the instance's API token and webhook secret are sent needs the "
+                    "permission to change every instance; ask an administrator."))
+        return cleaned
 
     def save(self, commit=True):
         instance = super().save(commit=False)
@@ -129,6 +154,32 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
         url = reverse("admin:instances_weworkinstance_qr_login", args=[obj.pk])
         return format_html('<a href="{}">{}</a>', url, _("Log an account in"))
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        from accounts.scoping import has_global_perm
+
+        # An instance grant lets an operator edit the instance, not send its secrets elsewhere.
+        form.may_move_endpoint = has_global_perm(request.user, self._perm("change"))
+        return form
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "POST" and self._moves_endpoint(request, object_id):
+            redirect = self.sudo_redirect(request)
+            if redirect is not None:
+                return redirect
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _moves_endpoint(self, request, object_id):
+        """Whether the POSTed form changes where the instance's secrets go."""
+        obj = self.get_queryset(request).filter(pk=object_id).first()
+        if obj is None:
+            return False
+        for name in ENDPOINT_FIELDS[:4]:
+            posted = (request.POST.get(name) or "").strip()
+            if posted != str(getattr(obj, name) or ""):
+                return True
+        return bool(request.POST.get("proxy_password") or request.POST.get("clear_proxy_password"))
+
     def has_add_permission(self, request):
         # A new instance is outside every instance grant: adding one needs the permission on
         # all instances (a role grant), not a grant on some instance.
@@ -159,153 +210,6 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                      lambda n: ngettext("Configuration pushed to %(n)d instance.",
                                         "Configuration pushed to %(n)d instances.", n)
                      % {"n": n})
-
-    # --- QR login pages ----------------------------------------------------------------------
-
-    def get_urls(self):
-        extra = [
-            path("<int:pk>/qr-login/", self.admin_site.admin_view(self.qr_login_view),
-                 name="instances_weworkinstance_qr_login"),
-            path("<int:pk>/qr-login/<str:login_id>/status/",
-                 self.admin_site.admin_view(self.qr_login_status_view),
-                 name="instances_weworkinstance_qr_login_status"),
-            path("<int:pk>/qr-login/<str:login_id>/verify/",
-                 self.admin_site.admin_view(self.qr_login_verify_view),
-                 name="instances_weworkinstance_qr_login_verify"),
-            path("<int:pk>/qr-login/<str:login_id>/cancel/",
-                 self.admin_site.admin_view(self.qr_login_cancel_view),
-                 name="instances_weworkinstance_qr_login_cancel"),
-        ]
-        return extra + super().get_urls()
-
-    def _instance_for(self, request, pk):
-        instance = self.get_queryset(request).filter(pk=pk, deleted_at__isnull=True).first()
-        if instance is None:
-            raise Http404(_("No such instance."))
-        if not permissions.allowed(request.user, permissions.LOGIN_ACCOUNT, instance.pk):
-            raise PermissionDenied
-        return instance
-
-    def qr_login_view(self, request, pk):
-        """GET shows the login this user last started on the instance (or a button to start
-        one); POST (CSRF-protected form) starts a new login, then redirects to the page."""
-        from contacts import services as contact_services
-
-        instance = self._instance_for(request, pk)
-        if request.method == "POST":  # admin_view() checks the CSRF token
-            return self._qr_login_start(request, instance)
-        if request.method not in ("GET", "HEAD"):
-            from django.http import HttpResponseNotAllowed
-
-            return HttpResponseNotAllowed(["GET", "POST"])
-        state = contact_services.current_login(instance, request.user)
-        context = {**self.admin_site.each_context(request), "instance": instance,
-                   "opts": self.model._meta, "title": _("QR login"),
-                   "start_url": reverse("admin:instances_weworkinstance_qr_login",
-                                        args=[instance.pk]),
-                   "login": state}
-        if state is not None:
-            context.update(self._qr_login_context(instance, state))
-        return TemplateResponse(request, "contacts/qr_login.html", context)
-
-    def _qr_login_start(self, request, instance):
-        from django.shortcuts import redirect
-
-        from contacts import services as contact_services
-
-        try:
-            contact_services.start_login(instance, user=request.user)
-        except services.ServiceError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-        return redirect("admin:instances_weworkinstance_qr_login", instance.pk)
-
-    @staticmethod
-    def _qr_login_context(instance, state):
-        from datetime import UTC, datetime
-
-        from contacts.qr import qr_svg
-
-        login_id = state["login_id"]
-        content = str(state.get("qrcode") or "")
-        # The simulator encodes its scan URL in the QR content (a real instance encodes a
-        # WeCom URL): shown as a link to test logins without a phone, with its confirm URL.
-        scan_url = content if "/sim/scan/" in content else None
-        expires = state.get("expires_at_ms")
-        return {
-            "qr_svg": qr_svg(content) if content else "",
-            "status": state["status"],
-            "status_label": LOGIN_LABELS.get(state["status"], state["status"]),
-            "is_final": state["status"] in LOGIN_FINAL,
-            "expires_at": datetime.fromtimestamp(expires / 1000, tz=UTC) if expires else None,
-            "status_url": reverse("admin:instances_weworkinstance_qr_login_status",
-                                  args=[instance.pk, login_id]),
-            "verify_url": reverse("admin:instances_weworkinstance_qr_login_verify",
-                                  args=[instance.pk, login_id]),
-            "cancel_url": reverse("admin:instances_weworkinstance_qr_login_cancel",
-                                  args=[instance.pk, login_id]),
-            "scan_url": scan_url,
-            "confirm_url": scan_url.replace("/sim/scan/", "/sim/confirm/") if scan_url else None,
-        }
-
-    def qr_login_status_view(self, request, pk, login_id):
-        from contacts import services as contact_services
-
-        instance = self._instance_for(request, pk)
-        try:
-            state = contact_services.poll_login(instance, login_id)
-        except services.ServiceError as exc:
-            return JsonResponse({"status": "failed", "error": exc.message}, status=exc.status)
-        return self._login_json(state)
-
-    @staticmethod
-    def _login_json(state):
-        from contacts import services as contact_services
-
-        account = state.get("account_id") or ""
-        # once confirmed, the platform syncs the account's contacts by itself: say how far
-        sync = (str(contact_services.sync_run_label(contact_services.sync_run(
-            state["account_pk"]))) if state.get("account_pk") else "")
-        return JsonResponse({
-            "status": state["status"],
-            "status_label": str(LOGIN_LABELS.get(state["status"], state["status"])),
-            "account": account,
-            "sync": sync,
-            "error": state.get("error"),
-        })
-
-
-    def _login_post(self, request, pk, login_id, func):
-        if request.method != "POST":
-            return JsonResponse({"status": "failed", "error": str(_("POST only."))}, status=405)
-        instance = self._instance_for(request, pk)
-        try:
-            state = func(instance, login_id)
-        except services.ServiceError as exc:
-            return JsonResponse({"status": "failed", "error": exc.message}, status=exc.status)
-        return self._login_json(state)
-
-    def qr_login_verify_view(self, request, pk, login_id):
-        from contacts import services as contact_services
-
-        return self._login_post(request, pk, login_id, lambda i, lid: contact_services.verify_login(
-            i, lid, request.POST.get("code", "")))
-
-    def qr_login_cancel_view(self, request, pk, login_id):
-        from contacts import services as contact_services
-
-        return self._login_post(request, pk, login_id, contact_services.cancel_login)
-
-
-LOGIN_FINAL = ("confirmed", "expired", "cancelled")
-
-LOGIN_LABELS = {
-    "waiting": _("Waiting for a scan"),
-    "scanned": _("Scanned, waiting for confirmation on the phone"),
-    "need_verify": _("Verification code needed"),
-    "confirmed": _("Logged in"),
-    "expired": _("Expired"),
-    "cancelled": _("Cancelled"),
-}
 
 
 class InstanceConfigForm(forms.ModelForm):

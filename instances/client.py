@@ -117,8 +117,8 @@ def instance_credentials(instance):
     """
     wanted = (CONFIG_API_TOKEN, CONFIG_WEBHOOK_SECRET, CONFIG_TIMEOUT_S, CONFIG_CONNECT_TIMEOUT_S)
     found = dict.fromkeys(wanted)
-    from instances.models import InstanceConfig  # noqa: PLC0415 - keeps this module Django-free
-    from wework.db.fields import field_cipher  # noqa: PLC0415
+    from instances.models import InstanceConfig  # here: keeps this module Django-free
+    from wework.db.fields import field_cipher
 
     rows = InstanceConfig.objects.filter(instance=instance, config_key__in=wanted)
     for row in rows:
@@ -282,6 +282,7 @@ class InstanceClient:
         proxy=None,
         rate_limits=None,
         clear_proxy=False,
+        puppet_services=None,
     ):
         """``PUT /v1/config``: set the given keys (None = unchanged). ``proxy`` is a dict
         {host, port, username?, password?, scheme?}; ``clear_proxy=True`` removes it. Returns
@@ -295,6 +296,7 @@ class InstanceClient:
                 "heartbeat_interval_s": heartbeat_interval_s,
                 "proxy": proxy,
                 "rate_limits": rate_limits,
+                "puppet_services": puppet_services,
             }.items()
             if v is not None
         }

@@ -17,6 +17,13 @@ from django.utils.translation import gettext, gettext_lazy as _
 
 from instances.protocol import ErrorCode
 
+#: One sentence, without detail, for every failure to talk to the instance: users must not learn
+#: from it whether something else listens at an address (refused, silent, another service).
+#: The technical reason is in the logs.
+TRANSPORT_MESSAGE = _("Could not talk to the instance at its API URL; check that it is running, "
+                      "its API URL and its proxy.")
+TRANSPORT_CODES = frozenset({ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT, ErrorCode.INVALID_RESPONSE})
+
 #: Protocol error code -> the sentence users read (translated).
 USER_MESSAGES = {
     ErrorCode.NOT_LOGGED_IN: _("The WeCom account is not logged in on the instance."),
@@ -37,17 +44,15 @@ USER_MESSAGES = {
     ErrorCode.INTERNAL: _("The instance failed with an internal error."),
     ErrorCode.UNAUTHORIZED: _("The instance refused the platform's API token; check the "
                               "instance's token."),
-    ErrorCode.UNREACHABLE: _("Could not reach the instance; check that it is running, its API URL "
-                             "and its proxy."),
-    ErrorCode.TIMEOUT: _("The instance did not answer in time."),
-    ErrorCode.INVALID_RESPONSE: _("The instance answered something that does not follow the "
-                                  "instance protocol."),
+    ErrorCode.UNREACHABLE: TRANSPORT_MESSAGE,
+    ErrorCode.TIMEOUT: TRANSPORT_MESSAGE,
+    ErrorCode.INVALID_RESPONSE: TRANSPORT_MESSAGE,
 }
 UNKNOWN_ERROR_MESSAGE = _("The call to the instance failed.")
 #: Codes whose sentence says it all: the instance's detail text is left out for users.
 CODES_WITHOUT_DETAIL = frozenset({
     ErrorCode.NOT_LOGGED_IN, ErrorCode.ACCOUNT_OFFLINE, ErrorCode.RATE_LIMITED,
-    ErrorCode.UNAUTHORIZED, ErrorCode.TIMEOUT,
+    ErrorCode.UNAUTHORIZED, *TRANSPORT_CODES,
 })
 
 
@@ -211,3 +216,11 @@ def exception_for(code, message="", **kw):
     if cls is InstanceError:
         return InstanceError(message, code=code or ErrorCode.INTERNAL, **kw)
     return cls(message, **kw)
+
+
+class EventNotReady(Exception):
+    """An event that cannot be applied yet but will be later (a `message.received` for an
+    account whose `account.online` has not been applied: events are processed in parallel).
+
+    Raised by event handlers; `instances.services.process_event` puts the event back to be
+    processed again after a back-off instead of marking it done or failed."""

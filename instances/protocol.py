@@ -455,6 +455,13 @@ CONFIG_REQUEST = _obj(
         "heartbeat_interval_s": {"type": "integer", "minimum": 1, "maximum": 3600},
         "proxy": PROXY,
         "rate_limits": RATE_LIMITS,
+        # Revision 1.1, optional: the puppet-service bridge's upstream endpoints, one token per
+        # WeCom account (docs/bridge.md); runtimes that drive a client themselves ignore it.
+        "puppet_services": _array(
+            _obj(("token", "endpoint"), {"ca_file": _nullable(STR), "server_name": _nullable(STR)},
+                 extra=False, token=NESTR, endpoint=NESTR),
+            maxItems=500,
+        ),
     },
     extra=False,
 )
@@ -738,6 +745,9 @@ class EventType:
     ROOM_MEMBER_JOINED = "room.member_joined"
     ROOM_MEMBER_LEFT = "room.member_left"
     SYNC_COMPLETED = "sync.completed"
+    # Revision 1.1, optional: runtimes whose upstream cannot replay (the puppet-service bridge,
+    # docs/bridge.md) report a window of events they never received.
+    INSTANCE_STREAM_GAP = "instance.stream_gap"
 
 
 _ACCOUNT_TROUBLE = _obj(
@@ -822,12 +832,18 @@ EVENT_DATA_SCHEMAS = {
         counts={"type": "object", "additionalProperties": NONNEG},
     ),
 }
+EVENT_DATA_SCHEMAS[EventType.INSTANCE_STREAM_GAP] = _obj(
+    ("from_ms", "to_ms", "detail"), {"account_id": _nullable(ID)}, from_ms=TS_MS, to_ms=TS_MS, detail=STR
+)
 EVENT_TYPES = tuple(EVENT_DATA_SCHEMAS)
+#: Event types only some runtimes emit (the simulator never loses events, so never a gap).
+OPTIONAL_EVENT_TYPES = (EventType.INSTANCE_STREAM_GAP,)
 #: Events that concern one account carry its id in the envelope's ``account_id``.
 INSTANCE_LEVEL_EVENTS = (
     EventType.INSTANCE_HEARTBEAT,
     EventType.INSTANCE_STARTED,
     EventType.INSTANCE_CLIENT_EXITED,
+    EventType.INSTANCE_STREAM_GAP,
 )
 
 EVENT_ENVELOPE_SCHEMA = _obj(

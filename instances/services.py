@@ -2,9 +2,9 @@
 webhook intake (signature, replay refusal, de-duplication, sequence gaps) and health.
 
 Views, API viewsets, Celery tasks and management commands call these functions; they hold no
-logic of their own. Account-level events (logins, account states, contacts, rooms) are handled
-in `contacts.services`; message events are handed to `messaging.services.handle_instance_event`
-when the messaging app provides it.
+logic of their own. Account-level events (logins, account states, contacts, rooms) and message
+events are handled by the apps above (contacts, messaging), which register their handlers in
+`instances.hooks`; so do the alerts (monitoring).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.cache import cache
@@ -24,10 +25,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from instances import protocol
-from instances.exceptions import InstanceError
+from instances import event_failures, hooks, protocol
+from instances.exceptions import TRANSPORT_CODES, InstanceError
+from wework import audit as audit_port
+from wework import metrics as metric_store
 from wework import shards
 from wework.db.fields import field_cipher
+from wework.db.retry import run_idempotent
 
 from .models import (
     ConfigType,
@@ -46,13 +50,12 @@ TOKEN_KEY = "api_token"
 WEBHOOK_SECRET_KEY = "webhook_secret"
 #: Rate limits pushed to the instance: config key `rate_limits.<name>` (number).
 RATE_LIMIT_PREFIX = "rate_limits."
+#: The puppet-service bridge's tokens and endpoints (encrypted JSON list; docs/bridge.md).
+PUPPET_SERVICES_KEY = "puppet_services"
 #: Shown instead of an encrypted value, everywhere (admin, API, exports).
 MASK = "********"
 #: The instance is offline after this many heartbeat intervals without a heartbeat.
 MISSED_HEARTBEATS = protocol.MISSED_HEARTBEATS_OFFLINE
-#: Units of the metrics written to instance_monitors.
-METRIC_UNITS = {"cpu": "%", "memory": "MB", "queue_depth": "events", "uptime_s": "s",
-                "accounts_online": "accounts"}
 
 
 class ServiceError(Exception):
@@ -216,6 +219,11 @@ def client_for(instance, **kwargs):
 def record_instance_error(instance, exc, *, status=None):
     """Record a failed call on the instance (error_message, optionally the status)."""
     message = str(exc)[:2000]
+    if isinstance(exc, InstanceError) and exc.code in TRANSPORT_CODES:
+        # Operators read this column: the transport's reason (refused, timed out, what
+        # answered) would tell them what listens at an address; the log keeps it.
+        logger.warning("instance %s: %s", instance.pk, message)
+        message = f"[{exc.code}] {exc.user_message}"[:2000]
     fields = {"error_message": message, "updated_at": timezone.now()}
     if status is not None:
         fields["status"] = status
@@ -228,13 +236,10 @@ def record_instance_error(instance, exc, *, status=None):
 
 def audit(operation, obj, *, operation_type="UPDATE", error=None, new_values=None,
           resource_type="wework_instances"):
-    """One audit row (monitoring.audit) for an operator action; never breaks the action."""
+    """One audit row (through the core's audit port) for an operator action; never breaks the
+    action."""
     try:
-        from monitoring import audit as audit_log
-    except ImportError:  # pragma: no cover
-        return None
-    try:
-        return audit_log.record(
+        return audit_port.record(
             operation, resource_type=resource_type, resource_id=obj.pk,
             resource_name=str(obj), operation_type=operation_type,
             new_values=new_values, result="FAILURE" if error else "SUCCESS",
@@ -310,6 +315,9 @@ def config_payload(instance):
             limits[name] = config_value(config)
     if limits:
         payload["rate_limits"] = limits
+    services = get_config(instance, PUPPET_SERVICES_KEY)
+    if services:
+        payload["puppet_services"] = services
     return payload
 
 
@@ -324,6 +332,22 @@ def push_config(instance):
     WeworkInstance.all_objects.filter(pk=instance.pk).update(error_message=None)
     instance.error_message = None
     return result
+
+
+def set_puppet_services(instance, services):
+    """The puppet-service bridge's tokens (a list of {token, endpoint, ca_file?, server_name?}):
+    stored encrypted, `max_accounts` set to their number, pushed (docs/bridge.md). Adding or
+    removing a token is this call with the new list. The audit names endpoints, never tokens."""
+    errors = protocol.schema_errors("request", "push_config", {"puppet_services": services})
+    if errors:
+        raise ServiceError(errors[0], code="invalid", status=400)
+    set_config(instance, PUPPET_SERVICES_KEY, services, config_type=ConfigType.JSON, encrypted=True,
+               description="puppet-service tokens of the bridge")
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(max_accounts=len(services), updated_at=timezone.now())
+    instance.max_accounts = len(services)
+    audit("instance.puppet_services", instance,
+          new_values={"endpoints": [s["endpoint"] for s in services], "tokens": len(services)})
+    return push_config(instance)
 
 
 def restart_instance(instance, *, reason=None):
@@ -489,7 +513,7 @@ def receive_webhook(instance_uuid, body, headers):
                        % {"reason": exc.reason})
     try:
         event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         return _refuse(400, "invalid_json", _("The body is not valid JSON."))
     if not isinstance(event, dict):
         return _refuse(400, "invalid_event", _("The body must be a JSON object."))
@@ -553,13 +577,22 @@ def process_event(event_pk):
     row = InstanceEvent.objects.select_related("instance").get(pk=event_pk)
     try:
         ensure_shards_for(row.instance, row.event_type)
-        with transaction.atomic():
-            dispatch_event(row.instance, row.payload)
+        # Every handler is idempotent: a deadlock or a lost connection is retried at once.
+        run_idempotent(lambda: dispatch_event(row.instance, row.payload), name=f"event {row.event_type}")
     except (ServiceError, ValidationError, InstanceError, LookupError) as exc:
         InstanceEvent.objects.filter(pk=row.pk).update(
             state=EventState.FAILED, error=str(exc)[:2000], processed_at=timezone.now()
         )
         logger.warning("event %s (%s) failed: %s", row.event_id, row.event_type, exc)
+    except Exception as exc:  # recorded on the row: never left PROCESSING
+        transient = event_failures.is_transient(exc)
+        if not transient:
+            logger.exception("event %s (%s) failed", row.event_id, row.event_type)
+        try:
+            event_failures.record_failure(row, exc, transient=transient)
+        except Exception:  # noqa: BLE001 - the database is away: the stuck-event sweep retries
+            logger.warning("event %s left processing: its failure could not be recorded", row.event_id)
+            return None
     else:
         InstanceEvent.objects.filter(pk=row.pk).update(
             state=EventState.DONE, error=None, processed_at=timezone.now()
@@ -569,63 +602,27 @@ def process_event(event_pk):
     return row.pk
 
 
-#: Event types that write into an instance's contact shards.
-_CONTACT_SHARD_EVENTS = ("contact.", "room.")
-
-
 def ensure_shards_for(instance, event_type):
     """Create the shards an event writes to before its transaction opens.
 
     On MySQL/MariaDB the shard layer creates tables on a separate connection; a foreign key
     to a table that the open transaction has read or written would wait for that transaction's
-    metadata lock, which is held until it ends: create first, then open the transaction.
+    metadata lock, which is held until it ends: create first, then open the transaction. The
+    apps that own the tables register what to create (instances.hooks).
     """
     if event_type == protocol.EventType.INSTANCE_HEARTBEAT:
         shards.model_for(InstanceMonitor)
-    elif event_type.startswith(_CONTACT_SHARD_EVENTS):
-        ensure_instance_shards(instance.pk)
-    elif event_type == protocol.EventType.MESSAGE_RECEIVED:
-        try:
-            from messaging.models import Message
-        except ImportError:  # pragma: no cover
-            return
-        shards.model_for(Message)  # this month's shard; older ones exist already
-
-
-def ensure_instance_shards(instance_id):
-    from contacts.models import Contact, Group, GroupMember
-
-    for model in (Contact, Group, GroupMember):
-        shards.model_for(model, instance_id=instance_id)
+    hooks.prepare_shards(event_type, instance.pk)
 
 
 def dispatch_event(instance, event):
-    """Route an event to its handler."""
+    """Route an event to its handler: the instance's own, else the one an app registered."""
     kind = event["type"]
-    handler = INSTANCE_HANDLERS.get(kind)
-    if handler is not None:
-        return handler(instance, event)
-    from contacts import services as contact_services
-
-    handler = contact_services.EVENT_HANDLERS.get(kind)
-    if handler is not None:
-        return handler(instance, event)
-    if kind.startswith("message."):
-        return handle_message_event(instance, event)
-    return None
-
-
-def handle_message_event(instance, event):
-    """Hand message events to the messaging app (it stores, de-duplicates and counts them)."""
-    try:
-        from messaging import services as messaging_services
-    except ImportError:  # pragma: no cover - messaging not installed
+    handler = INSTANCE_HANDLERS.get(kind) or hooks.event_handler(kind)
+    if handler is None:
+        logger.info("no handler for instance event %s", kind)
         return None
-    hook = getattr(messaging_services, "handle_instance_event", None)
-    if hook is None:
-        logger.info("no messaging hook for %s", event["type"])
-        return None
-    return hook(instance, event)
+    return handler(instance, event)
 
 
 def check_sequence(row):
@@ -663,6 +660,10 @@ def replay_events(instance, after_seq, *, max_pages=20):
     return fetched
 
 
+#: How long an event may stay PROCESSING before the sweep hands it back (handlers take seconds).
+PROCESSING_TIMEOUT = timedelta(minutes=3)
+
+
 def retry_stuck_events(*, older_than=timedelta(minutes=2), limit=500):
     """Re-enqueue events left pending (lost task) or processing (killed worker)."""
     cutoff = timezone.now() - older_than
@@ -670,8 +671,9 @@ def retry_stuck_events(*, older_than=timedelta(minutes=2), limit=500):
         InstanceEvent.objects.filter(state=EventState.PENDING, received_at__lt=cutoff)
         .values_list("pk", flat=True)[:limit]
     )
+    # A claim this old belongs to a worker that died (its failures are recorded otherwise).
     stuck = InstanceEvent.objects.filter(
-        state=EventState.PROCESSING, claimed_at__lt=cutoff - timedelta(minutes=8)
+        state=EventState.PROCESSING, claimed_at__lt=timezone.now() - PROCESSING_TIMEOUT
     ).update(state=EventState.PENDING)
     from .tasks import process_event as task
 
@@ -693,19 +695,9 @@ def prune_events(*, keep_days=7):
 # ---------------------------------------------------------------------------------------------
 
 
-def _alerts():
-    try:
-        from monitoring import services as monitoring_services
-    except ImportError:  # pragma: no cover
-        return None
-    if hasattr(monitoring_services, "fire_alert"):
-        return monitoring_services
-    return None
-
-
 def fire_alert(instance, kind, message, *, level="ERROR"):
     """Raise the alert `instance.<kind>` for this instance (monitoring app); never raises."""
-    alerts = _alerts()
+    alerts = hooks.alerts()
     if alerts is None:
         return None
     try:
@@ -720,8 +712,8 @@ def fire_alert(instance, kind, message, *, level="ERROR"):
 
 
 def resolve_alert(instance, kind):
-    alerts = _alerts()
-    if alerts is None or not hasattr(alerts, "resolve_alert"):
+    alerts = hooks.alerts()
+    if alerts is None:
         return None
     try:
         return alerts.resolve_alert(f"instance.{kind}", source_type="instance",
@@ -748,13 +740,13 @@ def handle_heartbeat(instance, event):
         else:
             fields["status"] = InstanceStatus.ERROR
             fields["error_message"] = _("The WeCom client is not running on the instance.")
-    WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
     for key, value in fields.items():
         setattr(instance, key, value)
     write_metrics(instance, data, now)
-    from contacts import services as contact_services
-
-    contact_services.apply_account_states(instance, data.get("accounts", []))
+    # Lock order (docs/messaging.md, "Lock order"): account rows before their instance's row,
+    # as message counting and the account recount take them.
+    hooks.report_accounts(instance, data.get("accounts", []))
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
     if was != InstanceStatus.ONLINE and fields.get("status") == InstanceStatus.ONLINE:
         transaction.on_commit(lambda: resolve_alert(instance, "offline"))
 
@@ -766,24 +758,7 @@ def write_metrics(instance, data, when):
     metrics["accounts_online"] = sum(
         1 for a in data.get("accounts", []) if a.get("status") == "online"
     )
-    rows = []
-    for name, value in sorted(metrics.items()):
-        try:
-            number = decimal.Decimal(str(value)).quantize(decimal.Decimal("0.0001"))
-        except (decimal.InvalidOperation, ValueError):
-            continue
-        if abs(number) >= 10**11:
-            continue
-        rows.append({
-            "instance_id": instance.pk,
-            "metric_name": str(name)[:50],
-            "metric_value": number,
-            "metric_unit": METRIC_UNITS.get(name),
-            "collected_at": when,
-        })
-    if rows:
-        shards.bulk_create(InstanceMonitor, rows)
-    return len(rows)
+    return metric_store.record_metrics(instance, metrics, when)
 
 
 def handle_started(instance, event):
@@ -806,13 +781,24 @@ def handle_client_exited(instance, event):
     reason = event["data"].get("reason") or "unknown"
     message = _("The WeCom client exited: %(reason)s") % {"reason": reason}
     record_instance_error(instance, message, status=InstanceStatus.ERROR)
-    from contacts import services as contact_services
-
-    contact_services.mark_instance_accounts_offline(instance)
+    hooks.instance_went_offline(instance)
     transaction.on_commit(lambda: fire_alert(instance, "client_exited", message))
 
 
+def handle_stream_gap(instance, event):
+    """The runtime lost events it can never replay (a puppet-service provider without resume):
+    an alert naming the window, so an operator knows what to check by hand."""
+    data = event["data"]
+    start = datetime.fromtimestamp(data["from_ms"] / 1000, tz=dt_timezone.utc)
+    end = datetime.fromtimestamp(data["to_ms"] / 1000, tz=dt_timezone.utc)
+    message = _("Events lost between %(start)s and %(end)s (account %(account)s): %(detail)s") % {
+        "start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds"),
+        "account": data.get("account_id") or "-", "detail": data.get("detail") or ""}
+    transaction.on_commit(lambda: fire_alert(instance, "stream_gap", message, level="WARNING"))
+
+
 INSTANCE_HANDLERS = {
+    protocol.EventType.INSTANCE_STREAM_GAP: handle_stream_gap,
     protocol.EventType.INSTANCE_HEARTBEAT: handle_heartbeat,
     protocol.EventType.INSTANCE_STARTED: handle_started,
     protocol.EventType.INSTANCE_CLIENT_EXITED: handle_client_exited,
@@ -840,9 +826,7 @@ def mark_silent_instances_offline(now=None):
             ).update(status=InstanceStatus.OFFLINE, error_message=message, updated_at=now)
             if not changed:
                 continue
-            from contacts import services as contact_services
-
-            contact_services.mark_instance_accounts_offline(instance)
+            hooks.instance_went_offline(instance)
         fire_alert(instance, "offline", f"{instance.name}: {message}")
         marked.append(instance.pk)
     return marked

@@ -1,7 +1,6 @@
 """Admin for messaging: messages (by month shard), tasks with progress and actions, receivers,
 templates with preview."""
 from django.contrib import admin, messages as flash
-from django.core.exceptions import ValidationError
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -10,8 +9,10 @@ from django.utils.translation import gettext_lazy as _
 from wework import shards
 from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
 
-from . import permissions, services
+from . import permissions
+from .errors import MessagingInvalid, SendPermissionDenied, error_messages
 from .models import Message, MessageReceiver, MessageTask, MessageTemplate
+from .services import lifecycle, templates
 
 
 def _current_month():
@@ -93,7 +94,8 @@ class MessageAdmin(PlatformModelAdmin):
         obj = shards.get_or_none(Message, object_id) if str(object_id).isdigit() else None
         if obj is None:
             return None
-        allowed = permissions.scope(type(obj)._default_manager.filter(pk=obj.pk), request.user, "messaging.view_message")
+        same = type(obj)._default_manager.filter(pk=obj.pk)
+        allowed = permissions.scope(same, request.user, "messaging.view_message")
         return obj if allowed.exists() else None
 
     def has_add_permission(self, request):
@@ -122,9 +124,8 @@ class ReceiverInline(admin.TabularInline):
     show_change_link = True
 
     def get_queryset(self, request):
-        # Failed receivers first, at most 50 rows (a broadcast has up to 100,000).
-        qs = super().get_queryset(request).order_by("-send_status", "id")
-        return qs
+        # Failed receivers first (a broadcast has up to 100,000).
+        return super().get_queryset(request).order_by("-send_status", "id")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -149,9 +150,7 @@ class MessageTaskAdmin(PlatformModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         # No "add" here: the object tools link to the compose page instead, when allowed.
-        extra_context = {**(extra_context or {}), "can_compose": (
-            permissions.may_use(request.user, permissions.SEND_MESSAGE)
-            or permissions.may_use(request.user, permissions.SEND_BROADCAST))}
+        extra_context = {**(extra_context or {}), "can_compose": permissions.may_compose(request.user)}
         return super().changelist_view(request, extra_context=extra_context)
 
     @admin.display(description=_("progress"))
@@ -167,14 +166,15 @@ class MessageTaskAdmin(PlatformModelAdmin):
         return _link("messaging:task_detail", obj.pk, _("Open the live progress page"))
 
     def _act(self, request, queryset, fn, done_msg):
-        allowed = permissions.scope(queryset, request.user, "messaging.manage_task")
+        """Run the operator action `fn` of `lifecycle` on the selected tasks the user may manage."""
+        allowed = permissions.scope(queryset, request.user, permissions.MANAGE_TASK)
         ok = 0
         for task in allowed:
             try:
-                fn(task)
+                fn(request.user, task)
                 ok += 1
-            except ValidationError as exc:
-                self.message_user(request, f"{task}: {'; '.join(exc.messages)}", flash.WARNING)
+            except (MessagingInvalid, SendPermissionDenied) as exc:
+                self.message_user(request, f"{task}: {'; '.join(error_messages(exc))}", flash.WARNING)
         skipped = queryset.count() - allowed.count()
         if skipped:
             self.message_user(request, _("%(n)d tasks skipped: no permission.") % {"n": skipped}, flash.WARNING)
@@ -182,23 +182,23 @@ class MessageTaskAdmin(PlatformModelAdmin):
 
     @admin.action(description=_("Pause selected tasks"))
     def pause_tasks(self, request, queryset):
-        self._act(request, queryset, services.pause_task, _("%(count)d tasks paused."))
+        self._act(request, queryset, lifecycle.pause_task, _("%(count)d tasks paused."))
 
     @admin.action(description=_("Resume selected tasks"))
     def resume_tasks(self, request, queryset):
-        self._act(request, queryset, services.resume_task, _("%(count)d tasks resumed."))
+        self._act(request, queryset, lifecycle.resume_task, _("%(count)d tasks resumed."))
 
     @admin.action(description=_("Cancel selected tasks"))
     def cancel_tasks(self, request, queryset):
-        self._act(request, queryset, services.cancel_task, _("%(count)d tasks cancelled."))
+        self._act(request, queryset, lifecycle.cancel_task, _("%(count)d tasks cancelled."))
 
     @admin.action(description=_("Resend failed receivers"))
     def resend_failed(self, request, queryset):
-        self._act(request, queryset, services.resend_failed, _("%(count)d tasks re-queued."))
+        self._act(request, queryset, lifecycle.resend_failed, _("%(count)d tasks re-queued."))
 
     @admin.action(description=_("Rebuild counters from receivers"))
     def rebuild(self, request, queryset):
-        self._act(request, queryset, services.recount_task, _("%(count)d tasks recounted."))
+        self._act(request, queryset, lifecycle.recount_task, _("%(count)d tasks recounted."))
 
 
 @admin.register(MessageReceiver)
@@ -240,7 +240,7 @@ class MessageTemplateAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
         if not change:
             obj.created_by = request.user
             obj.template_uuid = shards.new_uuid()
-        services.prepare_template(obj)
+        templates.prepare_template(obj)
         super().save_model(request, obj, form, change)
 
     def get_form(self, request, obj=None, **kwargs):
@@ -251,9 +251,9 @@ class MessageTemplateAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                 data = super().clean()
                 if data.get("message_type") and data.get("content") is not None:
                     try:
-                        services.validate_template(data["message_type"], data["content"], data.get("variables"))
-                    except ValidationError as exc:
-                        for field, msgs in exc.message_dict.items():
+                        templates.validate_template(data["message_type"], data["content"], data.get("variables"))
+                    except MessagingInvalid as exc:
+                        for field, msgs in exc.fields.items():
                             self.add_error(field if field in self.fields else None, msgs)
                 return data
 

@@ -1,9 +1,22 @@
 """Messaging settings with their defaults.
 
-Override any key in `settings.MESSAGING` (a dict); every key can also be set from the
-environment as `MESSAGING_<KEY>` (upper case), which the settings module reads.
+A key's value is, in this order: `settings.MESSAGING[KEY]` (the JSON of the environment
+variable `MESSAGING_SETTINGS`, or what a settings module or a test sets), else the environment
+variable `MESSAGING_<KEY>` (e.g. `MESSAGING_PER_MINUTE=20`, `MESSAGING_CHECK_MEDIA_URLS=0`),
+read as the type of the default, else the default below. A variable that does not read as its
+type stops the process with a sentence naming it (and `manage.py check` reports it).
 """
+import os
+from functools import lru_cache
+
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+ENV_PREFIX = "MESSAGING_"
+#: Variables with the prefix that are not keys of DEFAULTS.
+ENV_NOT_KEYS = frozenset({"MESSAGING_SETTINGS"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 DEFAULTS = {
     # Pacing per sending account, shared by every worker through Redis (see pacing.py). The
@@ -69,8 +82,53 @@ DEFAULTS = {
 }
 
 
-def get(name):
+def get(name: str):
     overrides = getattr(settings, "MESSAGING", None) or {}
     if name in overrides:
         return overrides[name]
+    raw = os.environ.get(ENV_PREFIX + name)
+    if raw is not None and raw.strip() != "":
+        return from_env(name, raw)
     return DEFAULTS[name]
+
+
+@lru_cache(maxsize=256)
+def from_env(name: str, raw: str):
+    """The value of `MESSAGING_<name>` as the type of its default; ImproperlyConfigured if not."""
+    default = DEFAULTS[name]
+    text = raw.strip()
+    variable = ENV_PREFIX + name
+    if isinstance(default, bool):
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ImproperlyConfigured(f"{variable} must be 1 or 0 (true/false), not {raw!r}.")
+    try:
+        value = int(text) if isinstance(default, int) else float(text)
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ImproperlyConfigured(f"{variable} must be {kind}, not {raw!r}.") from None
+    if value < 0:
+        raise ImproperlyConfigured(f"{variable} must not be negative, not {raw!r}.")
+    return value
+
+
+def environment_problems(environ=None) -> list[str]:
+    """Sentences about `MESSAGING_*` variables that are unknown or do not read as their type."""
+    environ = os.environ if environ is None else environ
+    problems = []
+    for variable, raw in sorted(environ.items()):
+        if not variable.startswith(ENV_PREFIX) or variable in ENV_NOT_KEYS:
+            continue
+        name = variable[len(ENV_PREFIX):]
+        if name not in DEFAULTS:
+            problems.append(f"{variable} is not a messaging setting (see docs/deployment.md).")
+            continue
+        if raw.strip() == "":
+            continue
+        try:
+            from_env(name, raw)
+        except ImproperlyConfigured as exc:
+            problems.append(str(exc))
+    return problems

@@ -9,18 +9,21 @@ In the database: text keeps its text in `message_content`; every other type keep
 content dict as JSON in `message_content` and also fills the design's media columns
 (`media_url`, `media_size`, `media_duration`, `thumbnail_url`, `file_name`) for search and display.
 """
+import ipaddress
 import json
+import socket
 from urllib.parse import urlsplit
 
-from django.core.exceptions import ValidationError
+import httpx
 from django.utils.translation import gettext as _
 
 from . import conf
+from .errors import invalid
 
 MESSAGE_TYPES = ("text", "image", "video", "file", "link", "card", "location")
 MEDIA_TYPES = ("image", "video", "file")
 
-_FIELDS = {
+FIELDS_BY_TYPE = {  # field: required
     "text": {"text": True},
     "image": {"url": True},
     "video": {"url": True, "thumb_url": False, "duration_s": False},
@@ -52,74 +55,30 @@ def parse_content(message_type, raw):
         try:
             value = json.loads(raw)
         except ValueError:
-            raise ValidationError(
-                {"content": _("The content of a %(type)s message must be a JSON object.")
-                 % {"type": message_type}}
-            )
+            raise invalid("content", _("The content of a %(type)s message must be a JSON object.")
+                          % {"type": message_type}) from None
         if isinstance(value, dict):
             return value
-    raise ValidationError({"content": _("The content must be an object.")})
+    raise invalid("content", _("The content must be an object."))
 
 
-def validate_content(message_type, content, check_media=None):
-    """Return a cleaned content dict or raise ValidationError({"content": ...})."""
+def validate_content(message_type: str, content, check_media: bool | None = None) -> dict:
+    """Return a cleaned content dict or raise MessagingInvalid (field `content` or `message_type`)."""
     if message_type not in MESSAGE_TYPES:
-        raise ValidationError(
-            {"message_type": _("Unknown message type %(type)r; use one of: %(types)s.")
-             % {"type": message_type, "types": ", ".join(MESSAGE_TYPES)}}
-        )
-    if not isinstance(content, dict):
-        raise ValidationError({"content": _("The content must be an object.")})
-    spec = _FIELDS[message_type]
-    unknown = set(content) - set(spec)
-    if unknown:
-        raise ValidationError(
-            {"content": _("Unknown fields for a %(type)s message: %(fields)s.")
-             % {"type": message_type, "fields": ", ".join(sorted(unknown))}}
-        )
-    errors = []
-    clean = {}
-    for name, required in spec.items():
-        value = content.get(name)
-        if value in (None, ""):
-            if required:
-                errors.append(_("%(field)s is required.") % {"field": name})
-            continue
-        clean[name] = value
-    if errors:
-        raise ValidationError({"content": errors})
-
+        raise invalid("message_type", _("Unknown message type %(type)r; use one of: %(types)s.")
+                      % {"type": message_type, "types": ", ".join(MESSAGE_TYPES)})
+    clean = _known_fields(message_type, content)
     if message_type == "text":
-        text = clean["text"]
-        if not isinstance(text, str) or not text.strip():
-            raise ValidationError({"content": _("The text is empty.")})
-        limit = int(conf.get("TEXT_MAX_LENGTH"))
-        if len(text) > limit:
-            raise ValidationError(
-                {"content": _("The text has %(n)d characters; the limit is %(limit)d.")
-                 % {"n": len(text), "limit": limit}}
-            )
+        _check_text(clean["text"])
     for name in _URL_FIELDS:
         if name in clean:
             _check_url(clean[name], name)
     for name in ("duration_s", "size"):
         if name in clean:
-            try:
-                clean[name] = int(clean[name])
-            except (TypeError, ValueError):
-                raise ValidationError({"content": _("%(field)s must be a whole number.") % {"field": name}})
-            if clean[name] < 0:
-                raise ValidationError({"content": _("%(field)s must not be negative.") % {"field": name}})
+            clean[name] = _whole_number(clean[name], name)
     if message_type == "location":
         for name, bound in (("latitude", 90), ("longitude", 180)):
-            try:
-                clean[name] = float(clean[name])
-            except (TypeError, ValueError):
-                raise ValidationError({"content": _("%(field)s must be a number.") % {"field": name}})
-            if not -bound <= clean[name] <= bound:
-                raise ValidationError(
-                    {"content": _("%(field)s must be between -%(b)d and %(b)d.") % {"field": name, "b": bound}}
-                )
+            clean[name] = _coordinate(clean[name], name, bound)
     for name in ("title", "desc", "filename", "address", "contact_id"):
         if name in clean and not isinstance(clean[name], str):
             clean[name] = str(clean[name])
@@ -131,21 +90,69 @@ def validate_content(message_type, content, check_media=None):
     return clean
 
 
+def _known_fields(message_type: str, content) -> dict:
+    """The non-empty fields of `content`; refuses unknown fields and missing required ones."""
+    if not isinstance(content, dict):
+        raise invalid("content", _("The content must be an object."))
+    spec = FIELDS_BY_TYPE[message_type]
+    unknown = set(content) - set(spec)
+    if unknown:
+        raise invalid("content", _("Unknown fields for a %(type)s message: %(fields)s.")
+                      % {"type": message_type, "fields": ", ".join(sorted(unknown))})
+    errors = []
+    clean = {}
+    for name, required in spec.items():
+        value = content.get(name)
+        if value in (None, ""):
+            if required:
+                errors.append(_("%(field)s is required.") % {"field": name})
+            continue
+        clean[name] = value
+    if errors:
+        raise invalid("content", errors)
+    return clean
+
+
+def _check_text(text) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise invalid("content", _("The text is empty."))
+    limit = int(conf.get("TEXT_MAX_LENGTH"))
+    if len(text) > limit:
+        raise invalid("content", _("The text has %(n)d characters; the limit is %(limit)d.")
+                      % {"n": len(text), "limit": limit})
+
+
+def _whole_number(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise invalid("content", _("%(field)s must be a whole number.") % {"field": name}) from None
+    if number < 0:
+        raise invalid("content", _("%(field)s must not be negative.") % {"field": name})
+    return number
+
+
+def _coordinate(value, name: str, bound: int) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise invalid("content", _("%(field)s must be a number.") % {"field": name}) from None
+    if not -bound <= number <= bound:
+        raise invalid("content", _("%(field)s must be between -%(b)d and %(b)d.") % {"field": name, "b": bound})
+    return number
+
+
 def _check_url(value, field):
     if not isinstance(value, str):
-        raise ValidationError({"content": _("%(field)s must be a URL.") % {"field": field}})
+        raise invalid("content", _("%(field)s must be a URL.") % {"field": field})
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 500:
-        raise ValidationError(
-            {"content": _("%(field)s must be an http(s) URL of at most 500 characters.") % {"field": field}}
-        )
+        raise invalid("content", _("%(field)s must be an http(s) URL of at most 500 characters.")
+                      % {"field": field})
 
 
 def _is_public_host(host):
     """Whether every address the host name resolves to is a public (global) one."""
-    import ipaddress
-    import socket
-
     try:
         infos = socket.getaddrinfo(host, None)
     except (OSError, UnicodeError):
@@ -154,14 +161,12 @@ def _is_public_host(host):
 
 
 def check_media_url(url):
-    """HEAD (then a ranged GET) the media URL; raise ValidationError when it is unreachable.
+    """HEAD (then a ranged GET) the media URL; raise MessagingInvalid when it is unreachable.
 
     The platform's server makes this request for a URL an operator typed, so it never goes to a
     private, loopback or link-local address (the check is skipped: the instance fetches the media
     and reports `media_fetch_failed` if it cannot), unless MEDIA_CHECK_PRIVATE_HOSTS is on; and it
     does not follow redirects (an answer below 400 is enough)."""
-    import httpx
-
     host = urlsplit(url).hostname or ""
     if not conf.get("MEDIA_CHECK_PRIVATE_HOSTS") and not _is_public_host(host):
         return
@@ -172,13 +177,10 @@ def check_media_url(url):
             if response.status_code in (405, 501):
                 response = client.get(url, headers={"Range": "bytes=0-0"})
     except httpx.HTTPError as exc:
-        raise ValidationError(
-            {"content": _("The media URL cannot be reached (%(error)s).") % {"error": type(exc).__name__}}
-        )
+        raise invalid("content", _("The media URL cannot be reached (%(error)s).")
+                      % {"error": type(exc).__name__}) from None
     if response.status_code >= 400:
-        raise ValidationError(
-            {"content": _("The media URL answered HTTP %(status)d.") % {"status": response.status_code}}
-        )
+        raise invalid("content", _("The media URL answered HTTP %(status)d.") % {"status": response.status_code})
 
 
 def to_columns(message_type, content):

@@ -1,5 +1,8 @@
 """FilterSets shared by the API and the pages."""
+import json
+
 import django_filters
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from .models import (
@@ -63,7 +66,7 @@ class MessageTemplateFilterSet(django_filters.FilterSet):
         fields = ["category", "message_type", "status", "is_public", "is_system"]
 
     def filter_tag(self, queryset, name, value):
-        # JSON containment is not portable to SQLite: match the quoted tag in the JSON text.
-        import json
-
-        return queryset.filter(tags__icontains=json.dumps(value, ensure_ascii=False))
+        # JSON containment is not portable to SQLite: match the quoted tag in the JSON text, which
+        # stores non-ASCII characters escaped (\uXXXX) or as they are, depending on who wrote it.
+        return queryset.filter(Q(tags__icontains=json.dumps(value, ensure_ascii=False))
+                               | Q(tags__icontains=json.dumps(value)))

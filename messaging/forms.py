@@ -1,4 +1,8 @@
-"""Forms of the messaging pages: compose (one message or a broadcast) and template preview."""
+"""Forms of the messaging pages: compose (one message or a broadcast) and template preview.
+
+The compose form builds the page's `TaskRequest` (services/requests.py) and shows its rules'
+messages on its fields: `clean()` runs the checks that need no database, `add_request_errors()`
+places the service's refusals."""
 import datetime
 
 from django import forms
@@ -6,8 +10,11 @@ from django.db.models.utils import get_blank_choice_label
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .content import _FIELDS as REQUIRED_CONTENT
-from .models import MessageTemplate, MessageType, TaskPriority
+from .content import FIELDS_BY_TYPE
+from .errors import MessagingInvalid
+from .models import MessageTemplate, MessageType, TaskPriority, TaskType
+from .services.requests import PRIORITY_ERROR, SEND_INTERVAL_ERROR, SEND_INTERVAL_MAX, TaskRequest
+from .services.templates import compose_templates
 
 # Which content fields each message type uses (the page shows only those).
 TYPE_FIELDS = {
@@ -83,11 +90,20 @@ class ComposeForm(forms.Form):
     )
     task_name = forms.CharField(label=_("Name (for the task list)"), required=False, max_length=200)
     priority = forms.TypedChoiceField(label=_("Priority"), choices=TaskPriority.choices, coerce=int,
-                                      initial=TaskPriority.MEDIUM)
+                                      initial=TaskPriority.MEDIUM, error_messages={"invalid_choice": PRIORITY_ERROR})
     send_interval = forms.IntegerField(
-        label=_("Minimum seconds between receivers"), required=False, min_value=0, max_value=3600, initial=0,
+        label=_("Minimum seconds between receivers"), required=False, min_value=0, max_value=SEND_INTERVAL_MAX,
+        initial=0, error_messages={"min_value": SEND_INTERVAL_ERROR, "max_value": SEND_INTERVAL_ERROR},
         help_text=_("The account's own pacing (a random 3-5 s pause, at most 30 a minute) always applies."),
     )
+
+    #: Where a TaskRequest field's messages show (None: above the form).
+    REQUEST_FIELDS = {
+        "receivers": None, "filters": "filter_tags", "template_variables": "variables", "task_type": None,
+        "account": "account", "message_type": "message_type", "reply_to": "reply_to", "at_members": "at_members",
+        "template": "template", "send_interval": "send_interval", "priority": "priority",
+        "scheduled_time": "scheduled_time",
+    }
 
     def __init__(self, *args, accounts=(), contacts=(), groups=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -99,8 +115,6 @@ class ComposeForm(forms.Form):
         ]
         self.fields["contacts"].choices = contacts
         self.fields["groups"].choices = groups
-        from .services import compose_templates
-
         self.fields["template"].queryset = compose_templates()
 
     def clean_variables(self):
@@ -117,26 +131,70 @@ class ComposeForm(forms.Form):
     def clean(self):
         data = super().clean()
         mtype = data.get("message_type")
-        if not data.get("template") and mtype in REQUIRED_CONTENT:
+        if not data.get("template") and mtype in FIELDS_BY_TYPE:
             # Name the missing field on the field itself (the service would say "url is
             # required." about the whole message).
-            for name, required in REQUIRED_CONTENT[mtype].items():
+            for name, required in FIELDS_BY_TYPE[mtype].items():
                 if required and name not in self.errors and data.get(name) in (None, ""):
                     self.add_error(name, forms.ValidationError(
                         self.fields[name].error_messages["required"], code="required"))
+        if not self.errors:
+            for field, messages in self.task_request().input_errors().items():
+                self._add_request_error(field, messages)
         return data
 
     def clean_at_members(self):
-        value = (self.cleaned_data.get("at_members") or "").strip()
-        if not value:
-            return None
-        if value.lower() == "all":
-            return "all"
-        return [v.strip() for v in value.split(",") if v.strip()]
+        return (self.cleaned_data.get("at_members") or "").strip() or None
+
+    def task_request(self, account=None) -> TaskRequest:
+        """The TaskRequest of the (cleaned) form, sending from `account`."""
+        data = self.cleaned_data
+        filters = self.filters()
+        receivers = self.receivers()
+        single = not filters and len(receivers) == 1
+        request = TaskRequest(
+            account=account,
+            task_type=TaskType.SINGLE if single else TaskType.BROADCAST,
+            task_name=data.get("task_name") or None,
+            priority=data.get("priority"),
+            scheduled_time=data.get("scheduled_time"),
+            send_interval=data.get("send_interval") or 0,
+            at_members=data.get("at_members"),
+            reply_to=data.get("reply_to"),
+            template_variables=data.get("variables") or None,
+        )
+        if filters:
+            request.filters = filters
+        else:
+            request.receivers = receivers
+        if data.get("template"):
+            request.template = data["template"]
+        else:
+            request.message_type = data.get("message_type")
+            request.content = self.content()
+        return request
+
+    def add_request_errors(self, exc: MessagingInvalid):
+        """Show a refusal of the service on the fields it names (content on the text field for a
+        text message), the rest above the form."""
+        if not exc.fields:
+            self.add_error(None, exc.message)
+        for field, messages in exc.fields.items():
+            self._add_request_error(field, messages)
+
+    def _add_request_error(self, field, messages):
+        if field == "content":
+            target = "text" if self.cleaned_data.get("message_type") == "text" else None
+        else:
+            target = self.REQUEST_FIELDS.get(field)
+        for message in messages:
+            self.add_error(target if target in self.fields else None, message)
 
     def content(self):
         """The content dict of the chosen type from the fields it uses."""
-        mtype = self.cleaned_data["message_type"]
+        mtype = self.cleaned_data.get("message_type")
+        if mtype not in TYPE_FIELDS:
+            return {}
         out = {}
         for name in TYPE_FIELDS[mtype]:
             value = self.cleaned_data.get(name)

@@ -2,7 +2,8 @@
 (acknowledgements of our sends).
 
 The webhook intake (instances.services.dispatch_event) calls `handle_instance_event(instance,
-event)` with the verified event envelope, inside a transaction.
+event)` with the verified event envelope, inside a transaction (registered for `message.*`
+events in instances.hooks by MessagingConfig.ready()).
 
 Inbound de-duplication, in order:
 1. the event id (`event_id`, remembered in Redis for DEDUPE_TTL_S);
@@ -13,6 +14,16 @@ Inbound de-duplication, in order:
    for runtimes that deliver one message twice under different ids.
 History replays (`is_history`) are stored with `message_metadata.is_history = true` and are not
 counted in today_messages / total_messages.
+
+Failures after a mark must not turn a redelivery into a "duplicate" (issue 12: a deadlock in
+the counter update rolled the message back, its marks stayed, the retry was dropped):
+- the event-id mark is only read before the insert and set when the transaction commits;
+- the fallback mark is owned by the event that set it (its value names the event), so a
+  retry of that same event passes it, and only another event within the window is refused.
+A message for an account not known yet raises `EventNotReady` (the event is retried later), and
+content longer than its TEXT column (64 KB) is stored cut at MAX_CONTENT_BYTES with
+`message_metadata.truncated = true` and `content_bytes` (the size received): kept, not refused,
+since the instance already sent it and cannot do anything else with a refusal.
 """
 import hashlib
 import json
@@ -24,24 +35,41 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from contacts.models import WeworkAccount
+from instances.exceptions import EventNotReady
 from wework import shards
 
-from . import conf, content as content_mod, dispatch, pacing
+from . import conf, content as content_mod, pacing
+from .dispatch.outcomes import Outcome, OutcomeKind as K, backoff_s, status_outcome
+from .dispatch.recording import apply_outcomes
 from .models import ChatType, Message, MessageReceiver, MessageTask, SendStatus
+from .services.counters import count_messages
+from .services.stops import stop_account
+from .services.transitions import finish_if_done, pause_automatically
 
 log = logging.getLogger("messaging.inbound")
 
 KEY_PREFIX = "wework:msg:in:"
 
+#: MariaDB's TEXT holds 65,535 bytes (message_content).
+MAX_CONTENT_BYTES = 65_535
+
+# The mark's value is "<ms>|<owner>": a mark of another owner within the window is a duplicate.
 _FALLBACK_LUA = """
 local prev = redis.call('GET', KEYS[1])
-if prev and math.abs(tonumber(prev) - tonumber(ARGV[1])) <= tonumber(ARGV[2]) then return 1 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+if prev then
+  local sep = string.find(prev, '|', 1, true)
+  local ms = tonumber(sep and string.sub(prev, 1, sep - 1) or prev)
+  local owner = sep and string.sub(prev, sep + 1) or ''
+  if owner ~= ARGV[4] and ms and math.abs(ms - tonumber(ARGV[1])) <= tonumber(ARGV[2]) then return 1 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[4], 'EX', ARGV[3])
 return 0
 """
 
 
-def handle_instance_event(instance, event):
+def handle_instance_event(instance, event: dict):
+    """Handle a message.* event; other events are ignored (None)."""
     kind = event.get("type")
     if kind == "message.received":
         return handle_message_received(instance, event)
@@ -99,76 +127,102 @@ def find_message_by_uuid(message_uuid):
 # Dedupe marks
 # ------------------------------------------------------------------------------------------
 
+def _seen(key):
+    client = pacing.redis_client()
+    if client is None:
+        return cache.get(KEY_PREFIX + key) is not None
+    return bool(client.exists(KEY_PREFIX + key))
+
+
 def _remember(key, ttl):
-    """True when `key` was not seen yet (and is now remembered)."""
-    client = pacing._redis()
+    client = pacing.redis_client()
     if client is None:
-        return cache.add(KEY_PREFIX + key, 1, timeout=ttl)
-    return bool(client.set(KEY_PREFIX + key, 1, nx=True, ex=ttl))
-
-
-def _forget(key):
-    client = pacing._redis()
-    if client is None:
-        cache.delete(KEY_PREFIX + key)
+        cache.set(KEY_PREFIX + key, 1, timeout=ttl)
     else:
-        client.delete(KEY_PREFIX + key)
+        client.set(KEY_PREFIX + key, 1, ex=ttl)
 
 
-def _fallback_seen(key, ms, window_s, ttl):
-    client = pacing._redis()
+def _remember_on_commit(key, ttl):
+    """Set the mark once the message is committed: a rolled-back insert leaves no mark."""
+    transaction.on_commit(lambda: _remember(key, ttl))
+
+
+def _fallback_seen(key, ms, window_s, ttl, owner):
+    """True when another event (not `owner`) marked this key within the window; else mark it."""
+    client = pacing.redis_client()
     if client is None:
         prev = cache.get(KEY_PREFIX + key)
-        if prev is not None and abs(int(prev) - int(ms)) <= window_s * 1000:
-            return True
-        cache.set(KEY_PREFIX + key, int(ms), timeout=ttl)
+        if prev is not None:
+            prev_ms, _sep, prev_owner = str(prev).partition("|")
+            if prev_owner != owner and abs(int(prev_ms) - int(ms)) <= window_s * 1000:
+                return True
+        cache.set(KEY_PREFIX + key, f"{int(ms)}|{owner}", timeout=ttl)
         return False
-    return bool(client.eval(_FALLBACK_LUA, 1, KEY_PREFIX + key, int(ms), int(window_s * 1000), int(ttl)))
+    return bool(client.eval(_FALLBACK_LUA, 1, KEY_PREFIX + key, int(ms), int(window_s * 1000), int(ttl), owner))
 
 
 # ------------------------------------------------------------------------------------------
 # message.received
 # ------------------------------------------------------------------------------------------
 
-def handle_message_received(instance, event):
+def handle_message_received(instance, event: dict) -> dict:
     """Store an inbound message once; returns {"stored": bool, "duplicate": reason|None, "id"}."""
-    from contacts.models import WeworkAccount
-
-    from . import services
-
     data = event.get("data") or {}
     account = WeworkAccount.all_objects.filter(instance_id=instance.pk, wxid=event.get("account_id")).first()
     if account is None:
-        log.warning("message.received for unknown account %r on instance %s", event.get("account_id"), instance.pk)
-        return {"stored": False, "duplicate": None, "reason": "unknown_account"}
+        # Events are processed in parallel: account.online may not be applied yet.
+        raise EventNotReady(f"message.received for account {event.get('account_id')!r}, not known on "
+                            f"instance {instance.pk} yet")
     ttl = int(conf.get("DEDUPE_TTL_S"))
     event_key = f"ev:{instance.pk}:{event.get('event_id')}" if event.get("event_id") else None
-    if event_key and not _remember(event_key, ttl):
+    if event_key and _seen(event_key):
         return {"stored": False, "duplicate": "event_id"}
-
     sent_ms = int(data.get("sent_at_ms") or event.get("ts_ms") or timezone.now().timestamp() * 1000)
+    fb_key = _fallback_key(account, data)
+    owner = event_key or f"msg:{data.get('message_id')}"
+    if _fallback_seen(fb_key, sent_ms, int(conf.get("DEDUPE_WINDOW_S")), ttl, owner):
+        return {"stored": False, "duplicate": "fallback"}
+    row = _inbound_row(instance, account, event, sent_ms)
+    try:
+        created = _store(row)
+    except IntegrityError:
+        return {"stored": False, "duplicate": "message_id"}
+    if event_key:
+        _remember_on_commit(event_key, ttl)
+    is_history = row["message_metadata"]["is_history"]
+    if not is_history:
+        count_messages(account.pk, instance.pk, 1)
+    return {"stored": True, "duplicate": None, "id": created.pk, "is_history": is_history}
+
+
+def _fallback_key(account, data: dict) -> str:
+    """Account, conversation, sender, type and content: one message delivered under two ids."""
+    body = data.get("content") or {}
+    digest = hashlib.sha1(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    sender = data.get("sender") or {}
+    conv = str(data.get("conversation_id") or "")
+    return f"fb:{account.pk}:{conv}:{sender.get('id')}:{data.get('type') or 'text'}:{digest}"
+
+
+def _inbound_row(instance, account, event: dict, sent_ms: int) -> dict:
+    """The `messages` row of a received message (its uuid derived from its instance id)."""
+    data = event.get("data") or {}
     message_type = data.get("type") or "text"
     body = data.get("content") or {}
-    conv = str(data.get("conversation_id") or "")
     sender = data.get("sender") or {}
-    digest = hashlib.sha1(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
-    fb_key = f"fb:{account.pk}:{conv}:{sender.get('id')}:{message_type}:{digest}"
-    if _fallback_seen(fb_key, sent_ms, int(conf.get("DEDUPE_WINDOW_S")), ttl):
-        return {"stored": False, "duplicate": "fallback"}
-
-    is_history = bool(data.get("is_history"))
     sent_at = datetime.fromtimestamp(sent_ms / 1000, tz=dt_timezone.utc)
-    message_uuid = derived_uuid(sent_ms, f"{instance.pk}:{account.wxid}:{data.get('message_id')}")
     try:
-        columns = content_mod.to_columns(message_type, body if message_type != "text" else {"text": body.get("text", "")})
+        shown = body if message_type != "text" else {"text": body.get("text", "")}
+        columns = content_mod.to_columns(message_type, shown)
     except Exception:  # noqa: BLE001 - keep what arrived, whatever its shape
         columns = {"message_content": json.dumps(body, ensure_ascii=False)}
     mentions = data.get("mentions")
-    row = {
-        "message_uuid": message_uuid,
+    metadata_extra = _cut_to_column(columns, "message_content")
+    return {
+        "message_uuid": derived_uuid(sent_ms, f"{instance.pk}:{account.wxid}:{data.get('message_id')}"),
         "account_id": account.pk,
         "chat_type": ChatType.GROUP if data.get("conversation_type") == "room" else ChatType.PRIVATE,
-        "chat_wxid": conv[:100],
+        "chat_wxid": str(data.get("conversation_id") or "")[:100],
         "message_type": message_type if message_type in content_mod.MESSAGE_TYPES else "text",
         "message_metadata": {
             "direction": "in",
@@ -178,8 +232,9 @@ def handle_message_received(instance, event):
             "mentions_self": bool(data.get("mentions_self")),
             "quoted_message_id": data.get("quoted_message_id"),
             "is_self": bool(data.get("is_self")),
-            "is_history": is_history,
+            "is_history": bool(data.get("is_history")),
             "seq": event.get("seq"),
+            **metadata_extra,
         },
         "send_status": SendStatus.SUCCESS,
         "send_time": sent_at,
@@ -188,37 +243,40 @@ def handle_message_received(instance, event):
         "created_at": sent_at,
         **columns,
     }
-    try:
-        with transaction.atomic():
-            try:
-                created = shards.create(Message, **row)
-            except shards.ShardOutOfRange:
-                # A message time outside the shard window (a client clock far off): keep it in
-                # the current month, with its own time in send_time.
-                row["created_at"] = timezone.now()
-                row["message_uuid"] = derived_uuid(int(row["created_at"].timestamp() * 1000), message_uuid)
-                created = shards.create(Message, **row)
-    except IntegrityError:
-        return {"stored": False, "duplicate": "message_id"}
-    except Exception:
-        # Not stored: forget the marks so that a redelivery is processed.
-        if event_key:
-            _forget(event_key)
-        _forget(fb_key)
-        raise
-    if not is_history:
-        services.count_messages(account.pk, instance.pk, 1)
-    return {"stored": True, "duplicate": None, "id": created.pk, "is_history": is_history}
+
+
+def _cut_to_column(columns: dict, name: str) -> dict:
+    """Cut a value longer than its TEXT column at a character boundary; the metadata that says so."""
+    value = columns.get(name)
+    if not value:
+        return {}
+    raw = value.encode("utf-8")
+    if len(raw) <= MAX_CONTENT_BYTES:
+        return {}
+    columns[name] = raw[:MAX_CONTENT_BYTES].decode("utf-8", errors="ignore")
+    log.warning("inbound %s of %d bytes stored cut at %d bytes", name, len(raw), MAX_CONTENT_BYTES)
+    return {"truncated": True, "content_bytes": len(raw)}
+
+
+def _store(row: dict):
+    """Create the row in its month's shard; IntegrityError when its uuid is there already."""
+    with transaction.atomic():
+        try:
+            return shards.create(Message, **row)
+        except shards.ShardOutOfRange:
+            # A message time outside the shard window (a client clock far off): keep it in the
+            # current month, with its own time in send_time.
+            row["created_at"] = timezone.now()
+            row["message_uuid"] = derived_uuid(int(row["created_at"].timestamp() * 1000), row["message_uuid"])
+            return shards.create(Message, **row)
 
 
 # ------------------------------------------------------------------------------------------
 # message.status
 # ------------------------------------------------------------------------------------------
 
-def handle_message_status(instance, event):
+def handle_message_status(instance, event: dict) -> dict | None:
     """Apply the outcome of one of our sends; returns the applied counts or None."""
-    from . import services
-
     data = event.get("data") or {}
     message = find_message_by_uuid(data.get("client_msg_id"))
     if message is None:
@@ -226,11 +284,23 @@ def handle_message_status(instance, event):
         return None
     status = data.get("status")
     error = data.get("error") or {}
-    if data.get("message_id"):
-        meta = dict(message.message_metadata or {})
-        if meta.get("instance_message_id") != data["message_id"]:
-            meta["instance_message_id"] = data["message_id"]
-            type(message)._base_manager.filter(pk=message.pk).update(message_metadata=meta)
+    # Lock order (docs/messaging.md): the receiver rows before the message rows, as the
+    # dispatcher's flush takes them; so the message's metadata is written last.
+    done = _apply_status(instance, message, status, error, data)
+    _remember_instance_message_id(message, data.get("message_id"))
+    return done
+
+
+def _remember_instance_message_id(message, instance_message_id):
+    if not instance_message_id:
+        return
+    meta = dict(message.message_metadata or {})
+    if meta.get("instance_message_id") != instance_message_id:
+        meta["instance_message_id"] = instance_message_id
+        type(message)._base_manager.filter(pk=message.pk).update(message_metadata=meta)
+
+
+def _apply_status(instance, message, status, error: dict, data: dict) -> dict | None:
     receiver = (
         MessageReceiver.objects.filter(message_id=message.pk)
         .values("id", "task_id", "retry_count").first()
@@ -240,23 +310,25 @@ def handle_message_status(instance, event):
         fields = {"send_status": SendStatus.SUCCESS if status == "sent" else SendStatus.FAILED}
         if status != "sent":
             fields.update(error_code=(error.get("code") or status)[:50], error_message=error.get("message"))
-        type(message)._base_manager.filter(pk=message.pk, send_status__in=[0, 1]).update(**fields)
+        unsettled = [SendStatus.PENDING, SendStatus.SENDING]
+        type(message)._base_manager.filter(pk=message.pk, send_status__in=unsettled).update(**fields)
         return {"message": message.pk}
     task = MessageTask.objects.filter(pk=receiver["task_id"]).values("id", "max_retry", "account_id").first()
-    outcome = dispatch.status_outcome(receiver["id"], message.pk, receiver["retry_count"], task["max_retry"],
-                                      task["account_id"], status, error, data.get("message_id"))
-    if outcome.kind == "queued":
+    outcome = status_outcome(receiver["id"], message.pk, receiver["retry_count"], task["max_retry"],
+                             task["account_id"], status, error, data.get("message_id"))
+    if outcome.kind == K.QUEUED:
         return {"queued": 1}
-    if outcome.kind == "stop":
-        dispatch.apply_outcomes(task["id"], [dispatch.Outcome(receiver["id"], message.pk, "failed", outcome.code, outcome.error)],
-                                task["account_id"], instance.pk)
-        services.stop_account(task["account_id"], outcome.code, outcome.error)
+    if outcome.kind == K.STOP:
+        apply_outcomes(task["id"], [Outcome(receiver["id"], message.pk, K.FAILED, outcome.code, outcome.error)],
+                       task["account_id"], instance.pk)
+        stop_account(task["account_id"], outcome.code, outcome.error)
         return {"stopped": True}
-    if outcome.kind == "pause":
-        outcome = dispatch.Outcome(receiver["id"], message.pk, "retry", outcome.code, outcome.error,
-                                   keep_message=False, delay_s=dispatch.backoff_s(receiver["retry_count"]))
-        MessageTask.objects.filter(pk=task["id"], status=1).update(status=5, error_message=outcome.error)
-    done = dispatch.apply_outcomes(task["id"], [outcome], task["account_id"], instance.pk)
+    if outcome.kind == K.PAUSE:
+        # the account went offline after accepting: the message is retried later, the task pauses
+        outcome = Outcome(receiver["id"], message.pk, K.RETRY, outcome.code, outcome.error,
+                          keep_message=False, delay_s=backoff_s(receiver["retry_count"]))
+        pause_automatically(task["id"], outcome.error or outcome.code)
+    done = apply_outcomes(task["id"], [outcome], task["account_id"], instance.pk)
     if done["success"] or done["failed"]:
-        services.finish_if_done(task["id"])
+        finish_if_done(task["id"])
     return done

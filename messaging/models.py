@@ -12,6 +12,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from instances.exceptions import USER_MESSAGES, user_message_for
 from wework.db.fields import (
     DateTimeField,
     TextField,
@@ -434,8 +435,6 @@ class MessageReceiver(models.Model):
         """Why the receiver failed, as users read it: the translated sentence of an instance
         protocol error code with the instance's own text as detail, or the platform's message
         (template errors, cancellation), which is already in the user's words."""
-        from instances.exceptions import USER_MESSAGES, user_message_for
-
         if self.error_code in USER_MESSAGES:
             return user_message_for(self.error_code, self.error_message)
         return self.error_message or ""

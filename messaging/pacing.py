@@ -12,7 +12,8 @@ Each sending account has, in Redis:
 `reserve()` runs one Lua script, so reservations from any number of workers are atomic and
 strictly spaced: the script takes the Redis clock (no skew between hosts), computes the first
 slot that respects the interval and the per-minute cap, records it and returns how long the
-caller must wait. A caller that dies after reserving only wastes its slot.
+caller must wait. A caller that dies after reserving only wastes its slot. A test passes a
+`clock.FakeClock`, whose time the script then takes instead of Redis's.
 
 Without Redis (the embedded development default) the same algorithm runs in process memory,
 which paces one process only (the embedded default runs one worker process); production runs
@@ -21,22 +22,31 @@ the Django cache there (a file cache shared by the embedded default's processes)
 """
 import random
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
+from django_redis import get_redis_connection
+
+from wework import redis_conn
 
 from . import conf
+from .clock import SYSTEM, Clock
 
 KEY_PREFIX = "wework:msg:pace:"
 
 RESERVED, BLOCKED, DAILY_CAP, TOO_FAR, CONVERSATION_BUSY = 0, 1, 2, 3, 4
 
 _LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now
+if ARGV[7] ~= '' then
+  now = tonumber(ARGV[7])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local interval = tonumber(ARGV[1])
 local per_minute = tonumber(ARGV[2])
 local daily = tonumber(ARGV[3])
@@ -121,22 +131,23 @@ class Reservation:
         return self.code == RESERVED
 
 
-def _keys(account_id):
-    base = f"{KEY_PREFIX}{account_id}:"
-    day = timezone.localdate().strftime("%Y%m%d")
+def _keys(account_id, clock=SYSTEM):
+    # One hash tag per account: the script touches these and the conversation key together,
+    # which a Redis Cluster allows only within one slot.
+    base = f"{KEY_PREFIX}{{{account_id}}}:"
+    day = timezone.localtime(clock.now()).strftime("%Y%m%d")
     return [base + "next", base + "win", base + "day:" + day, base + "blocked"]
 
 
 def _conversation_key(account_id, conversation_id):
-    return f"{KEY_PREFIX}{account_id}:conv:{conversation_id}"
+    return f"{KEY_PREFIX}{{{account_id}}}:conv:{conversation_id}"
 
 
-def _redis():
+def redis_client():
+    """The Redis connection of the cache, or None without Redis (embedded development)."""
     if not getattr(settings, "REDIS_URL", ""):
         return None
-    from django_redis import get_redis_connection
-
-    return get_redis_connection("default")
+    return get_redis_connection("default")  # a RedisCluster with redis+cluster:// (wework.redis_conn)
 
 
 class _RedisPacer:
@@ -144,10 +155,10 @@ class _RedisPacer:
         self.client = client
         self.script = client.register_script(_LUA)
 
-    def reserve(self, account_id, limits, max_wait_s, conversation_id=None):
+    def reserve(self, account_id, limits, max_wait_s, conversation_id=None, clock=SYSTEM):
         conversation_ms = int(round(limits.conversation_interval_s * 1000)) if conversation_id else 0
         code, wait = self.script(
-            keys=_keys(account_id) + [_conversation_key(account_id, conversation_id or "")],
+            keys=_keys(account_id, clock) + [_conversation_key(account_id, conversation_id or "")],
             args=[
                 limits.interval_ms(),
                 limits.per_minute,
@@ -155,6 +166,7 @@ class _RedisPacer:
                 int(max_wait_s * 1000),
                 uuid.uuid4().hex,
                 conversation_ms,
+                int(clock.time() * 1000) if clock.is_fake else "",
             ],
         )
         return Reservation(int(code), int(wait) / 1000.0)
@@ -177,13 +189,11 @@ class _RedisPacer:
         value = self.client.get(_keys(account_id)[3])
         return value.decode() if isinstance(value, bytes) else value
 
-    def used_today(self, account_id):
-        return int(self.client.get(_keys(account_id)[2]) or 0)
-
     def reset(self, account_id):
         self.client.delete(*_keys(account_id))
-        for key in self.client.scan_iter(match=_conversation_key(account_id, "*"), count=500):
-            self.client.delete(key)
+        for node in redis_conn.primaries(self.client):
+            for key in node.scan_iter(match=_conversation_key(account_id, "*"), count=500):
+                node.delete(key)
 
 
 def _blocked_cache_key(account_id):
@@ -200,8 +210,6 @@ class _LocalPacer:
 
     @staticmethod
     def _blocked(account_id):
-        from django.core.cache import cache
-
         return cache.get(_blocked_cache_key(account_id))
 
     def _st(self, account_id):
@@ -209,13 +217,13 @@ class _LocalPacer:
             account_id, {"next": 0, "win": [], "day": {}, "conv": {}}
         )
 
-    def reserve(self, account_id, limits, max_wait_s, conversation_id=None):
+    def reserve(self, account_id, limits, max_wait_s, conversation_id=None, clock=SYSTEM):
         with self.lock:
             st = self._st(account_id)
-            now = int(time.time() * 1000)
+            now = int(clock.time() * 1000)
             if self._blocked(account_id) is not None:
                 return Reservation(BLOCKED)
-            day = timezone.localdate().strftime("%Y%m%d")
+            day = timezone.localtime(clock.now()).strftime("%Y%m%d")
             if limits.daily > 0 and st["day"].get(day, 0) >= limits.daily:
                 return Reservation(DAILY_CAP)
             slot = max(now, st["next"])
@@ -244,25 +252,18 @@ class _LocalPacer:
             return Reservation(RESERVED, wait / 1000.0)
 
     def block(self, account_id, reason):
-        from django.core.cache import cache
-
         cache.set(_blocked_cache_key(account_id), str(reason)[:200], timeout=None)
 
     def defer(self, account_id, seconds):
         with self.lock:
             st = self._st(account_id)
-            st["next"] = max(st["next"], int(time.time() * 1000 + seconds * 1000))
+            st["next"] = max(st["next"], int(SYSTEM.time() * 1000 + seconds * 1000))
 
     def unblock(self, account_id):
-        from django.core.cache import cache
-
         cache.delete(_blocked_cache_key(account_id))
 
     def blocked_reason(self, account_id):
         return self._blocked(account_id)
-
-    def used_today(self, account_id):
-        return self._st(account_id)["day"].get(timezone.localdate().strftime("%Y%m%d"), 0)
 
     def reset(self, account_id):
         with self.lock:
@@ -271,11 +272,11 @@ class _LocalPacer:
 
 
 _local = _LocalPacer()
-_pacers = {}
+_pacers: dict[int, _RedisPacer] = {}
 
 
 def pacer():
-    client = _redis()
+    client = redis_client()
     if client is None:
         return _local
     key = id(client)
@@ -285,7 +286,8 @@ def pacer():
     return p
 
 
-def reserve(account_id, limits=None, max_wait_s=None, conversation_id=None):
+def reserve(account_id: int, limits: Limits | None = None, max_wait_s: float | None = None,
+            conversation_id: str | None = None, clock: Clock = SYSTEM) -> Reservation:
     """A slot for the account's next message (to `conversation_id`, when given: also one
     message per `limits.conversation_interval_s` to that conversation). CONVERSATION_BUSY, with
     the wait, when the conversation is not free by the account's slot: nothing is reserved,
@@ -293,21 +295,21 @@ def reserve(account_id, limits=None, max_wait_s=None, conversation_id=None):
     limits = limits or Limits.default()
     if max_wait_s is None:
         max_wait_s = float(conf.get("MAX_PACING_WAIT_S"))
-    return pacer().reserve(account_id, limits, max_wait_s, conversation_id)
+    return pacer().reserve(account_id, limits, max_wait_s, conversation_id, clock=clock)
 
 
-def block(account_id, reason):
+def block(account_id: int, reason: str) -> None:
     pacer().block(account_id, reason)
 
 
-def defer(account_id, seconds):
+def defer(account_id: int, seconds: float) -> None:
     """Push the account's next slot at least `seconds` ahead (the instance said rate_limited)."""
     pacer().defer(account_id, seconds)
 
 
-def unblock(account_id):
+def unblock(account_id: int) -> None:
     pacer().unblock(account_id)
 
 
-def blocked_reason(account_id):
+def blocked_reason(account_id: int) -> str | None:
     return pacer().blocked_reason(account_id)

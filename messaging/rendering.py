@@ -21,16 +21,22 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _, gettext_lazy
 
+from .errors import MessagingInvalid
+
 NAME_RE = re.compile(r"[^\W\d]\w{0,63}\Z")
 MAX_RENDERED_LENGTH = 64 * 1024
 
 
-class TemplateSyntaxError(ValueError):
+class TemplateSyntaxError(MessagingInvalid, ValueError):
     """The template text cannot be parsed."""
 
+    code = "template_syntax"
 
-class MissingVariablesError(ValueError):
+
+class MissingVariablesError(MessagingInvalid, ValueError):
     """Some placeholders have no value."""
+
+    code = "missing_variables"
 
     def __init__(self, names):
         self.names = sorted(set(names))
@@ -135,9 +141,8 @@ def _to_str(value):
 
 
 # --- Variable declarations -----------------------------------------------------------------
-# message_templates.variables holds a list of declarations:
-#   [{"name": "name", "label": "Customer name", "default": "friend", "required": true}, ...]
-# A plain list of names is accepted too. Placeholders must all be declared.
+# message_templates.variables holds a list of declarations, each a mapping with the keys
+# name, label, default and required. A plain list of names is accepted too. Placeholders must all be declared.
 
 BUILTIN_VARIABLES = {
     "receiver_name": gettext_lazy("The receiver's display name"),
@@ -145,12 +150,18 @@ BUILTIN_VARIABLES = {
 }
 
 
+class DeclarationError(MessagingInvalid, ValueError):
+    """A template's variable declarations are malformed, or do not cover its placeholders."""
+
+    code = "template_variables"
+
+
 def normalize_declarations(variables):
-    """Return a list of {"name", "label", "default", "required"} dicts; raise ValueError."""
+    """Return a list of {"name", "label", "default", "required"} dicts; raise DeclarationError."""
     if variables in (None, "", []):
         return []
     if isinstance(variables, dict):
-        # {"name": {"label": ..., "default": ...}} or {"name": "default"}
+        # a mapping of name to its declaration, or of name to its default value
         items = []
         for key, spec in variables.items():
             spec = dict(spec) if isinstance(spec, dict) else {"default": spec}
@@ -158,23 +169,23 @@ def normalize_declarations(variables):
             items.append(spec)
         variables = items
     if not isinstance(variables, list):
-        raise ValueError(_("Variables must be a list of declarations."))
+        raise DeclarationError(_("Variables must be a list of declarations."))
     out = []
     seen = set()
     for item in variables:
         if isinstance(item, str):
             item = {"name": item}
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise ValueError(_("Each variable needs a name."))
+            raise DeclarationError(_("Each variable needs a name."))
         name = item["name"].strip()
         if not NAME_RE.match(name):
-            raise ValueError(_("Invalid variable name %(name)r.") % {"name": name})
+            raise DeclarationError(_("Invalid variable name %(name)r.") % {"name": name})
         if name in seen:
-            raise ValueError(_("Variable %(name)r is declared twice.") % {"name": name})
+            raise DeclarationError(_("Variable %(name)r is declared twice.") % {"name": name})
         seen.add(name)
         default = item.get("default")
         if default is not None and not isinstance(default, (str, int, float)):
-            raise ValueError(_("The default of %(name)r must be text.") % {"name": name})
+            raise DeclarationError(_("The default of %(name)r must be text.") % {"name": name})
         out.append(
             {
                 "name": name,
@@ -187,11 +198,11 @@ def normalize_declarations(variables):
 
 
 def check_declared(content, variables):
-    """Raise ValueError if content uses a placeholder that is neither declared nor built in."""
+    """Raise DeclarationError if content uses a placeholder that is neither declared nor built in."""
     declared = {d["name"] for d in normalize_declarations(variables)} | set(BUILTIN_VARIABLES)
     undeclared = placeholders(content) - declared
     if undeclared:
-        raise ValueError(
+        raise DeclarationError(
             _("Undeclared variables in the content: %(names)s. Declare them first.")
             % {"names": ", ".join(sorted(undeclared))}
         )

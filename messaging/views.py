@@ -1,22 +1,28 @@
 """Server-rendered pages: compose, task list, task detail with a live progress bar, template
-preview. Thin: every decision is in services.py; every page checks permissions."""
+preview. Thin: every decision is in the services (which also check the send and manage
+permissions); the pages check who may see them and show the services' refusals."""
 from functools import wraps
 
 from django.contrib import admin, messages as flash
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts.services.otp import requires_two_factor
+from contacts.models import Contact, Group, WeworkAccount
 from wework import shards
 
-from . import permissions, services
+from . import pacing, permissions
+from .errors import MessagingInvalid, SendPermissionDenied, error_messages
 from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm, PreviewForm
-from .models import MessageTask, TaskStatus, TaskType
+from .models import MessageTask, TaskStatus
+from .services import counters, lifecycle, receivers, sending, templates
 
 CHOICES_LIMIT = 500  # contacts/groups listed for picking; larger audiences use the filters
 
@@ -29,13 +35,8 @@ def page(view):
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        try:
-            from accounts.services.otp import requires_two_factor
-
-            if requires_two_factor(user) and not user.is_verified():
-                return redirect_to_login(request.get_full_path(), reverse("admin:login"))
-        except ImportError:
-            pass
+        if requires_two_factor(user) and not user.is_verified():
+            return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -49,7 +50,7 @@ def _ctx(request, **extra):
 
 def _visible_task(request, pk):
     qs = permissions.scope(MessageTask.objects.select_related("account", "template"), request.user,
-                           "messaging.view_messagetask", permissions.MANAGE_TASK)
+                           permissions.VIEW_TASK, permissions.MANAGE_TASK)
     task = qs.filter(pk=pk).first()
     if task is None:
         raise Http404
@@ -58,51 +59,48 @@ def _visible_task(request, pk):
 
 @page
 def task_list(request):
-    if not permissions.may_use(request.user, "messaging.view_messagetask"):
+    if not permissions.may_use(request.user, permissions.VIEW_TASK):
         raise PermissionDenied
     qs = permissions.scope(MessageTask.objects.select_related("account").order_by("-id"), request.user,
-                           "messaging.view_messagetask")
+                           permissions.VIEW_TASK)
     status = request.GET.get("status")
     if status and status.isdigit():
         qs = qs.filter(status=int(status))
     page_obj = Paginator(qs, 50).get_page(request.GET.get("page"))
     return render(request, "messaging/task_list.html", _ctx(
         request, title=_("Message tasks"), page_obj=page_obj, statuses=TaskStatus.choices, status=status,
-        can_compose=permissions.may_use(request.user, permissions.SEND_MESSAGE)
-        or permissions.may_use(request.user, permissions.SEND_BROADCAST),
+        can_compose=permissions.may_compose(request.user),
     ))
 
 
 @page
 def task_detail(request, pk):
     task = _visible_task(request, pk)
-    failed = services.failed_receivers(task)[:200]
+    failed = receivers.failed_receivers(task)[:200]
     can_manage = permissions.may(request.user, permissions.MANAGE_TASK,
                                  task.account.instance_id if task.account_id else None)
     # Sending stopped for the account after a risk-control signal: "Resume" alone is refused
     # until the stop is cleared, so a paused task offers "Clear the stop and resume" as well.
     account_stopped = None
     if can_manage and task.status == TaskStatus.PAUSED and task.account_id:
-        from . import pacing
-
         account_stopped = pacing.blocked_reason(task.account_id)
     return render(request, "messaging/task_detail.html", _ctx(
         request, title=task.task_name or _("Task %(id)s") % {"id": task.pk}, task=task, failed=failed,
-        progress=services.task_progress(task), can_manage=can_manage, account_stopped=account_stopped,
+        progress=counters.task_progress(task), can_manage=can_manage, account_stopped=account_stopped,
         progress_url=reverse("messaging:task_progress", args=[task.pk]),
     ))
 
 
 @page
 def task_progress(request, pk):
-    return JsonResponse(services.task_progress(_visible_task(request, pk)))
+    return JsonResponse(counters.task_progress(_visible_task(request, pk)))
 
 
 ACTIONS = {
-    "pause": (services.pause_task, _("The task is paused.")),
-    "resume": (services.resume_task, _("The task is resumed.")),
-    "cancel": (services.cancel_task, _("The task is cancelled.")),
-    "resend": (services.resend_failed, _("Failed receivers are queued again.")),
+    "pause": (lifecycle.pause_task, _("The task is paused.")),
+    "resume": (lifecycle.resume_task, _("The task is resumed.")),
+    "cancel": (lifecycle.cancel_task, _("The task is cancelled.")),
+    "resend": (lifecycle.resend_failed, _("Failed receivers are queued again.")),
 }
 
 
@@ -112,14 +110,15 @@ def task_action(request, pk, action):
     task = _visible_task(request, pk)
     if action not in ACTIONS:
         raise Http404
-    permissions.require(request.user, permissions.MANAGE_TASK, task.account.instance_id if task.account_id else None)
     fn, done = ACTIONS[action]
     kwargs = {"clear_stop": True} if action == "resume" and request.POST.get("clear_stop") == "1" else {}
     try:
-        fn(task, **kwargs)
+        fn(request.user, task, **kwargs)
         flash.success(request, done)
-    except ValidationError as exc:
-        flash.error(request, " ".join(exc.messages))
+    except SendPermissionDenied as exc:
+        raise PermissionDenied(exc.message) from exc
+    except MessagingInvalid as exc:
+        flash.error(request, " ".join(error_messages(exc)))
     return redirect("messaging:task_detail", pk=task.pk)
 
 
@@ -127,16 +126,10 @@ def _account_choices(request):
     send = permissions.accounts_for(request.user, permissions.SEND_MESSAGE)
     broadcast = permissions.accounts_for(request.user, permissions.SEND_BROADCAST)
     ids = set(send.values_list("pk", flat=True)) | set(broadcast.values_list("pk", flat=True))
-    from contacts.models import WeworkAccount
-
     return list(WeworkAccount.objects.select_related("instance").filter(pk__in=ids).order_by("nickname", "wxid"))
 
 
 def _receiver_choices(account, search=""):
-    from django.db.models import Q
-
-    from contacts.models import Contact, Group
-
     if account is None:
         return [], []
     cqs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk, is_blocked=False)
@@ -154,11 +147,11 @@ def _receiver_choices(account, search=""):
 @page
 def compose(request):
     accounts = _account_choices(request)
-    if not accounts and not (permissions.may_use(request.user, permissions.SEND_MESSAGE)
-                             or permissions.may_use(request.user, permissions.SEND_BROADCAST)):
+    if not accounts and not permissions.may_compose(request.user):
         raise PermissionDenied
     by_id = {str(a.pk): a for a in accounts}
-    account_id = request.POST.get("account") or request.GET.get("account") or (str(accounts[0].pk) if len(accounts) == 1 else "")
+    only = str(accounts[0].pk) if len(accounts) == 1 else ""
+    account_id = request.POST.get("account") or request.GET.get("account") or only
     account = by_id.get(account_id)
     search = request.GET.get("q", "").strip()
     contacts, groups = _receiver_choices(account, search)
@@ -167,8 +160,9 @@ def compose(request):
         if form.is_valid() and account is not None:
             task = _submit(request, form, account)
             if task is not None:
-                flash.success(request, _("Sent to %(n)d receivers: follow the progress below.") % {"n": task.target_count}
-                              if task.scheduled_time is None else _("Scheduled."))
+                done = (_("Sent to %(n)d receivers: follow the progress below.") % {"n": task.target_count}
+                        if task.scheduled_time is None else _("Scheduled."))
+                flash.success(request, done)
                 return redirect("messaging:task_detail", pk=task.pk)
     else:
         form = ComposeForm(initial={"account": account_id}, accounts=accounts, contacts=contacts, groups=groups)
@@ -180,64 +174,31 @@ def compose(request):
 
 
 def _submit(request, form, account):
-    data = form.cleaned_data
-    receivers = form.receivers()
-    filters = form.filters()
-    single = not filters and len(receivers) == 1
-    perm = permissions.SEND_MESSAGE if single else permissions.SEND_BROADCAST
-    if not permissions.may(request.user, perm, account.instance_id):
-        form.add_error(None, _("You may send single messages only from this account; a broadcast needs the "
-                               "broadcast permission.") if not single else _("You may not send from this account."))
-        return None
-    kwargs = dict(
-        account=account,
-        task_type=TaskType.SINGLE if single else TaskType.BROADCAST,
-        task_name=data.get("task_name") or None,
-        priority=data.get("priority"),
-        scheduled_time=data.get("scheduled_time"),
-        send_interval=data.get("send_interval") or 0,
-        at_members=data.get("at_members"),
-        reply_to=data.get("reply_to"),
-        template_variables=data.get("variables") or None,
-    )
-    if filters:
-        kwargs["filters"] = filters
-    else:
-        kwargs["receivers"] = receivers
-    if data.get("template"):
-        kwargs["template"] = data["template"]
-    else:
-        kwargs["message_type"] = data["message_type"]
-        kwargs["content"] = form.content()
+    """Create the task the form asks for; None (the refusal on the form) when the service refuses."""
     try:
-        return services.create_task(request.user, **kwargs)
-    except ValidationError as exc:
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
-        for field, msgs in errors.items():
-            target = {"receivers": None, "filters": "filter_tags", "content": "text" if data["message_type"] == "text" else None,
-                      "template_variables": "variables", "account": "account", "message_type": "message_type",
-                      "reply_to": "reply_to", "at_members": "at_members", "template": "template",
-                      "send_interval": "send_interval", "priority": "priority"}.get(field)
-            for msg in msgs:
-                form.add_error(target if target in form.fields else None, msg)
-        return None
+        return sending.create_task(request.user, form.task_request(account))
+    except SendPermissionDenied as exc:
+        form.add_error(None, exc.message)
+    except MessagingInvalid as exc:
+        form.add_request_errors(exc)
+    return None
 
 
 @page
 def template_preview(request, pk):
-    templates = permissions.previewable_templates(request.user)  # the same rule as compose
-    if templates is None:
+    previewable = permissions.previewable_templates(request.user)  # the same rule as compose
+    if previewable is None:
         raise PermissionDenied
-    template = templates.filter(pk=pk).first()
+    template = previewable.filter(pk=pk).first()
     if template is None:
         raise Http404
     form = PreviewForm(request.GET or None)
     values = form.cleaned_data["values"] if form.is_bound and form.is_valid() else {}
     try:
-        preview = services.preview_template(template, values)
+        preview = templates.preview_template(template, values)
         error = None
-    except ValidationError as exc:
-        preview, error = None, " ".join(exc.messages)
+    except MessagingInvalid as exc:
+        preview, error = None, " ".join(error_messages(exc))
     return render(request, "messaging/template_preview.html", _ctx(
         request, title=_("Preview: %(name)s") % {"name": template.name}, template=template, form=form,
         preview=preview, error=error,

@@ -15,12 +15,15 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _, ngettext
 
+from accounts.scoping import may_use_model
 from wework import shards
 from wework.admin import PlatformModelAdmin
 
 from . import audit, services
 from .forms import AlertCommentForm, AlertRuleForm
 from .models import AlertRecord, AlertRule, AlertStatus, AuditLog, LogLevel, SystemLog
+
+ACK_PERMISSION = "monitoring.ack_alert"
 
 LOG_COLUMNS = ["id", "created_at", "level", "service", "module", "action", "message", "trace_id",
                "user_id", "instance_id", "request_method", "request_url", "response_code",
@@ -292,7 +295,8 @@ class AlertRecordAdmin(PlatformModelAdmin):
         return False
 
     def has_ack_permission(self, request):
-        return request.user.has_perm("monitoring.ack_alert")
+        # a role grant, or an object grant on some instance (the records are checked one by one)
+        return may_use_model(request.user, ACK_PERMISSION, AlertRecord)
 
     def _with_comment(self, request, queryset, action, verb, apply):
         if "apply" in request.POST:
@@ -300,6 +304,9 @@ class AlertRecordAdmin(PlatformModelAdmin):
             if form.is_valid():
                 done, refused = 0, 0
                 for record in queryset:
+                    if not request.user.has_perm(ACK_PERMISSION, record):
+                        refused += 1
+                        continue
                     try:
                         apply(record, request.user, form.cleaned_data["comment"])
                         done += 1

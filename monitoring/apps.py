@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from wework import audit as audit_port
+
 
 class MonitoringConfig(AppConfig):
     """System logs, audit trail and alerts (design group 监控日志)."""
@@ -9,7 +11,14 @@ class MonitoringConfig(AppConfig):
     verbose_name = _("Monitoring")
 
     def ready(self):
-        from . import audit, commands, signals  # noqa: F401 - connects receivers
+        from instances import hooks
+
+        from . import audit, commands, messaging_receivers, signals  # noqa: F401 - connects receivers
+        from .services import alerts
 
         audit.connect_model_signals()
+        # Code below this app (the core, accounts, instances, ...) audits through this port.
+        audit_port.register(audit)
         commands.install_command_actor()
+        # Instances raise and resolve their alerts through this service.
+        hooks.register_alerts(alerts)

@@ -15,18 +15,28 @@ ready()): `pre_save` reads the old row (one query by primary key), `post_save`/`
 write the row inside the same transaction, so a rolled-back change leaves no audit row.
 Models or fields are excluded by `settings.AUDIT_EXCLUDED_TABLES` / `AUDIT_IGNORED_FIELDS`.
 """
+from __future__ import annotations
+
 import datetime
 import decimal
 import logging
 import re
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
+from wework.db.fields import EncryptedTextField
+from wework.ids import new_uuid
+
 from . import context
+
+if TYPE_CHECKING:
+    from .models import AuditLog
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +57,13 @@ DEFAULT_EXCLUDED_TABLES = (
     "shard_tables", "shard_locks", "login_logs", "django_session", "django_migrations", "django_content_type",
     "user_sessions", "otp_", "celery", "django_celery",
 )
-# Columns whose change alone is bookkeeping, not an audited change.
+# Columns whose change alone is bookkeeping, not an audited change: timestamps, counters
+# derived from other rows, and the last error the platform observed (health telemetry, in the
+# system log).
 DEFAULT_IGNORED_FIELDS = frozenset({
     "updated_at", "last_heartbeat", "last_login", "last_login_time", "last_sync_time",
-    "login_fail_count", "today_messages", "total_messages", "row_estimate",
+    "login_fail_count", "today_messages", "total_messages", "row_estimate", "current_accounts",
+    "error_message",
 })
 
 
@@ -71,8 +84,10 @@ def ignored_fields():
 
 # --- actor context ------------------------------------------------------------------------------
 @contextmanager
-def actor_context(user=None, ip=None, user_agent=None, session_id=None, request_id=None,
-                  source="command", instance_id=None, **extra):
+def actor_context(user: Any = None, ip: str | None = None, user_agent: str | None = None,
+                  session_id: str | None = None, request_id: str | None = None,
+                  source: str = "command", instance_id: int | None = None,
+                  **extra: Any) -> Iterator[context.Actor]:
     """Run the body as `user` (None: the system) from `source`; nests and restores."""
     if source not in context.SOURCES:
         raise ValueError(f"unknown audit source {source!r}; use one of {context.SOURCES}")
@@ -90,20 +105,18 @@ def actor_context(user=None, ip=None, user_agent=None, session_id=None, request_
         _EXTRA.pop(id(actor), None)
 
 
-_EXTRA = {}  # actor id -> extra info given to actor_context (command name, task id, ...)
+_EXTRA: dict[int, dict[str, Any]] = {}  # actor id -> extra info given to actor_context (command name, task id, ...)
 
 
 # --- values and masking -------------------------------------------------------------------------
 def is_secret_field(field):
-    from wework.db.fields import EncryptedTextField
-
     if isinstance(field, EncryptedTextField):
         return True
     name = (getattr(field, "attname", None) or getattr(field, "name", "") or "").lower()
     return is_secret_name(name)
 
 
-def is_secret_name(name):
+def is_secret_name(name: object) -> bool:
     name = str(name).lower()
     return bool(_secret_name_re().search(name))
 
@@ -128,7 +141,7 @@ def json_value(value):
     return str(value)
 
 
-def mask_values(values):
+def mask_values(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A copy of a dict with secret keys masked (for callers of `record()`)."""
     if values is None:
         return None
@@ -183,19 +196,12 @@ class _Secret:
         return hash(self.digest)
 
 
-def unmask(values):
-    """Replace the comparison markers by MASK (before storing)."""
-    if values is None:
-        return None
-    return {k: (MASK if isinstance(v, _Secret) else v) for k, v in values.items()}
-
-
 def _masked_by_flag(values, field):
     # instance_configs: `config_value` is secret when `is_encrypted` is set.
     return field.attname == "config_value" and bool(values.get("is_encrypted"))
 
 
-def diff(old, new):
+def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(old_subset, new_subset) of the keys whose values differ."""
     keys = [k for k in new if old.get(k) != new.get(k)]
     return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
@@ -224,8 +230,11 @@ def _actor_fields():
     }, extra
 
 
-def record(operation, *, resource_type, resource_id, resource_name, operation_type,
-           old_values=None, new_values=None, result="SUCCESS", error_message=None, extra=None):
+def record(operation: str, *, resource_type: str, resource_id: Any, resource_name: str | None,
+           operation_type: str, old_values: Mapping[str, Any] | None = None,
+           new_values: Mapping[str, Any] | None = None, result: str = "SUCCESS",
+           error_message: str | None = None, extra: Mapping[str, Any] | None = None,
+           ) -> AuditLog | None:
     """Write one audit row for an operation done by the current actor; returns it.
 
     `operation` is a short name ("instance.restart", "alert.acknowledge"); `operation_type` one of
@@ -244,7 +253,7 @@ def record(operation, *, resource_type, resource_id, resource_name, operation_ty
     if extra:
         info.update(mask_values(extra))
     row = AuditLog(
-        audit_uuid=_new_uuid(),
+        audit_uuid=new_uuid(),
         operation=str(operation)[:100],
         resource_type=str(resource_type)[:50],
         resource_id=None if resource_id is None else str(resource_id)[:100],
@@ -262,21 +271,10 @@ def record(operation, *, resource_type, resource_id, resource_name, operation_ty
         return row
     try:
         row.save(force_insert=True)
-    except Exception:  # noqa: BLE001 - an audit failure is logged, never breaks the caller
+    except Exception:  # an audit failure is logged, never breaks the caller
         logger.exception("could not write the audit row for %s", operation)
         return None
     return row
-
-
-def _new_uuid():
-    try:
-        from wework.ids import new_uuid
-
-        return new_uuid()
-    except ImportError:  # pragma: no cover - before the shard layer lands
-        import uuid6
-
-        return str(uuid6.uuid7())
 
 
 def record_request_failure(request, status, error):
@@ -296,7 +294,9 @@ def record_request_failure(request, status, error):
 
 
 # --- model signals ------------------------------------------------------------------------------
-def _audited(sender):
+def is_audited(sender: type[models.Model]) -> bool:
+    """Whether changes of this model are audited row by row (platform apps, tables not
+    excluded by AUDIT_EXCLUDED_TABLES)."""
     meta = sender._meta
     if meta.abstract:
         return False
@@ -314,19 +314,19 @@ def _platform_apps():
                                                     "messaging", "monitoring", "auth")))
 
 
-def resource_type_of(model):
+def resource_type_of(model: type[models.Model]) -> str:
     return model._meta.db_table[:50]
 
 
 def _resource_name(instance):
     try:
         return str(instance)[:200]
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a model's __str__ may fail on a half-loaded row
         return None
 
 
 def _on_pre_save(sender, instance, raw=False, using=None, update_fields=None, **kwargs):
-    if raw or not _audited(sender) or instance._state.adding or instance.pk is None:
+    if raw or not is_audited(sender) or instance._state.adding or instance.pk is None:
         return
     fields = _concrete_fields(sender)
     if update_fields:
@@ -337,34 +337,77 @@ def _on_pre_save(sender, instance, raw=False, using=None, update_fields=None, **
     instance._audit_old = snapshot(old, fields) if old is not None else None
 
 
+def _update_row(sender, old, new):
+    """(operation type, old values, new values) of an update, or None when only bookkeeping
+    columns changed."""
+    old_values, new_values = diff(old, new)
+    ignored = ignored_fields()
+    if not set(new_values) - ignored:
+        return None
+    old_values = {k: v for k, v in old_values.items() if k not in ignored}
+    new_values = {k: v for k, v in new_values.items() if k not in ignored}
+    # A soft delete is a delete for the audit trail; a restore an update.
+    if "deleted_at" in new_values and new_values["deleted_at"] and not old_values.get("deleted_at"):
+        return "DELETE", old_values, new_values
+    return "UPDATE", old_values, new_values
+
+
 def _on_post_save(sender, instance, created, raw=False, using=None, update_fields=None,
                   **kwargs):
-    if raw or not _audited(sender):
+    if raw or not is_audited(sender):
         return
     old = instance.__dict__.pop("_audit_old", None)
     new = snapshot(instance)
     if created or old is None:
-        op_type, old_values, new_values = "CREATE", None, new
-    else:
-        if update_fields:
-            keep = {a for a in new if a in update_fields or a.removesuffix("_id") in update_fields}
-            new = {k: v for k, v in new.items() if k in keep}
-        old_values, new_values = diff(old, new)
-        ignored = ignored_fields()
-        if not set(new_values) - ignored:
-            return
-        old_values = {k: v for k, v in old_values.items() if k not in ignored}
-        new_values = {k: v for k, v in new_values.items() if k not in ignored}
-        op_type = "UPDATE"
-        # A soft delete is a delete for the audit trail; a restore an update.
-        if "deleted_at" in new_values and new_values["deleted_at"] and not old_values.get(
-                "deleted_at"):
-            op_type = "DELETE"
-    _write_model_row(sender, instance, op_type, old_values, new_values, using)
+        _write_model_row(sender, instance, "CREATE", None, new, using)
+        return
+    if update_fields:
+        keep = {a for a in new if a in update_fields or a.removesuffix("_id") in update_fields}
+        new = {k: v for k, v in new.items() if k in keep}
+    change = _update_row(sender, old, new)
+    if change is not None:
+        _write_model_row(sender, instance, *change, using)
+
+
+def record_rows_changed(model: type[models.Model], before: Sequence[models.Model],
+                        after: Sequence[models.Model]) -> int:
+    """Audit rows changed in bulk (`QuerySet.update()`): one row per changed row, as `save()`
+    would write; `before`/`after` are the instances read before and after. Returns how many
+    audit rows were written. Called through `wework.audit` by code below this app."""
+    if not is_audited(model):
+        return 0
+    from .models import AuditLog
+
+    old_by_pk = {row.pk: snapshot(row) for row in before}
+    who, info = _actor_fields()
+    rows = []
+    for instance in after:
+        old = old_by_pk.get(instance.pk)
+        if old is None:
+            continue
+        change = _update_row(model, old, snapshot(instance))
+        if change is None:
+            continue
+        op_type, old_values, new_values = change
+        rows.append(AuditLog(
+            audit_uuid=new_uuid(),
+            operation=f"{model._meta.model_name}.{op_type.lower()}"[:100],
+            resource_type=resource_type_of(model),
+            resource_id=str(instance.pk)[:100],
+            resource_name=(_resource_name(instance) or None),
+            operation_type=op_type,
+            old_values=mask_values(old_values),
+            new_values=mask_values(new_values),
+            result="SUCCESS",
+            extra_info=dict(info, bulk=True),
+            **who,
+        ))
+    AuditLog.objects.bulk_create(rows)
+    return len(rows)
 
 
 def _on_post_delete(sender, instance, using=None, **kwargs):
-    if not _audited(sender):
+    if not is_audited(sender):
         return
     _write_model_row(sender, instance, "DELETE", snapshot(instance), None, using)
 
@@ -382,7 +425,7 @@ def _write_model_row(sender, instance, op_type, old_values, new_values, using):
                 old_values=old_values,
                 new_values=new_values,
             )
-    except Exception:  # noqa: BLE001 - auditing must not break the change itself
+    except Exception:  # auditing must not break the change itself
         logger.exception("could not audit %s %s", op_type, sender._meta.label)
 
 
@@ -391,7 +434,7 @@ def _on_m2m_changed(sender, instance, action, reverse, model, pk_set, using=None
     if action not in ("post_add", "post_remove", "post_clear") or reverse:
         return
     owner = type(instance)
-    if not _audited(owner):
+    if not is_audited(owner):
         return
     field = next((f.name for f in owner._meta.many_to_many
                   if f.remote_field.through is sender), sender._meta.model_name)
@@ -417,19 +460,3 @@ def connect_model_signals():
     post_delete.connect(_on_post_delete, dispatch_uid="monitoring.audit.post_delete")
     m2m_changed.connect(_on_m2m_changed, dispatch_uid="monitoring.audit.m2m_changed")
     _CONNECTED = True
-
-
-def audit_model_instance(instance, operation, operation_type, old_values=None, new_values=None,
-                         **kwargs):
-    """Convenience for services: `record()` with resource fields taken from a model instance."""
-    model = type(instance) if isinstance(instance, models.Model) else None
-    return record(
-        operation,
-        resource_type=resource_type_of(model) if model else type(instance).__name__,
-        resource_id=getattr(instance, "pk", None),
-        resource_name=_resource_name(instance),
-        operation_type=operation_type,
-        old_values=old_values,
-        new_values=new_values,
-        **kwargs,
-    )

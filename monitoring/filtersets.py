@@ -1,21 +1,26 @@
 """FilterSets of monitoring (API; the admin uses list_filter with fixed choices)."""
 import django_filters
 
-from .models import AlertLevel, AlertRecord, AlertRule, AlertStatus, AuditLog, OperationType
+from .models import (
+    OPEN_STATUSES, AlertLevel, AlertRecord, AlertRule, AlertStatus, AuditLog, OperationType,
+)
 
 
-class AuditLogFilterSet(django_filters.FilterSet):
+class CreatedFilters(django_filters.FilterSet):
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+
+class AuditLogFilterSet(CreatedFilters):
     operation_type = django_filters.ChoiceFilter(choices=OperationType.choices)
 
     class Meta:
         model = AuditLog
         fields = ["user", "username", "operation", "operation_type", "resource_type",
-                  "resource_id", "result", "request_id"]
+                  "resource_id", "result", "request_id", "ip_address", "session_id"]
 
 
-class AlertRecordFilterSet(django_filters.FilterSet):
+class AlertRecordFilterSet(CreatedFilters):
     status = django_filters.MultipleChoiceFilter(choices=AlertStatus.choices)
     alert_level = django_filters.MultipleChoiceFilter(choices=AlertLevel.choices)
     open = django_filters.BooleanFilter(method="filter_open")
@@ -23,11 +28,9 @@ class AlertRecordFilterSet(django_filters.FilterSet):
     class Meta:
         model = AlertRecord
         fields = ["rule_name", "source_type", "source_id", "instance", "status", "alert_level",
-                  "notification_sent"]
+                  "notification_sent", "metric_name", "acknowledged_by", "resolved_by"]
 
     def filter_open(self, queryset, name, value):
-        from .services import OPEN_STATUSES
-
         if value is None:
             return queryset
         if value:
@@ -35,7 +38,8 @@ class AlertRecordFilterSet(django_filters.FilterSet):
         return queryset.exclude(status__in=OPEN_STATUSES)
 
 
-class AlertRuleFilterSet(django_filters.FilterSet):
+class AlertRuleFilterSet(CreatedFilters):
     class Meta:
         model = AlertRule
-        fields = ["rule_type", "alert_level", "is_enabled", "metric_name"]
+        fields = ["name", "rule_type", "alert_level", "is_enabled", "metric_name", "comparison",
+                  "created_by"]

@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
+from wework.metrics import known_metrics
+
 from .models import AlertRule, RuleType
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{1,99}$")
@@ -20,8 +22,6 @@ MAX_WINDOW = 7 * 24 * 3600
 
 def rule_errors(data):
     """{field: message} of what is wrong with rule values (a dict of model field values)."""
-    from .services import known_metrics
-
     errors = {}
     name = data.get("name") or ""
     if name and not NAME_RE.match(name):

@@ -20,8 +20,9 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from datetime import UTC, datetime
+
+from wework.ids import new_uuid
 
 from . import context
 
@@ -270,7 +271,7 @@ class SystemLogHandler(logging.Handler):
         try:
             for entry in batch:
                 if entry["log_uuid"] is None:
-                    entry["log_uuid"] = _time_uuid()
+                    entry["log_uuid"] = new_uuid()
             for sink in self._get_sinks():
                 try:
                     sink.write(batch)
@@ -309,7 +310,7 @@ class SystemLogHandler(logging.Handler):
         self._last_report = now
         self._dropped_reported += pending
         entry = {
-            "log_uuid": _time_uuid(), "level": "WARN", "service": self.service,
+            "log_uuid": new_uuid(), "level": "WARN", "service": self.service,
             "module": "monitoring", "action": "log_overflow",
             "message": (f"{pending} log records dropped: the system log queue "
                         f"({self.queue_size}) was full; {self._dropped} dropped since start."),
@@ -342,15 +343,6 @@ class SystemLogHandler(logging.Handler):
             pass
 
 
-def _time_uuid():
-    try:
-        import uuid6
-
-        return str(uuid6.uuid7())
-    except ImportError:  # pragma: no cover
-        return str(uuid.uuid4())
-
-
 def _stderr(message):
     try:
         sys.stderr.write(message + "\n")
@@ -370,11 +362,6 @@ def _guess_service():
 def handlers():
     """The SystemLogHandler instances of this process."""
     return list(SystemLogHandler._instances)
-
-
-def flush_all(timeout=10.0):
-    for handler in handlers():
-        handler.flush(timeout)
 
 
 @atexit.register

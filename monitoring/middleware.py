@@ -15,6 +15,7 @@ import time
 from django.conf import settings
 
 from . import context
+from .audit import record_request_failure
 
 access_logger = logging.getLogger("wework.request")
 
@@ -115,8 +116,6 @@ def _authenticated(request):
 
 def _audit_failure(request, status, error):
     try:
-        from .audit import record_request_failure
-
         record_request_failure(request, status, error)
-    except Exception:  # noqa: BLE001 - the audit must never break a response
+    except Exception:  # the audit must never break a response
         logging.getLogger(__name__).exception("could not audit a failed request")

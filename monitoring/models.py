@@ -6,8 +6,6 @@ by day (`system_logs_YYYYMMDD`) by the shard layer. See docs/schema.md.
 """
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Now
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from wework.db.fields import (
@@ -16,7 +14,9 @@ from wework.db.fields import (
     UnsignedBigAutoField,
     UnsignedBigIntegerField,
 )
-from wework.db.models import TableIndex, TableUniqueConstraint
+from wework.db.models import (
+    CreatedAtModel, TableIndex, TableUniqueConstraint, TimestampedModel, created_at_field,
+)
 
 
 class LogLevel(models.TextChoices):
@@ -52,6 +52,10 @@ class AlertStatus(models.TextChoices):
     RESOLVED = "RESOLVED", _("Resolved")
 
 
+#: An alert is open (the condition holds, or nobody resolved it yet) in these states.
+OPEN_STATUSES = (AlertStatus.ACTIVE, AlertStatus.ACKNOWLEDGED)
+
+
 class RuleType(models.TextChoices):
     INSTANCE_OFFLINE = "instance_offline", _("Instance offline")
     ACCOUNT_STATUS = "account_status", _("Account status")
@@ -67,17 +71,6 @@ class Comparison(models.TextChoices):
     LTE = "lte", "<="
     EQ = "eq", "="
     NE = "ne", "!="
-
-
-def _created_at():
-    return DateTimeField(
-        _("created at"), default=timezone.now, db_default=Now(), editable=False,
-        db_comment="创建时间",
-    )
-
-
-def _updated_at():
-    return DateTimeField(_("updated at"), auto_now=True, db_default=Now(), db_comment="更新时间")
 
 
 class SystemLog(models.Model):
@@ -125,7 +118,7 @@ class SystemLog(models.Model):
         _("response time (ms)"), null=True, blank=True, db_comment="响应时间(ms)"
     )
     error_stack = TextField(_("error stack"), null=True, blank=True, db_comment="错误堆栈")
-    created_at = _created_at()
+    created_at = created_at_field()  # in place: the daily shards follow this column order
 
     class Meta:
         db_table = "system_logs"
@@ -150,7 +143,7 @@ class SystemLog(models.Model):
         return f"[{self.level}] {self.service}: {self.message[:60]}"
 
 
-class AuditLog(models.Model):
+class AuditLog(CreatedAtModel):
     """Who did what to which resource, with before/after values (操作审计表)."""
 
     id = UnsignedBigAutoField(primary_key=True, db_comment="审计ID")
@@ -196,7 +189,6 @@ class AuditLog(models.Model):
         _("request ID"), max_length=64, null=True, blank=True, db_comment="请求ID"
     )
     extra_info = models.JSONField(_("extra info"), null=True, blank=True, db_comment="额外信息")
-    created_at = _created_at()
 
     class Meta:
         db_table = "audit_logs"
@@ -221,7 +213,7 @@ class AuditLog(models.Model):
         return f"{self.username or '-'} {self.operation} {self.resource_type}"
 
 
-class AlertRule(models.Model):
+class AlertRule(TimestampedModel):
     """A condition that raises alert records when met (告警规则表, designed by us).
 
     Records refer to their rule by `alert_records.rule_name` = `alert_rules.name`, as the
@@ -286,8 +278,6 @@ class AlertRule(models.Model):
         verbose_name=_("created by"),
         db_comment="创建人",
     )
-    created_at = _created_at()
-    updated_at = _updated_at()
 
     class Meta:
         db_table = "alert_rules"
@@ -308,7 +298,7 @@ class AlertRule(models.Model):
         return self.display_name
 
 
-class AlertRecord(models.Model):
+class AlertRecord(TimestampedModel):
     """One raised alert and its acknowledge/resolve trail (告警记录表, completed by us)."""
 
     INSTANCE_PATH = "instance"
@@ -392,8 +382,6 @@ class AlertRecord(models.Model):
     notification_sent_at = DateTimeField(
         _("notification sent at"), null=True, blank=True, db_comment="通知发送时间"
     )
-    created_at = _created_at()
-    updated_at = _updated_at()
 
     class Meta:
         db_table = "alert_records"

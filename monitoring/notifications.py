@@ -140,7 +140,7 @@ def send_email(recipients, subject, text):
     try:
         sent = send_mail(subject[:200], text, settings.DEFAULT_FROM_EMAIL, list(recipients),
                          fail_silently=False)
-    except Exception as exc:  # noqa: BLE001 - SMTP errors of every kind are retryable
+    except Exception as exc:  # SMTP errors of every kind are retryable
         raise DeliveryError(f"email failed: {exc.__class__.__name__}: {exc}") from exc
     if not sent:
         raise DeliveryError("email backend sent nothing")

@@ -6,30 +6,43 @@ have `reset()` (called after a failure). Sinks run in the log writer thread only
 import logging
 
 from django.conf import settings
+from django.db import close_old_connections, connection
+
+from wework import shards
+from wework.db.retry import run_idempotent
+
+from .models import SystemLog
 
 logger = logging.getLogger("monitoring.logging_handler")
 
 
 class DatabaseSink:
     """Bulk inserts into `system_logs_YYYYMMDD` through the shard layer (one INSERT per shard
-    per batch); into the plain `system_logs` table when sharding is off for the model."""
+    per batch); into the plain `system_logs` table when sharding is off for the model.
 
-    def __init__(self, batch_size=1000):
+    A batch outlives a database switch-over (a Galera node lost, a restart): it is written in
+    one transaction, again with backoff for up to about `retry_seconds` while the database is
+    unreachable or reports a conflict (wework.db.retry). A repeat skips the records a batch
+    whose COMMIT was cut off may have stored already (their log_uuid is unique).
+    """
+
+    def __init__(self, batch_size=1000, retry_attempts=12):
         self.batch_size = batch_size
+        self.retry_attempts = retry_attempts
 
     def write(self, entries):
-        from django.db import close_old_connections
-
-        from wework import shards
-
-        from .models import SystemLog
-
         close_old_connections()
-        shards.bulk_create(SystemLog, [dict(e) for e in entries], batch_size=self.batch_size)
+        attempts = []
+
+        def insert():
+            attempts.append(1)
+            shards.bulk_create(SystemLog, [dict(e) for e in entries], batch_size=self.batch_size,
+                               ignore_conflicts=len(attempts) > 1)
+
+        run_idempotent(insert, attempts=self.retry_attempts, base_delay=0.1, max_delay=2.0,
+                       name="system log batch")
 
     def reset(self):
-        from django.db import connection
-
         try:
             connection.close()
         except Exception:  # noqa: BLE001

@@ -2,7 +2,7 @@
 import pytest
 from django.urls import reverse
 
-from accounts.tests.helpers import login_verified
+from wework.testing.fixtures import login_verified
 
 
 @pytest.mark.django_db

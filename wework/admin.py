@@ -1,12 +1,24 @@
 """Base admin classes: every app's ModelAdmin derives from PlatformModelAdmin, so that paging,
-soft delete and (in accounts/) permission scoping behave the same on every page."""
+soft delete and (in accounts/) permission scoping behave the same on every page.
+
+Database routing (wework/routers.py): the changelist GET is a pure read and may be served by a
+read replica (the user's own recent writes still read from the primary); the change form, GET
+and POST, reads the primary, since what it shows is what it writes back.
+"""
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import models
 from django.http import Http404
+from django.template.response import SimpleTemplateResponse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _, ngettext
+
+from accounts.decorators import sudo_redirect
+from accounts.scoping import may_use_model, model_perm, scope_queryset
+from accounts.services.otp import in_sudo
+from wework import routers
 
 
 class EstimatedCountPaginator(Paginator):
@@ -50,13 +62,9 @@ class PlatformModelAdmin(admin.ModelAdmin):
     # --- permissions -----------------------------------------------------------------------
 
     def _perm(self, action):
-        from accounts.scoping import model_perm
-
         return model_perm(self.model, action)
 
     def _can(self, request, action, obj=None):
-        from accounts.scoping import may_use_model
-
         if obj is None:
             return may_use_model(request.user, self._perm(action), self.model)
         return request.user.has_perm(self._perm(action), obj)
@@ -83,15 +91,11 @@ class PlatformModelAdmin(admin.ModelAdmin):
         return super().get_queryset(request)
 
     def get_queryset(self, request):
-        from accounts.scoping import scope_queryset
-
         return scope_queryset(
             self.get_base_queryset(request), request.user, self._perm("view"), self._perm("change")
         )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        from accounts.scoping import model_perm, scope_queryset
-
         related = db_field.remote_field.model
         if "queryset" not in kwargs and getattr(related, "INSTANCE_PATH", None) is not None:
             kwargs["queryset"] = scope_queryset(
@@ -100,8 +104,6 @@ class PlatformModelAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        from django.core.exceptions import PermissionDenied
-
         if not request.user.has_perm(self._perm("change" if change else "add"), obj):
             raise PermissionDenied
         super().save_model(request, obj, form, change)
@@ -110,10 +112,32 @@ class PlatformModelAdmin(admin.ModelAdmin):
         # Outside the user's scope or missing: 404, not a redirect that hints either way.
         raise Http404
 
-    # --- sudo mode (accounts.decorators) ---------------------------------------------------
-    # `sudo_views`: views that need a one-time code entered in the last minutes: "delete_view",
-    # "delete_action" (bulk delete), "actions" (any bulk action), "changeform_post" (saving).
-    # None means: deleting needs sudo on the instance model (INSTANCE_PATH == ""), nothing else.
+    # --- database routing ---------------------------------------------------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method not in ("GET", "HEAD"):
+            return super().changelist_view(request, extra_context)
+
+        def read():
+            response = super(PlatformModelAdmin, self).changelist_view(request, extra_context)
+            if isinstance(response, SimpleTemplateResponse):
+                # Templates read lazily: render inside the pure-read block, so that a replica
+                # that fails while rendering is retried on the primary too.
+                response.render()
+            return response
+
+        return routers.read_only_call(read, user=request.user)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        with routers.primary():
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    # --- sudo mode ----------------------------------------------------------------------------
+    # The one sudo mechanism of the admin. `sudo_views` names what needs a one-time code entered
+    # in the last minutes (accounts.services.otp.in_sudo): "delete_view", "delete_action" (bulk
+    # delete), "actions" (any bulk action), "add_view" / "change_view" (opening the form),
+    # "changeform_post" (saving it). None means: deleting needs sudo on the instance model
+    # (INSTANCE_PATH == ""), nothing else. Custom views call `sudo_redirect()` themselves.
     sudo_views = None
 
     def get_sudo_views(self):
@@ -123,23 +147,38 @@ class PlatformModelAdmin(admin.ModelAdmin):
             return ("delete_view", "delete_action")
         return ()
 
-    def _sudo_redirect(self, request, name):
-        from accounts.decorators import sudo_redirect
-        from accounts.services.otp import in_sudo
+    @staticmethod
+    def in_sudo(request):
+        return in_sudo(request)
 
-        if name in self.get_sudo_views() and not in_sudo(request):
-            return sudo_redirect(request)
-        return None
+    def sudo_redirect(self, request, name=None):
+        """The redirect to the sudo page when `request` is not in sudo mode (and, with `name`,
+        when that view is one of `sudo_views`), else None."""
+        if name is not None and name not in self.get_sudo_views():
+            return None
+        return None if in_sudo(request) else sudo_redirect(request)
 
     def delete_view(self, request, object_id, extra_context=None):
-        return self._sudo_redirect(request, "delete_view") or super().delete_view(
+        return self.sudo_redirect(request, "delete_view") or super().delete_view(
             request, object_id, extra_context
         )
 
+    def add_view(self, request, form_url="", extra_context=None):
+        redirect = self.sudo_redirect(request, "add_view")
+        if redirect is None and request.method == "POST":
+            redirect = self.sudo_redirect(request, "changeform_post")
+        return redirect or super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        redirect = self.sudo_redirect(request, "change_view")
+        if redirect is None and request.method == "POST":
+            redirect = self.sudo_redirect(request, "changeform_post")
+        return redirect or super().change_view(request, object_id, form_url, extra_context)
+
     def response_action(self, request, queryset, *args, **kwargs):
-        redirect = self._sudo_redirect(request, "actions")
+        redirect = self.sudo_redirect(request, "actions")
         if redirect is None and request.POST.get("action") == "delete_selected":
-            redirect = self._sudo_redirect(request, "delete_action")
+            redirect = self.sudo_redirect(request, "delete_action")
         return redirect or super().response_action(request, queryset, *args, **kwargs)
 
 
@@ -188,7 +227,7 @@ class SoftDeleteAdminMixin:
 
     @admin.action(description=_("Restore selected deleted rows"), permissions=["change"])
     def restore_selected(self, request, queryset):
-        restored = queryset.filter(deleted_at__isnull=False).update(deleted_at=None)
+        restored = queryset.restore()  # audited row by row
         self.message_user(
             request,
             ngettext("%(count)d row restored.", "%(count)d rows restored.", restored)

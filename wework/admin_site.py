@@ -3,6 +3,9 @@ from django.shortcuts import redirect
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import AdminLoginForm
+from accounts.services.otp import has_device, requires_two_factor
+
 
 class WeworkAdminSite(admin.AdminSite):
     """The admin with two-factor login (django-otp).
@@ -21,13 +24,9 @@ class WeworkAdminSite(admin.AdminSite):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from accounts.forms import AdminLoginForm
-
         self.login_form = AdminLoginForm
 
     def has_permission(self, request):
-        from accounts.services.otp import requires_two_factor
-
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
@@ -37,8 +36,6 @@ class WeworkAdminSite(admin.AdminSite):
         return True
 
     def login(self, request, extra_context=None):
-        from accounts.services.otp import has_device, requires_two_factor
-
         user = request.user
         if (
             user.is_authenticated

@@ -14,3 +14,7 @@ class WeworkConfig(AppConfig):
 
     name = "wework"
     verbose_name = _("Platform")
+
+    def ready(self):
+        # drf-spectacular learns of the bearer token scheme when its extension class is defined
+        from wework.api import authentication  # noqa: F401

@@ -8,14 +8,27 @@ The time part locates the shard of a time-sharded row (`id_time`), references be
 (message_receivers.message_id, messages.parent_message_id) stay meaningful, and keyset pagination
 on `id` walks from one shard into the next older one.
 
-The worker id (0-1023) is, in order: `WEWORK_WORKER_ID` from the environment (multi-host
-deployments without Redis set it per process); a lease in Redis (`SET NX` with a TTL, refreshed
-while used) when `REDIS_URL` is set; else an exclusive file lock under `DATA_DIR/ids/` (safe
-between the processes of one host, the embedded SQLite deployment). Forked children lease their
-own worker id.
+The sequence's top bit separates the two kinds of ids, so that they never meet:
+- live ids (`new_id()`): bit 0, 2,048 per ms per worker id, after the last ms the worker id's
+  previous holder used (its high-water mark is kept with the lease);
+- ids for a given time (`new_id(when)`, an event's own time, backfills): bit 1, then the 11
+  low bits of the lease's epoch (a counter of the worker id's holders, incremented by each new
+  holder); the time part is the given second plus a per-second counter (0-999), and a holder
+  that made 1,000 ids for one second takes the next epoch. Two ids for a given time can only
+  meet if two holders of one worker id are 2,048 epochs apart (or Redis lost the epoch
+  counters) and make ids for the same second.
+
+The worker id (0-1023) is, in order: `WEWORK_WORKER_ID` from the environment; a lease in Redis
+(`SET NX` with a short TTL, `WEWORK_ID_LEASE_TTL_S`, renewed by a thread while the process
+lives and deleted at exit) when `REDIS_URL` is set (a Redis Cluster too); else an exclusive file
+lock under `DATA_DIR/ids/` (held by the process, released by the kernel when it dies). Forked
+children lease their own worker id. A process whose lease was lost (Redis flushed, a pause
+longer than the TTL) takes a new worker id before its next id.
 """
+import atexit
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -33,8 +46,15 @@ SEQUENCE_BITS = 12
 MAX_WORKER = (1 << WORKER_BITS) - 1
 MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
 TIME_SHIFT = WORKER_BITS + SEQUENCE_BITS
-LEASE_TTL = 24 * 3600
-LEASE_REFRESH = 600
+EXPLICIT_FLAG = 1 << (SEQUENCE_BITS - 1)  # ids for a given time
+MAX_LIVE_SEQUENCE = EXPLICIT_FLAG - 1
+EXPLICIT_EPOCH_BITS = SEQUENCE_BITS - 1
+MAX_EPOCH = (1 << EXPLICIT_EPOCH_BITS) - 1
+LAST_MS_TTL = 24 * 3600
+
+
+def lease_ttl() -> int:
+    return max(3, int(os.environ.get("WEWORK_ID_LEASE_TTL_S", "30")))
 
 
 class IdError(RuntimeError):
@@ -49,93 +69,170 @@ def _ms(when):
     return int(when.timestamp() * 1000)
 
 
-def id_time(id_value):
+def id_time(id_value: int) -> datetime:
     """The aware UTC datetime (ms precision) encoded in a Snowflake id."""
     ms = (int(id_value) >> TIME_SHIFT) + EPOCH_MS
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def id_bounds(since=None, until=None):
+def id_bounds(since: datetime | None = None, until: datetime | None = None) -> tuple[int, int]:
     """(low, high) ids such that `low <= id < high` selects rows made in `[since, until)`."""
     low = 0 if since is None else max(0, (_ms(since) - EPOCH_MS)) << TIME_SHIFT
     high = (1 << 63) - 1 if until is None else max(0, (_ms(until) - EPOCH_MS)) << TIME_SHIFT
     return low, high
 
 
+def _worker_key(worker: int) -> str:
+    return f"wework:ids:worker:{worker}"
+
+
+def _last_key(worker: int) -> str:
+    return f"wework:ids:last:{worker}"
+
+
+def _epoch_key(worker: int) -> str:
+    return f"wework:ids:epoch:{worker}"
+
+
+# Renew our lease; when Redis lost it (restarted empty, FLUSHALL) and nobody took the id since,
+# take it again rather than leave it to the next process while we still make ids with it.
+_RENEW = (
+    "local v = redis.call('get', KEYS[1]) "
+    "if v == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) "
+    "elseif not v then redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 "
+    "else return 0 end"
+)
+# The next epoch of a worker id, never at or below the caller's own (the counter may have been
+# lost with Redis's data while the caller kept making ids).
+_NEXT_EPOCH = (
+    "local v = redis.call('incr', KEYS[1]) "
+    "if v <= tonumber(ARGV[1]) then v = tonumber(ARGV[1]) + 1 redis.call('set', KEYS[1], v) end "
+    "return v"
+)
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
 class _WorkerLease:
-    """The process's worker id, leased once per process (re-leased after fork)."""
+    """The process's worker id: leased once per process (again after a fork or a lost lease),
+    renewed by a daemon thread, given back at exit."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._pid = None
-        self._worker = None
+        self.worker = None
+        self.epoch = 0
+        self.floor_ms = -1  # the last ms the previous holder used
+        self.generation = 0  # bumped on every new lease (the generator resets its state)
         self._source = None
         self._file = None
         self._redis = None
-        self._redis_key = None
         self._token = None
-        self._refreshed = 0.0
+        self._lost = False
+        self._stop = threading.Event()
 
     def get(self):
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != os.getpid() or self._lost:
                 self._acquire()
-            elif self._source == "redis" and time.monotonic() - self._refreshed > LEASE_REFRESH:
-                self._refresh_redis()
-            return self._worker
-
-    def describe(self):
-        self.get()
-        return {"worker": self._worker, "source": self._source}
+            return self.worker
 
     def _acquire(self):
+        forked = self._pid is not None and self._pid != os.getpid()
         self._pid = os.getpid()
-        self._file = None
+        self._lost = False
+        self.generation += 1
+        if forked:  # the parent's lock file and renewal thread are not ours
+            self._file = None
+            self._stop = threading.Event()
         env = os.environ.get("WEWORK_WORKER_ID", "").strip()
         if env:
             value = int(env)
             if not 0 <= value <= MAX_WORKER:
                 raise IdError(f"WEWORK_WORKER_ID must be between 0 and {MAX_WORKER}.")
-            self._worker, self._source = value, "env"
+            self.worker, self._source, self.epoch = value, "env", random.getrandbits(EXPLICIT_EPOCH_BITS)
             return
         redis_url = _setting("REDIS_URL", os.environ.get("REDIS_URL", ""))
         if redis_url:
             self._lease_redis(redis_url)
-            return
-        self._lease_file()
+        else:
+            self._lease_file()
 
+    def next_epoch(self):
+        """A new epoch for this worker id (a fresh space of explicit-time ids)."""
+        if self._source == "redis":
+            self.epoch = int(self._redis.eval(_NEXT_EPOCH, 1, _epoch_key(self.worker), self.epoch))
+        elif self._source == "file":
+            self.epoch += 1
+            self._write_file(self._file, self.epoch, self.floor_ms)
+        else:
+            self.epoch += 1
+
+    # --- Redis ---------------------------------------------------------------------------------
     def _lease_redis(self, url):
-        import redis
+        from wework import redis_conn
 
-        self._url = url
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis_conn.client(url)
         self._token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        start = (os.getpid() * 7919) % (MAX_WORKER + 1)
+        ttl = lease_ttl()
+        start = random.randrange(MAX_WORKER + 1)
         for step in range(MAX_WORKER + 1):
             candidate = (start + step) % (MAX_WORKER + 1)
-            key = f"wework:ids:worker:{candidate}"
-            if self._redis.set(key, self._token, nx=True, ex=LEASE_TTL):
-                self._worker, self._source, self._redis_key = candidate, "redis", key
-                self._refreshed = time.monotonic()
-                log.debug("leased worker id %s from Redis", candidate)
+            if self._redis.set(_worker_key(candidate), self._token, nx=True, ex=ttl):
+                last = self._redis.get(_last_key(candidate))
+                self.worker, self._source = candidate, "redis"
+                self.floor_ms = int(last) if last else -1
+                # never at or below our previous epoch: we may take back the same worker id
+                # after Redis lost its counter, with ids of that epoch already made
+                self.epoch = int(self._redis.eval(_NEXT_EPOCH, 1, _epoch_key(candidate), self.epoch))
+                self._start_renewal(ttl)
+                self._register_release()
+                log.debug("leased worker id %s from Redis (epoch %s)", candidate, self.epoch)
                 return
         raise IdError("All 1024 worker ids are leased in Redis; set WEWORK_WORKER_ID.")
 
-    def _refresh_redis(self):
-        # Extend our lease; if it expired and someone else took the id, lease a new one.
-        script = (
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('expire', KEYS[1], ARGV[2]) "
-            "elseif redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 "
-            "else return 0 end"
-        )
-        ok = self._redis.eval(script, 1, self._redis_key, self._token, LEASE_TTL)
-        if ok:
-            self._refreshed = time.monotonic()
-        else:
-            log.warning("worker id lease %s was lost; leasing a new one", self._redis_key)
-            self._lease_redis(self._url)
+    def _start_renewal(self, ttl):
+        self._stop.set()  # a previous lease's thread ends
+        stop = self._stop = threading.Event()
+        token, worker, client = self._token, self.worker, self._redis
 
+        def renew():
+            while not stop.wait(ttl / 3):
+                try:
+                    ok = client.eval(_RENEW, 1, _worker_key(worker), token, ttl)
+                except Exception:  # Redis away: try again; the TTL decides
+                    log.warning("worker id lease %s: renewal failed", worker, exc_info=True)
+                    continue
+                if not ok:
+                    log.warning("worker id lease %s was lost; the next id takes a new one", worker)
+                    self._lost = True
+                    return
+
+        threading.Thread(target=renew, name=f"wework-id-lease-{worker}", daemon=True).start()
+
+    def _register_release(self):
+        atexit.register(self.release)
+        try:  # multiprocessing children leave by os._exit(), after running these finalizers
+            from multiprocessing import util
+
+            util.Finalize(self, _WorkerLease.release, args=(self,), exitpriority=0)
+        except Exception:  # noqa: BLE001 - never block id generation on this
+            pass
+
+    def release(self, last_ms: int | None = None):
+        """Give the worker id back (at exit); keeps its last ms for the next holder."""
+        if self._source != "redis" or self._pid != os.getpid() or self._lost:
+            return
+        self._stop.set()
+        last = last_ms if last_ms is not None else _generator.last_ms_for(self)
+        try:
+            if last >= 0:
+                self._redis.set(_last_key(self.worker), last, ex=LAST_MS_TTL)
+            self._redis.eval(_RELEASE, 1, _worker_key(self.worker), self._token)
+        except Exception:  # at exit: the TTL frees it instead
+            log.debug("worker id %s not released", self.worker, exc_info=True)
+        self._lost = True  # a later id (after release) leases again
+
+    # --- file locks (one host, no Redis) --------------------------------------------------------
     def _lease_file(self):
         import fcntl
 
@@ -144,16 +241,37 @@ class _WorkerLease:
         start = os.getpid() % (MAX_WORKER + 1)
         for step in range(MAX_WORKER + 1):
             candidate = (start + step) % (MAX_WORKER + 1)
-            handle = open(os.path.join(folder, f"worker-{candidate}.lock"), "a")
+            handle = open(os.path.join(folder, f"worker-{candidate}.lock"), "a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 handle.close()
                 continue
+            # The lock file keeps "epoch last_ms" for the next holder of this worker id.
+            handle.seek(0)
+            epoch, _, last = handle.read().strip().partition(" ")
+            self.epoch = int(epoch or 0) + 1
+            self.floor_ms = int(last or -1)
+            self._write_file(handle, self.epoch, self.floor_ms)
             self._file = handle  # held (and the lock with it) for the life of the process
-            self._worker, self._source = candidate, "file"
+            self.worker, self._source = candidate, "file"
+            atexit.register(self._file_exit)
             return
         raise IdError("All 1024 worker id lock files are held; set WEWORK_WORKER_ID.")
+
+    @staticmethod
+    def _write_file(handle, epoch, last):
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{epoch} {last}")
+        handle.flush()
+
+    def _file_exit(self):
+        if self._source == "file" and self._file is not None and self._pid == os.getpid():
+            try:
+                self._write_file(self._file, self.epoch, max(self.floor_ms, _generator.last_ms_for(self)))
+            except (OSError, ValueError):
+                pass
 
 
 def _setting(name, default):
@@ -161,52 +279,67 @@ def _setting(name, default):
         from django.conf import settings
 
         return getattr(settings, name, default)
-    except Exception:  # settings not configured (scripts)
+    except Exception:  # noqa: BLE001 - settings not configured (scripts)
         return default
 
 
 class SnowflakeGenerator:
+    BACKFILL_MEMORY = 10000  # ms remembered for ids of a given time; then a new epoch
+
     def __init__(self, lease=None):
         self._lease = lease or _WorkerLease()
         self._lock = threading.Lock()
+        self._generation = None
         self._last_ms = -1
         self._sequence = 0
         self._backfill = {}
 
+    def last_ms_for(self, lease) -> int:
+        return self._last_ms if lease is self._lease and self._generation == lease.generation else -1
+
     def next_id(self, when=None):
         worker = self._lease.get()
         with self._lock:
+            if self._generation != self._lease.generation:
+                # A new worker id (or the same one leased again): start after the last ms its
+                # previous holder used, with a fresh memory of explicit-time counters.
+                # Never below our own last ms either: the new lease may be the same worker id,
+                # taken back after Redis lost its data (and the previous holder's last ms).
+                self._generation = self._lease.generation
+                self._last_ms = max(self._last_ms, self._lease.floor_ms)
+                self._sequence = MAX_LIVE_SEQUENCE
+                self._backfill = {}
             if when is not None:
-                return self._backfill_id(_ms(when), worker)
+                return self._explicit_id(_ms(when), worker)
             now = _ms(None)
             if now < self._last_ms:
                 now = self._last_ms  # clock stepped back: stay on the last ms
             if now == self._last_ms:
-                self._sequence = (self._sequence + 1) & MAX_SEQUENCE
-                if self._sequence == 0:
-                    while now <= self._last_ms:  # 4096 ids in this ms: wait for the next
+                self._sequence += 1
+                if self._sequence > MAX_LIVE_SEQUENCE:
+                    while now <= self._last_ms:  # 2048 ids in this ms: wait for the next
                         time.sleep(0.0001)
                         now = max(_ms(None), now)
+                    self._sequence = 0
             else:
                 self._sequence = 0
             self._last_ms = now
             return self._compose(now, worker, self._sequence)
 
-    def _backfill_id(self, ms, worker):
-        # Ids for a past (or given) time: a sequence per ms; after 4096 ids in one ms, spill into
-        # the next ms of the same second (datetimes in the design have second precision).
-        while True:
-            seq = self._backfill.get(ms, -1) + 1
-            if seq <= MAX_SEQUENCE:
-                break
-            if (ms + 1) // 1000 != ms // 1000:
-                raise IdError("More than 4,096,000 backfill ids in one second on one worker.")
-            ms += 1
-        self._backfill[ms] = seq
-        if len(self._backfill) > 10000:
-            self._backfill.clear()
-            self._backfill[ms] = seq
-        return self._compose(ms, worker, seq)
+    def _explicit_id(self, ms, worker):
+        # Ids for a given time: their own half of the sequence (never a live id's), holding the
+        # lease's epoch (a counter of this worker id's holders); the ms of the time's second
+        # count the ids made for that second (datetimes in the design have second precision).
+        # 1,000 ids for one second, or forgetting the counters, move on to a new epoch: a fresh
+        # space, where repeating a counter cannot meet an earlier id.
+        second = ms - ms % 1000
+        counter = self._backfill.get(second, -1) + 1
+        if counter >= 1000 or (len(self._backfill) >= self.BACKFILL_MEMORY and second not in self._backfill):
+            self._lease.next_epoch()
+            self._backfill = {}
+            counter = 0
+        self._backfill[second] = counter
+        return self._compose(second + counter, worker, EXPLICIT_FLAG | (self._lease.epoch & MAX_EPOCH))
 
     @staticmethod
     def _compose(ms, worker, seq):
@@ -219,12 +352,12 @@ class SnowflakeGenerator:
 _generator = SnowflakeGenerator()
 
 
-def new_id(when=None):
+def new_id(when: datetime | None = None) -> int:
     """A new Snowflake id for now, or for the aware datetime `when` (backfills)."""
     return _generator.next_id(when)
 
 
-def new_uuid(when=None):
+def new_uuid(when: datetime | None = None) -> str:
     """A time-ordered UUIDv7 as a 36-character string (for *_uuid columns)."""
     if when is None:
         return str(uuid6.uuid7())
@@ -237,8 +370,3 @@ def new_uuid(when=None):
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
-
-
-def worker_info():
-    """Which worker id this process uses and where it came from (for diagnostics)."""
-    return _generator._lease.describe()

@@ -1,49 +1,194 @@
-"""Read/write splitting between the primary and optional replicas.
+"""Read/write splitting between the primary and optional read replicas.
 
-Reads go to a replica unless they must see the latest writes: inside an atomic block, for the
-auth, session and permission tables, or for a short window after this context wrote (pinning,
-kept in a context variable so that it is per request or task, not per thread). With no replica
-configured the router answers None and Django uses the primary.
+The rule is the safe one: **every read goes to the primary unless the code says it is a pure
+read**, one whose result feeds no write. A stale read that feeds a write loses updates (an API
+PATCH that read the row from a lagging replica wrote every old column back), so services,
+tasks, claims, update and change-form views, the shard registry and anything not marked read
+the primary without having to know about replicas.
+
+Pure reads are marked with `read_only_call()` (or the `replica_reads()` block): the base API
+viewsets do it for `list` and `retrieve`, the base admin for changelists. Inside such a call
+a read still goes to the primary when
+- it is inside a transaction, or for the auth, session and permission tables;
+- this request or task has written (`db_for_write` was asked), or the same user wrote in the
+  last `pin_seconds()` (read-your-writes across requests; the pin outlives the worst lag a
+  replica in rotation may have: DATABASE_REPLICA_MAX_LAG_S plus one check interval);
+- no replica is in rotation (wework.db.replicas: lag over DATABASE_REPLICA_MAX_LAG_S, a
+  stopped replication thread, unreachable).
+A pure read that fails on a replica (connection lost, table not there yet) marks the replica
+failed and runs again on the primary: a replica outage costs no error.
+
+With no replica configured the router answers None and Django uses the primary.
 """
+from __future__ import annotations
+
 import contextvars
+import logging
 import random
-import time
+from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 
-PIN_SECONDS = 5.0
+from wework.db import errors as db_errors
+from wework.db.replicas import check_interval_s, health, max_lag_s
+
+log = logging.getLogger("wework.routers")
+
 PRIMARY_ONLY_APPS = {"auth", "accounts", "sessions", "contenttypes", "guardian", "otp_totp",
-                     "otp_static", "django_otp", "admin"}
+                     "otp_static", "django_otp", "admin", "shards"}
 
-_pinned_until = contextvars.ContextVar("wework_db_pinned_until", default=0.0)
-
-
-def pin_to_primary(seconds=PIN_SECONDS):
-    _pinned_until.set(time.monotonic() + seconds)
-
-
-def reset_pin():
-    _pinned_until.set(0.0)
+_replica_ok = contextvars.ContextVar("wework_db_replica_ok", default=False)
+_force_primary = contextvars.ContextVar("wework_db_force_primary", default=0)
+_request_state = contextvars.ContextVar("wework_db_request_state", default=None)
+_used = contextvars.ContextVar("wework_db_used_replicas", default=None)
 
 
 def replica_aliases():
     return [alias for alias in settings.DATABASES if alias.startswith("replica_")]
 
 
+def pin_seconds():
+    """How long a user's reads stay on the primary after they wrote."""
+    return max_lag_s() + check_interval_s() + 1.0
+
+
+# --- scopes ---------------------------------------------------------------------------------
+
+@contextmanager
+def replica_reads():
+    """Reads in this block may go to a healthy replica (the block must only read)."""
+    token = _replica_ok.set(True)
+    try:
+        yield
+    finally:
+        _replica_ok.reset(token)
+
+
+@contextmanager
+def primary():
+    """Reads in this block go to the primary, even inside `replica_reads()`."""
+    token = _force_primary.set(_force_primary.get() + 1)
+    try:
+        yield
+    finally:
+        _force_primary.reset(token)
+
+
+def read_only_call(fn, *args, user=None, **kwargs):
+    """Run the pure read `fn(*args, **kwargs)` with replica reads allowed.
+
+    `user`: the user the read is for; when they wrote recently, the read stays on the primary.
+    When the read fails on a replica, the replica is taken out of rotation and the read runs
+    once more on the primary.
+    """
+    if not replica_aliases() or user_pinned(user):
+        return fn(*args, **kwargs)
+    used = set()
+    used_token = _used.set(used)
+    try:
+        with replica_reads():
+            return fn(*args, **kwargs)
+    except DatabaseError as exc:
+        if not used or not db_errors.replica_read_failed(exc):
+            raise
+        for alias in used:
+            health.mark_failed(alias, f"a read failed: {exc}"[:300])
+            try:
+                connections[alias].close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                pass
+        log.warning("a read on replica %s failed (%s); read again on the primary",
+                    ", ".join(sorted(used)), exc)
+    finally:
+        _used.reset(used_token)
+    return fn(*args, **kwargs)
+
+
+# --- read-your-writes across requests ---------------------------------------------------------
+
+def _pin_key(user_id):
+    return f"wework:db:pin:{user_id}"
+
+
+def user_pinned(user):
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    from django.core.cache import cache
+
+    try:
+        return bool(cache.get(_pin_key(user.pk)))
+    except Exception:  # noqa: BLE001 - no cache: the primary is always right
+        return True
+
+
+def pin_user(user):
+    if user is None or not getattr(user, "is_authenticated", False) or not replica_aliases():
+        return
+    from django.core.cache import cache
+
+    try:
+        cache.set(_pin_key(user.pk), 1, timeout=max(1, int(pin_seconds() + 0.999)))
+    except Exception:  # noqa: BLE001 - the cache is down; reads are pinned while it is (above)
+        log.warning("could not pin user %s to the primary (cache unavailable)", user.pk)
+
+
+@contextmanager
+def request_scope():
+    """One request or task: starts with nothing written and no replica reads allowed; yields a
+    state whose `wrote` says whether anything was written."""
+    state = _RequestState()
+    tokens = (_request_state.set(state), _replica_ok.set(False), _force_primary.set(0))
+    try:
+        yield state
+    finally:
+        _request_state.reset(tokens[0])
+        _replica_ok.reset(tokens[1])
+        _force_primary.reset(tokens[2])
+
+
+class _RequestState:
+    __slots__ = ("wrote",)
+
+    def __init__(self):
+        self.wrote = False
+
+
+def _note_write():
+    state = _request_state.get()
+    if state is not None:
+        state.wrote = True
+
+
+# --- the router -------------------------------------------------------------------------------
+
 class PrimaryReplicaRouter:
     def db_for_read(self, model, **hints):
         replicas = replica_aliases()
         if not replicas:
             return None
+        if not _replica_ok.get() or _force_primary.get():
+            return "default"
         if model._meta.app_label in PRIMARY_ONLY_APPS:
             return "default"
-        if connections["default"].in_atomic_block or time.monotonic() < _pinned_until.get():
+        if connections["default"].in_atomic_block:
             return "default"
-        return random.choice(replicas)
+        state = _request_state.get()
+        if state is not None and state.wrote:
+            return "default"
+        healthy = health.healthy(replicas)
+        if not healthy:
+            return "default"
+        alias = random.choice(healthy)
+        used = _used.get()
+        if used is not None:
+            used.add(alias)
+        return alias
 
     def db_for_write(self, model, **hints):
-        pin_to_primary()
+        # Tables that are always read from the primary need no pin (a session's last activity).
+        if model._meta.app_label not in PRIMARY_ONLY_APPS:
+            _note_write()
         return "default"
 
     def allow_relation(self, obj1, obj2, **hints):

@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "wework.middleware.DatabaseRoutingMiddleware",  # replica routing per request, 503 when the database is away
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.SessionRevocationMiddleware",  # revoked browser sessions log out
     "monitoring.middleware.RequestContextMiddleware",  # trace id, request context, audit actor
@@ -146,16 +147,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_SQLITE_NAME", default="") or None}
 
-# Read replicas: comma-separated URLs. Tests mirror them onto the primary.
+# Read replicas: comma-separated URLs (docs/deployment.md, "Topologies"). Tests mirror them onto
+# the primary's test database (on the replica's own server when it is a real replica).
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
+DATABASE_REPLICA_MAX_LAG_S = env.float("DATABASE_REPLICA_MAX_LAG_S", default=5.0)
+DATABASE_REPLICA_CHECK_INTERVAL_S = env.float("DATABASE_REPLICA_CHECK_INTERVAL_S", default=1.0)
+DATABASE_REPLICA_CONNECT_TIMEOUT_S = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT_S", default=2)
 for _index, _url in enumerate(DATABASE_REPLICA_URLS):
     DATABASES[f"replica_{_index}"] = {**_database(_url), "TEST": {"MIRROR": "default"}}
+    if DATABASES[f"replica_{_index}"]["ENGINE"] == "django.db.backends.mysql":
+        # A replica that does not answer is skipped after this long, not after minutes.
+        DATABASES[f"replica_{_index}"]["OPTIONS"]["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT_S
 DATABASE_ROUTERS = ["wework.routers.PrimaryReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "wework.db.fields.UnsignedBigAutoField"
 
 # --- Cache, sessions, Celery ----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# redis+cluster://host:port[,host:port...]: a Redis Cluster (wework/redis_conn.py), through
+# redis-py's RedisCluster for the cache, sessions and every direct use of Redis.
+REDIS_CLUSTER = REDIS_URL.startswith("redis+cluster://")
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -165,6 +176,12 @@ if REDIS_URL:
             "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
         }
     }
+    if REDIS_CLUSTER:
+        CACHES["default"]["LOCATION"] = [REDIS_URL]  # one cluster: django-redis splits a string on ","
+        CACHES["default"]["OPTIONS"] = {
+            "CLIENT_CLASS": "wework.redis_conn.ClusterClient",
+            "CONNECTION_FACTORY": "wework.redis_conn.ClusterConnectionFactory",
+        }
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     # Embedded default: a cache in files under the data folder, shared by the web server, the
@@ -184,9 +201,21 @@ else:
     SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 _celery_dir = DATA_DIR / "celery"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://localhost/")
+# A Redis Cluster cannot carry Celery (its transport needs one server): with a cluster the broker
+# must be named (RabbitMQ in production, docs/deployment.md).
+_single_redis = "" if REDIS_CLUSTER else REDIS_URL
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_single_redis or "filesystem://localhost/")
+if REDIS_CLUSTER and CELERY_BROKER_URL.startswith("filesystem://") and not DEBUG:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "REDIS_URL names a Redis Cluster, which cannot be Celery's broker: set CELERY_BROKER_URL "
+        "(amqp://... for RabbitMQ, or a single Redis server)."
+    )
+_AMQP_BROKER = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
 CELERY_RESULT_BACKEND = env.str(
-    "CELERY_RESULT_BACKEND", default=REDIS_URL or f"file://{_celery_dir / 'results'}"
+    "CELERY_RESULT_BACKEND",
+    default=_single_redis or ("rpc://" if _AMQP_BROKER else f"file://{_celery_dir / 'results'}"),
 )
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Embedded default: the broker is a folder, so worker and beat need no server.
@@ -200,6 +229,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
+if _AMQP_BROKER:
+    # RabbitMQ: classic queues declared with x-max-priority (quorum queues keep two levels only),
+    # so the priorities of messaging.dispatch.leases.celery_priority() order the queue (10 is
+    # the highest there; Redis's transport counts the other way); publisher confirms, so an
+    # enqueue that returns was taken by the broker. A queue declared earlier without the
+    # argument must be deleted once (RabbitMQ refuses to redeclare it): docs/deployment.md.
+    CELERY_TASK_QUEUE_MAX_PRIORITY = 10
+    CELERY_TASK_DEFAULT_PRIORITY = 5
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -210,7 +249,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="Asia/Shanghai")  # beat runs on local time
 CELERY_BEAT_SCHEDULE = {}
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(DATA_DIR / "celerybeat-schedule")
+)
+try:
+    # Beat writes its schedule there at start: a production host that follows
+    # docs/deployment.md has no data/ folder until something creates it (issue: beat crashed).
+    Path(CELERY_BEAT_SCHEDULE_FILENAME).parent.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass  # a read-only web host; beat's own start reports a folder it cannot write
 
 # --- Auth -----------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -262,7 +309,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
+    "EXCEPTION_HANDLER": "wework.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "wework.api.parsers.JSONParser",  # deeply nested JSON: 400, not a RecursionError
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "WeWork Platform API",
@@ -275,6 +327,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Error answers and the `instance` parameter of shard lists (wework/api/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "wework.api.schema.postprocess"],
     # Choice sets shared by several fields get one stable name (else: hashed names, warnings).
     "ENUM_NAME_OVERRIDES": {
         "EnabledStatusEnum": "accounts.models.Status",  # also messaging.TemplateStatus

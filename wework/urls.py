@@ -29,3 +29,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     *_page_patterns(),
 ]
+
+handler500 = "wework.middleware.server_error"

@@ -2,7 +2,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from accounts.models import LoginLog, Permission, Role, User, UserRole, UserSession
+from accounts.models import LoginLog, Permission, Role, Status, User, UserRole, UserSession
+from accounts.services.permissions import grantable_on_instance, instance_model
 
 
 class LoginSerializer(serializers.Serializer):
@@ -60,16 +61,24 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = ["is_superuser", "two_factor_enabled", "last_login", "last_login_ip",
                             "login_fail_count", "locked_until", "created_at", "updated_at"]
 
+    def validate_phone(self, value):
+        # No phone is NULL, not "": the unique key uk_phone allows many NULLs but one "".
+        return (value or "").strip() or None
+
 
 class RoleSerializer(serializers.ModelSerializer):
-    permissions = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    permissions = serializers.SlugRelatedField(
+        many=True, required=False, slug_field="name",
+        queryset=Permission.objects.filter(status=Status.ENABLED),
+        help_text=_("Permission names; the role holds exactly these (not for system roles)."),
+    )
 
     class Meta:
         model = Role
         fields = ["id", "name", "display_name", "description", "is_system", "is_default",
                   "sort_order", "status", "require_two_factor", "permissions", "created_at",
                   "updated_at"]
-        read_only_fields = ["is_system", "permissions", "created_at", "updated_at"]
+        read_only_fields = ["is_system", "created_at", "updated_at"]
 
 
 class PermissionSerializer(serializers.ModelSerializer):
@@ -109,8 +118,6 @@ class InstanceGrantSerializer(serializers.Serializer):
     permissions = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
 
     def validate(self, attrs):
-        from accounts.services.permissions import grantable_on_instance, instance_model
-
         model = instance_model()
         instance = model.objects.filter(pk=attrs["instance"]).first() if model else None
         if instance is None:

@@ -1,19 +1,28 @@
 """Auth endpoints (login, refresh, logout, sessions) and the access-control resources."""
+from django.conf import settings
+from django.contrib.auth import logout
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
+from guardian.models import UserObjectPermission
 from rest_framework import exceptions, mixins, permissions, status, throttling, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.api import serializers as s
+from accounts.filtersets import (
+    LoginLogFilterSet, PermissionFilterSet, RoleFilterSet, UserFilterSet, UserRoleFilterSet,
+)
 from accounts.models import LoginLog, LoginResult, Permission, Role, User, UserRole, UserSession
 from accounts.scoping import has_global_perm
 from accounts.services import auth as auth_services
 from accounts.services import otp as otp_services
 from accounts.services import permissions as perm_services
+from accounts.services import roles as role_services
 from accounts.services import sessions as session_services
+from accounts.services import users as user_services
 from wework.api.authentication import UNIFORM_MESSAGE
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
 
@@ -22,8 +31,6 @@ class _CacheThrottle(throttling.SimpleRateThrottle):
     """Per-IP or per-username windows in the cache (Redis in production)."""
 
     def get_rate(self):
-        from django.conf import settings
-
         count, seconds = getattr(settings, self.setting, self.default)
         return f"{count}/{seconds}s"
 
@@ -51,7 +58,7 @@ class LoginUsernameThrottle(_CacheThrottle):
             # Unparsable body (400) or unsupported media type (415): answer that now. Swallowed,
             # DRF would hand the view an empty body, reported as "field required" errors.
             raise
-        except Exception:  # a JSON list or scalar: the serializer reports it
+        except AttributeError:  # a JSON list or scalar: the serializer reports it
             return None
         return f"thr:api:{self.scope}:{username}" if username else None
 
@@ -137,8 +144,6 @@ class LogoutView(APIView):
         if isinstance(request.auth, UserSession):
             session_services.revoke(request.auth, reason="logout")
         else:
-            from django.contrib.auth import logout
-
             logout(request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -171,74 +176,74 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
 
 
 class UserViewSet(PlatformModelViewSet):
+    """Users. The rules of who may change whom live in accounts.services.users."""
+
     queryset = User.objects.all().order_by("id")
     serializer_class = s.UserSerializer
     search_fields = ["username", "email", "nickname"]
-    filterset_fields = ["status"]
+    filterset_class = UserFilterSet
     action_permissions = {"unlock": ["accounts.change_user"]}
     sudo_actions = {"destroy"}
 
     def perform_create(self, serializer):
-        password = self.request.data.get("password")
-        with transaction.atomic():
-            user = serializer.save()
-            if password:
-                from django.contrib.auth.password_validation import validate_password
-                from django.core.exceptions import ValidationError
-
-                try:
-                    validate_password(password, user)
-                except ValidationError as exc:
-                    raise exceptions.ValidationError({"password": list(exc.messages)}) from None
-                user.set_password(password)
-            else:
-                user.set_unusable_password()
-            user.save()
+        user = User(**serializer.validated_data)
+        serializer.instance = user_services.create_user(
+            self.request.user, user, self.request.data.get("password") or None)
 
     def perform_update(self, serializer):
-        target, actor = serializer.instance, self.request.user
-        if "status" in serializer.validated_data and target.pk == actor.pk:
-            raise exceptions.PermissionDenied(_("You may not change your own status."))
-        if target.is_superuser and not actor.is_superuser:
-            raise exceptions.PermissionDenied(_("Only a super administrator may change a super administrator."))
-        super().perform_update(serializer)
+        target = serializer.instance
+        changed = [name for name, value in serializer.validated_data.items()
+                   if getattr(target, name) != value]
+        for name, value in serializer.validated_data.items():
+            setattr(target, name, value)
+        user_services.save_user(self.request.user, target, changed)
 
     def perform_destroy(self, instance):
-        actor = self.request.user
-        if instance.pk == actor.pk or (instance.is_superuser and not actor.is_superuser):
-            raise exceptions.PermissionDenied(_("You may not delete this user."))
-        instance.delete()
+        user_services.delete_user(self.request.user, instance)
 
     @action(detail=True, methods=["post"])
     def unlock(self, request, pk=None):
         user = self.get_object()
-        if user.is_superuser and not request.user.is_superuser:
-            raise exceptions.PermissionDenied(_("Only a super administrator may change a super administrator."))
-        auth_services.unlock(user)
+        user_services.check_change(request.user, user)
+        user_services.unlock(request.user, [user])
         return Response(s.UserSerializer(user).data)
 
 
-
 class RoleViewSet(PlatformModelViewSet):
+    """Roles and their permissions (`permissions`: names). Editing needs accounts.manage_roles
+    and sudo mode; the rules live in accounts.services.roles."""
+
     queryset = Role.objects.all().prefetch_related("permissions")
     serializer_class = s.RoleSerializer
+    filterset_class = RoleFilterSet
     sudo_actions = {"create", "update", "partial_update", "destroy"}
 
     def check_permissions(self, request):
         super().check_permissions(request)
-        if request.method not in permissions.SAFE_METHODS and not request.user.has_perm("accounts.manage_roles"):
+        if request.method not in permissions.SAFE_METHODS and not role_services.may_manage_roles(request.user):
             self.permission_denied(request)
 
+    def _save(self, serializer, role):
+        data = dict(serializer.validated_data)
+        names = data.pop("permissions", None)
+        for name, value in data.items():
+            setattr(role, name, value)
+        serializer.instance = role_services.save_role(role, actor=self.request.user, permissions=names)
+
+    def perform_create(self, serializer):
+        self._save(serializer, Role())
+
+    def perform_update(self, serializer):
+        self._save(serializer, serializer.instance)
+
     def perform_destroy(self, instance):
-        if instance.is_system:
-            raise exceptions.PermissionDenied(_("System roles cannot be deleted."))
-        instance.delete()
+        role_services.delete_role(instance, actor=self.request.user)
 
 
 class PermissionViewSet(PlatformReadOnlyViewSet):
     queryset = Permission.objects.all()
     serializer_class = s.PermissionSerializer
-    filterset_fields = ["module", "status"]
+    filterset_class = PermissionFilterSet
     search_fields = ["name", "display_name"]
 
 
@@ -247,24 +252,17 @@ class UserRoleViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, Platfor
 
     queryset = UserRole.objects.select_related("user", "role").order_by("id")
     serializer_class = s.UserRoleSerializer
-    filterset_fields = ["user", "role"]
+    filterset_class = UserRoleFilterSet
     sudo_actions = {"create", "destroy"}
 
     def check_permissions(self, request):
         super().check_permissions(request)
-        if request.method not in permissions.SAFE_METHODS and not request.user.has_perm("accounts.manage_roles"):
+        if request.method not in permissions.SAFE_METHODS and not role_services.may_manage_roles(request.user):
             self.permission_denied(request)
 
     def perform_create(self, serializer):
         v = serializer.validated_data
-        from django.core.exceptions import PermissionDenied, ValidationError
-
-        try:
-            serializer.instance = perm_services.grant_role(v["user"], v["role"], self.request.user, v.get("expires_at"))
-        except PermissionDenied as exc:
-            raise exceptions.PermissionDenied(str(exc)) from None
-        except ValidationError as exc:
-            raise exceptions.ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+        serializer.instance = perm_services.grant_role(v["user"], v["role"], self.request.user, v.get("expires_at"))
 
     def perform_destroy(self, instance):
         perm_services.revoke_role(instance.user, instance.role, self.request.user)
@@ -275,7 +273,7 @@ class LoginLogViewSet(PlatformReadOnlyViewSet):
 
     queryset = LoginLog.objects.all()
     serializer_class = s.LoginLogSerializer
-    filterset_fields = ["success", "result", "channel", "user"]
+    filterset_class = LoginLogFilterSet
     search_fields = ["username", "ip_address"]
 
 
@@ -289,9 +287,6 @@ class InstanceGrantView(APIView):
 
     @extend_schema(responses={200: s.InstanceGrantSerializer(many=True)})
     def get(self, request):
-        from django.contrib.contenttypes.models import ContentType
-        from guardian.models import UserObjectPermission
-
         model = perm_services.instance_model()
         rows = UserObjectPermission.objects.filter(content_type=ContentType.objects.get_for_model(model))
         if (user := request.query_params.get("user", "")).isdigit():
@@ -305,7 +300,7 @@ class InstanceGrantView(APIView):
         return Response([{"user": u, "instance": i, "permissions": sorted(p)} for (u, i), p in sorted(grants.items())])
 
     def _check_manager(self, request):
-        if not request.user.has_perm("accounts.manage_roles"):
+        if not role_services.may_manage_roles(request.user):
             raise exceptions.PermissionDenied
         if not otp_services.in_sudo(request):
             raise exceptions.PermissionDenied(

@@ -1,11 +1,16 @@
 """Two-factor devices (django-otp), enrollment, backup codes and sudo mode."""
+from __future__ import annotations
+
 import secrets
 import time
+from typing import Any
 
 import segno
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from django_otp import devices_for_user
+from django_otp.models import Device
 
 from accounts.models import BackupCode, BackupCodeDevice, EncryptedTOTPDevice, User
 from accounts.tokens import digest
@@ -13,18 +18,18 @@ from accounts.tokens import digest
 SUDO_SESSION_KEY = "wework_sudo_at"
 
 
-def sudo_seconds():
+def sudo_seconds() -> int:
     return int(getattr(settings, "ACCESS_SUDO_MINUTES", 10)) * 60
 
 
 # --- Devices ---------------------------------------------------------------------------------
 
 
-def has_device(user):
+def has_device(user: User) -> bool:
     return any(True for _d in devices_for_user(user, confirmed=True))
 
 
-def requires_two_factor(user):
+def requires_two_factor(user: Any) -> bool:
     """Super admins, holders of a role flagged `require_two_factor`, and anyone who enrolled."""
     if not (user and user.is_authenticated):
         return False
@@ -42,7 +47,7 @@ def requires_two_factor(user):
     return required
 
 
-def verify_code(user, code):
+def verify_code(user: User, code: str | None) -> Device | None:
     """The device that accepts `code` (TOTP, or a backup code, which is used up), else None.
     TOTP codes cannot be replayed: a device accepts each time step once."""
     code = "".join(str(code or "").split())
@@ -58,26 +63,26 @@ def verify_code(user, code):
     return None
 
 
-def sync_two_factor_flag(user):
+def sync_two_factor_flag(user: User) -> bool:
     enabled = EncryptedTOTPDevice.objects.filter(user=user, confirmed=True).exists()
     if user.two_factor_enabled != enabled:
-        User.all_objects.filter(pk=user.pk).update(two_factor_enabled=enabled)
+        User.all_objects.filter(pk=user.pk).audited_update(two_factor_enabled=enabled)
         user.two_factor_enabled = enabled
     return enabled
 
 
 @transaction.atomic
-def start_totp_enrollment(user, name="Authenticator"):
+def start_totp_enrollment(user: User, name: str = "Authenticator") -> EncryptedTOTPDevice:
     """A new unconfirmed TOTP device (replacing earlier unconfirmed ones)."""
     EncryptedTOTPDevice.objects.filter(user=user, confirmed=False).delete()
     return EncryptedTOTPDevice.objects.create(user=user, name=name[:64], confirmed=False)
 
 
-def pending_totp_device(user):
+def pending_totp_device(user: User) -> EncryptedTOTPDevice | None:
     return EncryptedTOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
 
 
-def throttle_wait_seconds(device):
+def throttle_wait_seconds(device: Device) -> int:
     """Seconds until django-otp lets `device` verify again after wrong codes (0: now).
     While it waits, every code is refused, the right one too."""
     allowed, info = device.verify_is_allowed()
@@ -90,7 +95,7 @@ def throttle_wait_seconds(device):
 
 
 @transaction.atomic
-def confirm_totp(user, device, code):
+def confirm_totp(user: User, device: EncryptedTOTPDevice, code: str) -> list[str] | None:
     """Confirm an enrollment with a first code. Returns fresh backup codes when the user had
     none, else an empty list; None when the code is wrong."""
     if device.user_id != user.pk or device.confirmed:
@@ -106,7 +111,7 @@ def confirm_totp(user, device, code):
 
 
 @transaction.atomic
-def create_confirmed_totp(user, name="Authenticator"):
+def create_confirmed_totp(user: User, name: str = "Authenticator") -> EncryptedTOTPDevice:
     """Bootstrap (create_super_admin): a confirmed device, returned for its provisioning URI."""
     device = EncryptedTOTPDevice.objects.create(user=user, name=name[:64], confirmed=True)
     sync_two_factor_flag(user)
@@ -119,9 +124,9 @@ def _new_backup_code():
 
 
 @transaction.atomic
-def generate_backup_codes(user, count=None):
+def generate_backup_codes(user: User, count: int | None = None) -> list[str]:
     """Replace the user's backup codes; returns the clear codes (shown once, stored digested)."""
-    count = count or getattr(settings, "ACCESS_BACKUP_CODES", 10)
+    count = count or int(getattr(settings, "ACCESS_BACKUP_CODES", 10))
     device, _created = BackupCodeDevice.objects.get_or_create(
         user=user, defaults={"name": "Backup codes", "confirmed": True}
     )
@@ -133,19 +138,11 @@ def generate_backup_codes(user, count=None):
     return codes
 
 
-def backup_codes_left(user):
+def backup_codes_left(user: User) -> int:
     return BackupCode.objects.filter(device__user=user).count()
 
 
-@transaction.atomic
-def remove_totp(user, device):
-    device.delete()
-    enabled = sync_two_factor_flag(user)
-    if not enabled:
-        BackupCodeDevice.objects.filter(user=user).delete()
-
-
-def qr_svg(uri):
+def qr_svg(uri: str) -> str:
     """The provisioning URI as an inline SVG QR code."""
     return segno.make(uri, error="m").svg_inline(scale=4, dark="#111", light="#fff")
 
@@ -157,12 +154,12 @@ def qr_svg(uri):
 # --- Sudo mode -------------------------------------------------------------------------------
 
 
-def mark_sudo(request):
+def mark_sudo(request: HttpRequest) -> None:
     if hasattr(request, "session"):
         request.session[SUDO_SESSION_KEY] = int(time.time())
 
 
-def in_sudo(request):
+def in_sudo(request: HttpRequest) -> bool:
     """An OTP was entered in the last ACCESS_SUDO_MINUTES minutes (browser session), or the
     request carries a valid fresh code in the X-OTP-Code header (API)."""
     user = getattr(request, "user", None)
@@ -175,7 +172,9 @@ def in_sudo(request):
             return True
     header = request.META.get("HTTP_X_OTP_CODE")
     if header:
-        if getattr(request, "_sudo_header_ok", None) is None:
-            request._sudo_header_ok = verify_code(user, header) is not None
-        return request._sudo_header_ok
+        ok = getattr(request, "_sudo_header_ok", None)
+        if ok is None:  # verified once per request: a TOTP code is accepted only once
+            ok = verify_code(user, header) is not None
+            setattr(request, "_sudo_header_ok", ok)
+        return ok
     return False

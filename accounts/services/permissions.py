@@ -1,17 +1,23 @@
 """Permissions and roles: the design's tables kept in step with Django's permissions, system
 roles, role grants and per-instance object grants (stored in django-guardian's table)."""
-from datetime import timedelta
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
 
 from django.apps import apps
 from django.contrib.auth.models import Permission as AuthPermission
-from django.core.cache import cache
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _, gettext_noop
+from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from accounts import registry
-from accounts.models import Permission, Role, RolePermission, Status, UserRole
+from accounts.models import Permission, Role, Status, User, UserRole
+from accounts.services.cache import bump_generation, forget_user
+from accounts.services.roles import set_role_permissions
+from wework.errors import DomainError, PermissionDeniedError
 
 STANDARD_ACTIONS = ("add", "change", "delete", "view")
 
@@ -125,7 +131,7 @@ _ACTION_VERBS = {
 }
 
 
-def permission_label(name, display_name=None):
+def permission_label(name: str, display_name: str | None = None) -> str:
     """A permission as people read it, in the current language.
 
     The `permissions` table stores Django's English names ("Can add backup code"); this
@@ -171,7 +177,7 @@ def _declared_permissions():
 
 
 @transaction.atomic
-def sync_permissions():
+def sync_permissions() -> tuple[int, int, int]:
     """Bring the `permissions` table in step with the declared permissions (idempotent).
 
     New names are inserted, changed labels updated, vanished names disabled (not deleted, so
@@ -212,7 +218,7 @@ def sync_permissions():
 
 
 @transaction.atomic
-def seed_roles():
+def seed_roles() -> int:
     """Create or update the system roles and set their permissions exactly (idempotent)."""
     sync_permissions()
     names = list(Permission.objects.filter(status=Status.ENABLED).values_list("name", "id"))
@@ -230,49 +236,10 @@ def seed_roles():
             role.is_system = True
             role.status = Status.ENABLED
             role.save()
-        wanted = {pid for name, pid in names if rule(name)}
-        have = set(RolePermission.objects.filter(role=role).values_list("permission_id", flat=True))
-        if wanted - have:
-            RolePermission.objects.bulk_create(
-                [RolePermission(role=role, permission_id=pid) for pid in wanted - have]
-            )
-        if have - wanted:
-            RolePermission.objects.filter(role=role, permission_id__in=have - wanted).delete()
-        changed += int(created or wanted != have)
+        updated = set_role_permissions(role, [pid for name, pid in names if rule(name)])
+        changed += int(created or updated)
     bump_generation()
     return changed
-
-
-# --- Cache generations -----------------------------------------------------------------------
-# Resolved permissions are cached per user (accounts.backends); any change to roles, their
-# permissions or the permissions table bumps the global generation, a change to one user's
-# grants deletes that user's entry.
-
-GENERATION_KEY = "acl:generation"
-
-
-def generation():
-    value = cache.get(GENERATION_KEY)
-    if value is None:
-        value = int(timezone.now().timestamp() * 1000)
-        cache.add(GENERATION_KEY, value, None)
-        value = cache.get(GENERATION_KEY, value)
-    return value
-
-
-def bump_generation():
-    try:
-        cache.incr(GENERATION_KEY)
-    except ValueError:
-        cache.set(GENERATION_KEY, int(timezone.now().timestamp() * 1000) + 1, None)
-
-
-def user_cache_key(user_id):
-    return f"acl:user:v2:{user_id}"  # bump the version when the cached tuple changes
-
-
-def forget_user(user_id):
-    cache.delete(user_cache_key(user_id))
 
 
 # --- Role grants -----------------------------------------------------------------------------
@@ -283,15 +250,16 @@ def _can_grant(actor):
 
 
 @transaction.atomic
-def grant_role(user, role, granted_by, expires_at=None):
+def grant_role(user: User, role: Role, granted_by: User | None,
+               expires_at: datetime | None = None) -> UserRole:
     """Grant (or re-grant with a new expiry) a role. Only holders of accounts.manage_roles;
     a role requiring more than super admin rights (super_admin) only by super admins."""
     if granted_by is not None and not _can_grant(granted_by):
-        raise PermissionDenied(_("You may not grant roles."))
+        raise PermissionDeniedError(_("You may not grant roles."))
     if granted_by is not None and role.name == "super_admin" and not granted_by.is_superuser:
-        raise PermissionDenied(_("Only a super administrator may grant the super administrator role."))
+        raise PermissionDeniedError(_("Only a super administrator may grant the super administrator role."))
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": _("The expiry must lie in the future.")})
+        raise DomainError(fields={"expires_at": _("The expiry must lie in the future.")})
     grant, _created = UserRole.objects.update_or_create(
         user=user, role=role, defaults={"granted_by": granted_by, "expires_at": expires_at}
     )
@@ -300,9 +268,9 @@ def grant_role(user, role, granted_by, expires_at=None):
 
 
 @transaction.atomic
-def revoke_role(user, role, revoked_by=None):
+def revoke_role(user: User, role: Role, revoked_by: User | None = None) -> int:
     if revoked_by is not None and not _can_grant(revoked_by):
-        raise PermissionDenied(_("You may not revoke roles."))
+        raise PermissionDeniedError(_("You may not revoke roles."))
     deleted, _rows = UserRole.objects.filter(user=user, role=role).delete()
     transaction.on_commit(lambda: forget_user(user.pk))
     return deleted
@@ -311,7 +279,7 @@ def revoke_role(user, role, revoked_by=None):
 # --- Object grants on instances --------------------------------------------------------------
 
 
-def instance_model():
+def instance_model() -> type[models.Model] | None:
     try:
         return apps.get_model("instances", "WeworkInstance")
     except LookupError:
@@ -326,8 +294,6 @@ def _carrier_permission(name):
     "contacts.view_contact" on the instance content type (created on demand). Permissions of
     the instance model itself use their own row.
     """
-    from django.contrib.contenttypes.models import ContentType
-
     model = instance_model()
     ct = ContentType.objects.get_for_model(model)
     app_label, codename = name.split(".", 1)
@@ -343,7 +309,7 @@ def _carrier_permission(name):
     return perm
 
 
-def grantable_on_instance(name):
+def grantable_on_instance(name: str) -> bool:
     """Whether `name` may be granted per instance: it concerns the instance or a model below it
     (a model with INSTANCE_PATH), or is an instance-scoped platform action."""
     action = registry.actions().get(name)
@@ -364,23 +330,23 @@ def grantable_on_instance(name):
 
 
 @transaction.atomic
-def grant_instance(user, instance, permissions, granted_by=None):
+def grant_instance(user: User, instance: models.Model, permissions: Iterable[str] | Role,
+                   granted_by: User | None = None) -> list[str]:
     """Grant permission names (or every permission of a Role) on one instance.
 
     The grant covers the instance and everything below it (accounts, contacts, groups,
-    messages, tasks). Names that cannot apply per instance raise ValidationError.
+    messages, tasks). Names that cannot apply per instance raise a DomainError naming them.
     """
-    from guardian.models import UserObjectPermission
-
     if granted_by is not None and not _can_grant(granted_by):
-        raise PermissionDenied(_("You may not grant access."))
+        raise PermissionDeniedError(_("You may not grant access."))
     if isinstance(permissions, Role):
         names = [n for n in permissions.permissions.values_list("name", flat=True) if grantable_on_instance(n)]
     else:
         names = list(permissions)
         bad = [n for n in names if not grantable_on_instance(n)]
         if bad:
-            raise ValidationError(_("Not grantable per instance: %(names)s") % {"names": ", ".join(bad)})
+            raise DomainError(fields={"permissions": _("Not grantable per instance: %(names)s")
+                                      % {"names": ", ".join(bad)}})
     for name in names:
         UserObjectPermission.objects.assign_perm(_carrier_permission(name), user, instance)
     transaction.on_commit(lambda: forget_user(user.pk))
@@ -388,12 +354,10 @@ def grant_instance(user, instance, permissions, granted_by=None):
 
 
 @transaction.atomic
-def revoke_instance(user, instance, permissions=None, revoked_by=None):
-    from django.contrib.contenttypes.models import ContentType
-    from guardian.models import UserObjectPermission
-
+def revoke_instance(user: User, instance: models.Model, permissions: Iterable[str] | None = None,
+                    revoked_by: User | None = None) -> int:
     if revoked_by is not None and not _can_grant(revoked_by):
-        raise PermissionDenied(_("You may not revoke access."))
+        raise PermissionDeniedError(_("You may not revoke access."))
     rows = UserObjectPermission.objects.filter(
         user=user, content_type=ContentType.objects.get_for_model(instance),
         object_pk=str(instance.pk),
@@ -406,12 +370,11 @@ def revoke_instance(user, instance, permissions=None, revoked_by=None):
     return deleted
 
 
-def purge_instance_grants(instance_pk):
+def purge_instance_grants(instance_pk: int) -> None:
     """Remove object grants of a (hard-)deleted instance: guardian leaves them orphaned."""
-    from django.contrib.contenttypes.models import ContentType
-    from guardian.models import GroupObjectPermission, UserObjectPermission
-
     model = instance_model()
+    if model is None:
+        return
     ct = ContentType.objects.get_for_model(model)
     users = list(
         UserObjectPermission.objects.filter(content_type=ct, object_pk=str(instance_pk))
@@ -422,6 +385,3 @@ def purge_instance_grants(instance_pk):
     for user_id in users:
         forget_user(user_id)
 
-
-def default_grant_expiry(days):
-    return timezone.now() + timedelta(days=days)

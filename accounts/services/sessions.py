@@ -10,15 +10,19 @@ A rotated refresh token presented again revokes the whole family, unless it is t
 of the family's newest row and was rotated less than ACCESS_REFRESH_GRACE_SECONDS ago
 (two requests of one client racing): that attempt only fails.
 """
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import tokens
-from accounts.models import SessionKind, UserSession
+from accounts.models import SessionKind, User, UserSession
 from accounts.services.auth import client_ip, location_of, user_agent
 
 BROWSER_SESSION_KEY = "wework_sid"
@@ -28,11 +32,11 @@ class AuthFailed(Exception):
     """Any token failure: unknown, malformed, wrong secret, expired, revoked, reused."""
 
 
-def access_seconds():
+def access_seconds() -> int:
     return int(getattr(settings, "ACCESS_TOKEN_SECONDS", 3600))
 
 
-def refresh_seconds():
+def refresh_seconds() -> int:
     return int(getattr(settings, "ACCESS_REFRESH_SECONDS", 30 * 24 * 3600))
 
 
@@ -62,7 +66,9 @@ def _session_row(user, request, kind, family_id=None, device_type=None, device_i
 
 
 @transaction.atomic
-def issue_tokens(user, request, device_type=None, device_id=None, family_id=None):
+def issue_tokens(user: User, request: HttpRequest | None, device_type: str | None = None,
+                 device_id: str | None = None, family_id: str | None = None,
+                 ) -> tuple[UserSession, str, str]:
     """A new API session. Returns (session, access_token, refresh_token)."""
     now = _now()
     row = _session_row(
@@ -78,7 +84,7 @@ def issue_tokens(user, request, device_type=None, device_id=None, family_id=None
     return row, access, refresh
 
 
-def authenticate_access(token):
+def authenticate_access(token: str) -> tuple[User, UserSession]:
     """(user, session) for a valid access token; raises AuthFailed otherwise."""
     parsed = tokens.parse(token, tokens.ACCESS_PREFIX)
     if parsed is None:
@@ -105,7 +111,7 @@ def authenticate_access(token):
 
 
 _SENTINEL = "\x00session-id\x00"
-_LOOKUPS = {}
+_LOOKUPS: dict[str, Any] = {}
 
 
 class _CompiledLookup:
@@ -164,7 +170,7 @@ def _lookup_api_session(session_id):
     if lookup is None:
         try:
             lookup = _LOOKUPS[alias] = _CompiledLookup(alias)
-        except Exception:  # ORM internals changed: fall back to the plain query
+        except Exception:  # noqa: BLE001 - ORM internals changed: fall back to the plain query
             lookup = _LOOKUPS[alias] = False
     if lookup is False:
         # No .first(): its ORDER BY (Meta.ordering) can make MariaDB walk idx_activity.
@@ -184,7 +190,7 @@ def touch(row, now=None):
         row.last_activity = now
 
 
-def refresh_tokens(refresh_token, request):
+def refresh_tokens(refresh_token: str, request: HttpRequest | None) -> tuple[UserSession, str, str]:
     """Rotate: (new_session, access, refresh). Raises AuthFailed; reuse revokes the family."""
     parsed = tokens.parse(refresh_token, tokens.REFRESH_PREFIX)
     if parsed is None:
@@ -234,7 +240,7 @@ def _within_grace(row, now):
     return bool(newest and newest["is_active"] and older == row.id)
 
 
-def revoke_family(family_id, reason="revoked"):
+def revoke_family(family_id: str, reason: str = "revoked") -> int:
     now = _now()
     rows = UserSession.objects.filter(family_id=family_id, revoked_at__isnull=True)
     sids = list(rows.values_list("session_id", flat=True))
@@ -243,7 +249,7 @@ def revoke_family(family_id, reason="revoked"):
     return count
 
 
-def revoke(session, reason="revoked"):
+def revoke(session: UserSession, reason: str = "revoked") -> int:
     """End a session (API: its whole token family, so that its refresh token dies too)."""
     if session.kind == SessionKind.API:
         return revoke_family(session.family_id, reason)
@@ -255,7 +261,8 @@ def revoke(session, reason="revoked"):
     return count
 
 
-def revoke_all_for_user(user, reason="revoked", except_session=None):
+def revoke_all_for_user(user: User, reason: str = "revoked",
+                        except_session: UserSession | None = None) -> int:
     rows = UserSession.objects.filter(user=user, revoked_at__isnull=True, is_active=True)
     if except_session is not None:
         rows = rows.exclude(family_id=except_session.family_id)
@@ -284,7 +291,7 @@ def _forget_browser(session_ids):
         cache.delete_many([_browser_cache_key(s) for s in session_ids])
 
 
-def start_browser_session(request, user):
+def start_browser_session(request: HttpRequest, user: User) -> UserSession:
     """Record a browser login as a session row; the Django session remembers its id."""
     now = _now()
     age = int(getattr(settings, "SESSION_COOKIE_AGE", 1209600))
@@ -298,7 +305,7 @@ def start_browser_session(request, user):
     return row
 
 
-def browser_session_valid(request):
+def browser_session_valid(request: HttpRequest) -> bool:
     """False when the browser session's row was revoked or expired. Checked once a minute
     per session through the cache; revocation clears that cache entry at once."""
     sid = request.session.get(BROWSER_SESSION_KEY)
@@ -317,7 +324,7 @@ def browser_session_valid(request):
     return True
 
 
-def end_browser_session(request):
+def end_browser_session(request: HttpRequest) -> None:
     sid = request.session.get(BROWSER_SESSION_KEY) if hasattr(request, "session") else None
     if sid:
         UserSession.objects.filter(session_id=sid, revoked_at__isnull=True).update(

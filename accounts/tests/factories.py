@@ -4,6 +4,7 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from accounts.models import LoginLog, LoginResult, Role, User, UserRole, UserSession
+from accounts.services.permissions import grant_instance
 
 
 class UserFactory(DjangoModelFactory):
@@ -81,12 +82,11 @@ class InstanceGrantFactory(DjangoModelFactory):
         model = "accounts.InstanceGrant"
 
     user = factory.SubFactory(UserFactory)
+    # by path: instances' factories import this module (its UserFactory)
+    instance = factory.SubFactory("instances.tests.factories.WeworkInstanceFactory")
+    permission = "instances.view_weworkinstance"
 
     @classmethod
-    def _create(cls, model_class, user=None, instance=None, permission="instances.view_weworkinstance", **kwargs):
-        from accounts.services.permissions import grant_instance
-        from instances.tests.factories import WeworkInstanceFactory
-
-        instance = instance or WeworkInstanceFactory()
+    def _create(cls, model_class, user=None, instance=None, permission=None, **kwargs):
         grant_instance(user, instance, [permission])
         return model_class.objects.filter(user=user, object_pk=str(instance.pk)).latest("id")

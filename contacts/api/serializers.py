@@ -59,3 +59,11 @@ class SyncSerializer(serializers.Serializer):
         choices=["contacts", "groups", "members"], required=False
     )
     resume = serializers.BooleanField(required=False, default=True)
+
+
+class StartLoginSerializer(serializers.Serializer):
+    account_wxid = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+
+class VerifyLoginSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=20)

@@ -7,5 +7,7 @@ router.register("wework-accounts", views.WeworkAccountViewSet, basename="weworka
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("groups", views.GroupViewSet, basename="group")
 router.register("group-members", views.GroupMemberViewSet, basename="groupmember")
+# QR login under the instances app's URLs: /instances/{id}/logins/...
+router.register("instances", views.InstanceLoginViewSet, basename="instancelogin")
 
 urlpatterns = router.urls

@@ -1,7 +1,8 @@
 """API of the contacts app: accounts (sync, logout actions) and the per-instance shards of
 contacts, groups and group members (the `instance` query parameter picks the shard)."""
 from django.utils.translation import gettext as _
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -14,18 +15,27 @@ from contacts.filtersets import (
     WeworkAccountFilterSet,
 )
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
+from contacts.qr import qr_svg
 from instances import permissions
+from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
-from wework.api.views import PlatformReadOnlyViewSet
+from wework.api.views import PlatformReadOnlyViewSet, ScopedQuerysetMixin
 
 from .serializers import (
+    StartLoginSerializer,
+    VerifyLoginSerializer,
     ContactSerializer,
     GroupMemberSerializer,
     GroupSerializer,
     SyncSerializer,
     WeworkAccountSerializer,
 )
+
+
+def _require(request, perm, instance):
+    if not permissions.allowed(request.user, perm, instance.pk):
+        raise PermissionDenied(_("You do not have permission to do this on this instance."))
 
 
 def _service_error(exc):
@@ -150,3 +160,98 @@ class GroupMemberViewSet(InstanceShardViewSet):
     filterset_class = GroupMemberFilterSet
     search_fields = ["member_wxid", "member_nickname", "group_nickname"]
     ordering_fields = ["id", "join_time"]
+
+
+#: The answer of the QR login actions (_login_view).
+LOGIN_FIELDS = {
+    "login_id": serializers.CharField(), "status": serializers.CharField(),
+    "qrcode": serializers.CharField(allow_null=True), "expires_at_ms": serializers.IntegerField(allow_null=True),
+    "account_wxid": serializers.CharField(allow_null=True), "account": serializers.IntegerField(allow_null=True),
+    "error": serializers.JSONField(allow_null=True),
+}
+
+
+class InstanceLoginViewSet(ScopedQuerysetMixin, viewsets.GenericViewSet):
+    """QR login of WeCom accounts on an instance: `/instances/{id}/logins/...` (the instance
+    routes are the instances app's; logging accounts in is this app's)."""
+
+    queryset = WeworkInstance.objects.order_by("-id")
+    serializer_class = StartLoginSerializer
+    action_permissions = {
+        "logins": [permissions.LOGIN_ACCOUNT],
+        "login_status": [permissions.LOGIN_ACCOUNT],
+        "verify_login": [permissions.LOGIN_ACCOUNT],
+        "cancel_login": [permissions.LOGIN_ACCOUNT],
+    }
+
+    @extend_schema(request=StartLoginSerializer, responses={201: inline_serializer("LoginStarted", {
+        **LOGIN_FIELDS, "qr_svg": serializers.CharField()})})
+    @action(detail=True, methods=["post"], serializer_class=StartLoginSerializer)
+    def logins(self, request, pk=None):
+        """Start a QR login: returns login_id, the QR content and an inline SVG of it."""
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        body = StartLoginSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            state = services.start_login(
+                instance, user=request.user,
+                account_wxid=body.validated_data.get("account_wxid") or None,
+            )
+        except ServiceError as exc:
+            return _service_error(exc)
+        return Response(
+            {**_login_view(state), "qr_svg": qr_svg(state["qrcode"])},
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(responses={200: inline_serializer("LoginState", LOGIN_FIELDS)})
+    @action(detail=True, methods=["get"], url_path=r"logins/(?P<login_id>[\w.:-]+)")
+    def login_status(self, request, pk=None, login_id=None):
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        try:
+            state = services.poll_login(instance, login_id)
+        except ServiceError as exc:
+            return _service_error(exc)
+        return Response(_login_view(state))
+
+    @extend_schema(request=VerifyLoginSerializer, responses={200: inline_serializer("LoginVerified", LOGIN_FIELDS)})
+    @action(detail=True, methods=["post"], serializer_class=VerifyLoginSerializer,
+            url_path=r"logins/(?P<login_id>[\w.:-]+)/verify")
+    def verify_login(self, request, pk=None, login_id=None):
+        """Submit the verification code of a login in `need_verify`."""
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        body = VerifyLoginSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            state = services.verify_login(instance, login_id, body.validated_data["code"])
+        except ServiceError as exc:
+            return _service_error(exc)
+        return Response(_login_view(state))
+
+    @extend_schema(request=None, responses={200: inline_serializer("LoginCancelled", LOGIN_FIELDS)})
+    @action(detail=True, methods=["post"], url_path=r"logins/(?P<login_id>[\w.:-]+)/cancel")
+    def cancel_login(self, request, pk=None, login_id=None):
+        instance = self.get_object()
+        _require(request, permissions.LOGIN_ACCOUNT, instance)
+        try:
+            state = services.cancel_login(instance, login_id)
+        except ServiceError as exc:
+            return _service_error(exc)
+        return Response(_login_view(state))
+
+
+def _login_view(state):
+    return {
+        "login_id": state["login_id"],
+        "status": state["status"],
+        "qrcode": state.get("qrcode"),
+        "expires_at_ms": state.get("expires_at_ms"),
+        "account_wxid": state.get("account_id"),
+        "account": state.get("account_pk"),
+        "error": state.get("error"),
+    }
+
+

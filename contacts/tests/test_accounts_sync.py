@@ -10,7 +10,7 @@ from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAc
 from instances.exceptions import InstanceInternalError
 from instances.models import EventState, InstanceEvent, InstanceStatus
 from instances.services import ServiceError
-from instances.tests.conftest import heartbeat_data, make_event
+from wework.testing.instances import heartbeat_data, make_event
 from wework import shards
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -249,7 +249,7 @@ def test_login_with_verification_code_and_admin_endpoints(registered, simulator,
                                                           admin_user):
     from django.urls import reverse
 
-    from accounts.tests.helpers import login_verified
+    from wework.testing.fixtures import login_verified
 
     login_verified(client, admin_user)
     state = services.start_login(registered)
@@ -307,3 +307,21 @@ def test_account_abnormal_alert_resolves_when_the_account_is_online_again(regist
         {"account_id": "wx_1", "status": "online"}, {"account_id": "wx_2", "status": "online"}]))
     open_alert.refresh_from_db()
     assert open_alert.status == AlertStatus.RESOLVED
+
+
+def test_account_update_from_a_report_keeps_counters_written_meanwhile(registered):
+    """A heartbeat's ensure_account() and a sync's recount run at the same time: the report
+    writes only the columns it owns, so the recount written after its read is kept."""
+    account = services.ensure_account(registered, "wx_1")
+
+    class RecountMeanwhile(dict):
+        """A profile whose first read lets 'another transaction' recount the account."""
+
+        def get(self, key, default=None):
+            if key == "nickname":
+                WeworkAccount.all_objects.filter(pk=account.pk).update(contact_count=7, group_count=2)
+            return super().get(key, default)
+
+    services.ensure_account(registered, "wx_1", profile=RecountMeanwhile(nickname="新名字"))
+    account.refresh_from_db()
+    assert (account.nickname, account.contact_count, account.group_count) == ("新名字", 7, 2)

@@ -23,7 +23,7 @@ def _rows(n):
 
 
 def test_lists_name_the_account_without_a_query_per_row(client, django_user_model):
-    from accounts.tests.helpers import login_verified
+    from wework.testing.fixtures import login_verified
 
     admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
     login_verified(client, admin)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def root(client, django_user_model):
-    from accounts.tests.helpers import login_verified
+    from wework.testing.fixtures import login_verified
 
     user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
     login_verified(client, user)

@@ -5,12 +5,12 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from accounts.tests.helpers import login_verified
+from wework.testing.fixtures import login_verified
 from contacts import services
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from instances import services as instance_services
 from instances.models import EventState
-from instances.tests.conftest import make_event
+from wework.testing.instances import make_event
 from monitoring.models import AuditLog
 from wework import shards
 

@@ -103,11 +103,3 @@ class InstanceEventSerializer(serializers.ModelSerializer):
 
 class RestartSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=200)
-
-
-class StartLoginSerializer(serializers.Serializer):
-    account_wxid = serializers.CharField(required=False, allow_blank=True, max_length=100)
-
-
-class VerifyLoginSerializer(serializers.Serializer):
-    code = serializers.CharField(max_length=20)

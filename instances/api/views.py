@@ -1,4 +1,4 @@
-"""API of the instances app: instances (with restart, push config, QR login actions), configs,
+"""API of the instances app: instances (with restart and push config actions), configs,
 metrics (weekly shards), the event inbox, and the webhook intake endpoint."""
 
 
@@ -7,7 +7,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -28,8 +29,6 @@ from .serializers import (
     InstanceEventSerializer,
     InstanceMonitorSerializer,
     RestartSerializer,
-    StartLoginSerializer,
-    VerifyLoginSerializer,
     WeworkInstanceSerializer,
 )
 
@@ -47,7 +46,7 @@ def _require(request, perm, instance):
 
 
 class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
-    """WeCom instances. Actions: restart, push_config, logins (QR login)."""
+    """WeCom instances. Actions: restart, push_config (QR login: contacts.api, same URL space)."""
 
     queryset = WeworkInstance.objects.select_related("created_by").order_by("-id")
     serializer_class = WeworkInstanceSerializer
@@ -57,12 +56,11 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
     action_permissions = {
         "restart": [permissions.RESTART],
         "push_config": [permissions.PUSH_CONFIG],
-        "logins": [permissions.LOGIN_ACCOUNT],
-        "login_status": [permissions.LOGIN_ACCOUNT],
-        "verify_login": [permissions.LOGIN_ACCOUNT],
-        "cancel_login": [permissions.LOGIN_ACCOUNT],
     }
 
+    @extend_schema(request=RestartSerializer, responses={202: inline_serializer("RestartAccepted", {
+        "ok": serializers.BooleanField(), "restart_count": serializers.IntegerField(),
+        "last_restart_time": serializers.DateTimeField(allow_null=True)})})
     @action(detail=True, methods=["post"], serializer_class=RestartSerializer)
     def restart(self, request, pk=None):
         instance = self.get_object()
@@ -77,6 +75,8 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
                          "last_restart_time": instance.last_restart_time},
                         status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={200: inline_serializer("ConfigPushed", {
+        "ok": serializers.BooleanField(), "applied": serializers.ListField(child=serializers.CharField())})})
     @action(detail=True, methods=["post"], url_path="push-config")
     def push_config(self, request, pk=None):
         instance = self.get_object()
@@ -86,80 +86,6 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
         except services.ServiceError as exc:
             return _service_error(exc)
         return Response({"ok": True, "applied": result.get("applied", [])})
-
-    @action(detail=True, methods=["post"], serializer_class=StartLoginSerializer)
-    def logins(self, request, pk=None):
-        """Start a QR login: returns login_id, the QR content and an inline SVG of it."""
-        from contacts import services as contact_services
-        from contacts.qr import qr_svg
-
-        instance = self.get_object()
-        _require(request, permissions.LOGIN_ACCOUNT, instance)
-        body = StartLoginSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            state = contact_services.start_login(
-                instance, user=request.user,
-                account_wxid=body.validated_data.get("account_wxid") or None,
-            )
-        except services.ServiceError as exc:
-            return _service_error(exc)
-        return Response(
-            {**_login_view(state), "qr_svg": qr_svg(state["qrcode"])},
-            status=status.HTTP_201_CREATED,
-        )
-
-    @action(detail=True, methods=["get"], url_path=r"logins/(?P<login_id>[\w.:-]+)")
-    def login_status(self, request, pk=None, login_id=None):
-        from contacts import services as contact_services
-
-        instance = self.get_object()
-        _require(request, permissions.LOGIN_ACCOUNT, instance)
-        try:
-            state = contact_services.poll_login(instance, login_id)
-        except services.ServiceError as exc:
-            return _service_error(exc)
-        return Response(_login_view(state))
-
-    @action(detail=True, methods=["post"], serializer_class=VerifyLoginSerializer,
-            url_path=r"logins/(?P<login_id>[\w.:-]+)/verify")
-    def verify_login(self, request, pk=None, login_id=None):
-        """Submit the verification code of a login in `need_verify`."""
-        from contacts import services as contact_services
-
-        instance = self.get_object()
-        _require(request, permissions.LOGIN_ACCOUNT, instance)
-        body = VerifyLoginSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            state = contact_services.verify_login(instance, login_id, body.validated_data["code"])
-        except services.ServiceError as exc:
-            return _service_error(exc)
-        return Response(_login_view(state))
-
-    @action(detail=True, methods=["post"], url_path=r"logins/(?P<login_id>[\w.:-]+)/cancel")
-    def cancel_login(self, request, pk=None, login_id=None):
-        from contacts import services as contact_services
-
-        instance = self.get_object()
-        _require(request, permissions.LOGIN_ACCOUNT, instance)
-        try:
-            state = contact_services.cancel_login(instance, login_id)
-        except services.ServiceError as exc:
-            return _service_error(exc)
-        return Response(_login_view(state))
-
-
-def _login_view(state):
-    return {
-        "login_id": state["login_id"],
-        "status": state["status"],
-        "qrcode": state.get("qrcode"),
-        "expires_at_ms": state.get("expires_at_ms"),
-        "account_wxid": state.get("account_id"),
-        "account": state.get("account_pk"),
-        "error": state.get("error"),
-    }
 
 
 class InstanceConfigViewSet(PlatformModelViewSet):

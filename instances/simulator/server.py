@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 
 from instances import protocol
-from instances.protocol import COMMANDS, ErrorCode, EventType
+from instances.protocol import ErrorCode, EventType
 from instances.simulator.data import CHATTER_TEXTS, build_account, person_name
 
 logger = logging.getLogger("instances.simulator")

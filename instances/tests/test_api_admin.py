@@ -4,13 +4,13 @@ import pytest
 from django.urls import reverse
 
 from accounts.services.permissions import grant_instance, sync_permissions
-from accounts.tests.helpers import login_verified
+from wework.testing.fixtures import login_verified
 from contacts.models import WeworkAccount
 from instances import services
 from instances.models import ConfigType, InstanceConfig
 from instances.tests.factories import UserFactory, WeworkInstanceFactory
 
-from .conftest import SECRET
+from wework.testing.instances import SECRET
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

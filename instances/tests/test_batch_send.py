@@ -7,7 +7,7 @@ import pytest
 from instances import exceptions as exc, protocol
 from instances.client import InstanceClient
 
-from .conftest import TOKEN
+from wework.testing.instances import TOKEN
 
 
 def _setup(sim):

@@ -6,7 +6,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import translation
 
-from accounts.tests.helpers import login_verified
+from wework.testing.fixtures import login_verified
 from instances import exceptions
 from instances.protocol import ErrorCode
 from instances.tests.factories import WeworkInstanceFactory
@@ -26,17 +26,29 @@ def test_every_protocol_code_has_a_translated_sentence():
             assert f"[{code}]" not in text
 
 
-def test_user_message_keeps_useful_detail_and_str_stays_technical():
+def test_user_message_hides_transport_detail_and_str_stays_technical():
     exc = exceptions.InstanceUnreachable("Could not reach http://10.0.0.9:1: refused", command="restart")
     assert str(exc) == "restart: [unreachable] Could not reach http://10.0.0.9:1: refused"
     with translation.override("zh-hans"):
         text = exc.user_message
-        assert text.startswith("无法连接实例") and "http://10.0.0.9:1" in text
+        assert text.startswith("无法连接实例") and "refused" not in text
         assert "[unreachable]" not in text and "restart" not in text
         limited = exceptions.RateLimited("slow down", retry_after_s=30).user_message
         assert "30" in limited and "slow down" not in limited
     with translation.override("en"):
-        assert exc.user_message.startswith("Could not reach the instance;")
+        assert exc.user_message.startswith("Could not talk to the instance")
+
+
+def test_transport_failures_read_alike_whatever_listens_on_the_port():
+    """Issue 12: refused (nothing listens), silent (filtered) and a non-protocol answer (another
+    service listens) must not be told apart by the user's sentence."""
+    texts = {
+        exceptions.InstanceUnreachable("Connection refused to http://10.0.0.9:22").user_message,
+        exceptions.InstanceTimeout("read timed out after 5 s").user_message,
+        exceptions.InstanceError("HTTP 200 text/html: <title>Redis</title>",
+                                 code=exceptions.ErrorCode.INVALID_RESPONSE).user_message,
+    }
+    assert len(texts) == 1
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from instances import services
 from instances.models import ConfigType, InstanceConfig, InstanceStatus, WeworkInstance
 from instances.simulator.testing import unused_port
 
-from .conftest import SECRET, TOKEN
+from wework.testing.instances import SECRET, TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ from instances import protocol
 from instances.client import InstanceClient
 from instances.simulator.testing import WebhookReceiver, wait_until
 
-from .conftest import TOKEN
+from wework.testing.instances import TOKEN
 
 SECRET = "whsec-test"
 

@@ -12,7 +12,7 @@ from instances.models import EventState, InstanceEvent, InstanceMonitor, Instanc
 from instances.tests.factories import WeworkInstanceFactory
 from wework import shards
 
-from .conftest import SECRET, heartbeat_data, make_event, post_event
+from wework.testing.instances import SECRET, heartbeat_data, make_event, post_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,11 +1,24 @@
-"""Serializers of the messaging API."""
+"""Serializers of the messaging API. The input serializers of sends parse types; the rules of a
+send task are `services.requests.TaskRequest`'s, which their `validate()` runs (the same
+messages as the compose page and the service)."""
+import json
+
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from .. import content as content_mod
-from ..models import (
-    Message, MessageReceiver, MessageTask, MessageTemplate, MessageType, ReceiverType, TaskPriority, TaskType,
+from ..models import Message, MessageReceiver, MessageTask, MessageTemplate, MessageType, TaskPriority, TaskType
+from ..services import receivers as receivers_mod
+from ..services.requests import (
+    MAX_RETRY_ERROR, MAX_RETRY_MAX, PRIORITY_ERROR, SEND_INTERVAL_ERROR, SEND_INTERVAL_MAX, TASK_TYPE_ERROR,
+    TaskRequest,
 )
+
+
+def _check_request(request: TaskRequest) -> None:
+    errors = request.input_errors()
+    if errors:
+        raise serializers.ValidationError(errors)
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -53,7 +66,9 @@ class ReceiverInputSerializer(serializers.Serializer):
 
 
 class ReceiverFiltersSerializer(serializers.Serializer):
-    source = serializers.ChoiceField(choices=["contacts", "groups", "all"], default="contacts")
+    # the API's name for it; as a declared field it does not replace Field.source
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=["contacts", "groups", "all"], default="contacts")
     tags = serializers.ListField(child=serializers.CharField(), required=False)
     contact_type = serializers.IntegerField(required=False, min_value=1, max_value=3)
     search = serializers.CharField(required=False, allow_blank=True)
@@ -65,32 +80,41 @@ class TaskCreateSerializer(serializers.Serializer):
 
     account = serializers.IntegerField()
     task_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    task_type = serializers.ChoiceField(choices=TaskType.choices, required=False)
+    task_type = serializers.ChoiceField(choices=TaskType.choices, required=False,
+                                        error_messages={"invalid_choice": TASK_TYPE_ERROR})
     message_type = serializers.ChoiceField(choices=MessageType.choices, required=False)
     content = serializers.JSONField(required=False, help_text=_("Text, or the content object of the type."))
     template = serializers.IntegerField(required=False)
     template_variables = serializers.DictField(required=False)
     receivers = ReceiverInputSerializer(many=True, required=False)
     filters = ReceiverFiltersSerializer(required=False)
-    priority = serializers.ChoiceField(choices=TaskPriority.choices, default=TaskPriority.MEDIUM)
+    priority = serializers.ChoiceField(choices=TaskPriority.choices, default=TaskPriority.MEDIUM,
+                                       error_messages={"invalid_choice": PRIORITY_ERROR})
     scheduled_time = serializers.DateTimeField(required=False, allow_null=True)
-    send_interval = serializers.IntegerField(min_value=0, max_value=3600, default=0)
-    max_retry = serializers.IntegerField(min_value=0, max_value=10, default=3)
+    send_interval = serializers.IntegerField(
+        min_value=0, max_value=SEND_INTERVAL_MAX, default=0,
+        error_messages={"min_value": SEND_INTERVAL_ERROR, "max_value": SEND_INTERVAL_ERROR})
+    max_retry = serializers.IntegerField(
+        min_value=0, max_value=MAX_RETRY_MAX, default=3,
+        error_messages={"min_value": MAX_RETRY_ERROR, "max_value": MAX_RETRY_ERROR})
     at_members = serializers.JSONField(required=False)
     reply_to = serializers.IntegerField(required=False)
 
     def to_internal_value(self, data):
         # Guard before DRF builds one serializer per receiver (1,000,000 of them would be slow).
-        from .. import conf
-
         receivers = data.get("receivers") if hasattr(data, "get") else None
-        limit = int(conf.get("MAX_RECEIVERS_PER_TASK"))
+        limit = receivers_mod.max_receivers()
         if isinstance(receivers, list) and len(receivers) > limit:
-            raise serializers.ValidationError(
-                {"receivers": [_("%(n)d receivers is more than the limit of %(limit)d per task; split the "
-                                 "broadcast into several tasks.") % {"n": len(receivers), "limit": limit}]}
-            )
+            raise serializers.ValidationError(receivers_mod.too_many_receivers_error(len(receivers), limit).fields)
         return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        _check_request(self.task_request(attrs))
+        return attrs
+
+    @staticmethod
+    def task_request(data) -> TaskRequest:
+        return TaskRequest.from_data(data)
 
 
 class SendMessageSerializer(serializers.Serializer):
@@ -104,6 +128,19 @@ class SendMessageSerializer(serializers.Serializer):
     at_members = serializers.JSONField(required=False)
     reply_to = serializers.IntegerField(required=False)
     scheduled_time = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        _check_request(self.task_request(attrs))
+        return attrs
+
+    @staticmethod
+    def task_request(data) -> TaskRequest:
+        return TaskRequest.single(
+            account=data.get("account"), receiver_wxid=data.get("receiver_wxid"),
+            receiver_type=data.get("receiver_type", "contact"), message_type=data.get("message_type"),
+            content=data.get("content"), at_members=data.get("at_members"), reply_to=data.get("reply_to"),
+            scheduled_time=data.get("scheduled_time"),
+        )
 
 
 class MessageReceiverSerializer(serializers.ModelSerializer):
@@ -135,8 +172,6 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
 
     def validate_content(self, value):
         if isinstance(value, dict):
-            import json
-
             return json.dumps(value, ensure_ascii=False)
         return value
 
@@ -150,8 +185,3 @@ class ResumeSerializer(serializers.Serializer):
         required=False, default=False,
         help_text=_("Also clear the account's risk-control stop that paused the task."),
     )
-
-
-class ReceiverTypeField(serializers.ChoiceField):
-    def __init__(self, **kw):
-        super().__init__(choices=ReceiverType.choices, **kw)

@@ -1,10 +1,10 @@
 """Messaging API: messages (by month shard), send, tasks with their actions, receivers, templates.
 
-Every list is scoped to the instances the user may see; every write checks the permission on
-the account's instance (see messaging/permissions.py). Service errors become HTTP 400 with
-field messages.
+Every list is scoped to the instances the user may see. Writes call the services, which check
+the permission on the account's instance and the input: their errors (MessagingInvalid → 400
+with field messages, SendPermissionDenied → 403) are answered by the API's one exception
+handler (wework.api.exceptions).
 """
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied, ValidationError as DjangoValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -20,25 +20,14 @@ from wework.api.filters import validate_query
 from wework.api.permissions import PlatformPermission
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
 
-from .. import permissions, services
+from .. import permissions
 from ..filtersets import MessageFilterSet, MessageReceiverFilterSet, MessageTaskFilterSet, MessageTemplateFilterSet
-from ..models import Message, MessageReceiver, MessageTask, MessageTemplate, TaskType
+from ..models import Message, MessageReceiver, MessageTask, MessageTemplate
+from ..services import counters, lifecycle, receivers, sending, templates
 from .serializers import (
     MessageReceiverSerializer, MessageSerializer, MessageTaskSerializer, MessageTemplateSerializer,
     PreviewSerializer, ResumeSerializer, SendMessageSerializer, TaskCreateSerializer,
 )
-
-
-def _service_call(fn, *args, **kwargs):
-    """Run a service; ValidationError → 400 with field messages, PermissionDenied → 403."""
-    try:
-        return fn(*args, **kwargs)
-    except DjangoValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            raise ValidationError(exc.message_dict)
-        raise ValidationError({"detail": exc.messages})
-    except DjangoPermissionDenied as exc:
-        raise PermissionDenied(str(exc) or None)
 
 
 MESSAGE_PAGE = inline_serializer(
@@ -76,29 +65,35 @@ class MessageViewSet(ViewSet):
         # Bad or unknown filters are a 400 even when the month has no shard yet.
         validate_query(request, MessageFilterSet(request.query_params, queryset=Message.objects.none()),
                        extra=("month", "after", "limit"))
-        month = request.query_params.get("month") or timezone.localdate().strftime("%Y%m")
-        try:
-            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
-        except (ValueError, TypeError):
-            raise ValidationError({"month": [_("Use YYYYMM, e.g. 202611.")]})
+        when, after, limit = self._page_params(request.query_params)
         try:
             model = shards.model_for(Message, when, create=False)
         except shards.ShardError:
             return Response({"results": [], "next_after": None})
         qs = model._default_manager.filter(self._scope_q(request)).select_related("account")
         qs = MessageFilterSet(request.query_params, queryset=qs).qs
-        after = request.query_params.get("after")
         if after:
-            if not str(after).isdigit():
-                raise ValidationError({"after": [_("A message id.")]})
-            qs = qs.filter(pk__lt=int(after))
-        try:
-            limit = max(1, min(int(request.query_params.get("limit", 50)), 500))
-        except ValueError:
-            raise ValidationError({"limit": [_("A number from 1 to 500.")]})
+            qs = qs.filter(pk__lt=after)
         rows = list(qs.order_by("-pk")[: limit + 1])
         next_after = rows[limit - 1].pk if len(rows) > limit else None
         return Response({"results": MessageSerializer(rows[:limit], many=True).data, "next_after": next_after})
+
+    @staticmethod
+    def _page_params(params):
+        """(a time in the month's shard, the cursor or None, the page size); 400 naming a bad one."""
+        month = params.get("month") or timezone.localdate().strftime("%Y%m")
+        try:
+            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
+        except (ValueError, TypeError):
+            raise ValidationError({"month": [_("Use YYYYMM, e.g. 202611.")]}) from None
+        after = params.get("after")
+        if after and not str(after).isdigit():
+            raise ValidationError({"after": [_("A message id.")]})
+        try:
+            limit = max(1, min(int(params.get("limit", 50)), 500))
+        except ValueError:
+            raise ValidationError({"limit": [_("A number from 1 to 500.")]}) from None
+        return when, int(after) if after else None, limit
 
     def retrieve(self, request, pk=None):
         obj = shards.get_or_none(Message, pk) if str(pk).isdigit() else None
@@ -112,16 +107,7 @@ class MessageViewSet(ViewSet):
         """Send one message (text, image, video, file, link, card, location) now or at a time."""
         ser = SendMessageSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        data = ser.validated_data
-        account = _service_call(services.get_account, data["account"])
-        if not permissions.may(request.user, permissions.SEND_MESSAGE, account.instance_id):
-            raise PermissionDenied(_("You may not send messages from this account."))
-        task = _service_call(
-            services.send_message, request.user, account=account, receiver_wxid=data["receiver_wxid"],
-            receiver_type=data["receiver_type"], message_type=data["message_type"], content=data["content"],
-            at_members=data.get("at_members"), reply_to=data.get("reply_to"),
-            scheduled_time=data.get("scheduled_time"),
-        )
+        task = sending.create_task(request.user, ser.task_request(ser.validated_data))
         return Response(MessageTaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
 
@@ -134,7 +120,7 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
     filterset_class = MessageTaskFilterSet
     search_fields = ["task_name"]
     ordering_fields = ["id", "created_at", "priority", "status", "progress"]
-    # Creating checks send_message / send_broadcast on the account's instance in create().
+    # Creating: the service checks send_message / send_broadcast on the account's instance.
     action_permissions = {
         "create": [],
         "pause": [permissions.MANAGE_TASK],
@@ -154,25 +140,13 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
     def create(self, request):
         ser = TaskCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        data = dict(ser.validated_data)
-        account = _service_call(services.get_account, data.pop("account"))
-        task_type = data.get("task_type")
-        n = len(data.get("receivers") or []) if not data.get("filters") else 2
-        perm = permissions.SEND_MESSAGE if (task_type == TaskType.SINGLE or (task_type is None and n == 1)) else permissions.SEND_BROADCAST
-        if not permissions.may(request.user, perm, account.instance_id):
-            raise PermissionDenied(_("You may not send from this account."))
-        if "filters" in data and data["filters"] is not None:
-            data["filters"] = dict(data["filters"])
-        if data.get("receivers"):
-            data["receivers"] = [dict(r) for r in data["receivers"]]
-        task = _service_call(services.create_task, request.user, account=account, **data)
+        task = sending.create_task(request.user, ser.task_request(ser.validated_data))
         return Response(MessageTaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
-    def _manage(self, request, pk, fn, **kwargs):
+    def _manage(self, request, fn, **kwargs):
+        """An operator action of `lifecycle` on the task (it checks messaging.manage_task)."""
         task = self.get_object()
-        if not permissions.may(request.user, permissions.MANAGE_TASK, task.account.instance_id if task.account_id else None):
-            raise PermissionDenied(_("You may not manage this task."))
-        result = _service_call(fn, task, **kwargs)
+        result = fn(request.user, task, **kwargs)
         task.refresh_from_db()
         data = MessageTaskSerializer(task).data
         if isinstance(result, int) and not isinstance(result, bool):
@@ -182,35 +156,35 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
     @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        return self._manage(request, pk, services.pause_task)
+        return self._manage(request, lifecycle.pause_task)
 
     @extend_schema(request=ResumeSerializer, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         ser = ResumeSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        return self._manage(request, pk, services.resume_task, clear_stop=ser.validated_data["clear_stop"])
+        return self._manage(request, lifecycle.resume_task, clear_stop=ser.validated_data["clear_stop"])
 
     @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return self._manage(request, pk, services.cancel_task)
+        return self._manage(request, lifecycle.cancel_task)
 
     @extend_schema(request=None, responses=MessageTaskSerializer)
     @action(detail=True, methods=["post"], url_path="resend-failed")
     def resend_failed(self, request, pk=None):
-        return self._manage(request, pk, services.resend_failed)
+        return self._manage(request, lifecycle.resend_failed)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def progress(self, request, pk=None):
-        return Response(services.task_progress(self.get_object()))
+        return Response(counters.task_progress(self.get_object()))
 
     @extend_schema(responses=MessageReceiverSerializer(many=True))
     @action(detail=True, methods=["get"])
     def failed(self, request, pk=None):
         task = self.get_object()
-        page = self.paginate_queryset(services.failed_receivers(task))
+        page = self.paginate_queryset(receivers.failed_receivers(task))
         return self.get_paginated_response(MessageReceiverSerializer(page, many=True).data)
 
 
@@ -230,22 +204,22 @@ class MessageTemplateViewSet(PlatformModelViewSet):
     # Reading (list, retrieve, preview) follows the compose page's rule and is checked in
     # get_queryset() (permissions.previewable_templates); writes keep the model permissions.
     READ_ACTIONS = ("list", "retrieve", "preview")
-    action_permissions = {name: [] for name in READ_ACTIONS}
+    action_permissions: dict[str, list[str]] = {name: [] for name in READ_ACTIONS}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False) or self.action not in self.READ_ACTIONS:
             return super().get_queryset()
-        templates = permissions.previewable_templates(self.request.user)
-        if templates is None:
+        previewable = permissions.previewable_templates(self.request.user)
+        if previewable is None:
             raise PermissionDenied()
-        return templates.order_by("sort_order", "-id")
+        return previewable.order_by("sort_order", "-id")
 
     def perform_create(self, serializer):
-        serializer.instance = _service_call(services.save_template, self.request.user, dict(serializer.validated_data))
+        serializer.instance = templates.save_template(self.request.user, dict(serializer.validated_data))
 
     def perform_update(self, serializer):
-        serializer.instance = _service_call(
-            services.save_template, self.request.user, dict(serializer.validated_data), template=serializer.instance
+        serializer.instance = templates.save_template(
+            self.request.user, dict(serializer.validated_data), template=serializer.instance
         )
 
     def perform_destroy(self, instance):
@@ -255,6 +229,7 @@ class MessageTemplateViewSet(PlatformModelViewSet):
     @action(detail=True, methods=["post", "get"])
     def preview(self, request, pk=None):
         template = self.get_object()
-        ser = PreviewSerializer(data=request.data if request.method == "POST" else {"values": dict(request.query_params.items())})
+        values = request.data if request.method == "POST" else {"values": dict(request.query_params.items())}
+        ser = PreviewSerializer(data=values)
         ser.is_valid(raise_exception=True)
-        return Response(_service_call(services.preview_template, template, ser.validated_data.get("values") or {}))
+        return Response(templates.preview_template(template, ser.validated_data.get("values") or {}))

@@ -1,9 +1,23 @@
-"""Fixtures for messaging tests: no pacing by default, an instance simulator, and a "world" with
-an instance, an online account and its contacts and groups (in their per-instance shards)."""
-import pytest
-from django.utils import timezone
+"""Fixtures of messaging's tests: no pacing by default, an instance simulator, a "world" (an
+instance, an online account, its contacts, groups and group members in their per-instance
+shards), logged-in browsers and operators, a fake clock, and a record of account stops.
 
+Fixtures other apps' tests could use too (the simulator, a verified admin client, personas)
+belong in the project's shared test plugin once it exists; they are here until then."""
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone, translation
+
+from accounts.services.permissions import grant_instance
+from wework.testing.fixtures import login_verified
+from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
+from instances import services as instance_services
 from instances.simulator.server import Simulator
+from messaging.clock import FakeClock
+from messaging.services import sending
+from messaging.services.requests import TaskRequest
+from messaging.signals import account_stopped
+from wework import shards
 
 TOKEN = "sim-token"
 
@@ -36,15 +50,8 @@ class World:
 
 def build_world(sim, *, contacts=None, user=None):
     """Instance registered for `sim`, its first account online, contacts and rooms in shards."""
-    from django.contrib.auth import get_user_model
-
-    from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
-    from instances import services as instance_services
-    from wework import shards
-
     w = World()
-    User = get_user_model()
-    w.admin = user or User.objects.create_superuser("root", "root@example.com", "pw-root-123")
+    w.admin = user or get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
     w.instance = instance_services.register_instance(
         name="sim", api_url=sim.url, token=TOKEN, webhook_secret="s3cret", created_by=w.admin, push=False
     ).instance
@@ -80,11 +87,59 @@ def world(transactional_db, sim, fast):
     return build_world(sim)
 
 
+def make_task(world, *, user=None, start=True, **fields):
+    """A task created by the service for `world`'s account (as its admin unless `user`)."""
+    fields.setdefault("account", world.account)
+    return sending.create_task(user or world.admin, TaskRequest(**fields), start=start)
+
+
+@pytest.fixture
+def browser(world, client):
+    """The world's superuser, logged in with a second factor."""
+    login_verified(client, world.admin)
+    return client
+
+
+@pytest.fixture
+def make_operator(world, django_user_model):
+    """`make_operator(*perms, username=...)`: a user holding `perms` on the world's instance only
+    (an object grant, no role)."""
+
+    def make(*perms, username="operator"):
+        user = django_user_model.objects.create_user(username, f"{username}@example.com", "pw-operator-123")
+        grant_instance(user, world.instance, list(perms), granted_by=world.admin)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("outsider", "o@example.com", "pw-outsider-123")
+
+
+@pytest.fixture
+def clock():
+    """A fake clock at the current time, for dispatchers and pacing (no real waits)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def stops_announced():
+    """The `account_stopped` signals sent during the test (what monitoring turns into alerts)."""
+    calls = []
+
+    def receiver(sender, **kwargs):
+        calls.append(kwargs)
+
+    account_stopped.connect(receiver, weak=False, dispatch_uid="messaging-tests-stops")
+    yield calls
+    account_stopped.disconnect(dispatch_uid="messaging-tests-stops")
+
+
 @pytest.fixture(autouse=True)
 def _english(settings):
     """Assertions read English messages (the default language is Chinese)."""
-    from django.utils import translation
-
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield

@@ -3,9 +3,9 @@ import http.server
 import threading
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from messaging import content as c
+from messaging.errors import MessagingInvalid, error_messages
 
 VALID = {
     "text": {"text": "hello"},
@@ -34,19 +34,26 @@ def test_each_type_valid_and_round_trips_through_columns(mtype):
         assert cols["file_name"] == "a.pdf" and cols["media_size"] == 1024
 
 
-@pytest.mark.parametrize("mtype,content,fragment", [
-    ("text", {"text": ""}, "required"),
-    ("text", {"text": "x" * 2001}, "limit"),
-    ("image", {"url": "ftp://x/a.png"}, "http"),
-    ("file", {"url": "https://x.example/a"}, "filename"),
-    ("location", {"latitude": 91, "longitude": 0}, "between"),
-    ("link", {"title": "t", "url": "https://x.example", "bogus": 1}, "Unknown fields"),
-    ("sticker", {"id": 1}, "Unknown message type"),
+@pytest.mark.parametrize("mtype,content,field,fragment", [
+    ("text", {"text": ""}, "content", "required"),
+    ("text", {"text": "x" * 2001}, "content", "limit"),
+    ("image", {"url": "ftp://x/a.png"}, "content", "http"),
+    ("file", {"url": "https://x.example/a"}, "content", "filename"),
+    ("location", {"latitude": 91, "longitude": 0}, "content", "between"),
+    ("link", {"title": "t", "url": "https://x.example", "bogus": 1}, "content", "Unknown fields"),
+    ("sticker", {"id": 1}, "message_type", "Unknown message type"),
 ])
-def test_bad_content_is_a_clear_error(mtype, content, fragment):
-    with pytest.raises(ValidationError) as exc:
+def test_bad_content_is_a_clear_error(mtype, content, field, fragment):
+    with pytest.raises(MessagingInvalid) as exc:
         c.validate_content(mtype, content, check_media=False)
-    assert fragment in " ".join(exc.value.messages)
+    assert list(exc.value.fields) == [field] and exc.value.status == 400
+    assert fragment in " ".join(error_messages(exc.value))
+
+
+def test_content_that_is_not_an_object_is_refused():
+    with pytest.raises(MessagingInvalid) as exc:
+        c.parse_content("image", "not json")
+    assert "JSON object" in exc.value.fields["content"][0]
 
 
 def test_text_accepts_plain_string():
@@ -73,9 +80,9 @@ def media_server():
 def test_media_url_checked(media_server, settings):
     settings.MESSAGING = {**(settings.MESSAGING or {}), "MEDIA_CHECK_PRIVATE_HOSTS": True}
     c.check_media_url(media_server + "/ok.png")
-    with pytest.raises(ValidationError, match="404"):
+    with pytest.raises(MessagingInvalid, match="404"):
         c.check_media_url(media_server + "/missing.png")
-    with pytest.raises(ValidationError, match="cannot be reached"):
+    with pytest.raises(MessagingInvalid, match="cannot be reached"):
         c.check_media_url("http://127.0.0.1:9/unreachable.png")
 
 
@@ -102,7 +109,7 @@ def test_media_check_never_requests_private_addresses(settings):
         c.check_media_url("http://169.254.169.254/latest/meta-data/")
         assert seen == []
         settings.MESSAGING = {**settings.MESSAGING, "MEDIA_CHECK_PRIVATE_HOSTS": True}
-        with pytest.raises(ValidationError, match="404"):
+        with pytest.raises(MessagingInvalid, match="404"):
             c.check_media_url(f"http://127.0.0.1:{srv.server_address[1]}/secret.png")
         assert seen == ["/secret.png"]
     finally:

@@ -1,10 +1,14 @@
 """Inbound capture: stored in the monthly shard once, history marked and not counted, counters."""
 import time
+from datetime import datetime, timedelta, timezone as tz
 
 import pytest
+from django.core.cache import cache
 
-from messaging import inbound, services
+from instances.exceptions import EventNotReady
+from messaging import inbound
 from messaging.models import Message
+from messaging.services import counters
 from wework import shards
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,17 +34,19 @@ def stored(world):
 
 def test_stored_once_per_event_id_message_id_and_fallback_key(world):
     now = int(time.time() * 1000)
-    r1 = services.handle_instance_event(world.instance, event(world, event_id="e1", sent_ms=now))
+    # through the hook the webhook intake calls (instances.services.handle_message_event)
+    r1 = inbound.handle_instance_event(world.instance, event(world, event_id="e1", sent_ms=now))
     assert r1["stored"]
     # same event delivered again
-    assert services.handle_instance_event(world.instance, event(world, event_id="e1", sent_ms=now))["duplicate"] == "event_id"
+    again = inbound.handle_instance_event(world.instance, event(world, event_id="e1", sent_ms=now))
+    assert again["duplicate"] == "event_id"
     # same message id under another event id, after the Redis marks expired (uuid + unique key)
-    from django.core.cache import cache
-
     cache.clear()
-    assert inbound.handle_message_received(world.instance, event(world, event_id="e2", sent_ms=now))["duplicate"] == "message_id"
+    redelivered = inbound.handle_message_received(world.instance, event(world, event_id="e2", sent_ms=now))
+    assert redelivered["duplicate"] == "message_id"
     # another id, same sender/content within the window: fallback key
-    r = inbound.handle_message_received(world.instance, event(world, event_id="e3", message_id="m2", sent_ms=now + 2000))
+    r = inbound.handle_message_received(world.instance, event(world, event_id="e3", message_id="m2",
+                                                              sent_ms=now + 2000))
     assert r["duplicate"] == "fallback"
     # same text much later: a new message
     assert inbound.handle_message_received(world.instance, event(world, event_id="e4", message_id="m3",
@@ -56,7 +62,7 @@ def test_stored_once_per_event_id_message_id_and_fallback_key(world):
 
 
 def test_history_marked_and_not_counted(world):
-    r = services.handle_message_received(world.instance, event(world, event_id="h1", is_history=True))
+    r = inbound.handle_message_received(world.instance, event(world, event_id="h1", is_history=True))
     assert r["stored"] and r["is_history"]
     m = stored(world)[0]
     assert m.message_metadata["is_history"] is True
@@ -65,10 +71,8 @@ def test_history_marked_and_not_counted(world):
 
 
 def test_old_message_goes_to_its_month(world):
-    from datetime import datetime, timedelta, timezone as tz
-
     old = datetime.now(tz.utc) - timedelta(days=40)
-    r = services.handle_message_received(world.instance, event(world, event_id="o1", sent_ms=int(old.timestamp() * 1000),
+    r = inbound.handle_message_received(world.instance, event(world, event_id="o1", sent_ms=int(old.timestamp() * 1000),
                                                                is_history=True))
     assert r["stored"]
     m = shards.get(Message, r["id"])
@@ -76,27 +80,26 @@ def test_old_message_goes_to_its_month(world):
 
 
 def test_room_message_with_media(world):
-    r = services.handle_message_received(world.instance, event(
+    r = inbound.handle_message_received(world.instance, event(
         world, event_id="r1", conv=world.rooms[0], ctype="room", mtype="image",
         content={"url": "https://cdn.example.com/p.png"}))
     m = shards.get(Message, r["id"])
     assert m.chat_type == 2 and m.media_url == "https://cdn.example.com/p.png"
 
 
-def test_unknown_account_ignored(world):
+def test_unknown_account_is_not_ready_yet(world):
     e = event(world, event_id="u1")
     e["account_id"] = "wxid_unknown"
-    assert services.handle_message_received(world.instance, e)["stored"] is False
+    with pytest.raises(EventNotReady, match="wxid_unknown"):
+        inbound.handle_message_received(world.instance, e)
 
 
 def test_daily_reset(world):
-    services.handle_message_received(world.instance, event(world, event_id="d1"))
-    assert services.reset_daily_counters() == (1, 1)
+    inbound.handle_message_received(world.instance, event(world, event_id="d1"))
+    assert counters.reset_daily_counters() == (1, 1)
     world.account.refresh_from_db()
     assert world.account.today_messages == 0 and world.account.total_messages == 1
 
 
-def test_schedule_declared():
-    from messaging.schedules import BEAT_SCHEDULE
-
-    assert {"messaging.kick", "messaging.reset_daily_counters"} <= set(BEAT_SCHEDULE)
+def test_other_events_are_not_messagings(world):
+    assert inbound.handle_instance_event(world.instance, {"type": "contact.added", "data": {}}) is None

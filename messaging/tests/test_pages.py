@@ -1,20 +1,23 @@
-"""Pages: compose (single and broadcast), task list and detail with progress JSON, actions,
-template preview; permissions."""
-import pytest
-from django.urls import reverse
+"""Pages: compose (single and broadcast, the services' refusals on the form), task list and
+detail with progress JSON, actions, template preview; who may see and do what."""
+import uuid
 
-from messaging import services
-from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
+import pytest
+from django.template.defaultfilters import date as date_filter
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from wework.testing.fixtures import login_verified
+from contacts.models import AccountStatus, WeworkAccount
+from instances.exceptions import USER_MESSAGES
+from instances.models import WeworkInstance
+from messaging import permissions
+from messaging.models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+from messaging.services import templates
+
+from .conftest import make_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def browser(world, client):
-    from accounts.tests.helpers import login_verified
-
-    login_verified(client, world.admin)
-    return client
 
 
 def test_compose_lists_account_contacts_and_sends_one(browser, world, sim):
@@ -62,9 +65,53 @@ def test_compose_errors_shown_on_the_form(browser, world):
     assert not MessageTask.objects.exists()
 
 
+def test_compose_form_error_and_blank_choice(browser, world):
+    url = reverse("messaging:compose")
+    page = browser.get(url)
+    assert page.context["form"].fields["account"].choices[0] == ("", "- Select an option -")
+    zh = browser.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert "- 请选择 -" in zh.content.decode() and "---------" not in zh.content.decode()
+    r = browser.post(url + f"?account={world.account.pk}", {
+        "account": world.account.pk, "groups": [world.rooms[0]], "message_type": "text", "text": "hi",
+        "priority": 2, "at_members": "wxid_nobody"})
+    assert r.status_code == 200 and "wxid_nobody" in r.context["form"].errors["at_members"][0]
+    r = browser.post(url + f"?account={world.account.pk}", {
+        "account": world.account.pk, "contacts": [world.contacts[0]], "message_type": "text", "text": "hi",
+        "priority": 2, "at_members": "all"})
+    assert r.status_code == 200 and "at_members" in r.context["form"].errors
+    assert not MessageTask.objects.exists()
+
+
+def test_compose_shows_the_broadcast_permission_refusal(client, world, make_operator):
+    operator = make_operator(permissions.SEND_MESSAGE, permissions.VIEW_TASK)
+    login_verified(client, operator)
+    url = reverse("messaging:compose") + f"?account={world.account.pk}"
+    r = client.post(url, {"account": world.account.pk, "contacts": world.contacts[:2], "message_type": "text",
+                          "text": "hi", "priority": 2})
+    assert r.status_code == 200
+    assert r.context["form"].non_field_errors() == [
+        "You may send single messages only from this account; a broadcast needs the broadcast permission."]
+    r = client.post(url, {"account": world.account.pk, "contacts": world.contacts[:1], "message_type": "text",
+                          "text": "hi", "priority": 2})
+    assert r.status_code == 302 and MessageTask.objects.get().created_by == operator
+
+
+def test_compose_breadcrumbs_render_in_the_admin_bar(browser):
+    body = browser.get(reverse("messaging:compose")).content.decode()
+    assert '<ol class="breadcrumbs">' in body
+
+
+def test_compose_says_to_sync_an_account_without_contacts(browser, world):
+    instance = WeworkInstance.objects.create(instance_uuid=str(uuid.uuid4()), name="fresh", created_by=world.admin)
+    account = WeworkAccount.objects.create(instance=instance, wxid="wxid_fresh", status=AccountStatus.ONLINE,
+                                           is_logged_in=True)
+    body = browser.get(reverse("messaging:compose"), {"account": account.pk}).content.decode()
+    assert 'id="no-receivers"' in body
+    assert reverse("admin:contacts_weworkaccount_changelist") in body
+
+
 def test_task_pages_progress_and_actions(browser, world, sim):
-    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
-                                receivers=world.contacts[:3], start=False)
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:3], start=False)
     assert browser.get(reverse("messaging:task_list")).status_code == 200
     detail = browser.get(reverse("messaging:task_detail", args=[task.pk]))
     assert detail.status_code == 200 and "progress" in detail.content.decode()
@@ -85,18 +132,51 @@ def test_task_pages_progress_and_actions(browser, world, sim):
     assert browser.get(reverse("messaging:task_action", args=[task.pk, "pause"])).status_code == 405
 
 
+def test_task_actions_refused_show_why_or_403(client, browser, world, make_operator):
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:1], start=False)
+    browser.post(reverse("messaging:task_action", args=[task.pk, "cancel"]))
+    r = browser.post(reverse("messaging:task_action", args=[task.pk, "cancel"]), follow=True)
+    assert "The task is already finished." in r.content.decode()
+    viewer = make_operator(permissions.VIEW_TASK, username="viewer")
+    other = make_task(world, message_type="text", content="x", receivers=world.contacts[1:2], start=False)
+    login_verified(client, viewer)
+    assert client.post(reverse("messaging:task_action", args=[other.pk, "pause"])).status_code == 403
+    other.refresh_from_db()
+    assert other.status == TaskStatus.PENDING
+
+
 def test_template_preview_page(browser, world):
-    tmpl = services.save_template(world.admin, {"name": "P", "message_type": "text", "content": "Hi {{ who }}",
-                                                "variables": ["who"]})
+    tmpl = templates.save_template(world.admin, {"name": "P", "message_type": "text", "content": "Hi {{ who }}",
+                                                 "variables": ["who"]})
     r = browser.get(reverse("messaging:template_preview", args=[tmpl.pk]), {"values": "who=Wang"})
     assert r.status_code == 200 and "Hi Wang" in r.content.decode()
     r = browser.get(reverse("messaging:template_preview", args=[tmpl.pk]))
     assert "«who»" in r.content.decode()
 
 
+def test_scoped_operator_previews_what_compose_offers(client, world, make_operator, outsider):
+    operator = make_operator(permissions.SEND_MESSAGE, permissions.VIEW_TASK)
+    offered = templates.save_template(world.admin, {"name": "Hi", "message_type": "text",
+                                                    "content": "Hi {{ who }}", "variables": ["who"]})
+    disabled = templates.save_template(world.admin, {"name": "Old", "message_type": "text", "content": "x",
+                                                     "status": 0})
+    client.force_login(operator)
+    compose = client.get(reverse("messaging:compose"))
+    assert compose.status_code == 200
+    assert offered in compose.context["form"].fields["template"].queryset
+    r = client.get(reverse("messaging:template_preview", args=[offered.pk]), {"values": "who=Wang"})
+    assert r.status_code == 200 and "Hi Wang" in r.content.decode()
+    # not offered by compose: not found for this user
+    assert client.get(reverse("messaging:template_preview", args=[disabled.pk])).status_code == 404
+    # nothing else widened: the template admin stays closed
+    assert client.get(reverse("admin:messaging_messagetemplate_changelist")).status_code in (302, 403)
+    # a user who may not compose gets no preview
+    client.force_login(outsider)
+    assert client.get(reverse("messaging:template_preview", args=[offered.pk])).status_code == 403
+
+
 def test_pages_refuse_outsiders_and_anonymous(client, world, django_user_model):
-    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
-                                receivers=world.contacts[:1], start=False)
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:1], start=False)
     r = client.get(reverse("messaging:compose"))
     assert r.status_code == 302 and "login" in r["Location"]
     outsider = django_user_model.objects.create_user("out", "o@example.com", "pw-outsider-123")
@@ -110,13 +190,7 @@ def test_pages_refuse_outsiders_and_anonymous(client, world, django_user_model):
 
 
 def test_failed_receivers_read_in_the_users_language(browser, world, sim):
-    from django.utils import translation
-
-    from instances.exceptions import USER_MESSAGES
-    from messaging.models import MessageReceiver
-
-    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
-                                receivers=world.contacts[:2], start=False)
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:2], start=False)
     first, second = task.receivers.order_by("id")
     MessageReceiver.objects.filter(pk=first.pk).update(
         send_status=RS.FAILED, error_code="media_fetch_failed", error_message="HTTP 404 for https://cdn/x.png")
@@ -133,11 +207,7 @@ def test_failed_receivers_read_in_the_users_language(browser, world, sim):
 def test_progress_gives_the_completion_time_as_the_page_shows_dates(browser, world, sim):
     """The progress JSON refreshes the page: its time reads like the server-rendered ones (the
     language and the platform's time zone), not in the browser's locale and UTC."""
-    from django.template.defaultfilters import date as date_filter
-    from django.utils import timezone, translation
-
-    task = services.create_task(world.admin, account=world.account, message_type="text", content="x",
-                                receivers=world.contacts[:1])
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:1])
     task.refresh_from_db()
     assert task.status == TaskStatus.COMPLETED
     with translation.override("zh-hans"):

@@ -2,6 +2,7 @@
 import pytest
 
 from messaging import rendering as r
+from messaging.errors import MessagingInvalid
 
 
 def test_placeholders_rendered_and_single_braces_are_text():
@@ -16,8 +17,11 @@ def test_values_are_not_rendered_again():
     "{{ user.password }}", "{{ x|upper }}", "{{ __import__('os') }}", "{{ 0.__class__ }}", "{% if %}{{", "{{}}",
 ])
 def test_anything_but_a_name_is_a_syntax_error(text):
-    with pytest.raises(r.TemplateSyntaxError):
+    with pytest.raises(r.TemplateSyntaxError) as exc:
         r.parse(text)
+    # a domain error the user reads (400), with its position
+    assert isinstance(exc.value, MessagingInvalid) and exc.value.code == "template_syntax"
+    assert "position" in exc.value.message or "Unclosed" in exc.value.message
 
 
 def test_missing_variable_names_them_all():
@@ -40,10 +44,10 @@ def test_declarations_normalized_and_checked():
     decl = r.normalize_declarations(["name", {"name": "city", "default": "Beijing"}])
     assert decl[0] == {"name": "name", "label": "name", "default": None, "required": True}
     assert decl[1]["required"] is False and r.defaults_of(decl) == {"city": "Beijing"}
-    with pytest.raises(ValueError):
+    with pytest.raises(r.DeclarationError, match="declared twice"):
         r.normalize_declarations(["a", "a"])
-    with pytest.raises(ValueError):
+    with pytest.raises(r.DeclarationError, match="Invalid variable name"):
         r.normalize_declarations([{"name": "bad name"}])
-    with pytest.raises(ValueError):
+    with pytest.raises(r.DeclarationError, match="Undeclared"):
         r.check_declared("{{ other }}", decl)
     r.check_declared("{{ name }} {{ receiver_name }}", decl)

@@ -1,13 +1,12 @@
 """API of monitoring: system logs (keyset pages over the daily shards), the audit trail
 (read-only), alert records (acknowledge / resolve), alert rules (CRUD), the dashboard."""
-
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
-from django.utils.translation import gettext as _
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,6 +17,7 @@ from monitoring.models import AlertRecord, AlertRule, AuditLog, SystemLog
 from wework import shards
 from wework.api.permissions import PlatformPermission
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+from wework.errors import NotFoundError, PermissionDeniedError
 
 from .serializers import (
     AlertRecordSerializer,
@@ -61,10 +61,7 @@ class AlertRecordViewSet(PlatformReadOnlyViewSet):
         record = self.get_object()
         body = CommentSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            record = apply(record, request.user, body.validated_data.get("comment", ""))
-        except services.MonitoringError as exc:
-            return Response({"detail": str(exc)}, status=409)
+        record = apply(record, request.user, body.validated_data.get("comment", ""))
         return Response(AlertRecordSerializer(record).data)
 
     @action(detail=True, methods=["post"], serializer_class=CommentSerializer)
@@ -126,10 +123,9 @@ class SystemLogDetailView(APIView):
     @extend_schema(operation_id="monitoring_system_logs_retrieve",
                    responses=SystemLogSerializer)
     def get(self, request, pk):
-        try:
-            row = shards.get(SystemLog, int(pk))
-        except (SystemLog.DoesNotExist, shards.ShardError, ValueError):
-            raise NotFound(_("No such log record.")) from None
+        row = shards.get_or_none(SystemLog, pk)
+        if row is None:
+            raise NotFoundError(_("No such log record."))
         return Response(SystemLogSerializer(row).data)
 
 
@@ -144,5 +140,5 @@ class DashboardView(APIView):
     def get(self, request):
         data = services.dashboard_for(request.user)
         if data is None:
-            raise PermissionDenied(_("You may see no instance's figures."))
+            raise PermissionDeniedError(_("You may see no instance's figures."))
         return Response(data)

@@ -3,6 +3,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from accounts.services.sessions import AuthFailed, authenticate_access
+
 UNIFORM_MESSAGE = _("Invalid or expired credentials.")
 
 
@@ -24,8 +26,6 @@ class TokenAuthentication(authentication.BaseAuthentication):
             token = parts[1].decode("ascii")
         except UnicodeError:
             raise exceptions.AuthenticationFailed(UNIFORM_MESSAGE) from None
-        from accounts.services.sessions import AuthFailed, authenticate_access
-
         try:
             user, session = authenticate_access(token)
         except AuthFailed:

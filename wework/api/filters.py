@@ -8,9 +8,8 @@ two cases slipped through and answered 200 with the whole, unfiltered list:
   such a filter, or a misspelt name.
 
 `PlatformFilterBackend` (settings.REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]) refuses both with
-`{"<parameter>": ["<message>"]}`, like every other field error. Views whose list reads more
-parameters of their own declare them in `extra_query_params`; views that run a filterset by hand
-(keyset-paged lists) call `validate_query(request, filterset, view)`.
+`{"<parameter>": ["<message>"]}`, like every other field error. Views that run a filterset by
+hand (keyset-paged lists) call `validate_query(request, filterset, view)`.
 """
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -34,14 +33,12 @@ def filter_params(filterset):
 
 
 def view_params(view):
-    """Parameters the view reads besides its filters: search, ordering, pagination, its own."""
-    from rest_framework.filters import OrderingFilter, SearchFilter
-
-    names = set(COMMON_PARAMS) | set(getattr(view, "extra_query_params", ()) or ())
+    """Parameters the view reads besides its filters: search, ordering, pagination."""
+    names = set(COMMON_PARAMS)
     for backend in getattr(view, "filter_backends", ()) or ():
-        if issubclass(backend, SearchFilter) and getattr(view, "search_fields", None):
+        if issubclass(backend, drf_filters.SearchFilter) and getattr(view, "search_fields", None):
             names.add(backend.search_param)
-        if issubclass(backend, OrderingFilter):
+        if issubclass(backend, drf_filters.OrderingFilter):
             names.add(backend.ordering_param)
     paginator = getattr(view, "paginator", None)
     for attr in ("page_query_param", "page_size_query_param", "limit_query_param",

@@ -17,6 +17,10 @@ from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, permissions
 
+from accounts.scoping import may_use_model, model_perm
+from accounts.services.otp import in_sudo, requires_two_factor
+from wework.api.authentication import TokenAuthentication
+
 METHOD_ACTIONS = {
     "GET": "view", "HEAD": "view", "OPTIONS": "view",
     "POST": "add", "PUT": "change", "PATCH": "change", "DELETE": "delete",
@@ -41,8 +45,6 @@ def _model_of(view):
 
 
 def required_perms(request, view, model):
-    from accounts.scoping import model_perm
-
     action = getattr(view, "action", None)
     explicit = getattr(view, "action_permissions", {}) or {}
     if action in explicit:
@@ -60,8 +62,6 @@ def required_perms(request, view, model):
 
 
 def is_verified(request):
-    from wework.api.authentication import TokenAuthentication
-
     if isinstance(getattr(request, "successful_authenticator", None), TokenAuthentication):
         return True
     check = getattr(request.user, "is_verified", None)
@@ -72,9 +72,6 @@ class PlatformPermission(permissions.BasePermission):
     message = _("You do not have permission to perform this action.")
 
     def has_permission(self, request, view):
-        from accounts.scoping import may_use_model
-        from accounts.services.otp import in_sudo, requires_two_factor
-
         user = request.user
         if not (user and user.is_authenticated and user.is_active):
             return False
@@ -94,8 +91,6 @@ class PlatformPermission(permissions.BasePermission):
         return all(may_use_model(user, perm, model) for perm in perms)
 
     def has_object_permission(self, request, view, obj):
-        from accounts.scoping import model_perm
-
         user = request.user
         perms = required_perms(request, view, type(obj))
         if perms is None:

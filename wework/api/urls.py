@@ -27,8 +27,11 @@ def _root_view(modules):
     api_root = {}
     for module in modules:
         router = getattr(module, "router", None)
-        for prefix, _viewset, basename in getattr(router, "registry", ()):
-            api_root[prefix] = f"{basename}-list"
+        for prefix, viewset, basename in getattr(router, "registry", ()):
+            # a viewset of actions only (an app adding actions under another app's URLs)
+            # has no list to point at
+            if hasattr(viewset, "list"):
+                api_root[prefix] = f"{basename}-list"
     return APIRootView.as_view(api_root_dict=dict(sorted(api_root.items())))
 
 

@@ -1,11 +1,22 @@
 """Base viewsets every app's API builds on, so that permission and scoping rules live in one
 place: `wework.api.permissions.PlatformPermission` checks model and object permissions, and
-`get_queryset()` is narrowed to the rows the user may see (accounts/scoping.py)."""
+`get_queryset()` is narrowed to the rows the user may see (accounts/scoping.py).
+
+Database routing (wework/routers.py): `list` and `retrieve` are pure reads and may be served by
+a read replica (the user's own recent writes still read from the primary); every other action
+reads the primary. `update`, `partial_update` and `destroy` lock the row (SELECT ... FOR
+UPDATE) in their transaction before reading it, so that two concurrent changes of one row
+apply one after the other instead of the second writing back what the first replaced.
+"""
+import functools
+
 from django.db import transaction
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, viewsets
 
+from accounts.scoping import model_perm, scope_queryset
+from wework import routers
 from wework.api.permissions import PlatformPermission
 
 
@@ -19,10 +30,20 @@ class ScopedQuerysetMixin:
     and refuses creations outside the user's scope."""
 
     permission_classes = [PlatformPermission]
+    # Actions whose GET/HEAD may read from a replica: pure reads whose result feeds no write.
+    replica_read_actions = ("list", "retrieve")
+    _lock_object_for_write = False
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        method = request.method.lower()
+        if request.method in ("GET", "HEAD") and getattr(self, "action", None) in self.replica_read_actions:
+            handler = getattr(self, method, None)
+            if handler is not None:
+                # dispatch() looks the handler up after initial(): this request's only.
+                setattr(self, method, functools.partial(routers.read_only_call, handler, user=request.user))
 
     def get_queryset(self):
-        from accounts.scoping import model_perm, scope_queryset
-
         qs = super().get_queryset()
         model = qs.model
         return scope_queryset(
@@ -33,13 +54,17 @@ class ScopedQuerysetMixin:
         """The object, or a 404 in the user's language naming the model ("No such message
         task."): the same answer for a missing object and one outside the user's scope."""
         try:
-            return super().get_object()
+            obj = super().get_object()
+            if self._lock_object_for_write:
+                # Lock the row, then read it again: the values the change starts from are the
+                # latest committed ones, and no other writer changes them before this commits.
+                type(obj)._base_manager.select_for_update().filter(pk=obj.pk).values_list("pk").first()
+                obj = super().get_object()
+            return obj
         except Http404:
             raise exceptions.NotFound(not_found_message(self.get_queryset().model)) from None
 
     def perform_create(self, serializer):
-        from accounts.scoping import model_perm
-
         with transaction.atomic():
             obj = serializer.save()
             if not self.request.user.has_perm(model_perm(type(obj), "add"), obj):
@@ -48,8 +73,6 @@ class ScopedQuerysetMixin:
                 )
 
     def perform_update(self, serializer):
-        from accounts.scoping import model_perm
-
         with transaction.atomic():
             obj = serializer.save()
             if not self.request.user.has_perm(model_perm(type(obj), "change"), obj):
@@ -64,3 +87,13 @@ class PlatformReadOnlyViewSet(ScopedQuerysetMixin, viewsets.ReadOnlyModelViewSet
 
 class PlatformModelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
     """Full CRUD. Subclasses set `queryset`, `serializer_class`, `filterset_class`."""
+
+    def update(self, request, *args, **kwargs):
+        with transaction.atomic():
+            self._lock_object_for_write = True
+            return super().update(request, *args, **kwargs)
+
+    def destroy(self, request, *args, **kwargs):
+        with transaction.atomic():
+            self._lock_object_for_write = True
+            return super().destroy(request, *args, **kwargs)

@@ -1,7 +1,10 @@
-"""Shared model building blocks: design-named indexes, soft delete."""
-from django.db import models
+"""Shared model building blocks: design-named indexes, creation/update times, soft delete."""
+from django.db import models, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from wework import audit
 
 from .fields import DateTimeField
 
@@ -58,21 +61,38 @@ class TableUniqueConstraint(models.UniqueConstraint):
 
 
 class SoftDeleteQuerySet(models.QuerySet):
+    def audited_update(self, **changes):
+        """`update()` that leaves the audit rows `save()` would (old and new values per row).
+
+        `QuerySet.update()` fires no model signal, so the audit trail never hears of it: every
+        bulk change of an audited model made for a person (admin actions, API, services) goes
+        through here. Reads the rows before and after (two queries), so it is meant for the
+        rows a person selected, not for high-volume synchronisation.
+        """
+        with transaction.atomic(using=self.db):
+            # by primary key, so that any queryset works (joins, DISTINCT of admin searches)
+            rows = self.model._base_manager.using(self.db).filter(
+                pk__in=list(self.values_list("pk", flat=True)))
+            before = list(rows.select_for_update().order_by("pk"))
+            if not before:
+                return 0
+            count = rows.update(**changes)
+            audit.record_rows_changed(self.model, before, list(rows.order_by("pk")))
+        return count
+
     def delete(self):
-        """Soft-delete every row of the queryset; `hard_delete()` removes them."""
-        return self.update(deleted_at=timezone.now())
+        """Soft-delete every row of the queryset (audited); `hard_delete()` removes them."""
+        return self.filter(deleted_at__isnull=True).audited_update(deleted_at=timezone.now())
 
     def hard_delete(self):
         return super().delete()
 
     def restore(self):
-        return self.update(deleted_at=None)
+        """Undelete every deleted row of the queryset (audited); returns how many."""
+        return self.filter(deleted_at__isnull=False).audited_update(deleted_at=None)
 
     def alive(self):
         return self.filter(deleted_at__isnull=True)
-
-    def dead(self):
-        return self.filter(deleted_at__isnull=False)
 
 
 class SoftDeleteManager(models.Manager.from_queryset(SoftDeleteQuerySet)):
@@ -117,3 +137,32 @@ class SoftDeleteModel(models.Model):
     def restore(self):
         self.deleted_at = None
         self.save(update_fields=["deleted_at"])
+
+
+def created_at_field(verbose_name=_("created at"), db_comment="创建时间"):
+    """The design's `created_at`: set once on insert (by the database too), not editable."""
+    return DateTimeField(verbose_name, default=timezone.now, db_default=Now(), editable=False,
+                         db_comment=db_comment)
+
+
+def updated_at_field():
+    """The design's `updated_at`: set on every save (and, on MySQL, by ON UPDATE)."""
+    return DateTimeField(_("updated at"), auto_now=True, db_default=Now(), db_comment="更新时间")
+
+
+class CreatedAtModel(models.Model):
+    """Rows with the design's `created_at` column."""
+
+    created_at = created_at_field()
+
+    class Meta:
+        abstract = True
+
+
+class TimestampedModel(CreatedAtModel):
+    """Rows with the design's `created_at` and `updated_at` columns."""
+
+    updated_at = updated_at_field()
+
+    class Meta:
+        abstract = True

@@ -77,9 +77,6 @@ class ShardTableAdmin(PlatformModelAdmin):
 
     @admin.action(description=_("Export then drop the selected shards"), permissions=["drop"])
     def drop_selected(self, request, queryset):
-        from accounts.decorators import sudo_redirect
-        from accounts.services.otp import in_sudo
-
         if not self.has_drop_permission(request):
             raise PermissionDenied
         rows = list(queryset.exclude(state=ShardState.DROPPED))
@@ -97,8 +94,9 @@ class ShardTableAdmin(PlatformModelAdmin):
                 continue
             droppable.append(row)
         if request.POST.get("confirm") == "yes":
-            if not in_sudo(request):
-                return sudo_redirect(request)
+            redirect = self.sudo_redirect(request)
+            if redirect is not None:
+                return redirect
             dropped = 0
             try:
                 with services.global_lock():
@@ -125,6 +123,6 @@ class ShardTableAdmin(PlatformModelAdmin):
             "action": "drop_selected",
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
             "export_dir": str(services.ddl.export_dir()),
-            "needs_sudo": not in_sudo(request),
+            "needs_sudo": not self.in_sudo(request),
         }
         return TemplateResponse(request, "admin/shards/drop_confirmation.html", context)

@@ -27,10 +27,6 @@ _lock = threading.RLock()
 MODULE = "wework.shards.dynamic"
 
 
-def private_apps():
-    return _apps
-
-
 def _register_target(target):
     meta = target._meta
     registered = _apps.all_models[meta.app_label].get(meta.model_name)

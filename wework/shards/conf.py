@@ -126,7 +126,7 @@ def config_for(model_or_label):
 
 def is_installed(conf):
     try:
-        conf.model
+        _model = conf.model  # resolving it is the check
     except LookupError:
         return False
     return True

@@ -14,13 +14,17 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
+
+from wework.db.errors import error_code
 
 from . import builder
 from .models import ShardState
 
 log = logging.getLogger("wework.shards")
+
+ER_TABLE_EXISTS = 1050
 
 _known = {}  # table -> monotonic time it was last seen present (positive cache, short TTL)
 _known_lock = threading.Lock()
@@ -165,7 +169,12 @@ def _registry_upsert(connection, values):
                 cols.setdefault(key, "")
             names = ", ".join(connection.ops.quote_name(c) for c in cols)
             marks = ", ".join(["%s"] * len(cols))
-            cursor.execute(f"INSERT INTO shard_tables ({names}) VALUES ({marks})", list(cols.values()))
+            try:
+                cursor.execute(f"INSERT INTO shard_tables ({names}) VALUES ({marks})", list(cols.values()))
+            except IntegrityError:
+                # Registered meanwhile by a writer on another Galera node (see create_shard).
+                if connection.in_atomic_block:
+                    raise
         elif row[1] == ShardState.DROPPED:
             cursor.execute(
                 "UPDATE shard_tables SET state = %s, dropped_at = NULL, created_by_tool = %s, "
@@ -190,10 +199,18 @@ def create_shard(model, registry_values, using=None):
                 # account): on that path the shard is created without its FOREIGN KEYs, and
                 # `shards sync-schema` (run by every rotation) adds them later.
                 separate = connection is not _conn(using)
-                skipped = run_schema(connection, lambda editor: editor.create_model(model),
-                                     skip_foreign_keys=separate)
-                created = True
-                log.info("created shard table %s", table)
+                try:
+                    skipped = run_schema(connection, lambda editor: editor.create_model(model),
+                                         skip_foreign_keys=separate)
+                    created = True
+                    log.info("created shard table %s", table)
+                except DatabaseError as exc:
+                    # GET_LOCK is per server: on a Galera cluster written through more than one
+                    # node, another node's CREATE (replicated in total order) may come first.
+                    if error_code(exc) != ER_TABLE_EXISTS:
+                        raise
+                    skipped = 0
+                    log.info("shard table %s was created by another writer", table)
                 if skipped:
                     log.warning("created %s inside a transaction without its %s foreign key(s); "
                                 "the next rotation or sync-schema adds them", table, skipped)

@@ -33,9 +33,9 @@ def global_lock(name=GLOBAL, ttl=3600):
     owner = _owner()
     redis_url = getattr(settings, "REDIS_URL", "")
     if redis_url:
-        import redis
+        from wework import redis_conn
 
-        client = redis.Redis.from_url(redis_url)
+        client = redis_conn.client(redis_url)
         key = f"wework:shards:lock:{name}"
         if not client.set(key, owner, nx=True, px=int(ttl * 1000)):
             raise RotationLocked(f"Another shard rotation is running (lock {name!r} is held by {client.get(key)!r}).")

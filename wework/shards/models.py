@@ -69,10 +69,6 @@ class ShardTable(models.Model):
     def __str__(self):
         return self.table_name
 
-    @property
-    def is_present(self):
-        return self.state != ShardState.DROPPED
-
 
 class ShardLock(models.Model):
     """A named lock row (the global rotation lock when Redis is not configured)."""

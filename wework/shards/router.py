@@ -3,29 +3,33 @@
 Time-sharded rows carry a Snowflake id that encodes the row's time; the shard of a row is the
 period of that time, so `get(id)` reads one table and keyset pages walk the shards newest first.
 """
+from __future__ import annotations
+
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.apps import apps
-from django.db import connections, router as db_router
+from django.db import connections, models, router as db_router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from wework.ids import id_bounds, id_time, new_id, new_uuid  # noqa: F401  (re-exported)
+from wework.ids import id_bounds, id_time, new_id, new_uuid
 
 from . import builder, ddl
 from .conf import (
-    all_configs, config_for, instance_suffix, period_of, resolve_label, table_name,
+    all_configs, config_for, instance_suffix, period_of, table_name,
 )
-from .exceptions import ShardError, ShardMissing, ShardOutOfRange, UnknownShardModel  # noqa: F401
+from .exceptions import ShardError, ShardMissing, ShardOutOfRange, UnknownShardModel
 from .models import ShardState, ShardTable
 
 log = logging.getLogger("wework.shards")
 
-_listing = {}
+_listing: dict[str, Any] = {}
 _listing_lock = threading.Lock()
 LISTING_TTL = 30
 
@@ -42,7 +46,7 @@ def _base(model):
     return getattr(model, "_shard_base", None) or model
 
 
-def is_sharded(base_model):
+def is_sharded(base_model: type[models.Model]) -> bool:
     """True when the model is configured in SHARDING and enabled."""
     try:
         return config_for(_base(base_model)).enabled
@@ -81,7 +85,13 @@ def _registered(table):
         return True
     present = ShardTable.objects.filter(table_name=table).exclude(state=ShardState.DROPPED).exists()
     if present:
-        ddl.remember(table)
+        connection = connections[ShardTable.objects.db]
+        if connection.in_atomic_block and connection.features.can_rollback_ddl:
+            # SQLite: the table may have been created in this very transaction, which can
+            # still roll back (and the table with it); remember it once that is settled.
+            transaction.on_commit(lambda: ddl.remember(table), using=connection.alias)
+        else:
+            ddl.remember(table)
     return present
 
 
@@ -126,7 +136,8 @@ def ensure_time_shard(base, period, now=None, check_range=True):
     return model
 
 
-def model_for(base_model, when=None, instance_id=None, create=True):
+def model_for(base_model: type[models.Model], when: datetime | None = None, instance_id: int | None = None,
+              create: bool = True) -> type[models.Model]:
     """The concrete model class of the shard for `when` (time) or `instance_id` (instance).
 
     Sharding disabled for the model: the base model. Shard missing: created when `create` (see
@@ -165,7 +176,8 @@ def model_for(base_model, when=None, instance_id=None, create=True):
     return model
 
 
-def model_for_id(base_model, id, instance_id=None):
+def model_for_id(base_model: type[models.Model], id: int,  # noqa: A002 - `id` is the shard API's keyword
+                 instance_id: int | None = None) -> type[models.Model]:
     """The shard model holding the row with this id (never creates a table)."""
     base = _base(base_model)
     conf = config_for(base)
@@ -176,12 +188,12 @@ def model_for_id(base_model, id, instance_id=None):
     return model_for(base, instance_id=instance_id, create=False)
 
 
-def group_ids_by_shard(base_model, ids):
+def group_ids_by_shard(base_model: type[models.Model], ids: Iterable[int]) -> dict[type[models.Model], list[int]]:
     """{shard model: [ids]} for ids of a time-sharded model, skipping ids whose shard does not
     exist. Ids are time-ordered and periods contiguous, so a sorted run whose first and last id
     share a shard lies wholly in it: a few lookups per call instead of one per id."""
     ordered = sorted(int(i) for i in ids)
-    groups = {}
+    groups: dict[type[models.Model], list[int]] = {}
 
     def lookup(i):
         try:
@@ -243,7 +255,7 @@ def _prepare(base, conf, fields, now):
     return when or now
 
 
-def create(base_model, instance_id=None, **fields):
+def create(base_model: type[models.Model], instance_id: int | None = None, **fields: Any) -> models.Model:
     """Insert one row into its shard, assigning id (and uuid) from its time field."""
     base = _base(base_model)
     conf = config_for(base)
@@ -258,12 +270,17 @@ def create(base_model, instance_id=None, **fields):
     return model._default_manager.create(**fields)
 
 
-def bulk_create(base_model, rows, instance_id=None, batch_size=1000):
-    """Insert many rows (dicts or unsaved instances) grouped per shard; returns their ids."""
+def bulk_create(base_model: type[models.Model], rows: Sequence[Mapping[str, Any]], instance_id: int | None = None,
+                batch_size: int = 1000, ignore_conflicts: bool = False) -> list[int]:
+    """Insert many rows (dicts or unsaved instances) grouped per shard; returns their ids.
+
+    `ignore_conflicts`: rows whose unique key is taken are skipped (INSERT IGNORE / ON CONFLICT
+    DO NOTHING), for repeating a batch that may have been stored already."""
     base = _base(base_model)
     conf = config_for(base)
     now = timezone.now()
-    groups, ids = {}, []
+    groups: dict[type[models.Model], list[models.Model]] = {}
+    ids: list[int] = []
     for row in rows:
         fields = _row_dict(base, row)
         _prepare(base, conf, fields, now)
@@ -274,11 +291,13 @@ def bulk_create(base_model, rows, instance_id=None, batch_size=1000):
         groups.setdefault(model, []).append(model(**fields))
         ids.append(fields["id"])
     for model, objects in groups.items():
-        model._default_manager.bulk_create(objects, batch_size=batch_size)
+        model._default_manager.bulk_create(objects, batch_size=batch_size, ignore_conflicts=ignore_conflicts)
     return ids
 
 
-def bulk_upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_size=500):
+def bulk_upsert(base_model: type[models.Model], instance_id: int, rows: Sequence[Mapping[str, Any]],
+                unique_fields: Sequence[str], update_fields: Sequence[str],
+                batch_size: int = 500) -> int:
     """Insert or update rows of one instance's shard on its unique key; returns rows sent.
 
     MySQL/MariaDB: `INSERT ... ON DUPLICATE KEY UPDATE` (fires on any unique key, so the
@@ -293,14 +312,16 @@ def bulk_upsert(base_model, instance_id, rows, unique_fields, update_fields, bat
         fields.setdefault("id", new_id())
         objects.append(model(**fields))
     connection = connections[db_router.db_for_write(model)]
-    kwargs = {"update_conflicts": True, "update_fields": list(update_fields), "batch_size": batch_size}
+    kwargs: dict[str, Any] = {"update_conflicts": True, "update_fields": list(update_fields),
+                              "batch_size": batch_size}
     if connection.features.supports_update_conflicts_with_target:
         kwargs["unique_fields"] = list(unique_fields)
     model._default_manager.bulk_create(objects, **kwargs)
     return len(objects)
 
 
-def update(base_model, id, instance_id=None, **fields):
+def update(base_model: type[models.Model], id: int, instance_id: int | None = None,  # noqa: A002
+           **fields: Any) -> int:
     """UPDATE the row with this id in its shard; returns the number of rows changed."""
     try:
         model = model_for_id(base_model, id, instance_id=instance_id)
@@ -311,12 +332,12 @@ def update(base_model, id, instance_id=None, **fields):
 
 # --- Reads ----------------------------------------------------------------------------------
 
-def get(base_model, id, instance_id=None):
+def get(base_model: type[models.Model], id: int, instance_id: int | None = None) -> models.Model:  # noqa: A002
     """The row with this id, from one table; raises base_model.DoesNotExist."""
-    base = _base(base_model)
+    base: Any = _base(base_model)
     missing = base.DoesNotExist(f"No {base._meta.object_name} with id {id}.")
     try:
-        model = model_for_id(base, int(id), instance_id=instance_id)
+        model: Any = model_for_id(base, int(id), instance_id=instance_id)
     except (ShardMissing, ShardOutOfRange, ValueError, OverflowError, TypeError):
         raise missing from None
     try:
@@ -325,7 +346,8 @@ def get(base_model, id, instance_id=None):
         raise missing from None
 
 
-def get_or_none(base_model, id, instance_id=None):
+def get_or_none(base_model: type[models.Model], id: int,  # noqa: A002
+                instance_id: int | None = None) -> models.Model | None:
     base = _base(base_model)
     try:
         return get(base, id, instance_id=instance_id)
@@ -333,7 +355,8 @@ def get_or_none(base_model, id, instance_id=None):
         return None
 
 
-def for_instance(base_model, instance_id, create=True):
+def for_instance(base_model: type[models.Model], instance_id: int | None,
+                 create: bool = True) -> models.QuerySet:
     """A queryset over the instance's shard of an instance-sharded model."""
     base = _base(base_model)
     conf = config_for(base)
@@ -362,7 +385,8 @@ def _present_rows(label):
     return rows
 
 
-def shard_models(base_model, since=None, until=None):
+def shard_models(base_model: type[models.Model], since: datetime | None = None,
+                 until: datetime | None = None) -> list[type[models.Model]]:
     """Existing (not dropped) shard models overlapping [since, until), newest first."""
     base = _base(base_model)
     conf = config_for(base)
@@ -390,8 +414,9 @@ def _filtered(qs, filters):
     return qs.filter(**filters)
 
 
-def paginate(base_model, since=None, until=None, filters=None, after=None, limit=50,
-             instance_id=None, values=None):
+def paginate(base_model: type[models.Model], since: datetime | None = None, until: datetime | None = None,
+             filters: Any = None, after: int | None = None, limit: int = 50,
+             instance_id: int | None = None, values: Sequence[str] | None = None) -> Page:
     """A keyset page, newest first, walking the shards from newest to oldest.
 
     Each shard is asked for `id < after` (and the id bounds of [since, until) for time shards),
@@ -418,7 +443,7 @@ def paginate(base_model, since=None, until=None, filters=None, after=None, limit
     else:
         sources = [base._default_manager.all()]
     low, high = id_bounds(since, until)
-    items = []
+    items: list[Any] = []
     for qs in sources:
         qs = _filtered(qs, filters)
         if after is not None:
@@ -453,7 +478,9 @@ def _period_start(model, conf):
     return parse_suffix(conf.by, model._shard_suffix).start
 
 
-def iterate(base_model, since=None, until=None, filters=None, instance_id=None, chunk=1000):
+def iterate(base_model: type[models.Model], since: datetime | None = None, until: datetime | None = None,
+            filters: Any = None, instance_id: int | None = None,
+            chunk: int = 1000) -> Iterator[models.Model]:
     """Every matching row, newest first, chunk by chunk."""
     after = None
     while True:
@@ -487,7 +514,7 @@ def instance_configs():
     return [c for c in ordered if is_installed(c)]
 
 
-def create_instance_shards(instance_id):
+def create_instance_shards(instance_id: int) -> list[type[models.Model]]:
     """Create the contacts/groups/group_members shards of an instance (idempotent)."""
     created = []
     for conf in instance_configs():
@@ -495,19 +522,15 @@ def create_instance_shards(instance_id):
     return created
 
 
-def archive_instance_shards(instance_id, user=None):
+def archive_instance_shards(instance_id: int, user: Any = None) -> list[str]:
     """Export the instance's shards and mark them archived (tables kept)."""
     from . import services
 
     return services.archive_instance(instance_id, user=user)
 
 
-def drop_instance_shards(instance_id, confirm=False, user=None):
+def drop_instance_shards(instance_id: int, confirm: bool = False, user: Any = None) -> list[str]:
     """Export (if not yet) then drop the instance's shards; needs confirm=True."""
     from . import services
 
     return services.drop_instance(instance_id, confirm=confirm, user=user)
-
-
-def _label(model):
-    return resolve_label(model)

@@ -5,14 +5,21 @@ from process memory), printed for `--dry-run`, and applied step by step under th
 Every step re-checks the registry before acting, so a run that stops half-way (MySQL DDL commits
 implicitly) is finished by the next one, and running twice changes nothing the second time.
 """
+from __future__ import annotations
+
 import logging
 import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
+
+from wework import audit as audit_port
 
 from . import builder, ddl, router
 from .conf import (
@@ -30,19 +37,15 @@ log = logging.getLogger("wework.shards")
 
 def audit(operation, table, *, operation_type="UPDATE", new_values=None, result="SUCCESS",
           error=None):
-    """Log the step and record it in the audit log (monitoring.audit) when available."""
+    """Log the step and record it in the audit trail (through the core's audit port)."""
     log.info("%s %s %s%s", operation, table, new_values or "", f" FAILED: {error}" if error else "")
     try:
-        from monitoring import audit as audit_log
-    except ImportError:  # pragma: no cover - the monitoring app is part of the product
-        return
-    try:
-        audit_log.record(
+        audit_port.record(
             f"shards.{operation}", resource_type="shard_table", resource_id=table,
             resource_name=table, operation_type=operation_type, new_values=new_values,
             result=result, error_message=error,
         )
-    except Exception:  # noqa: BLE001 - an audit failure must not break a half-applied rotation
+    except Exception:  # an audit failure must not break a half-applied rotation
         log.exception("could not audit %s %s", operation, table)
 
 
@@ -69,7 +72,7 @@ def _instance_model(base, conf, instance_id):
 
 # --- Export and drop ------------------------------------------------------------------------
 
-def export_shard(row, fmt=None):
+def export_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
     """Export a shard to its gzip file (unless already exported); returns the registry row."""
     if row.state == ShardState.DROPPED:
         raise ShardError(f"{row.table_name} was dropped; nothing to export.")
@@ -84,7 +87,7 @@ def export_shard(row, fmt=None):
     return row
 
 
-def drop_shard(row, fmt=None):
+def drop_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
     """Export (when not exported yet) then drop a shard the tool created; returns the row.
 
     Refuses tables that the tool did not create. The export is verified (its row count against
@@ -134,7 +137,7 @@ def find_row(table=None, label=None, suffix=None):
     return row
 
 
-def check_droppable(row, now=None):
+def check_droppable(row: ShardTable, now: datetime | None = None) -> None:
     """Refuse to drop the current or a future period (a period out of range for a drop)."""
     now = now or timezone.now()
     if row.period_end is not None and row.period_end > now:
@@ -179,7 +182,8 @@ def selected_configs(labels=None, kinds=("day", "week", "month", "instance")):
     return configs
 
 
-def plan(now=None, labels=None, ahead=None, drops=True):
+def plan(now: datetime | None = None, labels: Iterable[str] | None = None,
+         ahead: int | None = None, drops: bool = True) -> list[Step]:
     """The steps a rotation would take at `now` (a list of Step), without changing anything."""
     now = now or timezone.now()
     physical = _physical_tables()
@@ -271,7 +275,9 @@ def apply_step(step, now=None):
         drop_shard(row)
 
 
-def rotate(now=None, labels=None, ahead=None, drops=True, dry_run=False, on_step=None):
+def rotate(now: datetime | None = None, labels: Iterable[str] | None = None,
+           ahead: int | None = None, drops: bool = True, dry_run: bool = False,
+           on_step: Callable[[Step], Any] | None = None) -> list[Step]:
     """Plan and (unless dry_run) apply a rotation under the global lock; returns the steps."""
     if dry_run:
         return plan(now=now, labels=labels, ahead=ahead, drops=drops)
@@ -304,9 +310,9 @@ def refresh_estimates(labels=None):
 
 # --- Schema sync ----------------------------------------------------------------------------
 
-def sync_schema(labels=None, dry_run=False):
+def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> list[str]:
     """Bring every present shard to its base model's schema; returns the changes."""
-    changes = []
+    changes: list[str] = []
     for conf in selected_configs(labels):
         for row in ShardTable.objects.filter(model_label=conf.label).exclude(state=ShardState.DROPPED):
             if not ddl.table_exists(row.table_name):
@@ -337,7 +343,7 @@ def _instance_rows(instance_id):
     return rows
 
 
-def archive_instance(instance_id, user=None):
+def archive_instance(instance_id: int, user: Any = None) -> list[str]:
     """Export every shard of the instance and mark it archived (tables kept)."""
     done = []
     for row in _instance_rows(instance_id):
@@ -350,7 +356,7 @@ def archive_instance(instance_id, user=None):
     return done
 
 
-def drop_instance(instance_id, confirm=False, user=None):
+def drop_instance(instance_id: int, confirm: bool = False, user: Any = None) -> list[str]:
     """Export (if needed) then drop every shard of the instance; needs confirm=True."""
     if not confirm:
         raise ShardError(f"Dropping the shards of instance {instance_id} needs confirmation.")

@@ -22,7 +22,7 @@ def _create(instance_id):
 
     try:
         router.create_instance_shards(instance_id)
-    except Exception:  # noqa: BLE001 - the instance exists; shards are created on first write
+    except Exception:  # the instance exists; shards are created on first write
         log.exception("could not create the shards of instance %s", instance_id)
 
 

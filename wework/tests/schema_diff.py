@@ -169,7 +169,7 @@ def load_design(conn, database, statements, like_schema):
             try:
                 cur.execute(quote_reserved(statement))
             except Exception as exc:
-                raise AssertionError(f"The design's CREATE TABLE {name} does not load: {exc}")
+                raise AssertionError(f"The design's CREATE TABLE {name} does not load: {exc}") from exc
         cur.execute("SET SESSION foreign_key_checks = 1")
 
 

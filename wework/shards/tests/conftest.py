@@ -3,6 +3,7 @@ import pytest
 from wework.shards import testing
 from wework.shards.tests.models import PROBE_SHARDING
 
+
 def drop_shard_tables():
     testing.drop_shard_tables(extra_bases=("probe_events", "probe_daily"))
 

@@ -4,6 +4,8 @@ from datetime import datetime
 import pytest
 from django.urls import reverse
 
+from accounts.models import User
+from accounts.services.otp import SUDO_SESSION_KEY
 from wework import ids
 from wework.shards import ddl, services, tasks
 from wework.shards.conf import period_of, shard_timezone
@@ -30,18 +32,13 @@ def old_shard(probe_sharding):
 
 
 @pytest.fixture
-def admin_client_verified(client):
-    from accounts.models import User
-    from accounts.tests.helpers import login_verified
-
-    user = User.objects.create_superuser(username="root", email="r@example.com", password="x" * 12)
-    login_verified(client, user)
+def admin_client_verified(client, super_admin, login_verified):
+    """Verified with a one-time code, not in sudo mode yet."""
+    login_verified(client, super_admin)
     return client
 
 
 def sudo(client):
-    from accounts.services.otp import SUDO_SESSION_KEY
-
     session = client.session
     session[SUDO_SESSION_KEY] = time.time()
     session.save()
@@ -82,10 +79,7 @@ def test_drop_refuses_tables_the_tool_did_not_create(admin_client_verified, old_
     assert ddl.table_exists("probe_events_202501")
 
 
-def test_staff_without_permission_cannot_drop(client, old_shard):
-    from accounts.models import User
-    from accounts.tests.helpers import login_verified
-
+def test_staff_without_permission_cannot_drop(client, old_shard, login_verified):
     user = User.objects.create_user(username="staff", email="s@example.com", password="x" * 12)
     login_verified(client, user)
     sudo(client)

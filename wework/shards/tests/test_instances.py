@@ -5,6 +5,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
+from accounts.models import User
+from contacts.models import Contact, Group, GroupMember, WeworkAccount
+from instances.models import InstanceMonitor, WeworkInstance
+from messaging.models import Message
 from wework import ids, shards
 from wework.shards import ddl
 from wework.shards.models import ShardState, ShardTable
@@ -14,9 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def instance(settings, tmp_path):
-    from accounts.models import User
-    from instances.models import WeworkInstance
-
     settings.SHARDING_EXPORT_DIR = str(tmp_path / "exports")
     user = User.objects.create(username="owner")
     with transaction.atomic():
@@ -28,8 +29,6 @@ def instance(settings, tmp_path):
 
 @pytest.fixture
 def account(instance):
-    from contacts.models import WeworkAccount
-
     return WeworkAccount.objects.create(instance=instance, wxid="acc-1")
 
 
@@ -46,9 +45,6 @@ def test_shards_are_created_with_their_instance(instance):
 
 
 def test_rolled_back_instance_creates_no_shards():
-    from accounts.models import User
-    from instances.models import WeworkInstance
-
     user = User.objects.create(username="owner2")
     with pytest.raises(RuntimeError):
         with transaction.atomic():
@@ -58,8 +54,6 @@ def test_rolled_back_instance_creates_no_shards():
 
 
 def test_sync_upserts_and_reads_in_the_instance_shards(instance, account):
-    from contacts.models import Contact, Group, GroupMember
-
     sent = shards.bulk_upsert(Contact, instance.pk, [
         {"account_id": account.pk, "wxid": "c1", "nickname": "One"},
         {"account_id": account.pk, "wxid": "c2", "nickname": "Two"},
@@ -84,8 +78,6 @@ def test_sync_upserts_and_reads_in_the_instance_shards(instance, account):
 
 
 def test_drop_needs_confirmation_and_exports_first(instance, account):
-    from contacts.models import Contact
-
     shards.bulk_upsert(Contact, instance.pk, [{"account_id": account.pk, "wxid": "c1"}],
                        ["account", "wxid"], ["nickname"])
     with pytest.raises(shards.ShardError, match="needs confirmation"):
@@ -105,12 +97,9 @@ def test_drop_needs_confirmation_and_exports_first(instance, account):
 
 
 def test_deleting_an_instance_archives_its_shards(instance, account):
-    from contacts.models import Contact
-
     shards.bulk_upsert(Contact, instance.pk, [{"account_id": account.pk, "wxid": "c9"}],
                        ["account", "wxid"], ["nickname"])
     pk = instance.pk
-    from instances.models import WeworkInstance
 
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
@@ -124,9 +113,6 @@ def test_deleting_an_instance_archives_its_shards(instance, account):
 
 
 def test_real_time_models_route(instance, account):
-    from instances.models import InstanceMonitor
-    from messaging.models import Message
-
     msg = shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid="c1", message_type="text",
                         message_content="hello")
     assert msg._meta.db_table.startswith("messages_") and len(msg.message_uuid) == 36
@@ -139,8 +125,6 @@ def test_real_time_models_route(instance, account):
 
 
 def test_disabled_instance_sharding_filters_the_plain_table(instance, account, settings):
-    from contacts.models import Contact
-
     settings.SHARDING = {**settings.SHARDING, "contacts.Contact": {"enabled": False}}
     shards.bulk_upsert(Contact, instance.pk, [{"account_id": account.pk, "wxid": "plain"}],
                        ["account", "wxid"], ["nickname"])
@@ -150,8 +134,6 @@ def test_disabled_instance_sharding_filters_the_plain_table(instance, account, s
 
 
 def test_reading_a_missing_instance_shard_is_an_empty_page():
-    from contacts.models import Contact
-
     page = shards.paginate(Contact, instance_id=987654)
     assert page.items == [] and page.next_after is None
     assert not ddl.table_exists("contacts_987654")

@@ -1,7 +1,6 @@
 import gzip
 import json
 import threading
-import time
 from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -172,11 +171,12 @@ def test_list_shows_the_registry(probe_sharding):
 def _racing(probe_sharding):
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:memorydb", ":memory:")):
         pytest.skip("threads need a file database on SQLite (set TEST_SQLITE_NAME)")
-    started, results = threading.Event(), {}
+    started, second_done, results = threading.Event(), threading.Event(), {}
 
     def slow(step):
+        # hold the lock (inside the first step) until the second rotation has given up
         started.set()
-        time.sleep(0.3)
+        second_done.wait(30)
 
     def first():
         try:
@@ -193,6 +193,7 @@ def _racing(probe_sharding):
         except Exception as exc:  # noqa: BLE001
             results["second"] = exc
         finally:
+            second_done.set()
             connection.close()
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
@@ -254,17 +255,19 @@ def test_sync_schema_adds_new_columns_and_indexes(probe_sharding):
         builder.forget()
 
 
-def _rotate_in_child(queue, now_iso):
+def _rotate_in_child(queue, now_iso, refused):
     from django.db import connections
 
     connections.close_all()  # the child opens its own connection
     try:
         from wework.shards.tests.models import PROBE_SHARDING  # noqa: F401
 
+        # The lock holder waits (at its first step) until the other child was refused.
         steps = services.rotate(now=datetime.fromisoformat(now_iso), labels=[MODEL],
-                                on_step=lambda s: time.sleep(0.2))
+                                on_step=lambda s: refused.wait(30))
         queue.put(("ok", [s.action for s in steps]))
     except RotationLocked:
+        refused.set()
         queue.put(("locked", []))
     except Exception as exc:  # noqa: BLE001
         queue.put(("error", repr(exc)))
@@ -279,9 +282,9 @@ def test_two_rotations_racing_in_processes(probe_sharding):
         pytest.skip("processes share the test database only on MySQL/MariaDB")
     connection.close()
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
+    queue, refused = ctx.Queue(), ctx.Event()
     now = local(2025, 1, 10).isoformat()
-    procs = [ctx.Process(target=_rotate_in_child, args=(queue, now)) for _ in range(2)]
+    procs = [ctx.Process(target=_rotate_in_child, args=(queue, now, refused)) for _ in range(2)]
     for p in procs:
         p.start()
     results = sorted(queue.get(timeout=60) for _ in procs)

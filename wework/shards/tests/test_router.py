@@ -5,6 +5,8 @@ import pytest
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from accounts.models import User
+from messaging.models import Message
 from wework import ids, shards
 from wework.shards import ddl
 from wework.shards.conf import period_of, shard_timezone
@@ -96,23 +98,18 @@ def test_out_of_range_write_fails_loudly(probe_sharding):
 
 
 def test_unknown_model_is_refused():
-    from accounts.models import User
-
     with pytest.raises(shards.UnknownShardModel):
         shards.model_for(User)
 
 
 def test_disabled_sharding_uses_the_plain_table(settings):
     settings.SHARDING = {**getattr(settings, "SHARDING", {}), "messaging.Message": {"enabled": False}}
-    from messaging.models import Message
 
     assert shards.model_for(Message) is Message
     assert not shards.is_sharded(Message)
 
 
 def test_disabled_flag_from_environment(monkeypatch):
-    from messaging.models import Message
-
     from wework.shards import conf
 
     monkeypatch.setenv("SHARDING_MESSAGING_MESSAGE", "0")
@@ -154,8 +151,6 @@ def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
 
 
 def test_shard_creation_inside_a_transaction_keeps_the_callers_work(probe_sharding):
-    from accounts.models import User
-
     with transaction.atomic():
         user = User.objects.create(username="writer")
         row = shards.create(ProbeEvent, body="in tx", user=user,

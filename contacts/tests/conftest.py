@@ -1,1 +1,0 @@
-from instances.tests.conftest import admin_user, platform_url, registered, simulator  # noqa: F401

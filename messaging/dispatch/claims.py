@@ -1,0 +1,159 @@
+"""Claims: moving due PENDING receivers to SENDING, so that no two workers send one receiver,
+and handing back the claims of workers that died.
+
+A claim selects rows with `SELECT ... FOR UPDATE SKIP LOCKED` on MariaDB 10.6+/MySQL 8
+(concurrent claimers skip each other's rows instead of waiting) and under SQLite's IMMEDIATE
+transactions (one writer at a time) elsewhere. The design has no claim-token column:
+`send_status = SENDING` plus `updated_at` is the claim and its age.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from wework import shards
+from wework.db.retry import run_idempotent
+
+from .. import conf
+from ..models import Message, MessageReceiver, ReceiverSendStatus as RS, TaskStatus
+
+log = logging.getLogger("messaging.dispatch")
+
+CLAIM_FIELDS = ("id", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "retry_count", "variables")
+#: Rows changed per statement when claims are marked or handed back (short locks).
+MARK_CHUNK = 1000
+RECLAIM_SLICE = 5000
+INSERT_CHUNK = 500
+
+
+def claimable(task_id: int, now: datetime) -> QuerySet:
+    """The task's PENDING receivers that are due."""
+    return MessageReceiver.objects.filter(task_id=task_id, send_status=RS.PENDING).filter(
+        Q(send_time__isnull=True) | Q(send_time__lte=now)
+    )
+
+
+def lock_claimable(task_id: int, limit: int, after_id: int, now: datetime) -> list[dict]:
+    """Rows of up to `limit` due PENDING receivers with id > after_id, locked for the caller's
+    transaction; concurrent claimers skip each other's rows (SKIP LOCKED)."""
+    qs = claimable(task_id, now).filter(pk__gt=after_id).order_by("pk")
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True)
+    return list(qs.values(*CLAIM_FIELDS)[:limit])
+
+
+def mark_claimed(receiver_ids: list[int], links: dict[int, int] | None = None, now: datetime | None = None,
+                 chunk: int = MARK_CHUNK) -> None:
+    """Move receivers to SENDING and, for those in `links` ({receiver_id: message_id}), link
+    their new message row: one UPDATE per chunk."""
+    now = now or timezone.now()
+    links = links or {}
+    table = connection.ops.quote_name(MessageReceiver._meta.db_table)
+    stamp = MessageReceiver._meta.get_field("updated_at").get_db_prep_save(now, connection)
+    for start in range(0, len(receiver_ids), chunk):
+        part = receiver_ids[start : start + chunk]
+        linked = [(rid, links[rid]) for rid in part if rid in links]
+        sql = f"UPDATE {table} SET send_status = %s, updated_at = %s"
+        params = [int(RS.SENDING), stamp]
+        if linked:
+            sql += f", message_id = CASE id {' '.join(['WHEN %s THEN %s'] * len(linked))} ELSE message_id END"
+            params.extend(v for pair in linked for v in pair)
+        sql += f" WHERE id IN ({', '.join(['%s'] * len(part))})"
+        params.extend(part)
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+
+
+def claim(task_id: int, limit: int, after_id: int = 0, now: datetime | None = None) -> list[dict]:
+    """Claim up to `limit` due PENDING receivers with id > after_id; returns their rows (dicts),
+    SENDING from now on. Committed before the caller sends anything. (The dispatcher claims
+    with `Dispatcher.claim`, which also creates the message rows in the same transaction.)"""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = lock_claimable(task_id, limit, after_id, now)
+        if rows:
+            mark_claimed([r["id"] for r in rows], now=now)
+    return rows
+
+
+def insert_messages(rows: list[dict], chunk: int = INSERT_CHUNK) -> list[int]:
+    """Insert message rows (dicts of Message fields, all with the same keys) into their monthly
+    shards with multi-row INSERTs; returns their ids, in order. Like `shards.bulk_create`
+    (ids from the Snowflake clock, `created_at` the id's time), without building a model
+    instance and an expression per value: a claim's rows are written in one statement."""
+    if not rows:
+        return []
+    ids = [shards.new_id() for _row in rows]
+    for mid in (ids[0], ids[-1]):  # creates a missing shard (new ids: this month, maybe the next)
+        shards.model_for(Message, when=shards.id_time(mid))
+    groups = shards.group_ids_by_shard(Message, ids)
+    if sum(len(g) for g in groups.values()) != len(ids):
+        raise shards.ShardMissing("A shard of new message ids does not exist.")
+    for model, group in groups.items():
+        members = set(group)
+        _insert_into(model, [(mid, row) for mid, row in zip(ids, rows) if mid in members], chunk)
+    return ids
+
+
+def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
+    qn = connection.ops.quote_name
+    keys = list(items[0][1])
+    by_name = {f.attname: f for f in model._meta.local_concrete_fields}
+    fields = [by_name["id"], by_name["created_at"]] + [by_name[k] for k in keys]
+    # Values the rows share (account, task, type, ...) are converted once.
+    first = items[0][1]
+    shared = {k for k in keys if all(row[k] == first[k] for _mid, row in items[1:])}
+    constant = {k: by_name[k].get_db_prep_save(first[k], connection) for k in shared}
+    columns = ", ".join(qn(f.column) for f in fields)
+    row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    created = by_name["created_at"]
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        params = []
+        for mid, row in part:
+            params.append(mid)
+            params.append(created.get_db_prep_save(shards.id_time(mid), connection))
+            params.extend(
+                constant[f.attname] if f.attname in constant else f.get_db_prep_save(row[f.attname], connection)
+                for f in fields[2:]
+            )
+        with connection.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row_marks] * len(part))}",
+                params,
+            )
+
+
+def reclaim_stale(task_id: int | None = None, now: datetime | None = None, timeout_s: float | None = None) -> int:
+    """Hand back claims older than CLAIM_TIMEOUT_S (their worker died or stalled)."""
+    now = now or timezone.now()
+    timeout_s = float(timeout_s if timeout_s is not None else conf.get("CLAIM_TIMEOUT_S"))
+    stale = MessageReceiver.objects.filter(send_status=RS.SENDING, updated_at__lt=now - timedelta(seconds=timeout_s))
+    # Cancelled tasks: a stale claim without a message was certainly never sent: skip it. One with
+    # a message may have been handed over: its acknowledgement still decides.
+    never_sent = stale.filter(task__status=TaskStatus.CANCELLED, message_id__isnull=True)
+    MessageReceiver.objects.filter(pk__in=list(never_sent.values_list("pk", flat=True)[:RECLAIM_SLICE])).update(
+        send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."), updated_at=now
+    )
+    qs = stale.exclude(task__status=TaskStatus.CANCELLED)
+    if task_id is not None:
+        qs = qs.filter(task_id=task_id)
+    n = 0
+    # In slices, so that a huge reclaim never holds long locks.
+    while True:
+        ids = list(qs.values_list("pk", flat=True)[:RECLAIM_SLICE])
+        if not ids:
+            break
+        # Conditional on SENDING: a deadlock or lost connection is retried at once.
+        n += run_idempotent(lambda ids=ids: MessageReceiver.objects.filter(pk__in=ids, send_status=RS.SENDING).update(
+            send_status=RS.PENDING, updated_at=now), name="reclaim_stale")
+        if len(ids) < RECLAIM_SLICE:
+            break
+    if n:
+        log.info("reclaimed %d stale receiver claims", n)
+    return n

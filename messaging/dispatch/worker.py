@@ -1,0 +1,401 @@
+"""The dispatcher: one Celery run that claims, paces, sends and records for one task.
+
+It loops: claim and prepare a batch (claims, preparing), send it with the strategy chosen for
+the run (strategies: one at a time with pacing, concurrent single sends, or batch sends),
+record outcomes at least every FLUSH_INTERVAL_S (recording), confirm acknowledgements (acks);
+until the task has nothing claimable, its time slice ends, or the task or account stops.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from contacts.models import AccountStatus, WeworkAccount
+from instances.models import WeworkInstance
+from wework.db.retry import run_idempotent
+
+from .. import conf, pacing
+from ..clock import SYSTEM, Clock
+from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+from ..services import stops, transitions
+from . import claims, leases
+from .acks import Acknowledgements
+from .outcomes import Outcome, OutcomeKind as K
+from .preparing import Prepared, Preparer
+from .recording import apply_outcomes
+from .strategies import DEFERRED, choose_strategy
+from .transport import Sender, instance_client, release
+
+log = logging.getLogger("messaging.dispatch")
+
+#: Empty claims while due receivers exist (rows locked for a moment by another claim) are
+#: retried this many times, 0.1 s apart, before a dispatcher goes idle.
+SKIPPED_CLAIM_RETRIES = 50
+SKIPPED_CLAIM_WAIT_S = 0.1
+#: A message waiting behind an older task's message to the same conversation looks again after this.
+FIFO_RETRY_S = 2.0
+#: How often a final settle looks for acknowledgements.
+ACK_LOOK_INTERVAL_S = 0.05
+#: Older running tasks of the account looked at for first-in-first-out per conversation.
+OLDER_TASKS_LIMIT = 200
+
+
+@dataclass
+class Dispatcher:
+    task_id: int
+    token: str | None = None
+    slice_s: float | None = None
+    clock: Clock = SYSTEM
+    client_factory: Callable = instance_client
+    stats: dict = field(default_factory=lambda: {"sent": 0, "claims": 0, "polled": 0})
+    # set by run() once the task's account and instance are known to exist
+    account: WeworkAccount = field(init=False, repr=False)
+    instance: WeworkInstance = field(init=False, repr=False)
+
+    # --- setup -----------------------------------------------------------------------------
+
+    def load(self) -> MessageTask | None:
+        task = MessageTask.objects.select_related("account__instance", "template").filter(pk=self.task_id).first()
+        if task is None:
+            return None
+        self.task = task
+        self.limits = pacing.Limits.default(task.send_interval)
+        self.paced = self.limits.any
+        self.preparer = Preparer(task)
+        self.batch = self._claim_size()
+        self._older_tasks: list[int] | None = None
+        self.claimed: list[int] = []  # receivers claimed by this run (handed back if it fails)
+        return task
+
+    def _claim_size(self) -> int:
+        """CLAIM_BATCH, fewer with pacing: a claim must be sent within a third of CLAIM_TIMEOUT_S."""
+        per = max(0.001, self.limits.min_interval_s + self.limits.jitter_s / 2) if self.paced else 0
+        batch = int(conf.get("CLAIM_BATCH"))
+        if per:
+            batch = max(1, min(batch, int(float(conf.get("CLAIM_TIMEOUT_S")) / 3 / per)))
+        return batch
+
+    def connect(self) -> None:
+        """Open the instance client, the acknowledgement feed and the run's send strategy."""
+        self.sender = Sender(self.client_factory(self.instance), self.task, self.account, self.stats)
+        self.acks = Acknowledgements(self.sender, self.clock, self.stats)
+        self.strategy = choose_strategy(self)
+        self.acks.open()
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Work until the task has nothing claimable, the slice ends, or the task stops.
+        Returns a short reason string."""
+        # Every way out drops this run's lease, the early ones too: a resume (beat's kick, a
+        # new start) would otherwise wait up to LEASE_TTL_S for it.
+        try:
+            return self._run()
+        finally:
+            self._drop_lease()
+
+    def _run(self) -> str:
+        task = self.load()
+        if task is None:
+            return "missing"
+        if task.status != TaskStatus.RUNNING:
+            return "not-running"
+        account = task.account
+        instance = account.instance if account is not None else None
+        if account is None or instance is None:
+            transitions.fail_task(self.task_id, _("The task's account or instance no longer exists."))
+            return "failed"
+        self.account, self.instance = account, instance
+        if self.account_in_trouble():
+            return "stopped-account"
+        slice_s = float(self.slice_s if self.slice_s is not None else conf.get("DISPATCH_SLICE_S"))
+        self.deadline = self.clock.monotonic() + slice_s
+        self.connect()
+        try:
+            return self._loop()
+        except BaseException:
+            # Redis or the database went away, or a bug: hand this run's claims back now
+            # instead of after CLAIM_TIMEOUT_S. Re-sending keeps each message's uuid, so a
+            # message already handed over is not sent twice (the instance returns its result).
+            self._release_claims()
+            raise
+        finally:
+            self.strategy.close()
+            self.sender.close()
+
+    def _drop_lease(self) -> None:
+        if not self.token:
+            return
+        try:
+            leases.lease_drop(self.task_id, self.token)
+        except Exception:  # noqa: BLE001 - Redis away: the lease expires after LEASE_TTL_S
+            log.warning("task %s: lease %s not dropped (Redis unavailable)", self.task_id, self.token)
+
+    def _release_claims(self) -> None:
+        ids = getattr(self, "claimed", None)
+        if not ids:
+            return
+        try:
+            n = MessageReceiver.objects.filter(pk__in=ids, send_status=RS.SENDING).update(
+                send_status=RS.PENDING, updated_at=self.clock.now())
+            log.warning("task %s: dispatcher failed; %d claimed receivers handed back", self.task_id, n)
+        except Exception:  # noqa: BLE001 - the database is away too: claims.reclaim_stale() hands them back
+            log.warning("task %s: claims not handed back (database unavailable)", self.task_id)
+
+    def _loop(self) -> str:
+        cursor = 0
+        skipped_claims = 0
+        while True:
+            self.heartbeat()
+            if self.clock.monotonic() > self.deadline:
+                self.settle_inflight(final=False)
+                return self.continue_later(0)
+            prepared, failed = self.claim(cursor)
+            self.stats["claims"] += 1
+            if not prepared and not failed:
+                if cursor:
+                    cursor = 0
+                    continue
+                if skipped_claims < SKIPPED_CLAIM_RETRIES and self._due_receivers_left():
+                    # SKIP LOCKED skipped due rows that another transaction held for a moment
+                    # (a concurrent claim scanning the same index locks rows it then rejects):
+                    # look again rather than go idle until beat's next kick
+                    skipped_claims += 1
+                    self.clock.sleep(SKIPPED_CLAIM_WAIT_S)
+                    continue
+                self.settle_inflight(final=True)
+                return self._finish_or_wait()
+            skipped_claims = 0
+            cursor = max([p.row["id"] for p in prepared] + [o.receiver_id for o in failed])
+            reason = self.strategy.process(prepared, failed)
+            if reason:
+                self.settle_inflight(final=True)
+                return reason
+
+    def heartbeat(self) -> None:
+        if self.token:
+            leases.lease_add(self.task_id, self.token)
+
+    def continue_later(self, countdown: float) -> str:
+        """A new run of this task's dispatcher in `countdown` seconds (this one ends)."""
+        return leases.continue_later(self.task, countdown)
+
+    def _finish_or_wait(self) -> str:
+        if transitions.finish_if_done(self.task_id):
+            return "completed"
+        # Receivers waiting for a retry time, or in flight elsewhere: come back when due.
+        nxt = (
+            MessageReceiver.objects.filter(task_id=self.task_id, send_status=RS.PENDING, send_time__isnull=False)
+            .order_by("send_time").values_list("send_time", flat=True).first()
+        )
+        if nxt is not None:
+            wait = max(1, min(60, (nxt - self.clock.now()).total_seconds()))
+            return self.continue_later(wait)
+        return "idle"
+
+    def _due_receivers_left(self) -> bool:
+        """Whether due PENDING receivers exist (a plain read: it waits on no lock)."""
+        return claims.claimable(self.task_id, self.clock.now()).exists()
+
+    # --- one claim ----------------------------------------------------------------------------
+
+    def claim(self, after_id: int) -> tuple[list[Prepared], list[Outcome]]:
+        """Claim up to `self.batch` receivers with id > after_id and create the message rows of
+        those that have none, in one transaction: when it commits, every claimed receiver is
+        SENDING and linked to the message (and uuid) it is sent with. Returns (Prepared items,
+        Outcomes of rows that cannot be rendered); ([], []) when nothing is due."""
+        now = self.clock.now()
+        self._older_tasks = None  # looked up again for each claim (see _older_message_waits)
+
+        def claim_once():
+            rows = claims.lock_claimable(self.task_id, self.batch, after_id, now)
+            if not rows:
+                return rows, [], []
+            prepared, failed, links = self.preparer.prepare(rows, now)
+            claims.mark_claimed([r["id"] for r in rows], links, now)
+            return rows, prepared, failed
+
+        # A claim that did not commit claimed nothing: a deadlock or lost connection is retried
+        # at once (after a COMMIT of unknown outcome, rows it did claim come back by the reclaim).
+        rows, prepared, failed = run_idempotent(claim_once, name="Dispatcher.claim")
+        self.claimed.extend(r["id"] for r in rows)
+        return prepared, failed
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def record_answer(self, item: Prepared, outcome: Outcome, outcomes: list[Outcome]) -> K:
+        """Add the outcome of a send of `item` to `outcomes`; returns its kind. A stop answer
+        fails the receiver (its message was refused); a pause answer releases it (never handed
+        over); a queued one is watched for its acknowledgement."""
+        if outcome.kind == K.STOP:
+            outcomes.append(Outcome(item.row["id"], item.message_id, K.FAILED, outcome.code, outcome.error))
+        elif outcome.kind == K.PAUSE:
+            outcomes.append(release(item))
+        else:
+            outcomes.append(outcome)
+            if outcome.kind == K.QUEUED:
+                self.acks.watch(item)
+        return outcome.kind
+
+    def end_claim(self, rest: list[Prepared], outcomes: list[Outcome], stop: Outcome | None = None,
+                  pause: Outcome | None = None) -> str | None:
+        """Release `rest`, record everything, then stop the account or pause the task when an
+        answer said so; returns that reason, or None."""
+        self.release(rest, outcomes)
+        self.flush(outcomes)
+        if stop is not None:
+            stops.stop_account(self.account.pk, stop.code or "risk_control", stop.error)
+            return "stopped-account"
+        if pause is not None:
+            transitions.pause_automatically(self.task_id, pause.error or pause.code or "")
+            return "paused"
+        return None
+
+    def checkpoint(self, outcomes: list[Outcome], check_running: bool = True) -> bool:
+        """Record `outcomes` (then empty), renew the lease, confirm acknowledgements; returns
+        whether the task may go on (checked when `check_running`)."""
+        self.flush(outcomes)
+        outcomes.clear()
+        self.heartbeat()
+        self.settle_inflight(final=False)
+        return self.still_running() if check_running else True
+
+    # --- pacing ---------------------------------------------------------------------------
+
+    def pace(self, remaining: list[Prepared], outcomes: list[Outcome]) -> str | None:
+        """Wait for the account's next slot to send remaining[0]; DEFERRED when its
+        conversation is busy (remaining[0] waits in PENDING, the caller goes on with the next),
+        or the reason this run stops."""
+        item = remaining[0]
+        if self._older_message_waits(item):
+            # first in, first out per conversation: an older running task's message to the same
+            # contact or group goes first (two sends composed seconds apart arrive in order)
+            outcomes.append(Outcome(item.row["id"], item.message_id, K.DEFER, delay_s=FIFO_RETRY_S))
+            return DEFERRED
+        res = pacing.reserve(self.account.pk, self.limits, conversation_id=item.row["receiver_wxid"],
+                             clock=self.clock)
+        if res.code == pacing.CONVERSATION_BUSY:
+            outcomes.append(Outcome(item.row["id"], item.message_id, K.DEFER, delay_s=res.wait_s))
+            return DEFERRED
+        if res.code == pacing.RESERVED:
+            if res.wait_s > 0:
+                if res.wait_s > 1 and outcomes:
+                    self.flush(outcomes)
+                    outcomes.clear()
+                self.clock.sleep(res.wait_s)
+            return None
+        self.release(remaining, outcomes)
+        self.flush(outcomes)
+        outcomes.clear()
+        if res.code == pacing.BLOCKED:
+            transitions.pause_automatically(
+                self.task_id, _("Sending is stopped for the account after a risk-control signal."))
+            return "blocked"
+        if res.code == pacing.DAILY_CAP:
+            MessageTask.objects.filter(pk=self.task_id).update(
+                error_message=_("The account reached its daily cap; sending continues tomorrow.")
+            )
+            return self.continue_later(min(3600, self._seconds_to_midnight()))
+        return self.continue_later(min(res.wait_s, 300))
+
+    def _older_message_waits(self, item: Prepared) -> bool:
+        """Whether a running task of the same account created before this one still has a
+        message to the same conversation to send (pending or in flight)."""
+        if self._older_tasks is None:
+            self._older_tasks = list(
+                MessageTask.objects.filter(account_id=self.account.pk, status=TaskStatus.RUNNING,
+                                           pk__lt=self.task_id).values_list("pk", flat=True)[:OLDER_TASKS_LIMIT]
+            )
+        if not self._older_tasks:
+            return False
+        return MessageReceiver.objects.filter(
+            task_id__in=self._older_tasks, receiver_wxid=item.row["receiver_wxid"],
+            send_status__in=[RS.PENDING, RS.SENDING],
+        ).exists()
+
+    def _seconds_to_midnight(self) -> float:
+        now = timezone.localtime(self.clock.now())
+        tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
+        return max(60, (tomorrow - now).total_seconds())
+
+    # --- acknowledgements and records ------------------------------------------------------
+
+    def settle_inflight(self, final: bool) -> None:
+        """Confirm handed-over messages not confirmed by a webhook yet (acks.look). Final (the
+        task has nothing left to claim): wait for all of them, up to ACK_WAIT_S, then leave the
+        rest to the reclaim."""
+        if not self.acks.inflight:
+            return
+        limit = self.clock.monotonic() + float(conf.get("ACK_WAIT_S"))
+        while self.acks.inflight:
+            outcomes, stop = self.acks.outcomes(self.acks.look())
+            self.apply(outcomes)
+            if stop is not None:
+                self._stop_after_ack(stop)
+                return
+            if not final or self.clock.monotonic() > limit:
+                return
+            if self.acks.inflight:
+                self.clock.sleep(ACK_LOOK_INTERVAL_S)
+
+    def _stop_after_ack(self, stop: Outcome) -> None:
+        stops.stop_account(self.account.pk, stop.code or "risk_control", stop.error)
+        self.acks.forget_all()
+
+    def apply(self, outcomes: list[Outcome]) -> None:
+        if outcomes:
+            apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk, now=self.clock.now())
+
+    def flush(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes. Sends answered "queued" whose acknowledgement is already in the
+        instance's event feed are recorded with their final state in the same write."""
+        if not outcomes:
+            return
+        stop = None
+        if any(o.kind == K.QUEUED for o in outcomes):
+            results = self.acks.take_from_feed()
+            if results:
+                acked, stop = self.acks.outcomes(results)
+                outcomes = list(outcomes) + acked
+        self.apply(outcomes)
+        if stop is not None:
+            self._stop_after_ack(stop)
+
+    @staticmethod
+    def release(items: list[Prepared], outcomes: list[Outcome]) -> None:
+        outcomes.extend(release(item) for item in items)
+
+    def touch(self, items: list[Prepared]) -> None:
+        """Keep the claims of `items` fresh (no reclaim while they wait for their slot)."""
+        if items:
+            now = self.clock.now()
+            run_idempotent(lambda: MessageReceiver.objects.filter(
+                pk__in=[i.row["id"] for i in items], send_status=RS.SENDING).update(updated_at=now),
+                name="Dispatcher.touch")
+
+    # --- the task and its account -------------------------------------------------------------
+
+    def still_running(self) -> bool:
+        if self.account_in_trouble():
+            return False
+        return MessageTask.objects.filter(pk=self.task_id, status=TaskStatus.RUNNING).exists()
+
+    def account_in_trouble(self) -> bool:
+        """An account flagged abnormal or banned (by an account.* event) stops at once, as after a
+        risk-control answer: its tasks pause, an alert is raised (once)."""
+        status = WeworkAccount.all_objects.filter(pk=self.account.pk).values_list("status", flat=True).first()
+        if status in (AccountStatus.ABNORMAL, AccountStatus.BANNED):
+            reason = "account_banned" if status == AccountStatus.BANNED else "account_abnormal"
+            stops.stop_account(self.account.pk, reason, _("The account was flagged by the instance."))
+            return True
+        return False
+
+
+def run(task_id: int, token: str | None = None, **kwargs) -> str:
+    """One dispatcher run for the task (the Celery task `messaging.dispatch_task`)."""
+    return Dispatcher(task_id, token=token, **kwargs).run()

@@ -1,0 +1,81 @@
+"""Counters: a task's success/fail counts and progress, rebuilt from its receiver rows; the
+accounts' and instances' message counts."""
+from __future__ import annotations
+
+from django.db.models import Count, F
+from django.utils import formats, timezone
+
+from contacts.models import WeworkAccount
+from instances.models import WeworkInstance
+
+from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+
+COUNTER_FIELDS = ("target_count", "success_count", "fail_count", "progress")
+
+
+def receiver_counts(task_id: int) -> dict[int, int]:
+    """{send_status: number of receivers} of the task."""
+    return dict(
+        MessageReceiver.objects.filter(task_id=task_id).values_list("send_status").annotate(n=Count("id")).order_by()
+    )
+
+
+def rebuild_counters(task_id: int) -> dict[int, int]:
+    """Recompute success/fail counts and progress from the receiver rows."""
+    counts = receiver_counts(task_id)
+    total = sum(counts.values())
+    done = counts.get(RS.SUCCESS, 0) + counts.get(RS.FAILED, 0) + counts.get(RS.SKIPPED, 0)
+    progress = round(done * 100 / total, 2) if total else 0
+    MessageTask.objects.filter(pk=task_id).update(
+        target_count=total,
+        success_count=counts.get(RS.SUCCESS, 0),
+        fail_count=counts.get(RS.FAILED, 0),
+        progress=progress,
+    )
+    return counts
+
+
+def task_progress(task: MessageTask) -> dict:
+    """The JSON the progress bar polls."""
+    counts = receiver_counts(task.pk)
+    return {
+        "id": task.pk,
+        "status": task.status,
+        "status_label": str(TaskStatus(task.status).label),
+        "target_count": task.target_count,
+        "success_count": task.success_count,
+        "fail_count": task.fail_count,
+        "pending": counts.get(RS.PENDING, 0),
+        "sending": counts.get(RS.SENDING, 0),
+        "skipped": counts.get(RS.SKIPPED, 0),
+        "progress": float(task.progress),
+        "error_message": task.error_message,
+        "started_at": task.started_at.isoformat() if task.started_at else None,
+        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+        # as the page shows dates (the active language, the platform's time zone)
+        "completed_at_display": _display_time(task.completed_at),
+    }
+
+
+def _display_time(value):
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else None
+
+
+def count_messages(account_id: int, instance_id: int | None, n: int) -> None:
+    """today_messages / total_messages on the account and its instance (sent and received)."""
+    if not n:
+        return
+    WeworkAccount.all_objects.filter(pk=account_id).update(
+        today_messages=F("today_messages") + n, total_messages=F("total_messages") + n
+    )
+    if instance_id:
+        WeworkInstance.all_objects.filter(pk=instance_id).update(
+            today_messages=F("today_messages") + n, total_messages=F("total_messages") + n
+        )
+
+
+def reset_daily_counters() -> tuple[int, int]:
+    """today_messages back to 0 (beat, at local midnight); returns (accounts, instances) reset."""
+    accounts = WeworkAccount.all_objects.exclude(today_messages=0).update(today_messages=0)
+    instances = WeworkInstance.all_objects.exclude(today_messages=0).update(today_messages=0)
+    return accounts, instances

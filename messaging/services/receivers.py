@@ -1,0 +1,286 @@
+"""Receivers of a task: explicit lists and filters over the account's contacts and groups,
+@mentions and reply-to checks, per-receiver template values, and writing the receiver rows."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from contacts.models import Contact, Group, GroupMember, WeworkAccount
+from wework import shards
+
+from .. import conf
+from ..errors import invalid
+from ..models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, ReceiverType
+
+MENTIONS_KEY = "@mentions"  # reserved keys in template_variables / receiver variables
+REPLY_TO_KEY = "@reply_to"
+MAX_MENTIONS = 500
+
+#: A receiver dict: {"type": ReceiverType, "wxid": str, "name": str | None, "variables": dict}
+Receiver = dict
+
+_TYPE_NAMES = {
+    "contact": ReceiverType.CONTACT, "single": ReceiverType.CONTACT, "1": ReceiverType.CONTACT,
+    1: ReceiverType.CONTACT, "group": ReceiverType.GROUP, "room": ReceiverType.GROUP,
+    "2": ReceiverType.GROUP, 2: ReceiverType.GROUP,
+}
+
+
+def max_receivers() -> int:
+    return int(conf.get("MAX_RECEIVERS_PER_TASK"))
+
+
+def too_many_receivers_error(n: int, limit: int):
+    return invalid("receivers", _("%(n)d receivers is more than the limit of %(limit)d per task; split the "
+                                  "broadcast into several tasks.") % {"n": n, "limit": limit})
+
+
+def normalize_receivers(items: Sequence | None) -> list[Receiver]:
+    """Explicit receivers (wxids or {"wxid", "type", "name", "variables"}) → receiver dicts,
+    de-duplicated by (type, wxid)."""
+    if items is None:
+        return []
+    if not isinstance(items, (list, tuple)):
+        raise invalid("receivers", _("Receivers must be a list."))
+    limit = max_receivers()
+    if len(items) > limit:
+        raise too_many_receivers_error(len(items), limit)
+    out = []
+    seen = set()
+    for index, item in enumerate(items):
+        receiver = _normalize_receiver(index, item)
+        key = (receiver["type"], receiver["wxid"])
+        if key not in seen:
+            seen.add(key)
+            out.append(receiver)
+    return out
+
+
+def _normalize_receiver(index: int, item) -> Receiver:
+    number = {"i": index + 1}
+    if isinstance(item, str):
+        item = {"wxid": item}
+    if not isinstance(item, dict):
+        raise invalid("receivers", _("Receiver %(i)d is not an object.") % number)
+    wxid = str(item.get("wxid") or item.get("receiver_wxid") or "").strip()
+    if not wxid or len(wxid) > 100:
+        raise invalid("receivers", _("Receiver %(i)d has no valid wxid.") % number)
+    rtype = _TYPE_NAMES.get(item.get("type", item.get("receiver_type", "contact")))
+    if rtype is None:
+        raise invalid("receivers", _("Receiver %(i)d has an unknown type; use contact or group.") % number)
+    variables = item.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise invalid("receivers", _("Receiver %(i)d: variables must be an object.") % number)
+    return {"type": int(rtype), "wxid": wxid, "name": item.get("name"), "variables": variables}
+
+
+def _contact_name(row: Mapping) -> str:
+    return row.get("remark") or row.get("nickname") or row["wxid"]
+
+
+def resolve_explicit_receivers(account: WeworkAccount, receivers: list[Receiver]) -> list[Receiver]:
+    """Check every explicit receiver exists among the account's contacts/groups; fill names."""
+    by_type: dict[int, list[Receiver]] = {ReceiverType.CONTACT: [], ReceiverType.GROUP: []}
+    for r in receivers:
+        by_type[r["type"]].append(r)
+    unknown = []
+    for rtype, items in by_type.items():
+        if items:
+            unknown.extend(_resolve_of_type(account, rtype, items))
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise invalid("receivers", _("%(n)d receivers are not contacts or groups of this account: %(list)s.")
+                      % {"n": len(unknown), "list": shown})
+    return receivers
+
+
+def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) -> list[str]:
+    """Fill the names of `items` (all of `rtype`) from the account's shard; return unknown wxids."""
+    fields: tuple[str, ...]
+    if rtype == ReceiverType.CONTACT:
+        qs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
+        key, fields = "wxid", ("wxid", "nickname", "remark")
+    else:
+        qs = shards.for_instance(Group, account.instance_id).filter(account_id=account.pk)
+        key, fields = "group_wxid", ("group_wxid", "group_name")
+    unknown = []
+    for start in range(0, len(items), 1000):
+        chunk = items[start : start + 1000]
+        found = {
+            row[key]: row
+            for row in qs.filter(**{f"{key}__in": [r["wxid"] for r in chunk]}).values(*fields)
+        }
+        for r in chunk:
+            row = found.get(r["wxid"])
+            if row is None:
+                unknown.append(r["wxid"])
+            elif not r.get("name"):
+                r["name"] = (
+                    _contact_name(row) if rtype == ReceiverType.CONTACT
+                    else (row.get("group_name") or row["group_wxid"])
+                )
+    return unknown
+
+
+def select_receivers(account: WeworkAccount, filters: Mapping) -> list[Receiver]:
+    """Receivers chosen by filters over the account's contacts and groups.
+
+    filters: {"source": "contacts"|"groups"|"all", "tags": [..] (any of), "contact_type": 1..3,
+              "search": "text in name/remark", "include_blocked": false}
+    Contacts that are blocked, deleted or not friends any more are left out unless
+    include_blocked is set.
+    """
+    if not isinstance(filters, dict):
+        raise invalid("filters", _("Filters must be an object."))
+    source = filters.get("source", "contacts")
+    if source not in ("contacts", "groups", "all"):
+        raise invalid("filters", _("source must be contacts, groups or all."))
+    tags = filters.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    tags = set(tags)
+    search = (filters.get("search") or "").strip()
+    limit = max_receivers()
+    out = []
+    rows = []
+    if source in ("contacts", "all"):
+        rows.append(_filtered_contacts(account, filters, search, tags))
+    if source in ("groups", "all"):
+        rows.append(_filtered_groups(account, search, tags))
+    for source_rows in rows:
+        for receiver in source_rows:
+            out.append(receiver)
+            if len(out) > limit:
+                raise invalid("filters", _("The filters select more than %(limit)d receivers, the limit per "
+                                           "task; narrow them or split the broadcast.") % {"limit": limit})
+    return out
+
+
+def _filtered_contacts(account: WeworkAccount, filters: Mapping, search: str, tags: set):
+    qs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
+    if filters.get("contact_type"):
+        qs = qs.filter(contact_type=int(filters["contact_type"]))
+    if not filters.get("include_blocked"):
+        qs = qs.filter(is_blocked=False).exclude(friend_status__in=[2, 3])
+    if search:
+        qs = qs.filter(Q(nickname__icontains=search) | Q(remark__icontains=search) | Q(wxid=search))
+    for wxid, nickname, remark, row_tags in (
+        qs.order_by("id").values_list("wxid", "nickname", "remark", "tags").iterator(chunk_size=5000)
+    ):
+        if tags and not (tags & set(row_tags or [])):
+            continue
+        yield {"type": ReceiverType.CONTACT, "wxid": wxid, "name": remark or nickname or wxid, "variables": {}}
+
+
+def _filtered_groups(account: WeworkAccount, search: str, tags: set):
+    qs = shards.for_instance(Group, account.instance_id).filter(account_id=account.pk)
+    if search:
+        qs = qs.filter(group_name__icontains=search)
+    for wxid, name, row_tags in qs.order_by("id").values_list("group_wxid", "group_name", "tags").iterator(
+        chunk_size=5000
+    ):
+        if tags and not (tags & set(row_tags or [])):
+            continue
+        yield {"type": ReceiverType.GROUP, "wxid": wxid, "name": name or wxid, "variables": {}}
+
+
+def receiver_values(task_variables: Mapping | None, receiver: Mapping, defaults: Mapping | None = None) -> dict:
+    """Variables for one receiver: built-ins < template defaults < task < receiver."""
+    values = {"receiver_name": receiver.get("name") or receiver["wxid"], "receiver_wxid": receiver["wxid"]}
+    if defaults:
+        values.update(defaults)
+    for source in (task_variables or {}, receiver.get("variables") or {}):
+        values.update({k: v for k, v in source.items() if not k.startswith("@")})
+    return values
+
+
+def parse_mentions(value) -> list[str] | str | None:
+    """@members as given (a list, a comma-separated string or "all") → a list of ids, "all" or
+    None; MessagingInvalid under `at_members` when it is neither."""
+    if value in (None, "", []):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if (not isinstance(value, list) or not all(isinstance(v, str) and v for v in value)
+            or len(value) > MAX_MENTIONS):
+        raise invalid("at_members", _("@members must be a list of member ids or \"all\"."))
+    return value
+
+
+def check_mentions_are_members(account: WeworkAccount, mentions: list[str] | str,
+                               receivers: list[Receiver]) -> None:
+    """@mentions need group chats to mention in: refuse them (also "all") on a task without
+    group receivers, and name the member ids that are not current members (in the platform's
+    group members, the instance's shard) of every group receiver."""
+    group_wxids = [r["wxid"] for r in receivers if r["type"] == ReceiverType.GROUP]
+    if not group_wxids:
+        raise invalid("at_members", _("@members only apply to group chats, and this task sends to no group chat."))
+    if mentions == "all":
+        return
+    groups = shards.for_instance(Group, account.instance_id)
+    members = shards.for_instance(GroupMember, account.instance_id)
+    unknown: set[str] = set()
+    for start in range(0, len(group_wxids), 500):
+        chunk = group_wxids[start : start + 500]
+        ids = dict(groups.filter(account_id=account.pk, group_wxid__in=chunk).values_list("pk", "group_wxid"))
+        found = set(
+            members.filter(group_id__in=list(ids), member_wxid__in=mentions, left_at__isnull=True)
+            .values_list("group_id", "member_wxid")
+        )
+        unknown.update(m for m in mentions for group_id in ids if (group_id, m) not in found)
+    if unknown:
+        shown = sorted(unknown)
+        raise invalid("at_members", _("Not members of the group chats of this task: %(list)s.")
+                      % {"list": ", ".join(shown[:10]) + (" …" if len(shown) > 10 else "")})
+
+
+def check_reply_to(account: WeworkAccount, reply_to) -> int | None:
+    """The id of the message to reply to (a message of the same account), or None."""
+    if reply_to in (None, ""):
+        return None
+    try:
+        parent = shards.get(Message, int(reply_to))
+    except (Message.DoesNotExist, TypeError, ValueError):
+        raise invalid("reply_to", _("The message to reply to does not exist.")) from None
+    if parent.account_id != account.pk:
+        raise invalid("reply_to", _("The message to reply to belongs to another account."))
+    return parent.pk
+
+
+RECEIVER_COLUMNS = ("task_id", "receiver_type", "receiver_wxid", "receiver_name", "send_status",
+                    "retry_count", "variables", "created_at", "updated_at")
+
+
+def materialize_receivers(task: MessageTask, receivers: list[Receiver], now: datetime | None = None) -> None:
+    """Insert receiver rows with multi-row INSERTs in chunks (inside the caller's transaction);
+    a raw INSERT because `bulk_create` builds a model instance per row (100,000 per task)."""
+    now = now or timezone.now()
+    qn = connection.ops.quote_name
+    chunk = int(conf.get("MATERIALIZE_CHUNK"))
+    placeholders = "(" + ", ".join(["%s"] * len(RECEIVER_COLUMNS)) + ")"
+    insert = (f"INSERT INTO {qn(MessageReceiver._meta.db_table)} "
+              f"({', '.join(qn(c) for c in RECEIVER_COLUMNS)}) VALUES ")
+    ts = connection.ops.adapt_datetimefield_value(now)  # as the backend stores it (naive UTC)
+    with connection.cursor() as cursor:
+        for start in range(0, len(receivers), chunk):
+            part = receivers[start : start + chunk]
+            params = []
+            for r in part:
+                variables = r.get("variables") or None
+                params.extend([
+                    task.pk, int(r["type"]), r["wxid"], (r.get("name") or None) and str(r["name"])[:100],
+                    RS.PENDING, 0, json.dumps(variables, ensure_ascii=False) if variables else None, ts, ts,
+                ])
+            cursor.execute(insert + ", ".join([placeholders] * len(part)), params)
+
+
+def failed_receivers(task: MessageTask) -> QuerySet:
+    return MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.FAILED).order_by("id")

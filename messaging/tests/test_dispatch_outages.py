@@ -1,0 +1,85 @@
+"""A dispatcher that ends early or on an outage lets go at once (issue 12): its lease (a resume
+does not wait LEASE_TTL_S) and its claims (a resume does not wait CLAIM_TIMEOUT_S)."""
+import pytest
+import redis
+
+from messaging.dispatch import leases, worker
+from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
+
+from .conftest import make_task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _task(world, n, **kw):
+    return make_task(world, message_type="text", content="x", receivers=[{"wxid": w} for w in world.contacts[:n]],
+                     start=False, **kw)
+
+
+@pytest.mark.parametrize("state", ["missing", "not-running"])
+def test_early_exit_drops_the_lease(world, state):
+    task = _task(world, 2)
+    leases.lease_add(task.pk, "tok-early")
+    if state == "missing":
+        MessageTask.objects.filter(pk=task.pk).delete()
+    assert worker.run(task.pk, token="tok-early") == state
+    assert leases.lease_count(task.pk) == 0
+
+
+def test_redis_outage_mid_dispatch_releases_claims_and_lease(world, sim, monkeypatch):
+    task = _task(world, 30)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    leases.lease_add(task.pk, "tok-outage")
+    real_add = leases.lease_add
+    calls = []
+
+    def flaky_add(task_id, token, ttl=None):
+        calls.append(token)
+        if len(calls) >= 2:
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return real_add(task_id, token, ttl)
+
+    monkeypatch.setattr(leases, "lease_add", flaky_add)
+    d = worker.Dispatcher(task.pk, token="tok-outage")
+    d.load()
+    d.batch = 10
+    with pytest.raises(redis.exceptions.ConnectionError):
+        d.run()
+    monkeypatch.setattr(leases, "lease_add", real_add)
+    # nothing left claimed: the next dispatcher takes the rest at once
+    assert not task.receivers.filter(send_status=RS.SENDING).exists()
+    assert task.receivers.filter(send_status=RS.PENDING).count() >= 20
+    assert leases.lease_count(task.pk) == 0
+    assert worker.run(task.pk) == "completed"
+    assert len(sim.messages) == 30
+
+
+def test_a_deadlocked_flush_is_retried_at_once_and_counts_once(world, monkeypatch):
+    from django.db import OperationalError
+
+    from messaging.dispatch import recording
+    from messaging.dispatch.outcomes import Outcome, OutcomeKind
+
+    task = _task(world, 1)
+    d = worker.Dispatcher(task.pk)
+    d.load()
+    prepared, _failed = d.claim(0)
+    real = recording._apply_success
+    calls = []
+
+    def deadlock_once(items, now):
+        calls.append(1)
+        n = real(items, now)
+        if len(calls) == 1:  # after the writes, as a deadlock on the counter rows would be
+            raise OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
+        return n
+
+    monkeypatch.setattr(recording, "_apply_success", deadlock_once)
+    monkeypatch.setattr("wework.db.retry.time.sleep", lambda s: None)
+    item = prepared[0]
+    done = recording.apply_outcomes(task.pk, [Outcome(item.row["id"], item.message_id, OutcomeKind.SUCCESS)],
+                                    world.account.pk, world.instance.pk)
+    assert done["success"] == 1 and len(calls) == 2
+    task.refresh_from_db()
+    world.account.refresh_from_db()
+    assert task.success_count == 1 and world.account.total_messages == 1

@@ -1,0 +1,53 @@
+"""The API's one exception handler (REST_FRAMEWORK["EXCEPTION_HANDLER"]).
+
+Maps the platform's `DomainError`, Django's `ValidationError` and `PermissionDenied` to the right
+status, in the same shapes as DRF's own errors: `{"detail", "code"}`, or field messages as
+`{"<field>": ["..."]}`. A database that cannot serve the request now (unreachable, switching
+over to another node, a conflict that outlived its retries: wework.db.errors) is a 503 with
+Retry-After, never a 500.
+"""
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from django.utils.translation import gettext_lazy as _
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from wework import outages
+from wework.db import errors as db_errors
+from wework.db.retry import UNAVAILABLE_MESSAGE
+from wework.errors import DomainError, UnavailableError
+
+
+CACHE_UNAVAILABLE_MESSAGE = _("A platform service (Redis) is not available right now; retry in a few seconds.")
+
+
+def _validation_detail(exc: DjangoValidationError):
+    if hasattr(exc, "error_dict"):
+        return {
+            ("non_field_errors" if name == "__all__" else name): [str(m) for m in errors]
+            for name, errors in exc.message_dict.items()
+        }
+    return {"non_field_errors": [str(m) for m in exc.messages]}
+
+
+def exception_handler(exc, context):
+    code = outages.outage_code(exc)
+    if code == outages.DATABASE:
+        db_errors.log_unavailable(exc, context.get("request"))
+        exc = UnavailableError(UNAVAILABLE_MESSAGE, code=code)
+    elif code == outages.CACHE:
+        db_errors.log_unavailable(exc, context.get("request"))
+        exc = UnavailableError(CACHE_UNAVAILABLE_MESSAGE, code=code)
+    if isinstance(exc, DomainError):
+        headers = {}
+        if isinstance(exc, UnavailableError) and exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(exc.as_dict(), status=exc.status, headers=headers)
+    if isinstance(exc, DjangoValidationError):
+        exc = drf_exceptions.ValidationError(_validation_detail(exc))
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied(str(exc) or None)
+    return drf_exception_handler(exc, context)

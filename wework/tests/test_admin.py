@@ -1,0 +1,24 @@
+"""NULL JSON columns show an empty box on admin forms (not the word "null"), and an empty box
+is saved as NULL."""
+import pytest
+from django.urls import reverse
+
+from messaging.models import MessageTemplate
+
+pytestmark = pytest.mark.django_db
+
+
+def test_null_json_fields_render_empty_and_save_as_null(verified_admin_client):
+    client = verified_admin_client
+    page = client.get(reverse("admin:messaging_messagetemplate_add")).content.decode()
+    assert "null</textarea>" not in page
+    assert 'name="tags"' in page
+    response = client.post(reverse("admin:messaging_messagetemplate_add"), {
+        "name": "Welcome", "message_type": "text", "content": "Hello", "variables": "", "tags": "",
+        "status": 1, "sort_order": 0, "use_count": 0,
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    template = MessageTemplate.objects.get(name="Welcome")
+    assert template.tags is None
+    change = client.get(reverse("admin:messaging_messagetemplate_change", args=[template.pk])).content.decode()
+    assert "null</textarea>" not in change

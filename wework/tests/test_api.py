@@ -1,0 +1,119 @@
+"""API input handling (QA F14): the login's `otp_token` alias, a parse error for a malformed JSON
+body, 400 for filters a list cannot apply, and one API root."""
+import pytest
+from django.urls import get_resolver
+from rest_framework.test import APIClient
+
+from accounts.models import Role, UserRole
+from accounts.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def root(verified_admin_client):
+    return verified_admin_client
+
+
+# --- login ----------------------------------------------------------------------------------------
+def test_login_accepts_otp_token_as_otp(otp):
+    user = UserFactory()
+    UserRole.objects.create(user=user, role=Role.objects.get(name="operator"))
+    device = otp.enroll(user)
+    api = APIClient()
+    body = {"username": user.username, "password": "password"}
+    assert api.post("/api/v1/auth/login", {**body, "otp_token": "123456"}, format="json").status_code == 401
+    r = api.post("/api/v1/auth/login", {**body, "otp_token": otp.code(device)}, format="json")
+    assert r.status_code == 200, r.content
+    assert r.json()["token_type"] == "Bearer"
+
+
+def test_malformed_json_is_a_parse_error():
+    api = APIClient()
+    r = api.post("/api/v1/auth/login", '{"username": "x", "password": ', content_type="application/json")
+    assert r.status_code == 400
+    body = r.json()
+    assert "parse error" in body["detail"].lower() and "username" not in body and "password" not in body
+    r = api.post("/api/v1/auth/login", "[1, 2]", content_type="application/json")
+    assert r.status_code == 400  # valid JSON, not an object: the serializer says so
+
+
+def test_malformed_json_on_an_authenticated_endpoint(root):
+    r = root.post("/api/v1/messaging/tasks/", "{oops", content_type="application/json")
+    assert r.status_code == 400 and "parse error" in r.json()["detail"].lower()
+
+
+# --- filters --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url, param", [
+    ("/api/v1/messaging/messages/?created_after=notadate", "created_after"),
+    ("/api/v1/messaging/tasks/?created_after=notadate", "created_after"),
+    ("/api/v1/instances/?heartbeat_after=yesterday", "heartbeat_after"),
+    ("/api/v1/instances/?status=99", "status"),
+    ("/api/v1/monitoring/alerts/?open=maybe", "open"),
+    ("/api/v1/monitoring/alert-rules/?is_enabled=perhaps", "is_enabled"),
+    ("/api/v1/wework-accounts/?is_logged_in=sometimes", "is_logged_in"),
+    ("/api/v1/monitoring/audit-logs/?since=last-week", "since"),
+])
+def test_invalid_filter_values_are_400_with_the_field_message(root, url, param):
+    r = root.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.content[:200])
+    assert list(r.json()) == [param] and r.json()[param][0]
+
+
+@pytest.mark.parametrize("url, param", [
+    ("/api/v1/messaging/messages/?sent_after=2026-01-01", "sent_after"),
+    ("/api/v1/instances/?nmae=sim", "nmae"),
+    ("/api/v1/messaging/templates/?catgory=x", "catgory"),
+    ("/api/v1/roles/?colour=blue", "colour"),
+])
+def test_unknown_filters_are_400_and_name_the_known_ones(root, url, param):
+    r = root.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.content[:200])
+    assert list(r.json()) == [param]
+
+
+def test_valid_filters_search_ordering_and_paging_still_work(root):
+    for url in (
+        "/api/v1/instances/?status=1&name=x&search=x&ordering=-id&page=1&format=json",
+        "/api/v1/messaging/tasks/?created_after=2026-01-01T00:00:00Z&status=0&ordering=id",
+        "/api/v1/messaging/messages/?created_after=2026-01-01T00:00:00Z&month=202611&limit=5",
+        "/api/v1/monitoring/alerts/?open=true",
+        "/api/v1/monitoring/alert-rules/?is_enabled=false",
+        "/api/v1/wework-accounts/?is_logged_in=&q=",
+        "/api/v1/monitoring/audit-logs/?since=2026-01-01T00:00:00Z",
+    ):
+        r = root.get(url)
+        assert r.status_code == 200, (url, r.content[:300])
+    # detail views and actions are not lists: their query string is not checked for filters
+    assert root.get("/api/v1/instances/999999/?anything=1").status_code == 404
+
+
+# --- API root --------------------------------------------------------------------------------------
+def test_api_root_registered_once_and_lists_every_app(root):
+    roots = []
+
+    def walk(resolver, prefix=""):
+        for p in resolver.url_patterns:
+            if hasattr(p, "url_patterns"):
+                walk(p, prefix + str(p.pattern))
+            elif getattr(p, "name", None) == "api-root":
+                roots.append(prefix + str(p.pattern))
+
+    walk(get_resolver())
+    assert roots == ["api/v1/"]
+    r = root.get("/api/v1/", HTTP_ACCEPT="application/json")
+    assert r.status_code == 200
+    listed = r.json()
+    for prefix in ("instances", "contacts", "messaging/tasks", "monitoring/alerts", "users"):
+        assert prefix in listed, prefix
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/instances/?ordering=nonexistent",
+    "/api/v1/messaging/tasks/?ordering=id,-bogus",
+    "/api/v1/monitoring/alerts/?ordering=password",
+])
+def test_unknown_ordering_fields_are_400(root, url):
+    r = root.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.content[:200])
+    assert list(r.json()) == ["ordering"] and "It accepts" in r.json()["ordering"][0]
