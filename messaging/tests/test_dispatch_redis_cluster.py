@@ -34,15 +34,17 @@ def cluster():
         pytest.skip("needs REDIS_URL=redis+cluster://... (scripts/services up redis-cluster)")
     client = redis_conn.client(url)
     yield client
-    _restart_and_wait(client)
+    _restart_and_wait()
 
 
-def _restart_and_wait(client):
-    """Start the killed node again (it rejoins as a replica) and wait for a healthy cluster."""
-    ports = " ".join(str(node.port) for node in client.get_nodes())
-    env = {**os.environ, "SERVICES_REDIS_CLUSTER_PORTS": os.environ.get("SERVICES_REDIS_CLUSTER_PORTS", ports)}
-    subprocess.run([str(ROOT / "scripts/services"), "up", "redis-cluster"], env=env, check=True,
-                   capture_output=True, timeout=180)
+def _restart_and_wait():
+    """Start the killed node again (it rejoins as a replica) and wait for a healthy cluster.
+
+    The ports are scripts/services' own (SERVICES_REDIS_CLUSTER_PORTS or its defaults), never
+    the client's node list: after the kill that list no longer names the dead node."""
+    done = subprocess.run([str(ROOT / "scripts/services"), "up", "redis-cluster"],
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, f"scripts/services up redis-cluster failed:\n{done.stdout}\n{done.stderr}"
 
 
 def _kill_master_of(client, key):
