@@ -18,7 +18,7 @@ from django.utils import timezone, translation
 from accounts.scoping import has_global_perm, visible_instance_ids
 from contacts.models import AccountStatus, WeworkAccount
 from instances.models import InstanceStatus, WeworkInstance
-from messaging.models import Message, MessageTask, TaskStatus
+from messaging.models import Message, MessageTask, SendStatus, TaskStatus
 from monitoring.models import OPEN_STATUSES, AlertLevel, AlertRecord, AlertStatus
 from wework import shards
 
@@ -128,11 +128,14 @@ def _status_counts(qs, choices):
 
 
 def _messages_per_hour(now, midnight, instance_ids):
-    """Messages of each local hour of today so far.
+    """Messages of each local hour of today so far: messages received, and messages sent that
+    the instance confirmed (send_status "sent"). A message row still pending, being sent or
+    failed is no message a customer saw: failed attempts before a retry and rows prepared for
+    receivers of a cancelled task are not counted (docs/monitoring.md, "Dashboard figures").
 
     One query per message shard overlapping today, counting Snowflake id ranges (the id encodes
-    the time): it reads the primary key only and sends 24 numbers, not a day of rows. Scoped:
-    the messages of the accounts of those instances (a subquery, deleted accounts included).
+    the time): 24 numbers, not a day of rows. Scoped: the messages of the accounts of those
+    instances (a subquery, deleted accounts included).
     """
     local_now = timezone.localtime(now)
     hours = [0] * 24
@@ -144,7 +147,7 @@ def _messages_per_hour(now, midnight, instance_ids):
     day_low, _day_high = shards.id_bounds(since=midnight)
     for model in shards.shard_models(Message, since=midnight, until=now +
                                      datetime.timedelta(seconds=1)):
-        messages = model.objects.filter(id__gte=day_low)
+        messages = model.objects.filter(id__gte=day_low, send_status=SendStatus.SUCCESS)
         if instance_ids is not None:
             messages = messages.filter(account_id__in=WeworkAccount.all_objects.filter(
                 instance_id__in=instance_ids).values("id"))

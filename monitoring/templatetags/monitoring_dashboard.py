@@ -4,11 +4,26 @@ Users with a role granting a dashboard permission see every instance; users whos
 from per-instance grants see the figures of those instances only; others see no dashboard."""
 from django import template
 
+from contacts.models import AccountStatus
+from instances.models import InstanceStatus
 from monitoring import services
 
 register = template.Library()
 
 DASHBOARD_PERMISSIONS = services.DASHBOARD_PERMISSIONS
+
+# Colours say what a status means (Chart.js's default palette made "online" red): green for
+# working, grey for idle or off, amber for attention, red for broken.
+GOOD, IDLE, ATTENTION, BAD = "#2e7d32", "#9e9e9e", "#f9a825", "#c62828"
+INSTANCE_COLORS = {InstanceStatus.ONLINE: GOOD, InstanceStatus.OFFLINE: IDLE,
+                   InstanceStatus.MAINTENANCE: ATTENTION, InstanceStatus.ERROR: BAD}
+ACCOUNT_COLORS = {AccountStatus.ONLINE: GOOD, AccountStatus.OFFLINE: IDLE,
+                  AccountStatus.ABNORMAL: ATTENTION, AccountStatus.BANNED: BAD}
+
+
+def _doughnut(rows, colors):
+    return {"labels": [r["label"] for r in rows], "values": [r["count"] for r in rows],
+            "colors": [colors.get(r["status"], IDLE) for r in rows]}
 
 
 @register.simple_tag(takes_context=True)
@@ -20,9 +35,7 @@ def monitoring_dashboard(context):
     data["chart"] = {
         "labels": [f"{h:02d}:00" for h in range(len(data["messages_per_hour"]))],
         "values": data["messages_per_hour"],
-        "instances": {"labels": [i["label"] for i in data["instances"]],
-                      "values": [i["count"] for i in data["instances"]]},
-        "accounts": {"labels": [a["label"] for a in data["accounts"]],
-                     "values": [a["count"] for a in data["accounts"]]},
+        "instances": _doughnut(data["instances"], INSTANCE_COLORS),
+        "accounts": _doughnut(data["accounts"], ACCOUNT_COLORS),
     }
     return data

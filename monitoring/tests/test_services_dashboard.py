@@ -13,9 +13,10 @@ from contacts.models import AccountStatus
 from contacts.tests.factories import WeworkAccountFactory
 from instances.models import InstanceStatus
 from instances.tests.factories import WeworkInstanceFactory
-from messaging.models import Message, TaskStatus
+from messaging.models import Message, SendStatus, TaskStatus
 from messaging.tests.factories import MessageTaskFactory
 from monitoring import services
+from monitoring.templatetags import monitoring_dashboard as dashboard_tag
 from wework import shards
 
 DASHBOARD_GRANT = ["instances.view_weworkinstance", "monitoring.view_alertrecord"]
@@ -244,18 +245,41 @@ def test_dashboard_and_alert_api(client, grant):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_dashboard_counts_todays_messages_per_hour():
+def test_dashboard_counts_todays_messages_a_customer_saw_per_hour():
+    """Hand-counted: 2 received and 3 sent-and-confirmed messages count; a failed attempt
+    before a retry, a row still being sent and a row prepared for a receiver of a cancelled
+    task (pending for ever) do not (the dashboard once showed 111 for 41 real messages)."""
     account = WeworkAccountFactory()
     before = services.dashboard_data(use_cache=False)["messages_today"]
     now = timezone.now()
     base = {"account_id": account.pk, "chat_type": 1, "chat_wxid": "wxid_x",
-            "message_type": "text", "message_content": "hi", "send_time": now}
-    shards.bulk_create(Message, [dict(base, created_at=now) for _ in range(3)])
+            "message_type": "text", "message_content": "hi", "send_time": now, "created_at": now}
+    counted = [SendStatus.SUCCESS] * 5
+    not_counted = [SendStatus.FAILED, SendStatus.SENDING, SendStatus.PENDING]
+    shards.bulk_create(Message, [dict(base, send_status=s) for s in counted + not_counted])
     data = services.dashboard_data(use_cache=False)
-    assert data["messages_today"] == before + 3
+    assert data["messages_today"] == before + 5
     local_hour = timezone.localtime(now).hour
     assert len(data["messages_per_hour"]) == local_hour + 1
-    assert data["messages_per_hour"][local_hour] >= 3
+    assert data["messages_per_hour"][local_hour] >= 5
+
+
+@pytest.mark.django_db
+def test_dashboard_charts_colour_each_status_by_its_meaning(verified_admin_client):
+    """Chart.js's default palette drew "online" red: each status carries its own colour."""
+    WeworkInstanceFactory(status=InstanceStatus.ONLINE)
+    WeworkInstanceFactory(status=InstanceStatus.ERROR)
+    response = verified_admin_client.get(reverse("admin:index"))
+    assert response.status_code == 200
+    chart = dashboard_tag.monitoring_dashboard({"request": response.wsgi_request})["chart"]
+    colours = dict(zip(chart["instances"]["labels"], chart["instances"]["colors"], strict=True))
+    assert colours[str(InstanceStatus.ONLINE.label)] == dashboard_tag.GOOD
+    assert colours[str(InstanceStatus.ERROR.label)] == dashboard_tag.BAD
+    assert colours[str(InstanceStatus.OFFLINE.label)] == dashboard_tag.IDLE
+    accounts = dict(zip(chart["accounts"]["labels"], chart["accounts"]["colors"], strict=True))
+    assert accounts[str(AccountStatus.ONLINE.label)] == dashboard_tag.GOOD
+    assert accounts[str(AccountStatus.BANNED.label)] == dashboard_tag.BAD
+    assert b'"colors"' in response.content
 
 
 @pytest.mark.django_db
