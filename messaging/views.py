@@ -84,9 +84,13 @@ def task_detail(request, pk):
     account_stopped = None
     if can_manage and task.status == TaskStatus.PAUSED and task.account_id:
         account_stopped = pacing.blocked_reason(task.account_id)
+    progress = counters.task_progress(task)
+    total = progress["target_count"] or 1
+    bar = {key: round(100 * progress[field] / total, 2) for key, field in
+           (("ok", "success_count"), ("fail", "fail_count"), ("sending", "sending"), ("skipped", "skipped"))}
     return render(request, "messaging/task_detail.html", _ctx(
         request, title=task.task_name or _("Task %(id)s") % {"id": task.pk}, task=task, failed=failed,
-        progress=counters.task_progress(task), can_manage=can_manage, account_stopped=account_stopped,
+        progress=progress, bar=bar, can_manage=can_manage, account_stopped=account_stopped,
         progress_url=reverse("messaging:task_progress", args=[task.pk]),
     ))
 

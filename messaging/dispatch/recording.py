@@ -44,6 +44,18 @@ def update_messages(message_ids: Iterable[int | None], **fields) -> int:
     return n
 
 
+def cancel_prepared_messages(message_ids: Iterable[int | None]) -> int:
+    """Message rows prepared for receivers of a cancelled task, never handed to the instance:
+    failed with the code "cancelled", so that no row stays "pending" for ever and no figure
+    counts it. Rows already sending or settled keep their state."""
+    ids = [mid for mid in message_ids if mid]
+    n = 0
+    for model, group in shards.group_ids_by_shard(Message, ids).items():
+        n += model._base_manager.filter(pk__in=group, send_status=SendStatus.PENDING).update(
+            send_status=SendStatus.FAILED, error_code="cancelled", error_message=_("Task cancelled."))
+    return n
+
+
 def _sending(items: list[Outcome]):
     """The receivers of `items` that are still SENDING (the condition of every update)."""
     return MessageReceiver.objects.filter(pk__in=[o.receiver_id for o in items], send_status=RS.SENDING)
@@ -187,6 +199,7 @@ def _apply_release(task_id: int, items: list[Outcome], now: datetime) -> None:
         return
     if MessageTask.objects.filter(pk=task_id, status=TaskStatus.CANCELLED).exists():
         fields = dict(send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."))
+        cancel_prepared_messages(o.message_id for o in items)
     else:
         fields = dict(send_status=RS.PENDING)
     _sending(items).update(updated_at=now, **fields)

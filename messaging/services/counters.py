@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, F
 from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import WeworkAccount
 from instances.models import WeworkInstance
@@ -24,7 +25,9 @@ def rebuild_counters(task_id: int) -> dict[int, int]:
     """Recompute success/fail counts and progress from the receiver rows."""
     counts = receiver_counts(task_id)
     total = sum(counts.values())
-    done = counts.get(RS.SUCCESS, 0) + counts.get(RS.FAILED, 0) + counts.get(RS.SKIPPED, 0)
+    # Receivers with an outcome (sent or failed) over all receivers: skipped receivers of a
+    # cancelled task had none, so a task cancelled at 19 of 220 reads 8.6 %, not a full bar.
+    done = counts.get(RS.SUCCESS, 0) + counts.get(RS.FAILED, 0)
     progress = round(done * 100 / total, 2) if total else 0
     MessageTask.objects.filter(pk=task_id).update(
         target_count=total,
@@ -35,9 +38,52 @@ def rebuild_counters(task_id: int) -> dict[int, int]:
     return counts
 
 
+class Outcome:
+    """How a task's page names where it stands; an end state never reads as success unless
+    every receiver was sent."""
+
+    IN_PROGRESS = "in_progress"
+    PAUSED = "paused"
+    ALL_SENT = "all_sent"
+    PARTLY_FAILED = "partly_failed"
+    ALL_FAILED = "all_failed"
+    CANCELLED = "cancelled"
+
+
+def task_outcome(status: int, counts: dict[int, int]) -> tuple[str, str]:
+    """(outcome, sentence) of a task in `status` whose receivers are `counts`."""
+    sent, failed = counts.get(RS.SUCCESS, 0), counts.get(RS.FAILED, 0)
+    skipped, total = counts.get(RS.SKIPPED, 0), sum(counts.values())
+    figures = {"sent": sent, "failed": failed, "skipped": skipped, "total": total}
+    if status == TaskStatus.CANCELLED:
+        return Outcome.CANCELLED, _("Cancelled: %(sent)d of %(total)d sent, %(failed)d failed, "
+                                    "%(skipped)d skipped.") % figures
+    if status == TaskStatus.PAUSED:
+        return Outcome.PAUSED, _("Paused: %(sent)d of %(total)d sent so far.") % figures
+    if status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        if failed and not sent:
+            return Outcome.ALL_FAILED, _("Nothing was sent: all %(failed)d receivers failed.") % figures
+        if failed:
+            return Outcome.PARTLY_FAILED, _("Finished with failures: %(sent)d of %(total)d sent, "
+                                            "%(failed)d failed.") % figures
+        return Outcome.ALL_SENT, _("Finished: all %(sent)d receivers sent.") % figures
+    return Outcome.IN_PROGRESS, _("Sending: %(sent)d of %(total)d sent, %(failed)d failed.") % figures
+
+
+def retry_state(task_id: int) -> tuple[int, str | None]:
+    """(receivers waiting for a retry, the newest error of one of them): instance errors show
+    on the task page as they happen, before a receiver has used its retries and failed."""
+    waiting = MessageReceiver.objects.filter(task_id=task_id, send_status__in=(RS.PENDING, RS.SENDING),
+                                             retry_count__gt=0)
+    newest = waiting.exclude(error_message=None).order_by("-updated_at").values_list("error_message", flat=True)[:1]
+    return waiting.count(), next(iter(newest), None)
+
+
 def task_progress(task: MessageTask) -> dict:
     """The JSON the progress bar polls."""
     counts = receiver_counts(task.pk)
+    outcome, outcome_text = task_outcome(task.status, counts)
+    retrying, last_error = retry_state(task.pk)
     return {
         "id": task.pk,
         "status": task.status,
@@ -49,6 +95,10 @@ def task_progress(task: MessageTask) -> dict:
         "sending": counts.get(RS.SENDING, 0),
         "skipped": counts.get(RS.SKIPPED, 0),
         "progress": float(task.progress),
+        "outcome": outcome,
+        "outcome_text": outcome_text,
+        "retrying": retrying,
+        "last_error": last_error,
         "error_message": task.error_message,
         "started_at": task.started_at.isoformat() if task.started_at else None,
         "completed_at": task.completed_at.isoformat() if task.completed_at else None,

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 
 from .. import pacing, permissions, tasks as jobs
-from ..dispatch import claims, leases
+from ..dispatch import claims, leases, recording
 from ..errors import TaskStateError
 from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
 from . import task_audit
@@ -132,9 +132,12 @@ def _cancel(user: User, task: MessageTask) -> MessageTask:
         MessageTask.objects.filter(pk=task.pk).update(
             status=TaskStatus.CANCELLED, completed_at=now, updated_at=now
         )
-        skipped = MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.PENDING).update(
+        pending = MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.PENDING)
+        prepared = list(pending.filter(message_id__isnull=False).values_list("message_id", flat=True))
+        skipped = pending.update(
             send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."), updated_at=now
         )
+        recording.cancel_prepared_messages(prepared)
         task_audit.record("cancel", task, old, TaskStatus.CANCELLED, new_values={"receivers_skipped": skipped})
     rebuild_counters(task.pk)
     task.refresh_from_db()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from wework.db.retry import run_idempotent
 
@@ -40,7 +41,12 @@ def finish_if_done(task_id: int) -> bool:
     """RUNNING → COMPLETED when no receiver is pending or in flight."""
     if MessageReceiver.objects.filter(task_id=task_id, send_status__in=[RS.PENDING, RS.SENDING]).exists():
         return False
-    rebuild_counters(task_id)
+    counts = rebuild_counters(task_id)
+    if counts.get(RS.FAILED) and not counts.get(RS.SUCCESS):
+        # Nothing reached anyone: an end state that must not read "completed".
+        message = _("No receiver was sent: all %(n)d failed.") % {"n": counts[RS.FAILED]}
+        return auto_transition(task_id, "fail", [TaskStatus.RUNNING], TaskStatus.FAILED, reason=message,
+                               error_message=message, completed_at=timezone.now(), progress=100)
     return auto_transition(task_id, "complete", [TaskStatus.RUNNING], TaskStatus.COMPLETED,
                            completed_at=timezone.now(), progress=100)
 

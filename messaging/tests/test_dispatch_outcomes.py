@@ -46,7 +46,8 @@ def test_media_fetch_failure_fails_receiver_with_reason(world, sim):
     r = task.receivers.get()
     assert r.send_status == RS.FAILED and r.error_code == "media_fetch_failed"
     task.refresh_from_db()
-    assert task.fail_count == 1 and task.status == TaskStatus.COMPLETED
+    # nothing reached anyone: the task ends failed, never "completed" (issue 18)
+    assert task.fail_count == 1 and task.status == TaskStatus.FAILED
     assert list(receivers.failed_receivers(task)) == [r]
 
 

@@ -1,0 +1,81 @@
+"""Task progress tells the truth (issue 18): a cancelled task is not a full bar, a task where
+nothing was sent does not read "completed", retries and their last error show as they happen,
+and message rows prepared for cancelled receivers do not stay "pending" for ever."""
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from messaging.models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, SendStatus, TaskStatus
+from messaging.services import counters, lifecycle, transitions
+from wework import shards
+
+from .conftest import make_task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _task(world, n):
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:n], start=False)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    return task, list(MessageReceiver.objects.filter(task_id=task.pk).order_by("id"))
+
+
+def test_a_cancelled_task_shows_what_was_sent_not_a_full_bar(browser, world):
+    task, rows = _task(world, 5)
+    MessageReceiver.objects.filter(pk=rows[0].pk).update(send_status=RS.SUCCESS)
+    prepared = shards.create(Message, account_id=world.account.pk, chat_type=1, chat_wxid=rows[1].receiver_wxid,
+                             message_type="text", message_content="x", send_status=SendStatus.PENDING,
+                             task_id=task.pk, created_at=timezone.now())
+    MessageReceiver.objects.filter(pk=rows[1].pk).update(message_id=prepared.pk)
+
+    lifecycle.cancel_task(world.admin, task)
+
+    task.refresh_from_db()
+    assert float(task.progress) == 20.0 and task.success_count == 1
+    message = shards.get(Message, prepared.pk)
+    assert message.send_status == SendStatus.FAILED and message.error_code == "cancelled"
+    p = browser.get(reverse("messaging:task_progress", args=[task.pk])).json()
+    assert p["outcome"] == counters.Outcome.CANCELLED and p["skipped"] == 4
+    assert "1 of 5 sent" in p["outcome_text"]
+    page = browser.get(reverse("messaging:task_detail", args=[task.pk])).content.decode()
+    assert 'class="seg seg-ok" style="width:20.0%"' in page
+    assert 'class="seg seg-skipped" style="width:80.0%"' in page
+
+
+def test_a_task_where_every_receiver_failed_ends_failed_not_completed(world):
+    task, _rows = _task(world, 5)
+    MessageReceiver.objects.filter(task_id=task.pk).update(send_status=RS.FAILED, error_code="offline")
+
+    assert transitions.finish_if_done(task.pk)
+
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED and task.fail_count == 5
+    assert "all 5 failed" in task.error_message
+    outcome, text = counters.task_outcome(task.status, counters.receiver_counts(task.pk))
+    assert outcome == counters.Outcome.ALL_FAILED and "5" in text
+
+
+def test_a_task_with_some_failures_completes_but_says_so(world):
+    task, rows = _task(world, 4)
+    MessageReceiver.objects.filter(task_id=task.pk).update(send_status=RS.SUCCESS)
+    MessageReceiver.objects.filter(pk=rows[0].pk).update(send_status=RS.FAILED)
+
+    assert transitions.finish_if_done(task.pk)
+
+    task.refresh_from_db()
+    assert task.status == TaskStatus.COMPLETED
+    outcome, text = counters.task_outcome(task.status, counters.receiver_counts(task.pk))
+    assert outcome == counters.Outcome.PARTLY_FAILED and "3 of 4 sent, 1 failed" in text
+
+
+def test_retries_and_their_last_error_show_while_the_task_runs(browser, world):
+    task, rows = _task(world, 3)
+    MessageReceiver.objects.filter(pk=rows[0].pk).update(retry_count=2, error_code="unreachable",
+                                                         error_message="The instance did not answer.")
+
+    p = browser.get(reverse("messaging:task_progress", args=[task.pk])).json()
+
+    assert p["retrying"] == 1 and p["last_error"] == "The instance did not answer."
+    assert p["outcome"] == counters.Outcome.IN_PROGRESS and p["fail_count"] == 0
+    page = browser.get(reverse("messaging:task_detail", args=[task.pk])).content.decode()
+    assert "The instance did not answer." in page
