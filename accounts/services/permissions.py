@@ -9,7 +9,7 @@ from django.apps import apps
 from django.contrib.auth.models import Permission as AuthPermission
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _, gettext_noop
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
@@ -168,11 +168,15 @@ def _declared_permissions():
         app_label = perm.content_type.app_label
         name = f"{app_label}.{perm.codename}"
         declared[name] = (perm.name[:100], app_label, perm.content_type.model, _action_of(name))
-    for action in registry.actions().values():
-        declared[action.name] = (
-            str(action.display_name)[:100], action.module, action.resource or None,
-            action.codename,
-        )
+    # Stored in the source language whatever the process's active one (permission_label
+    # translates at display time): a start in another language must not rewrite every row
+    # (each rewrite is an audit row).
+    with translation.override(None):
+        for action in registry.actions().values():
+            declared[action.name] = (
+                str(action.display_name)[:100], action.module, action.resource or None,
+                action.codename,
+            )
     return declared
 
 

@@ -48,6 +48,21 @@ def test_system_roles_seeded_and_idempotent():
     assert Role.objects.get(name="super_admin").require_two_factor
 
 
+def test_permission_names_are_stored_once_whatever_the_language_of_the_start():
+    """Each start in another language rewrote the platform actions' names (20 audit rows per
+    start): they are stored in the source language and translated when shown."""
+    with translation.override("zh-hans"):
+        perm_services.sync_permissions()
+    with translation.override("en"):
+        assert perm_services.sync_permissions() == (0, 0, 0)
+    with translation.override("zh-hans"):
+        assert perm_services.sync_permissions() == (0, 0, 0)
+        stored = Permission.objects.get(name="instances.restart_instance").display_name
+        assert permission_label("instances.restart_instance", stored) != stored  # shown in Chinese
+    with translation.override("en"):
+        assert permission_label("instances.restart_instance", stored) == stored
+
+
 def test_role_grant_gives_permission_everywhere():
     user = UserFactory()
     role = role_with("viewer", [VIEW_INSTANCE])
