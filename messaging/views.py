@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.services.otp import requires_two_factor
@@ -101,10 +101,10 @@ def task_progress(request, pk):
 
 
 ACTIONS = {
-    "pause": (lifecycle.pause_task, _("The task is paused.")),
-    "resume": (lifecycle.resume_task, _("The task is resumed.")),
-    "cancel": (lifecycle.cancel_task, _("The task is cancelled.")),
-    "resend": (lifecycle.resend_failed, _("Failed receivers are queued again.")),
+    "pause": (lifecycle.pause_task, gettext_lazy("The task is paused.")),
+    "resume": (lifecycle.resume_task, gettext_lazy("The task is resumed.")),
+    "cancel": (lifecycle.cancel_task, gettext_lazy("The task is cancelled.")),
+    "resend": (lifecycle.resend_failed, gettext_lazy("Failed receivers are queued again.")),
 }
 
 

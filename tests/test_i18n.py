@@ -117,3 +117,49 @@ def test_chinese_catalogue_is_complete_and_compiled():
     stale = [msgid for msgid, strs, _ in entries
              if catalog.gettext(msgid) != strs[0] and catalog.ngettext(msgid, msgid, 1) != strs[0]]
     assert not stale, f"django.mo is older than django.po (run compilemessages): {stale[:10]}"
+
+
+PROJECT_PACKAGES = ("accounts", "contacts", "instances", "messaging", "monitoring", "wework", "bridge")
+EAGER_GETTEXT = {"gettext", "ngettext", "pgettext", "npgettext"}
+
+
+def _eager_aliases(tree):
+    """Names bound to django.utils.translation's eager gettext functions in a module."""
+    aliases = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "django.utils.translation":
+            aliases |= {a.asname or a.name for a in node.names if a.name in EAGER_GETTEXT}
+    return aliases
+
+
+def _module_level_calls(tree, aliases):
+    """Calls of `aliases` evaluated at import time (outside any function or lambda)."""
+    found = []
+
+    def visit(node, in_function):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            in_function = True
+        if (not in_function and isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in aliases):
+            found.append(node.lineno)
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_function)
+
+    visit(tree, False)
+    return found
+
+
+def test_no_text_is_translated_at_import_time():
+    """A gettext() at module level is translated once, in the language of the process's start:
+    the task actions' messages were Chinese in the English UI. Module-level texts use
+    gettext_lazy (or gettext_noop and a gettext at use)."""
+    root = LOCALE.parent
+    offenders = []
+    for package in PROJECT_PACKAGES:
+        for path in (root / package).rglob("*.py"):
+            if "tests" in path.parts or "migrations" in path.parts or "_stubs" in path.parts:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            aliases = _eager_aliases(tree)
+            offenders += [f"{path.relative_to(root)}:{line}" for line in _module_level_calls(tree, aliases)]
+    assert offenders == [], "texts translated at import time (use gettext_lazy): " + ", ".join(offenders)
