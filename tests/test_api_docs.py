@@ -27,3 +27,10 @@ def test_logged_in_administrator_gets_schema_and_offline_swagger_ui(client):
     # Swagger UI comes from the sidecar's static files, not from a CDN.
     assert "drf_spectacular_sidecar/swagger-ui-dist" in html
     assert "cdn." not in html and "unpkg" not in html
+
+
+@pytest.mark.django_db
+def test_a_browser_without_a_session_is_led_to_the_login_and_back(client):
+    response = client.get(reverse("api-docs"), HTTP_ACCEPT="text/html,application/xhtml+xml")
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('admin:login')}?next={reverse('api-docs')}"
