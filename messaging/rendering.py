@@ -145,7 +145,8 @@ def _to_str(value):
 # name, label, default and required. A plain list of names is accepted too. Placeholders must all be declared.
 
 BUILTIN_VARIABLES = {
-    "receiver_name": gettext_lazy("The receiver's display name"),
+    "receiver_name": gettext_lazy("The receiver's own name (their WeCom nickname)"),
+    "receiver_remark": gettext_lazy("Your remark on the receiver (their name when there is none)"),
     "receiver_wxid": gettext_lazy("The receiver's WeCom id"),
 }
 

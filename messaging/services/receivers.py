@@ -21,6 +21,7 @@ from ..models import Message, MessageReceiver, MessageTask, ReceiverSendStatus a
 MENTIONS_KEY = "@mentions"  # reserved keys in template_variables / receiver variables
 REPLY_TO_KEY = "@reply_to"
 MAX_MENTIONS = 500
+REMARK_VARIABLE = "receiver_remark"  # the operator's remark, for templates that ask for it
 
 #: A receiver dict: {"type": ReceiverType, "wxid": str, "name": str | None, "variables": dict}
 Receiver = dict
@@ -81,7 +82,13 @@ def _normalize_receiver(index: int, item) -> Receiver:
 
 
 def _contact_name(row: Mapping) -> str:
-    return row.get("remark") or row.get("nickname") or row["wxid"]
+    """The customer's own name: the remark is the operator's private note about them (shown
+    to a customer it can offend), used only where a template asks for `receiver_remark`."""
+    return row.get("nickname") or row["wxid"]
+
+
+def _remark_variables(remark: str | None) -> dict:
+    return {REMARK_VARIABLE: remark} if remark else {}
 
 
 def resolve_explicit_receivers(account: WeworkAccount, receivers: list[Receiver]) -> list[Receiver]:
@@ -121,10 +128,11 @@ def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) 
             if row is None:
                 unknown.append(r["wxid"])
             elif not r.get("name"):
-                r["name"] = (
-                    _contact_name(row) if rtype == ReceiverType.CONTACT
-                    else (row.get("group_name") or row["group_wxid"])
-                )
+                if rtype == ReceiverType.CONTACT:
+                    r["name"] = _contact_name(row)
+                    r["variables"] = {**_remark_variables(row.get("remark")), **(r.get("variables") or {})}
+                else:
+                    r["name"] = row.get("group_name") or row["group_wxid"]
     return unknown
 
 
@@ -175,7 +183,8 @@ def _filtered_contacts(account: WeworkAccount, filters: Mapping, search: str, ta
     ):
         if tags and not (tags & set(row_tags or [])):
             continue
-        yield {"type": ReceiverType.CONTACT, "wxid": wxid, "name": remark or nickname or wxid, "variables": {}}
+        yield {"type": ReceiverType.CONTACT, "wxid": wxid, "name": nickname or wxid,
+               "variables": _remark_variables(remark)}
 
 
 def _filtered_groups(account: WeworkAccount, search: str, tags: set):
@@ -192,7 +201,8 @@ def _filtered_groups(account: WeworkAccount, search: str, tags: set):
 
 def receiver_values(task_variables: Mapping | None, receiver: Mapping, defaults: Mapping | None = None) -> dict:
     """Variables for one receiver: built-ins < template defaults < task < receiver."""
-    values = {"receiver_name": receiver.get("name") or receiver["wxid"], "receiver_wxid": receiver["wxid"]}
+    name = receiver.get("name") or receiver["wxid"]
+    values = {"receiver_name": name, REMARK_VARIABLE: name, "receiver_wxid": receiver["wxid"]}
     if defaults:
         values.update(defaults)
     for source in (task_variables or {}, receiver.get("variables") or {}):

@@ -4,7 +4,7 @@ nothing; the send-versus-broadcast permission."""
 import pytest
 from django.utils import timezone
 
-from contacts.models import AccountStatus
+from contacts.models import AccountStatus, Contact
 
 from messaging import permissions
 from messaging.errors import MessagingInvalid, SendPermissionDenied
@@ -219,3 +219,21 @@ def test_permission_is_checked_before_the_request(world, outsider):
     """A user without the permission learns nothing about the account's contacts."""
     with pytest.raises(SendPermissionDenied):
         make_task(world, user=outsider, message_type="text", content="x", receivers=["wxid_nobody"])
+
+
+@pytest.mark.parametrize("use_filters", [False, True])
+def test_receiver_name_is_the_customers_own_name_and_the_remark_only_when_asked(world, sim, use_filters):
+    """An operator's private remark ("难缠, 催过两次") must never greet the customer by
+    `{{ receiver_name }}`: that is their own nickname; `{{ receiver_remark }}` asks for the remark."""
+    wxid = world.contacts[0]
+    contact_model = shards.for_instance(Contact, world.instance.pk)
+    contact_model.filter(account_id=world.account.pk, wxid=wxid).update(nickname="王小明", remark="难缠, 催过两次")
+    contact_model.filter(account_id=world.account.pk).exclude(wxid=wxid).update(tags=[])
+    contact_model.filter(account_id=world.account.pk, wxid=wxid).update(tags=["remark-test"])
+    target = ({"filters": {"source": "contacts", "tags": ["remark-test"]}} if use_filters
+              else {"receivers": [wxid]})
+    task = make_task(world, message_type="text", content="你好 {{ receiver_name }} / {{ receiver_remark }}", **target)
+    task.refresh_from_db()
+    r = task.receivers.get()
+    assert r.send_status == RS.SUCCESS and r.receiver_name == "王小明"
+    assert _message_of(r).message_content == "你好 王小明 / 难缠, 催过两次"
