@@ -15,15 +15,15 @@ from monitoring.services.alerts import (
     MonitoringError, acknowledge, fire_alert, normalize_level, resolve, resolve_alert,
 )
 from monitoring.services.dashboard import (
-    ALERT_PERMISSION, DASHBOARD_PERMISSIONS, DashboardScope, dashboard_data, dashboard_for,
-    dashboard_scope,
+    ALERT_PERMISSION, BADGE_CAP, DASHBOARD_PERMISSIONS, DashboardScope, dashboard_data,
+    dashboard_for, dashboard_scope, open_alert_count,
 )
 from monitoring.services.rules import compare, evaluate_rule, evaluate_rules
 from wework.metrics import known_metrics, record_metrics
 
 __all__ = [
-    "ALERT_PERMISSION", "DASHBOARD_PERMISSIONS", "OPEN_STATUSES", "DashboardScope",
+    "ALERT_PERMISSION", "BADGE_CAP", "DASHBOARD_PERMISSIONS", "OPEN_STATUSES", "DashboardScope",
     "MonitoringError", "acknowledge", "compare", "dashboard_data", "dashboard_for",
     "dashboard_scope", "evaluate_rule", "evaluate_rules", "fire_alert", "known_metrics",
-    "normalize_level", "record_metrics", "resolve", "resolve_alert",
+    "normalize_level", "open_alert_count", "record_metrics", "resolve", "resolve_alert",
 ]

@@ -103,6 +103,24 @@ def dashboard_data(use_cache: bool = True, scope: DashboardScope | None = None) 
     return data
 
 
+#: The badge counts up to this many open alerts and shows "99+" beyond (never a full count).
+BADGE_CAP = 99
+
+
+def open_alert_count(user) -> int | None:
+    """Open alerts the user may see (capped at BADGE_CAP + 1), for the badge of every admin
+    page; None when the user may see no alert. Cached like the dashboard, per scope."""
+    scope = dashboard_scope(user)
+    if scope is None or not scope.can_see_alerts:
+        return None
+    key = scope.cache_key("badge")
+    count = cache.get(key)
+    if count is None:
+        count = _alerts_in(scope.alert_instance_ids)[: BADGE_CAP + 1].count()
+        cache.set(key, count, int(getattr(settings, "DASHBOARD_CACHE_SECONDS", 15)))
+    return count
+
+
 def _choice_label(choices, value):
     try:
         return choices(value).label

@@ -26,6 +26,37 @@ from wework.shards.conf import all_configs
 logger = logging.getLogger("monitoring.services")
 
 
+#: The rules a new platform starts with (seeded by a migration, `manage.py alerts seed-rules`
+#: creates any that are missing). Without a rule of their own, alerts notify the default
+#: channels (ALERT_EMAILS, ALERT_DEFAULT_ROBOTS); a rule's channels point it elsewhere.
+DEFAULT_RULES = [
+    {"name": "instance.offline", "display_name": "Instance offline (missed heartbeats)",
+     "rule_type": RuleType.INSTANCE_OFFLINE, "threshold_value": 3, "alert_level": "ERROR"},
+    {"name": "account.status", "display_name": "Account abnormal or banned",
+     "rule_type": RuleType.ACCOUNT_STATUS, "alert_level": "WARNING"},
+    {"name": "task.failure_rate", "display_name": "Message task failure rate above 20%",
+     "rule_type": RuleType.TASK_FAILURE_RATE, "threshold_value": 20,
+     "comparison": Comparison.GT, "alert_level": "WARNING"},
+    {"name": "instance.cpu", "display_name": "Instance CPU above 90% for 5 minutes",
+     "rule_type": RuleType.METRIC_THRESHOLD, "metric_name": "cpu", "threshold_value": 90,
+     "comparison": Comparison.GT, "duration_seconds": 300, "alert_level": "WARNING"},
+    {"name": "shards.rotation", "display_name": "Shard rotation behind",
+     "rule_type": RuleType.SHARD_ROTATION, "alert_level": "CRITICAL"},
+]
+
+
+def seed_default_rules(rule_model=AlertRule) -> int:
+    """Create the default rules that are missing (never changes an existing one); returns how
+    many were created. `rule_model`: a migration's historical model."""
+    fields = {f.name for f in rule_model._meta.get_fields()}
+    created = 0
+    for spec in DEFAULT_RULES:
+        defaults = {k: (str(v) if k == "display_name" else v) for k, v in spec.items() if k in fields}
+        _rule, was_created = rule_model.objects.get_or_create(name=spec["name"], defaults=defaults)
+        created += int(was_created)
+    return created
+
+
 def compare(value, comparison, threshold):
     value = decimal.Decimal(str(value))
     threshold = decimal.Decimal(str(threshold))

@@ -39,3 +39,11 @@ def monitoring_dashboard(context):
         "accounts": _doughnut(data["accounts"], ACCOUNT_COLORS),
     }
     return data
+
+
+@register.inclusion_tag("monitoring/alert_badge.html", takes_context=True)
+def open_alerts_badge(context):
+    """The open alerts' badge in the admin's header (every page), for those who may see them."""
+    request = context.get("request")
+    count = services.open_alert_count(getattr(request, "user", None))
+    return {"count": count, "shown": f"{services.BADGE_CAP}+" if (count or 0) > services.BADGE_CAP else count}

@@ -63,6 +63,13 @@ class AlertRuleFactory(DjangoModelFactory):
     duration_seconds = 60
     alert_level = AlertLevel.WARNING
     notify_channels = factory.LazyFunction(dict)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # A migration seeds the default rules (instance.offline, account.status, ...): a test's
+        # rule of the same name replaces the seeded one.
+        model_class.objects.filter(name=kwargs.get("name")).delete()
+        return super()._create(model_class, *args, **kwargs)
     created_by = factory.SubFactory(UserFactory)
 
 

@@ -197,6 +197,7 @@ def test_audit_api_is_read_only(client, grant):
 
 
 def test_actor_context_nests_and_rejects_unknown_source():
+    rules_before = AlertRule.objects.count()
     user = UserFactory()
     with audit.actor_context(user=user, source="task", ip="10.0.0.1"):
         row = audit.record("x", resource_type="t", resource_id=None, resource_name=None,
@@ -208,7 +209,7 @@ def test_actor_context_nests_and_rejects_unknown_source():
             assert inner.user_id is None and inner.extra_info["source"] == "command"
     with pytest.raises(ValueError), audit.actor_context(source="cron"):
         pass
-    assert AlertRule.objects.count() == 0
+    assert AlertRule.objects.count() == rules_before
 
 
 def test_a_crashing_write_is_audited_as_failure(admin_user):

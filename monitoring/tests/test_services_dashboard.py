@@ -316,3 +316,14 @@ def test_dashboard_labels_follow_the_language_of_each_request():
     assert english["active_alerts"][0]["level_label"] == "Error"
     assert english["active_alerts"][0]["status_label"] == "Active"
     assert chinese["active_alerts"][0]["status_label"] != "Active"
+
+
+@pytest.mark.django_db
+def test_every_admin_page_shows_the_open_alerts_badge_to_those_who_may_see_alerts(verified_admin_client, client):
+    services.fire_alert("a", source_type="instance", source_id="1", title="one", message="m")
+    services.fire_alert("b", source_type="instance", source_id="2", title="two", message="m")
+    page = verified_admin_client.get(reverse("admin:contacts_weworkaccount_changelist")).content.decode()
+    assert 'id="alert-badge"' in page and '<span class="alert-badge-count"' in page
+    assert services.open_alert_count(UserFactory(is_superuser=True)) == 2
+    # a user who may not read alerts gets no badge (and no count)
+    assert services.open_alert_count(UserFactory()) is None

@@ -9,7 +9,7 @@ from contacts.models import AccountStatus
 from contacts.tests.factories import WeworkAccountFactory
 from instances.tests.factories import WeworkInstanceFactory
 from monitoring import services
-from monitoring.models import AlertRecord, RuleType
+from monitoring.models import AlertRecord, AlertRule, RuleType
 from monitoring.tests.factories import AlertRuleFactory
 from wework import shards
 from wework.shards.conf import all_configs
@@ -62,3 +62,23 @@ def test_account_status_rule_fires_for_banned_and_clears():
     assert services.evaluate_rule(rule) == (1, 0)
     type(account).objects.filter(pk=account.pk).update(status=AccountStatus.ONLINE)
     assert services.evaluate_rule(rule) == (0, 1)
+
+
+@pytest.mark.django_db
+def test_a_new_platform_starts_with_the_default_rules_and_an_operators_change_is_kept():
+    """Alerts work out of the box: the migration seeds the default rules; seeding again creates
+    only what is missing and never rewrites a rule an operator changed."""
+    from importlib import import_module
+
+    from django.apps import apps as django_apps
+
+    from monitoring.services import rules as rule_services
+
+    AlertRule.objects.all().delete()
+    import_module("monitoring.migrations.0004_seed_default_alert_rules").seed(django_apps, None)
+    names = set(AlertRule.objects.values_list("name", flat=True))
+    assert names == {spec["name"] for spec in rule_services.DEFAULT_RULES}
+    AlertRule.objects.filter(name="instance.offline").update(threshold_value=7)
+    AlertRule.objects.filter(name="shards.rotation").delete()
+    assert rule_services.seed_default_rules() == 1
+    assert AlertRule.objects.get(name="instance.offline").threshold_value == 7

@@ -4,23 +4,8 @@ from django.db import transaction
 
 from monitoring import services
 from monitoring.commands import AuditedCommand
-from monitoring.models import AlertRecord, AlertRule, Comparison, RuleType
-
-DEFAULT_RULES = [
-    {"name": "instance.offline", "display_name": "Instance offline (missed heartbeats)",
-     "rule_type": RuleType.INSTANCE_OFFLINE, "threshold_value": 3, "alert_level": "ERROR"},
-    {"name": "account.status", "display_name": "Account abnormal or banned",
-     "rule_type": RuleType.ACCOUNT_STATUS, "alert_level": "WARNING"},
-    {"name": "task.failure_rate", "display_name": "Message task failure rate above 20%",
-     "rule_type": RuleType.TASK_FAILURE_RATE, "threshold_value": 20,
-     "comparison": Comparison.GT, "alert_level": "WARNING"},
-    {"name": "instance.cpu", "display_name": "Instance CPU above 90% for 5 minutes",
-     "rule_type": RuleType.METRIC_THRESHOLD, "metric_name": "cpu", "threshold_value": 90,
-     "comparison": Comparison.GT, "duration_seconds": 300, "alert_level": "WARNING"},
-    {"name": "shards.rotation", "display_name": "Shard rotation behind",
-     "rule_type": RuleType.SHARD_ROTATION, "alert_level": "CRITICAL"},
-]
-
+from monitoring.models import AlertRecord, AlertRule
+from monitoring.services import rules
 
 class Command(AuditedCommand):
     help = "Evaluate alert rules, create the default rules, acknowledge or resolve alerts."
@@ -38,13 +23,9 @@ class Command(AuditedCommand):
                 self.stdout.write(f"{name}: {text}")
             return
         if operation == "seed-rules":
-            created = 0
             with transaction.atomic():
-                for spec in DEFAULT_RULES:
-                    _, was_created = AlertRule.objects.get_or_create(
-                        name=spec["name"], defaults=spec)
-                    created += int(was_created)
-            self.stdout.write(f"{created} rule(s) created, {len(DEFAULT_RULES) - created} "
+                created = rules.seed_default_rules()
+            self.stdout.write(f"{created} rule(s) created, {len(rules.DEFAULT_RULES) - created} "
                               "already present.")
             return
         if not target:
