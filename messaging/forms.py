@@ -151,7 +151,7 @@ class ComposeForm(forms.Form):
         data = self.cleaned_data
         filters = self.filters()
         receivers = self.receivers()
-        single = not filters and len(receivers) == 1
+        single = self.is_single()
         request = TaskRequest(
             account=account,
             task_type=TaskType.SINGLE if single else TaskType.BROADCAST,
@@ -201,6 +201,10 @@ class ComposeForm(forms.Form):
             if value not in (None, ""):
                 out[name] = value
         return out
+
+    def is_single(self) -> bool:
+        """One message to one picked receiver (else a broadcast, confirmed before it goes out)."""
+        return not self.filters() and len(self.receivers()) == 1
 
     def receivers(self):
         out = [{"wxid": w, "type": "contact"} for w in self.cleaned_data.get("contacts") or []]

@@ -161,6 +161,18 @@ def compose(request):
     contacts, groups = _receiver_choices(account, search)
     if request.method == "POST":
         form = ComposeForm(request.POST, accounts=accounts, contacts=contacts, groups=groups)
+        if (form.is_valid() and account is not None and not form.is_single()
+                and request.POST.get("confirmed") != "1"):
+            # A broadcast is shown (audience, the message as its first receivers read it) and
+            # confirmed before it goes out; one message to one receiver is sent at once.
+            preview = _preview(request, form, account)
+            if preview is not None:
+                return render(request, "messaging/compose_confirm.html", _ctx(
+                    request, title=_("Confirm the broadcast"), preview=preview,
+                    sender=account.nickname or account.wxid,
+                    posted=[(k, v) for k in request.POST if k != "csrfmiddlewaretoken"
+                            for v in request.POST.getlist(k)],
+                ))
         if form.is_valid() and account is not None:
             task = _submit(request, form, account)
             if task is not None:
@@ -175,6 +187,17 @@ def compose(request):
         type_fields=TYPE_FIELDS, content_fields=CONTENT_FIELDS, choices_limit=CHOICES_LIMIT,
         truncated=len(contacts) >= CHOICES_LIMIT or len(groups) >= CHOICES_LIMIT,
     ))
+
+
+def _preview(request, form, account):
+    """The task's preview; None (the refusal on the form) when the service refuses."""
+    try:
+        return sending.preview_task(request.user, form.task_request(account))
+    except SendPermissionDenied as exc:
+        form.add_error(None, exc.message)
+    except MessagingInvalid as exc:
+        form.add_request_errors(exc)
+    return None
 
 
 def _submit(request, form, account):

@@ -7,6 +7,7 @@ send-versus-broadcast permission (`permissions.require_send`), then the whole re
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -16,10 +17,10 @@ from accounts.models import User
 from contacts.models import WeworkAccount
 from wework import shards
 
-from .. import content as content_mod, permissions
+from .. import content as content_mod, permissions, rendering
 from ..models import MessageTask, TaskStatus
 from .lifecycle import enqueue_start
-from .receivers import materialize_receivers
+from .receivers import materialize_receivers, receiver_values
 from .requests import TaskRequest, ValidTask
 from .senders import get_account
 from .templates import mark_template_used
@@ -34,6 +35,38 @@ def create_task(user: User, request: TaskRequest, *, start: bool = True) -> Mess
     permissions.require_send(user, account, request.permission_task_type())
     valid = request.clean(account)
     return _write(user, valid, start=start)
+
+
+@dataclass(frozen=True)
+class ReceiverPreview:
+    name: str
+    wxid: str
+    content: str
+
+
+@dataclass(frozen=True)
+class TaskPreview:
+    """What a task would do, shown before it is sent: how many receive it, and the message as
+    the first few of them would read it."""
+
+    task_type: str
+    audience: int
+    samples: list[ReceiverPreview]
+
+
+def preview_task(user: User, request: TaskRequest, *, sample: int = 3) -> TaskPreview:
+    """The same checks as `create_task` (permission, request, rendering for every receiver),
+    nothing written. Raises what `create_task` raises."""
+    account = get_account(request.account)
+    permissions.require_send(user, account, request.permission_task_type())
+    valid = request.clean(account)
+    defaults = rendering.defaults_of(valid.template.variables if valid.template is not None else [])
+    samples = []
+    for receiver in valid.receivers[:sample]:
+        body = rendering.render(valid.body, receiver_values(valid.template_variables, receiver, defaults))
+        samples.append(ReceiverPreview(name=receiver.get("name") or receiver["wxid"], wxid=receiver["wxid"],
+                                       content=content_mod.content_to_text(valid.message_type, body)))
+    return TaskPreview(task_type=valid.task_type, audience=len(valid.receivers), samples=samples)
 
 
 def send_message(user: User, *, account: WeworkAccount | int, receiver_wxid: str, receiver_type: str = "contact",

@@ -40,14 +40,40 @@ def test_compose_broadcast_to_picked_and_filtered(browser, world, sim):
     url = reverse("messaging:compose") + f"?account={world.account.pk}"
     r = browser.post(url, {"account": world.account.pk, "contacts": world.contacts[:2], "groups": [world.rooms[0]],
                            "message_type": "link", "title": "News", "url": "https://example.com/n",
-                           "priority": 2})
+                           "priority": 2, "confirmed": "1"})
     assert r.status_code == 302
     r = browser.post(url, {"account": world.account.pk, "use_filters": "on", "filter_source": "contacts",
-                           "filter_tags": "lead", "message_type": "text", "text": "hi", "priority": 2})
+                           "filter_tags": "lead", "message_type": "text", "text": "hi", "priority": 2,
+                           "confirmed": "1"})
     assert r.status_code == 302
     t1, t2 = MessageTask.objects.order_by("id")
     assert t1.task_type == "broadcast" and t1.target_count == 3 and t1.success_count == 3
     assert t2.target_count == len(world.contacts) // 2
+
+
+def test_a_broadcast_shows_its_audience_and_previews_and_waits_for_confirmation(browser, world, sim):
+    url = reverse("messaging:compose") + f"?account={world.account.pk}"
+    data = {"account": world.account.pk, "contacts": world.contacts[:3], "message_type": "text",
+            "text": "Hi {{ receiver_name }}", "priority": 2}
+    page = browser.post(url, data)
+    assert page.status_code == 200 and not MessageTask.objects.exists()  # nothing sent yet
+    body = page.content.decode()
+    assert "<strong>3</strong>" in body and 'name="confirmed" value="1"' in body
+    names = page.context["preview"].samples
+    assert [s.content for s in names] == [f"Hi {s.name}" for s in names] and len(names) == 3
+    # the confirmation posts the same message back, once
+    posted = dict(page.context["posted"])
+    assert posted["text"] == "Hi {{ receiver_name }}"
+    r = browser.post(url, {**data, "confirmed": "1"})
+    assert r.status_code == 302 and MessageTask.objects.get().target_count == 3
+
+
+def test_a_broadcast_refused_by_the_service_shows_the_form_not_the_confirmation(browser, world):
+    url = reverse("messaging:compose") + f"?account={world.account.pk}"
+    r = browser.post(url, {"account": world.account.pk, "contacts": world.contacts[:2], "message_type": "text",
+                           "text": "Hi {{ nope }}", "priority": 2})
+    assert r.status_code == 200 and "form" in r.context and "preview" not in r.context
+    assert "nope" in r.content.decode() and not MessageTask.objects.exists()
 
 
 def test_compose_errors_shown_on_the_form(browser, world):
