@@ -11,6 +11,7 @@ from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
 
 from . import permissions
 from .errors import MessagingInvalid, SendPermissionDenied, error_messages
+from .forms import TEMPLATE_PART_FIELDS, TemplateAdminForm, VariableDeclarationsField
 from .models import Message, MessageReceiver, MessageTask, MessageTemplate
 from .services import lifecycle, templates
 
@@ -228,13 +229,23 @@ class MessageTemplateAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     ordering = ("sort_order", "-id")
     readonly_fields = ("template_uuid", "use_count", "last_used_at", "preview_content",
                        "created_by", "created_at", "updated_at")
-    fields = ("name", "category", "message_type", "content", "variables", "tags", "thumbnail_url",
+    form = TemplateAdminForm
+    fields = ("name", "category", "message_type", "content", *TEMPLATE_PART_FIELDS, "variables", "tags", "thumbnail_url",
               "is_public", "is_system", "status", "sort_order", "template_uuid", "preview_content",
               "use_count", "last_used_at", "created_by", "created_at", "updated_at")
+
+    class Media:
+        js = ("messaging/template_form.js",)
 
     @admin.display(description=_("preview"))
     def preview_link(self, obj):
         return _link("messaging:template_preview", obj.pk, _("Preview"))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "variables":
+            kwargs["form_class"] = VariableDeclarationsField
+            return db_field.formfield(**kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
         if not change:

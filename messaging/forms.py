@@ -4,12 +4,14 @@ The compose form builds the page's `TaskRequest` (services/requests.py) and show
 messages on its fields: `clean()` runs the checks that need no database, `add_request_errors()`
 places the service's refusals."""
 import datetime
+import json
 
 from django import forms
 from django.db.models.utils import get_blank_choice_label
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import rendering
 from .content import FIELDS_BY_TYPE
 from .errors import MessagingInvalid
 from .models import MessageTemplate, MessageType, TaskPriority, TaskType
@@ -42,6 +44,115 @@ def parse_variables(text):
         name, value = line.split("=", 1)
         values[name.strip()] = value.strip()
     return values
+
+
+class VariableDeclarationsField(forms.CharField):
+    """A template's variables edited one per line as `name | label | default` (label and
+    default optional; a variable without a default is required), stored as the design's JSON
+    list of {"name", "label", "default", "required"}."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def __init__(self, *, encoder=None, decoder=None, **kwargs):  # JSONField's arguments
+        kwargs.setdefault("help_text", _("One variable per line: name | label | default. A variable "
+                                         "without a default must be given when sending."))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, str) or value is None:
+            return value or ""
+        try:
+            declarations = rendering.normalize_declarations(value)
+        except rendering.DeclarationError:
+            return str(value)
+        lines = []
+        for d in declarations:
+            parts = [d["name"], d["label"] if d["label"] != d["name"] else ""]
+            if d["default"] is not None:
+                parts.append(str(d["default"]))
+            lines.append(" | ".join(parts).rstrip(" |"))
+        return "\n".join(lines)
+
+    def to_python(self, value):
+        declarations = []
+        for number, line in enumerate((super().to_python(value) or "").splitlines(), 1):
+            if not line.strip():
+                continue
+            name, label, default = ([part.strip() for part in line.split("|", 2)] + ["", ""])[:3]
+            if not name:
+                raise forms.ValidationError(_("Line %(n)d: the variable needs a name.") % {"n": number})
+            declarations.append({"name": name, "label": label or name,
+                                 "default": default if default != "" else None, "required": default == ""})
+        return declarations or None
+
+    def has_changed(self, initial, data):
+        try:
+            return self.prepare_value(initial) != self.prepare_value(self.to_python(data))
+        except forms.ValidationError:
+            return True
+
+
+#: The content parts of a structured template, one form field each (prefix "part_"); text
+#: templates use the `content` box itself.
+TEMPLATE_PART_LABELS = {
+    "url": _("URL (image, video, file or link)"), "thumb_url": _("Thumbnail URL"),
+    "duration_s": _("Duration (s)"), "filename": _("File name"), "size": _("File size (bytes)"),
+    "title": _("Title"), "desc": _("Description"), "contact_id": _("Contact to share (WeCom ID)"),
+    "latitude": _("Latitude"), "longitude": _("Longitude"), "address": _("Address"),
+}
+TEMPLATE_PART_FIELDS = [f"part_{name}" for name in TEMPLATE_PART_LABELS]
+_NUMERIC_PARTS = ("duration_s", "size", "latitude", "longitude")
+
+
+def _number_or_text(value):
+    """A number where one is typed, the text otherwise (a placeholder such as {{ lat }})."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value else number
+
+
+class TemplateAdminForm(forms.ModelForm):
+    """A template's content edited as fields: the text box for text templates, one field per
+    part (URL, title, ...) for the other types, instead of raw JSON; variables one per line and
+    tags as words (the admin's field classes). The service validates the assembled content."""
+
+    locals().update({f"part_{name}": forms.CharField(label=label, required=False, max_length=500)
+                     for name, label in TEMPLATE_PART_LABELS.items()})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        if instance.pk and instance.message_type != "text" and instance.content:
+            try:
+                parts = json.loads(instance.content)
+            except ValueError:
+                parts = None
+            if isinstance(parts, dict):
+                for name, value in parts.items():
+                    if f"part_{name}" in self.fields:
+                        self.initial[f"part_{name}"] = value
+                self.initial["content"] = ""
+        if "content" in self.fields:
+            self.fields["content"].required = False
+            self.fields["content"].label = _("Text")
+            self.fields["content"].help_text = _("For text templates. You may use {{ receiver_name }} and "
+                                                 "the variables declared below.")
+
+    def clean(self):
+        data = super().clean()
+        message_type = data.get("message_type")
+        if message_type and message_type != "text":
+            parts = {}
+            for name in FIELDS_BY_TYPE.get(message_type, {}):
+                value = (data.get(f"part_{name}") or "").strip()
+                if value:
+                    parts[name] = _number_or_text(value) if name in _NUMERIC_PARTS else value
+            data["content"] = json.dumps(parts, ensure_ascii=False)
+        elif message_type == "text" and not (data.get("content") or "").strip():
+            self.add_error("content", _("Write the text of the template."))
+        return data
 
 
 class ComposeForm(forms.Form):

@@ -45,6 +45,35 @@ class NullableJSONFormField(forms.JSONField):
         return super().prepare_value(value)
 
 
+class TagListFormField(forms.CharField):
+    """A JSON list of tags edited as "vip, 北京, lead" (commas, Chinese commas or new lines);
+    saved as a list without blanks or repeats, an empty box as NULL."""
+
+    SEPARATORS = (",", "，", "\n", "、")
+
+    def __init__(self, *, encoder=None, decoder=None, **kwargs):  # JSONField's arguments
+        kwargs.setdefault("help_text", _("Separate tags with commas."))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, list | tuple):
+            return ", ".join(str(tag) for tag in value)
+        return "" if value is None else value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        for separator in self.SEPARATORS[1:]:
+            text = text.replace(separator, ",")
+        tags = []
+        for tag in (part.strip() for part in text.split(",")):
+            if tag and tag not in tags:
+                tags.append(tag)
+        return tags or None
+
+    def has_changed(self, initial, data):
+        return (initial or None) != self.to_python(data)
+
+
 class PlatformModelAdmin(admin.ModelAdmin):
     """Defaults for big operational tables, and permission checks with object scoping.
 
@@ -94,6 +123,13 @@ class PlatformModelAdmin(admin.ModelAdmin):
         return scope_queryset(
             self.get_base_queryset(request), request.user, self._perm("view"), self._perm("change")
         )
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # The design's `tags` columns are JSON lists: edited as words, never as raw JSON.
+        if isinstance(db_field, models.JSONField) and db_field.name == "tags":
+            kwargs["form_class"] = TagListFormField
+            return db_field.formfield(**kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         related = db_field.remote_field.model

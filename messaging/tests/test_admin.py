@@ -1,5 +1,6 @@
 """The messaging admin: every model's pages, messages by month shard scoped per instance, the
 task list's links to the pages, template validation, task actions through the services."""
+import json
 import uuid
 
 import pytest
@@ -55,13 +56,38 @@ def test_no_compose_link_without_send_permission(client, world, django_user_mode
 def test_template_admin_validates_like_the_service(browser, world):
     url = reverse("admin:messaging_messagetemplate_add")
     r = browser.post(url, {"name": "Bad", "message_type": "text", "content": "{{ a.b }}", "status": 1,
-                           "sort_order": 0, "variables": "[]", "tags": "[]"})
+                           "sort_order": 0, "variables": "", "tags": ""})
     assert r.status_code == 200 and "content" in r.context["adminform"].form.errors
     r = browser.post(url, {"name": "Good", "message_type": "text", "content": "Hi {{ who }}", "status": 1,
-                           "sort_order": 0, "variables": '["who"]', "tags": "[]"})
+                           "sort_order": 0, "variables": "who", "tags": ""})
     assert r.status_code == 302, r.context and r.context["adminform"].form.errors
     tmpl = MessageTemplate.objects.get(name="Good")
     assert tmpl.preview_content == "Hi «who»" and tmpl.created_by == world.admin and tmpl.template_uuid
+
+
+def test_templates_are_edited_as_fields_not_json(browser, world):
+    """A link template from its parts, variables one per line and tags as words; opening it
+    again shows the same fields filled, never the stored JSON."""
+    url = reverse("admin:messaging_messagetemplate_add")
+    r = browser.post(url, {"name": "News", "message_type": "link", "content": "", "part_title": "Hi {{ who }}",
+                           "part_url": "https://example.com/n", "part_desc": "{{ offer }}", "status": 1,
+                           "sort_order": 0, "variables": "who | Customer\noffer | Offer | 10% off",
+                           "tags": "vip， 北京, vip"})
+    assert r.status_code == 302, r.context and r.context["adminform"].form.errors
+    tmpl = MessageTemplate.objects.get(name="News")
+    assert json.loads(tmpl.content) == {"title": "Hi {{ who }}", "url": "https://example.com/n", "desc": "{{ offer }}"}
+    assert tmpl.variables == [{"name": "who", "label": "Customer", "default": None, "required": True},
+                              {"name": "offer", "label": "Offer", "default": "10% off", "required": False}]
+    assert tmpl.tags == ["vip", "北京"]
+    page = browser.get(reverse("admin:messaging_messagetemplate_change", args=[tmpl.pk]))
+    form = page.context["adminform"].form
+    assert form.initial["part_title"] == "Hi {{ who }}" and form.initial["content"] == ""
+    body = page.content.decode()
+    assert "who | Customer\noffer | Offer | 10% off" in body and 'value="vip, 北京"' in body
+    # a missing required part is named on the form
+    r = browser.post(url, {"name": "Bad link", "message_type": "link", "part_title": "x", "status": 1,
+                           "sort_order": 0, "variables": "", "tags": ""})
+    assert r.status_code == 200 and r.context["adminform"].form.errors
 
 
 def test_admin_actions_skip_tasks_the_user_may_not_manage(client, world, make_operator):

@@ -22,3 +22,14 @@ def test_null_json_fields_render_empty_and_save_as_null(verified_admin_client):
     assert template.tags is None
     change = client.get(reverse("admin:messaging_messagetemplate_change", args=[template.pk])).content.decode()
     assert "null</textarea>" not in change
+
+
+def test_tags_are_edited_as_words_and_saved_as_a_list():
+    from wework.admin import TagListFormField
+
+    field = TagListFormField(required=False)
+    assert field.prepare_value(["vip", "北京"]) == "vip, 北京"
+    assert field.clean("vip，北京、lead\nvip, ") == ["vip", "北京", "lead"]
+    assert field.clean("") is None
+    assert not field.has_changed(["vip", "北京"], "vip, 北京")
+    assert field.has_changed(["vip"], "vip, new")
