@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from wework import shards
 from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
 
-from . import permissions
+from . import display, permissions
 from .errors import MessagingInvalid, SendPermissionDenied, error_messages
 from .forms import TEMPLATE_PART_FIELDS, TemplateAdminForm, VariableDeclarationsField
 from .models import Message, MessageReceiver, MessageTask, MessageTemplate
@@ -110,8 +110,14 @@ class MessageAdmin(PlatformModelAdmin):
 
     @admin.display(description=_("content"))
     def short_content(self, obj):
-        text = obj.message_content or obj.media_url or ""
-        return text if len(text) <= 60 else text[:59] + "…"
+        return display.summary(obj.message_type, obj.message_content)
+
+    @admin.display(description=_("content as sent or received"))
+    def content_display(self, obj):
+        return display.render(obj.message_type, obj.message_content)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["content_display", *self.readonly_fields]
 
 
 class ReceiverInline(admin.TabularInline):

@@ -32,6 +32,25 @@ def test_admin_pages_render(browser, world, sim):
     assert browser.get(reverse("admin:messaging_messagetemplate_add")).status_code == 200
 
 
+def test_messages_show_their_content_not_json(browser, world):
+    now = timezone.now()
+    base = {"account_id": world.account.pk, "chat_type": 1, "chat_wxid": world.contacts[0], "created_at": now}
+    link = shards.create(Message, **base, message_type="link", message_content=json.dumps(
+        {"title": "双十一活动", "desc": "全场五折", "url": "https://example.com/sale"}, ensure_ascii=False))
+    place = shards.create(Message, **base, message_type="location", message_content=json.dumps(
+        {"latitude": 39.9, "longitude": 116.4, "title": "北京办公室"}, ensure_ascii=False))
+    image = shards.create(Message, **base, message_type="image",
+                          message_content=json.dumps({"url": "https://cdn.example.com/p/cat.png"}))
+    listing = browser.get(reverse("admin:messaging_message_changelist")).content.decode()
+    assert "[Link] 双十一活动" in listing and "[Location] 北京办公室" in listing and "[Image] cat.png" in listing
+    assert '{"title"' not in listing
+    detail = browser.get(reverse("admin:messaging_message_change", args=[link.pk])).content.decode()
+    assert '<strong>双十一活动</strong><div>全场五折</div>' in detail
+    detail = browser.get(reverse("admin:messaging_message_change", args=[image.pk])).content.decode()
+    assert '<img src="https://cdn.example.com/p/cat.png"' in detail and 'referrerpolicy="no-referrer"' in detail
+    assert browser.get(reverse("admin:messaging_message_change", args=[place.pk])).status_code == 200
+
+
 def test_task_changelist_links_to_compose_and_task_pages(browser):
     body = browser.get(reverse("admin:messaging_messagetask_changelist")).content.decode()
     assert f'href="{reverse("messaging:compose")}"' in body
