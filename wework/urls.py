@@ -32,4 +32,5 @@ urlpatterns = [
     *_page_patterns(),
 ]
 
+handler403 = "wework.error_pages.permission_denied"
 handler500 = "wework.middleware.server_error"

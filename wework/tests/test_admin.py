@@ -1,9 +1,11 @@
-"""NULL JSON columns show an empty box on admin forms (not the word "null"), and an empty box
-is saved as NULL."""
+"""The admin's bases: NULL JSON columns show an empty box (not the word "null") and an empty box
+is saved as NULL; tags are edited as words; a refused page keeps the admin's frame."""
 import pytest
 from django.urls import reverse
 
+from accounts.tests.factories import UserFactory
 from messaging.models import MessageTemplate
+from wework.admin import TagListFormField
 
 pytestmark = pytest.mark.django_db
 
@@ -25,11 +27,18 @@ def test_null_json_fields_render_empty_and_save_as_null(verified_admin_client):
 
 
 def test_tags_are_edited_as_words_and_saved_as_a_list():
-    from wework.admin import TagListFormField
-
     field = TagListFormField(required=False)
     assert field.prepare_value(["vip", "北京"]) == "vip, 北京"
     assert field.clean("vip，北京、lead\nvip, ") == ["vip", "北京", "lead"]
     assert field.clean("") is None
     assert not field.has_changed(["vip", "北京"], "vip, 北京")
     assert field.has_changed(["vip"], "vip, new")
+
+
+def test_a_refused_page_keeps_the_admin_frame_and_a_way_back(client):
+    client.force_login(UserFactory())
+    response = client.get(reverse("messaging:compose"), HTTP_REFERER="http://testserver/admin/")
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert 'id="site-name"' in body and 'id="denied-message"' in body  # the admin's header
+    assert 'href="http://testserver/admin/"' in body  # back where the user came from

@@ -1,0 +1,22 @@
+"""Error pages in the admin's frame: a refused page keeps the header, the breadcrumbs and a
+way back (Django's default 403 is a bare "403 Forbidden")."""
+from django.contrib import admin
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+
+
+def permission_denied(request, exception=None):
+    """handler403. The message of the refusal is shown when it was written for people (a
+    PermissionDenied raised with a sentence); API paths answer JSON."""
+    message = str(exception or "") or _("You do not have permission to open this page.")
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message, "code": "permission_denied"}, status=403)
+    back = request.headers.get("Referer", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()) or back == request.build_absolute_uri():
+        back = None
+    context = {**admin.site.each_context(request), "title": _("Permission denied"), "message": message,
+               "back_url": back}
+    return render(request, "403.html", context, status=403)
