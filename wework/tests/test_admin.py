@@ -2,6 +2,7 @@
 is saved as NULL; tags are edited as words; a refused page keeps the admin's frame."""
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from accounts.tests.factories import UserFactory
 from messaging.models import MessageTemplate
@@ -42,3 +43,12 @@ def test_a_refused_page_keeps_the_admin_frame_and_a_way_back(client):
     body = response.content.decode()
     assert 'id="site-name"' in body and 'id="denied-message"' in body  # the admin's header
     assert 'href="http://testserver/admin/"' in body  # back where the user came from
+
+
+def test_the_app_list_follows_an_operators_day_in_every_language(verified_admin_client):
+    for language in ("zh-hans", "en"):
+        with translation.override(language):
+            page = verified_admin_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE=language)
+        labels = [app["app_label"] for app in page.context["app_list"]]
+        ours = [label for label in labels if label in ("messaging", "contacts", "instances", "monitoring", "accounts")]
+        assert ours == ["messaging", "contacts", "instances", "monitoring", "accounts"], (language, labels)
