@@ -1,6 +1,9 @@
 """Admin of contacts: WeCom accounts (sync, logout actions) and the per-instance shards of
 contacts, groups and members, browsed one instance at a time (read-only)."""
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _, ngettext
 
 from instances import permissions
@@ -18,7 +21,7 @@ from .models import Contact, Group, GroupMember, WeworkAccount
 @admin.register(WeworkAccount)
 class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     list_display = ["wxid", "nickname", "instance", "status", "is_logged_in", "login_method",
-                    "last_login_time", "contact_count", "group_count", "last_sync_time"]
+                    "last_login_time", "contact_count", "group_count", "last_sync_time", "related_links"]
     list_filter = ["status", "is_logged_in", "login_method"]
     search_fields = ["wxid", "nickname", "phone"]
     list_select_related = ["instance"]
@@ -27,6 +30,17 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                        "sync_state", "contact_count", "group_count", "total_messages",
                        "today_messages", "created_at", "updated_at"]
     actions = ["restore_selected", "sync_selected", "logout_selected"]
+
+    @admin.display(description=_("see"))
+    def related_links(self, obj):
+        """Where an operator goes from an account: its contacts, group chats and send tasks."""
+        shard = {"instance": obj.instance_id, "account": obj.pk}
+        return format_html(
+            '<a href="{}?{}">{}</a> · <a href="{}?{}">{}</a> · <a href="{}?{}">{}</a>',
+            reverse("admin:contacts_contact_changelist"), urlencode(shard), _("contacts"),
+            reverse("admin:contacts_group_changelist"), urlencode(shard), _("group chats"),
+            reverse("admin:messaging_messagetask_changelist"), urlencode({"account__id__exact": obj.pk}),
+            _("tasks"))
 
     @admin.display(description=_("contact sync"))
     def sync_state(self, obj):
@@ -119,6 +133,40 @@ class ShardInstanceFilter(admin.SimpleListFilter):
         return queryset  # the shard is chosen in get_queryset
 
 
+class RowOfFilter(admin.SimpleListFilter):
+    """Rows of one account (contacts, groups) or one group chat (members), reached by a link
+    (`?account=<id>`, `?group=<id>`); shown as a choice that can be cleared."""
+
+    field = ""
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, self.describe(value))] if value and value.isdigit() else []
+
+    def describe(self, value):
+        return value
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(**{self.field: int(value)})
+        return queryset
+
+
+class AccountRowsFilter(RowOfFilter):
+    title = _("account")
+    parameter_name = field = "account"
+
+    def describe(self, value):
+        account = WeworkAccount.all_objects.filter(pk=int(value)).values_list("nickname", "wxid").first()
+        return f"{account[0] or account[1]}" if account else value
+
+
+class GroupRowsFilter(RowOfFilter):
+    title = _("group chat")
+    parameter_name = field = "group"
+
+
 class InstanceShardAdmin(PlatformModelAdmin):
     """Rows of one instance's shard; read-only (the sync writes them)."""
 
@@ -176,7 +224,11 @@ class AccountJoinMixin:
 
 @admin.display(description=_("group chat"), ordering="group_id")
 def group_column(obj):
-    return obj.group_id
+    """The group's name, a link to its members (the changelist joins the group's shard)."""
+    group = obj.group
+    return format_html('<a href="{}?{}">{}</a>', reverse("admin:contacts_groupmember_changelist"),
+                       urlencode({"instance": group.account.instance_id, "group": group.pk}),
+                       group.group_name or group.group_wxid)
 
 
 @admin.register(Contact)
@@ -184,17 +236,22 @@ class ContactAdmin(AccountJoinMixin, InstanceShardAdmin):
     view_perm = "contacts.view_contact"
     list_display = ["wxid", "nickname", "remark", account_column, "contact_type",
                     "friend_status", "last_sync_time", "deleted_at"]
-    list_filter = ["contact_type", "sync_status"]
+    list_filter = [AccountRowsFilter, "contact_type", "sync_status"]
     search_fields = ["wxid", "nickname", "remark"]
 
 
 @admin.register(Group)
 class GroupAdmin(AccountJoinMixin, InstanceShardAdmin):
     view_perm = "contacts.view_group"
-    list_display = ["group_wxid", "group_name", account_column, "member_count", "my_role",
+    list_display = ["group_wxid", "group_name", account_column, "members_link", "my_role",
                     "is_active", "last_sync_time", "deleted_at"]
-    list_filter = ["my_role", "is_active"]
+    list_filter = [AccountRowsFilter, "my_role", "is_active"]
     search_fields = ["group_wxid", "group_name"]
+
+    @admin.display(description=_("members"), ordering="member_count")
+    def members_link(self, obj):
+        return format_html('<a href="{}?{}">{}</a>', reverse("admin:contacts_groupmember_changelist"),
+                           urlencode({"instance": obj.account.instance_id, "group": obj.pk}), obj.member_count)
 
 
 @admin.register(GroupMember)
@@ -202,8 +259,11 @@ class GroupMemberAdmin(InstanceShardAdmin):
     view_perm = "contacts.view_groupmember"
     list_display = ["member_wxid", "member_nickname", "group_nickname", group_column, "role",
                     "is_active", "join_time", "left_at"]
-    list_filter = ["role", "is_active"]
-    search_fields = ["member_wxid", "member_nickname", "group_nickname"]
+    list_filter = [GroupRowsFilter, "role", "is_active"]
+    search_fields = ["member_wxid", "member_nickname", "group_nickname", "group__group_name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("group__account")
 
 
 class WeworkInstanceWithLoginAdmin(InstanceQrLoginAdminMixin, WeworkInstanceAdmin):
