@@ -100,6 +100,10 @@ def recount_accounts(instance_id):
             return 0
         count = WeworkAccount.objects.filter(instance_id=instance_id, is_logged_in=True).count()
         locked.update(current_accounts=count)
+    if count <= row["max_accounts"]:
+        # within its maximum (again): the alert `instance.max_accounts`, if open, closes
+        instance = WeworkInstance(pk=instance_id)
+        transaction.on_commit(lambda: resolve_alert(instance, "max_accounts"))
     return count
 
 

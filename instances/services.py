@@ -748,7 +748,7 @@ def handle_heartbeat(instance, event):
     hooks.report_accounts(instance, data.get("accounts", []))
     WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
     if was != InstanceStatus.ONLINE and fields.get("status") == InstanceStatus.ONLINE:
-        transaction.on_commit(lambda: resolve_alert(instance, "offline"))
+        transaction.on_commit(lambda: _resolve_back_online(instance))
 
 
 def write_metrics(instance, data, when):
@@ -773,16 +773,40 @@ def handle_started(instance, event):
     WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
     if instance.status != InstanceStatus.ONLINE and fields.get("status") == InstanceStatus.ONLINE:
         # A restarted instance reports instance.started before its first heartbeat: the
-        # heartbeat then finds it online already, so the offline alert is resolved here.
-        transaction.on_commit(lambda: resolve_alert(instance, "offline"))
+        # heartbeat then finds it online already, so the outage's alerts are resolved here.
+        transaction.on_commit(lambda: _resolve_back_online(instance))
+
+
+#: An `instance.client_exited` with reason "restart" this soon after an operator's restart is
+#: that restart: no error, no alert.
+PLANNED_RESTART_WINDOW = timedelta(minutes=5)
+
+
+def is_planned_restart(instance, reason, now=None):
+    now = now or timezone.now()
+    return (reason == "restart" and instance.last_restart_time is not None
+            and now - instance.last_restart_time <= PLANNED_RESTART_WINDOW)
 
 
 def handle_client_exited(instance, event):
+    """The client exited. After an operator's own restart this is expected: the instance waits
+    for `instance.started` without an error or an alert. Otherwise it is an error, with the
+    alert `instance.client_exited`, resolved when the instance is back (started or a heartbeat
+    with the client running)."""
     reason = event["data"].get("reason") or "unknown"
+    hooks.instance_went_offline(instance)
+    if is_planned_restart(instance, reason):
+        logger.info("instance %s: client exited for the restart an operator asked for", instance.pk)
+        return
     message = _("The WeCom client exited: %(reason)s") % {"reason": reason}
     record_instance_error(instance, message, status=InstanceStatus.ERROR)
-    hooks.instance_went_offline(instance)
     transaction.on_commit(lambda: fire_alert(instance, "client_exited", message))
+
+
+def _resolve_back_online(instance):
+    """The instance works again: the alerts of its outage close."""
+    resolve_alert(instance, "offline")
+    resolve_alert(instance, "client_exited")
 
 
 def handle_stream_gap(instance, event):

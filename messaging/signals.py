@@ -14,8 +14,11 @@ receiver that writes rows (an audit row, an alert) commits or rolls back with it
   `reason` (the error code), `detail` and `tasks_paused`. monitoring raises the alert
   `messaging.account_risk_control`. Sent with `send_robust()`: a failing receiver never blocks
   the stop.
+- `account_stop_cleared`: an operator cleared an account's stop (`services.stops.clear_stop`),
+  sent with `account_id`; monitoring resolves the alert `messaging.account_risk_control`.
 """
 from django.dispatch import Signal
 
 task_changed = Signal()
 account_stopped = Signal()
+account_stop_cleared = Signal()

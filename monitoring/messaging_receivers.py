@@ -4,7 +4,7 @@ from django.dispatch import receiver
 from django.utils.translation import gettext as _
 
 from messaging.models import MessageTask
-from messaging.signals import account_stopped, task_changed
+from messaging.signals import account_stop_cleared, account_stopped, task_changed
 
 from . import audit, services
 
@@ -45,3 +45,10 @@ def alert_account_stopped(sender, *, account_id, wxid, instance_id, reason, deta
         % {"wxid": name, "reason": reason, "n": tasks_paused, "detail": detail or ""},
         instance_id=instance_id,
     )
+
+
+@receiver(account_stop_cleared, dispatch_uid="monitoring.resolve_account_stopped")
+def resolve_account_stopped(sender, *, account_id, **kwargs):
+    """The operator cleared the stop: its alert closes (a new stop raises a new one)."""
+    services.resolve_alert(ACCOUNT_STOP_RULE, source_type="account", source_id=account_id,
+                           comment=_("auto-resolved: the stop was cleared"))

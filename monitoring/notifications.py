@@ -16,6 +16,8 @@ import httpx
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 logger = logging.getLogger(__name__)
 
@@ -147,28 +149,40 @@ def send_email(recipients, subject, text):
     return True
 
 
-def render_markdown(alert):
-    level = alert.alert_level
-    color = {"CRITICAL": "warning", "ERROR": "warning", "WARNING": "comment"}.get(level, "info")
-    lines = [
-        f"**<font color=\"{color}\">[{level}]</font> {alert.alert_title}**",
-        f"> {alert.alert_message}",
-        f"> rule: {alert.rule_name} · source: {alert.source_type}:{alert.source_id or '-'}",
-    ]
+def _when(value):
+    """A time as the platform's people read it (its time zone)."""
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _facts(alert):
+    """(heading, lines) of an alert in the platform's language (LANGUAGE_CODE): notifications
+    are read outside any request, so they speak the platform's language and time zone."""
+    resolved = alert.status == "RESOLVED"
+    level = alert.get_alert_level_display()
+    heading = (_("[Resolved] %(title)s") if resolved else _("[%(level)s] %(title)s")) % {
+        "level": level, "title": alert.alert_title}
+    lines = [str(alert.alert_message or "")]
     if alert.metric_name:
-        lines.append(f"> {alert.metric_name} = {alert.metric_value} (threshold "
-                     f"{alert.threshold_value})")
-    lines.append(f"> status: {alert.status} · {alert.created_at:%Y-%m-%d %H:%M:%S}")
-    return "\n".join(lines)
+        lines.append(_("%(metric)s = %(value)s (threshold %(threshold)s)") % {
+            "metric": alert.metric_name, "value": alert.metric_value, "threshold": alert.threshold_value})
+    lines.append(_("Rule: %(rule)s · source: %(source)s") % {
+        "rule": alert.rule_name, "source": f"{alert.source_type}:{alert.source_id or '-'}"})
+    lines.append(_("Raised at %(at)s") % {"at": _when(alert.created_at)})
+    if resolved:
+        lines.append(_("Resolved at %(at)s: %(comment)s") % {
+            "at": _when(alert.resolved_at), "comment": alert.resolved_comment or "-"})
+    return resolved, heading, lines
+
+
+def render_markdown(alert):
+    with translation.override(settings.LANGUAGE_CODE):
+        resolved, heading, lines = _facts(alert)
+        color = "info" if resolved else {"CRITICAL": "warning", "ERROR": "warning",
+                                         "WARNING": "comment"}.get(alert.alert_level, "info")
+        return "\n".join([f'**<font color="{color}">{heading}</font>**', *(f"> {line}" for line in lines)])
 
 
 def render_email(alert):
-    subject = f"[{alert.alert_level}] {alert.alert_title}"
-    body = (
-        f"{alert.alert_message}\n\nRule: {alert.rule_name}\nSource: {alert.source_type} "
-        f"{alert.source_id or ''}\nStatus: {alert.status}\nAt: {alert.created_at.isoformat()}\n"
-    )
-    if alert.metric_name:
-        body += f"Metric: {alert.metric_name} = {alert.metric_value} (threshold " \
-                f"{alert.threshold_value})\n"
-    return subject, body
+    with translation.override(settings.LANGUAGE_CODE):
+        _resolved, heading, lines = _facts(alert)
+        return heading, "\n".join(lines) + "\n"

@@ -74,6 +74,14 @@ def test_instance_reporting_more_accounts_than_max_is_recorded(registered, simul
     assert WeworkAccount.objects.filter(instance=registered).count() == 2  # nothing lost
     assert registered.current_accounts == 2
     assert "2" in registered.error_message and "1" in registered.error_message
+    from monitoring.models import AlertRecord, AlertStatus
+
+    alert = AlertRecord.objects.get(rule_name="instance.max_accounts")
+    assert alert.status == AlertStatus.ACTIVE
+    # one account is no longer logged in: the instance is within its maximum and the alert closes
+    services.apply_account_states(registered, [{"account_id": wx_a, "status": "online"}])
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED
 
 
 def test_account_states_from_events(registered):

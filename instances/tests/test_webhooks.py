@@ -185,6 +185,45 @@ def test_restarted_instance_resolves_its_offline_alert(instance):
     assert alert.status == AlertStatus.RESOLVED
 
 
+def test_a_client_crash_alerts_and_the_alert_closes_when_the_client_is_back(instance):
+    from monitoring.models import AlertRecord, AlertStatus
+
+    type(instance).all_objects.filter(pk=instance.pk).update(status=InstanceStatus.ONLINE,
+                                                             last_heartbeat=timezone.now())
+    instance.refresh_from_db()
+    services.handle_client_exited(instance, make_event(instance, "instance.client_exited",
+                                                       {"reason": "crash", "exit_code": 1}, seq=1))
+    instance.refresh_from_db()
+    alert = AlertRecord.objects.get(rule_name="instance.client_exited")
+    assert instance.status == InstanceStatus.ERROR and alert.status == AlertStatus.ACTIVE
+    services.handle_started(instance, make_event(instance, "instance.started",
+                                                 {"client_version": "4.1.22"}, seq=2))
+    alert.refresh_from_db()
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.ONLINE
+    assert alert.status == AlertStatus.RESOLVED
+
+
+def test_an_operators_own_restart_is_no_error_and_no_alert(instance):
+    from monitoring.models import AlertRecord
+
+    now = timezone.now()
+    type(instance).all_objects.filter(pk=instance.pk).update(
+        status=InstanceStatus.ONLINE, last_heartbeat=now, last_restart_time=now)
+    instance.refresh_from_db()
+    services.handle_client_exited(instance, make_event(instance, "instance.client_exited",
+                                                       {"reason": "restart", "exit_code": 0}, seq=1))
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.ONLINE and not instance.error_message
+    assert not AlertRecord.objects.filter(rule_name="instance.client_exited").exists()
+    # a "restart" nobody asked for (none in the last minutes) is an error again
+    type(instance).all_objects.filter(pk=instance.pk).update(last_restart_time=now - timedelta(hours=1))
+    instance.refresh_from_db()
+    services.handle_client_exited(instance, make_event(instance, "instance.client_exited",
+                                                       {"reason": "restart", "exit_code": 0}, seq=2))
+    assert AlertRecord.objects.filter(rule_name="instance.client_exited").count() == 1
+
+
 def test_oversized_body_gets_413(client, instance, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     event = make_event(instance, "instance.heartbeat", heartbeat_data(client_version="x" * 2000),

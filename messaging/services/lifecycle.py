@@ -16,11 +16,11 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 
-from .. import pacing, permissions, tasks as jobs
+from .. import permissions, tasks as jobs
 from ..dispatch import claims, leases, recording
 from ..errors import TaskStateError
 from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
-from . import task_audit
+from . import stops, task_audit
 from .counters import COUNTER_FIELDS, rebuild_counters
 from .senders import check_account_can_send, get_account
 from .task_audit import audited_action
@@ -96,7 +96,7 @@ def _resume(user: User, task: MessageTask, clear_stop: bool) -> MessageTask:
         raise TaskStateError(_("Only paused tasks can be resumed."))
     if task.account_id:
         if clear_stop:
-            pacing.unblock(task.account_id)
+            stops.clear_stop(task.account_id)
         check_account_can_send(get_account(task.account_id))
     now = timezone.now()
     status = (TaskStatus.PENDING if task.scheduled_time and task.scheduled_time > now and not task.started_at

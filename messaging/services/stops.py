@@ -9,7 +9,7 @@ from contacts.models import AccountStatus, WeworkAccount
 
 from .. import pacing
 from ..models import MessageTask, TaskStatus
-from ..signals import account_stopped
+from ..signals import account_stop_cleared, account_stopped
 from .transitions import auto_transition
 
 log = logging.getLogger("messaging")
@@ -46,3 +46,17 @@ def _announce(account_id: int, reason: str, detail: str | None, paused: int) -> 
     for receiver, result in results:
         if isinstance(result, Exception):  # an alerting failure must never block the stop
             log.error("account_stopped receiver %r failed for account %s", receiver, account_id, exc_info=result)
+
+
+def clear_stop(account_id: int) -> bool:
+    """An operator checked the account and clears its stop (resume with "clear the stop"):
+    sending may go on, and monitoring resolves the stop's alert. Returns whether a stop was set."""
+    was = pacing.blocked_reason(account_id)
+    pacing.unblock(account_id)
+    if was:
+        log.info("account %s: stop (%s) cleared", account_id, was)
+        for receiver, result in account_stop_cleared.send_robust(WeworkAccount, account_id=account_id):
+            if isinstance(result, Exception):
+                log.error("account_stop_cleared receiver %r failed for account %s", receiver, account_id,
+                          exc_info=result)
+    return bool(was)

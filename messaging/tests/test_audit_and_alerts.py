@@ -12,7 +12,8 @@ from django.utils import timezone
 from messaging import pacing
 from messaging.models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
 from messaging.services import counters, lifecycle, stops
-from monitoring.models import AlertRecord, AuditLog
+from contacts.models import AccountStatus, WeworkAccount
+from monitoring.models import AlertRecord, AlertStatus, AuditLog
 
 from .conftest import make_task
 
@@ -164,6 +165,24 @@ def test_a_real_alert_once_per_account_stop(world):
     alerts = AlertRecord.objects.filter(rule_name="messaging.account_risk_control")
     assert alerts.count() == 1 and world.account.wxid in alerts.get().alert_title
     assert alerts.get().instance_id == world.instance.pk
+
+
+def test_clearing_the_stop_closes_its_alert(browser, world, sim):
+    """The CRITICAL risk-control alert stayed open after the stop was cleared and the task
+    completed: clearing the stop (resume with "clear the stop") resolves it."""
+    task = _task(world, 2)
+    stops.stop_account(world.account.pk, "risk_control", "test")
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PAUSED
+    alert = AlertRecord.objects.get(rule_name="messaging.account_risk_control")
+    assert alert.status == AlertStatus.ACTIVE
+    WeworkAccount.all_objects.filter(pk=world.account.pk).update(status=AccountStatus.ONLINE)  # checked: fine
+    r = browser.post(reverse("messaging:task_action", args=[task.pk, "resume"]), {"clear_stop": "1"})
+    assert r.status_code == 302
+    alert.refresh_from_db()
+    assert alert.status == AlertStatus.RESOLVED and alert.resolved_by is None
+    task.refresh_from_db()
+    assert task.status == TaskStatus.COMPLETED
 
 
 def test_page_offers_clearing_a_risk_control_stop(browser, world, sim):

@@ -172,7 +172,15 @@ def resolve_alert(rule_name: str, *, source_type: str, source_id: Any,
     if records:
         logger.info("alert resolved: %s (%s %s) x%d", rule_name, source_type, source_id,
                     len(records), extra={"action": "alert_resolved"})
+        _notify_resolution(records)
     return len(records)
+
+
+def _notify_resolution(records):
+    """Whoever was told of an alert is told it is over (after the commit, like the alert)."""
+    for record in records:
+        if record.notification_sent:
+            transaction.on_commit(lambda pk=record.pk: _enqueue_notification(pk))
 
 
 def acknowledge(record: AlertRecord, user: User, comment: str = "") -> AlertRecord:
@@ -203,4 +211,5 @@ def resolve(record: AlertRecord, user: User, comment: str = "") -> AlertRecord:
         record.resolved_comment = comment or None
         record.save(update_fields=["status", "resolved_by", "resolved_at", "resolved_comment",
                                    "updated_at"])
+        _notify_resolution([record])
     return record

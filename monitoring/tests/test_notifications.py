@@ -3,10 +3,12 @@ on failure, an unreachable endpoint that never blocks evaluation, the robot rate
 import json
 import socket
 import threading
+import zoneinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from monitoring import delivery, notifications, services
 from monitoring.models import AlertRecord, RuleType
@@ -98,6 +100,31 @@ def test_webhook_delivery_to_local_endpoint(robot, settings, django_capture_on_c
     services.fire_alert("cpu.hot", source_type="instance", source_id="7", title="CPU hot",
                         message="cpu 100%")
     assert len(server.posts) == 1
+
+
+def test_resolution_is_notified_in_the_platforms_language_and_time_zone(
+        robot, settings, django_capture_on_commit_callbacks):
+    server = robot()
+    settings.ALERT_WECOM_ROBOTS = {"ops": server.url}
+    settings.LANGUAGE_CODE = "zh-hans"
+    settings.TIME_ZONE = "Asia/Shanghai"
+    AlertRuleFactory(name="cpu.hot", notify_channels={"wecom": ["ops"], "email": ["ops@example.com"]})
+    record = fire(django_capture_on_commit_callbacks)
+    raised = server.posts[0]["markdown"]["content"]
+    local = timezone.localtime(record.created_at, zoneinfo.ZoneInfo("Asia/Shanghai"))
+    assert "规则" in raised and local.strftime("%Y-%m-%d %H:%M") in raised
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.resolve_alert("cpu.hot", source_type="instance", source_id="7") == 1
+    assert len(server.posts) == 2
+    resolved = server.posts[1]["markdown"]["content"]
+    assert "已恢复" in resolved and "CPU hot" in resolved
+    assert len(mail.outbox) == 2 and "已恢复" in mail.outbox[1].subject
+    # an alert nobody was told of resolves silently
+    other = services.fire_alert("quiet.rule", source_type="instance", source_id="8", title="t", message="m",
+                                notify=False)[0]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.resolve_alert("quiet.rule", source_type="instance", source_id="8")
+    assert len(server.posts) == 2 and other.pk
 
 
 def test_failed_delivery_is_retried_until_it_succeeds(robot, settings,
