@@ -11,7 +11,7 @@ from instances.admin import WeworkInstanceAdmin
 from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
-from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin, confirm_action
 
 from . import services
 from .admin_qr_login import InstanceQrLoginAdminMixin
@@ -90,6 +90,11 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
     @admin.action(description=_("Log the selected accounts out"))
     def logout_selected(self, request, queryset):
+        confirm = confirm_action(self, request, queryset, question=_("Log these accounts out?"),
+                                 consequence=_("They stop receiving and sending until someone scans a new QR "
+                                               "code on the instance."))
+        if confirm is not None:
+            return confirm
         done = 0
         for account in queryset.select_related("instance"):
             if not permissions.allowed(request.user, permissions.LOGIN_ACCOUNT,

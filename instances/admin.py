@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _, ngettext
 
 from wework import shards
-from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin, confirm_action
 
 from . import permissions, services
 from .models import (
@@ -199,6 +199,11 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
     @admin.action(description=_("Restart the selected instances"))
     def restart_selected(self, request, queryset):
+        confirm = confirm_action(self, request, queryset, question=_("Restart these instances?"),
+                                 consequence=_("Their WeCom clients stop and start again: accounts are offline "
+                                               "and sending pauses for a minute or so."))
+        if confirm is not None:
+            return confirm
         _run_on_each(self, request, queryset, permissions.RESTART,
                      lambda i: services.restart_instance(i, reason="admin"),
                      lambda n: ngettext("%(n)d instance restarting.",

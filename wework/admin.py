@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import models
 from django.http import Http404
-from django.template.response import SimpleTemplateResponse
+from django.template.response import SimpleTemplateResponse, TemplateResponse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _, ngettext
 
@@ -43,6 +43,25 @@ class NullableJSONFormField(forms.JSONField):
         if value is None:
             return ""
         return super().prepare_value(value)
+
+
+def confirm_action(modeladmin, request, queryset, *, question, consequence=""):
+    """For bulk actions that interrupt work (restart, logout): an intermediate page lists what
+    the action touches and asks for confirmation; returns that page, or None once confirmed
+    (the action then runs). The action's own permission checks still apply after."""
+    if request.POST.get("confirmed") == "yes":
+        return None
+    shown = list(queryset[:101])
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": question, "question": question, "consequence": consequence,
+        "objects": shown[:100], "more": max(len(shown) - 100, 0),
+        "opts": modeladmin.model._meta, "action": request.POST.get("action", ""),
+        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/confirm_action.html", context)
 
 
 class TagListFormField(forms.CharField):

@@ -68,3 +68,15 @@ def test_members_name_their_group_and_accounts_and_groups_link_to_their_rows(cli
     # contacts of one account
     assert client.get(reverse("admin:contacts_contact_changelist")
                       + f"?instance={instance.pk}&account={account.pk}").status_code == 200
+
+
+def test_logging_accounts_out_asks_first(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+    login_verified(client, admin)
+    instance = _rows(1)
+    account = WeworkAccount.objects.get(instance=instance)
+    WeworkAccount.objects.filter(pk=account.pk).update(is_logged_in=True)
+    url = reverse("admin:contacts_weworkaccount_changelist")
+    ask = client.post(url, {"action": "logout_selected", "_selected_action": [account.pk]})
+    assert ask.status_code == 200 and b'name="confirmed" value="yes"' in ask.content
+    assert WeworkAccount.objects.get(pk=account.pk).is_logged_in  # nothing done before the answer

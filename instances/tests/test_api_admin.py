@@ -167,8 +167,14 @@ def test_admin_qr_login_page_and_status(root_client, registered, simulator):
 
 def test_admin_actions(root_client, registered, simulator):
     url = reverse("admin:instances_weworkinstance_changelist")
-    response = root_client.post(url, {"action": "restart_selected",
-                                      "_selected_action": [registered.pk]}, follow=True)
+    # a restart interrupts work: the action asks first, and restarts nothing until confirmed
+    ask = root_client.post(url, {"action": "restart_selected", "_selected_action": [registered.pk]})
+    assert ask.status_code == 200 and b'name="confirmed" value="yes"' in ask.content
+    assert registered.name.encode() in ask.content
+    registered.refresh_from_db()
+    assert registered.restart_count == 0
+    response = root_client.post(url, {"action": "restart_selected", "_selected_action": [registered.pk],
+                                      "confirmed": "yes"}, follow=True)
     assert response.status_code == 200
     registered.refresh_from_db()
     assert registered.restart_count == 1

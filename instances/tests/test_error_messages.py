@@ -69,7 +69,7 @@ def test_admin_action_messages_in_chinese(root_client, admin_user):
                                  created_by=admin_user)
     url = reverse("admin:instances_weworkinstance_changelist")
     with translation.override("zh-hans"):
-        response = root_client.post(url, {"action": "restart_selected",
+        response = root_client.post(url, {"action": "restart_selected", "confirmed": "yes",
                                           "_selected_action": [bad_url.pk, down.pk]}, **ZH)
     messages = _flash(response)
     bad = next(m for m in messages if m.startswith("bad-url"))
