@@ -112,6 +112,36 @@ ENSURE_ACCOUNT_FIELDS = ["deleted_at", "nickname", "avatar_url", "phone", "email
                          "gender", "status", "is_logged_in", "last_login_time", "login_method", "updated_at"]
 
 
+def profile_fields(profile):
+    """The account columns of a runtime's account object (the keys it gives, cut to size)."""
+    fields = {}
+    for field, key, length in (("nickname", "nickname", 100), ("avatar_url", "avatar", 500),
+                               ("phone", "phone", 20), ("email", "email", 100),
+                               ("region", "region", 100)):
+        if profile.get(key) is not None:
+            fields[field] = _cut(profile[key], length)
+    if profile.get("signature") is not None:
+        fields["signature"] = profile["signature"]
+    if profile.get("gender") in (0, 1, 2):
+        fields["gender"] = profile["gender"]
+    return fields
+
+
+def refresh_profile(client, account):
+    """Fill the account's profile (nickname, avatar, phone, ...) from the runtime: accounts
+    first seen in a heartbeat (logged in before the instance was registered) carry only their
+    id. One `GET /v1/accounts`; returns whether the runtime knew the account."""
+    for item in client.list_accounts():
+        if item.get("account_id") == account.wxid:
+            fields = profile_fields(item)
+            if fields:
+                WeworkAccount.all_objects.filter(pk=account.pk).update(**fields, updated_at=timezone.now())
+                for field, value in fields.items():
+                    setattr(account, field, value)
+            return True
+    return False
+
+
 def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
                    logged_in=True, login_method=None):
     """Create or update the account `wxid` of the instance (restores a soft-deleted one).
@@ -131,15 +161,8 @@ def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
         if account is None:
             account = WeworkAccount(instance_id=inst.pk, wxid=_cut(wxid, 100))
         account.deleted_at = None
-        for field, key, length in (("nickname", "nickname", 100), ("avatar_url", "avatar", 500),
-                                   ("phone", "phone", 20), ("email", "email", 100),
-                                   ("region", "region", 100)):
-            if profile.get(key) is not None:
-                setattr(account, field, _cut(profile[key], length))
-        if profile.get("signature") is not None:
-            account.signature = profile["signature"]
-        if profile.get("gender") in (0, 1, 2):
-            account.gender = profile["gender"]
+        for field, value in profile_fields(profile).items():
+            setattr(account, field, value)
         account.status = status
         account.is_logged_in = logged_in
         if logged_in and not was_logged_in:
@@ -634,6 +657,8 @@ def sync_account(account, *, scopes=SYNC_SCOPES, resume=True, page_limit=SYNC_PA
 
     client = client_for(instance)
     try:
+        if not account.nickname:
+            refresh_profile(client, account)
         for phase in scopes[scopes.index(state["phase"]):]:
             if state["phase"] != phase:
                 state.update(phase=phase, cursor=None, room_index=0)

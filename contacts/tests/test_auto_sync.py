@@ -116,6 +116,9 @@ def test_heartbeat_reporting_a_new_online_account_starts_its_sync(registered, si
     services.apply_account_states(registered, [{"account_id": wxid, "status": "online"}])
     account = WeworkAccount.objects.get(instance=registered, wxid=wxid)
     _assert_address_book(registered, account, simulator.accounts[wxid])
+    # logged in before the platform knew the instance: its profile arrives with the first sync
+    account.refresh_from_db()
+    assert account.nickname and account.nickname == simulator.accounts[wxid].nickname
 
 
 def test_one_sync_at_a_time_per_account(registered, simulator, client, admin_user):
