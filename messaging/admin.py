@@ -4,6 +4,7 @@ from django.contrib import admin, messages as flash
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from wework import shards
@@ -12,7 +13,7 @@ from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
 from . import display, permissions
 from .errors import MessagingInvalid, SendPermissionDenied, error_messages
 from .forms import TEMPLATE_PART_FIELDS, TemplateAdminForm, VariableDeclarationsField
-from .models import Message, MessageReceiver, MessageTask, MessageTemplate
+from .models import ChatType, Message, MessageReceiver, MessageTask, MessageTemplate
 from .services import lifecycle, templates
 
 
@@ -114,7 +115,14 @@ class MessageAdmin(PlatformModelAdmin):
 
     @admin.display(description=_("content as sent or received"))
     def content_display(self, obj):
-        return display.render(obj.message_type, obj.message_content)
+        rendered = display.render(obj.message_type, obj.message_content)
+        if obj.task_id is not None:  # sent by the platform
+            return rendered
+        # received: answer it from here, in its conversation, without copying ids
+        key = "groups" if obj.chat_type == ChatType.GROUP else "contacts"
+        query = urlencode({"account": obj.account_id, "reply_to": obj.pk, key: obj.chat_wxid})
+        return format_html('{}<p><a class="button" href="{}?{}">{}</a></p>', rendered,
+                           reverse("messaging:compose"), query, _("Reply"))
 
     def get_readonly_fields(self, request, obj=None):
         return ["content_display", *self.readonly_fields]

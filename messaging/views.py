@@ -181,12 +181,27 @@ def compose(request):
                 flash.success(request, done)
                 return redirect("messaging:task_detail", pk=task.pk)
     else:
-        form = ComposeForm(initial={"account": account_id}, accounts=accounts, contacts=contacts, groups=groups)
+        form = ComposeForm(initial=_compose_initial(request, account_id), accounts=accounts, contacts=contacts,
+                           groups=groups)
     return render(request, "messaging/compose.html", _ctx(
         request, title=_("Send a message"), form=form, account=account, search=search,
         type_fields=TYPE_FIELDS, content_fields=CONTENT_FIELDS, choices_limit=CHOICES_LIMIT,
         truncated=len(contacts) >= CHOICES_LIMIT or len(groups) >= CHOICES_LIMIT,
     ))
+
+
+def _compose_initial(request, account_id):
+    """The form as a link opens it: "Reply" on a received message names the message
+    (`reply_to`), its conversation (`contacts` or `groups`) and its account."""
+    initial = {"account": account_id}
+    reply_to = request.GET.get("reply_to", "")
+    if reply_to.isdigit():
+        initial["reply_to"] = int(reply_to)
+    for key in ("contacts", "groups"):
+        picked = [value for value in request.GET.getlist(key) if value]
+        if picked:
+            initial[key] = picked
+    return initial
 
 
 def _preview(request, form, account):

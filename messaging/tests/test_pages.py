@@ -12,8 +12,9 @@ from contacts.models import AccountStatus, WeworkAccount
 from instances.exceptions import USER_MESSAGES
 from instances.models import WeworkInstance
 from messaging import permissions
-from messaging.models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+from messaging.models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
 from messaging.services import templates
+from wework import shards
 
 from .conftest import make_task
 
@@ -74,6 +75,24 @@ def test_a_broadcast_refused_by_the_service_shows_the_form_not_the_confirmation(
                            "text": "Hi {{ nope }}", "priority": 2})
     assert r.status_code == 200 and "form" in r.context and "preview" not in r.context
     assert "nope" in r.content.decode() and not MessageTask.objects.exists()
+
+
+def test_reply_from_a_received_message_opens_compose_ready(browser, world, sim):
+    received = shards.create(Message, account_id=world.account.pk, chat_type=1, chat_wxid=world.contacts[0],
+                             message_type="text", message_content="有优惠吗？", send_status=2,
+                             created_at=timezone.now())
+    detail = browser.get(reverse("admin:messaging_message_change", args=[received.pk])).content.decode()
+    link = f"{reverse('messaging:compose')}?account={world.account.pk}&amp;reply_to={received.pk}" \
+           f"&amp;contacts={world.contacts[0]}"
+    assert link in detail
+    page = browser.get(link.replace("&amp;", "&"))
+    form = page.context["form"]
+    assert form.initial["reply_to"] == received.pk and form.initial["contacts"] == [world.contacts[0]]
+    r = browser.post(reverse("messaging:compose"), {"account": world.account.pk, "contacts": [world.contacts[0]],
+                                                    "message_type": "text", "text": "有的", "priority": 2,
+                                                    "reply_to": received.pk})
+    assert r.status_code == 302
+    assert MessageTask.objects.get().task_type == "single"
 
 
 def test_compose_errors_shown_on_the_form(browser, world):
