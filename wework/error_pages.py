@@ -19,4 +19,4 @@ def permission_denied(request, exception=None):
         back = None
     context = {**admin.site.each_context(request), "title": _("Permission denied"), "message": message,
                "back_url": back}
-    return render(request, "403.html", context, status=403)
+    return render(request, "wework/permission_denied.html", context, status=403)
