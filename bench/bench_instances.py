@@ -57,7 +57,7 @@ def bench_sync(args, admin):
     from contacts import services as contact_services
     from contacts.models import Contact
     from instances import services
-    from instances.simulator.server import Simulator
+    from simulator.server import Simulator
     from wework import shards
 
     count = args.contacts or (5_000 if args.quick else 50_000)

@@ -60,7 +60,7 @@ def world(n_contacts):
 
     from contacts.models import AccountStatus, Contact, WeworkAccount
     from instances import services as instance_services
-    from instances.simulator.server import Simulator
+    from simulator.server import Simulator
     from wework import shards
 
     sim = Simulator(port=0, token=TOKEN, accounts=1, contacts=n_contacts, rooms=1, members=3, seed=5,

@@ -170,7 +170,7 @@ def make_world(n_contacts, chatter=False):
 
     from contacts.models import AccountStatus, Contact, WeworkAccount
     from instances import services as instance_services
-    from instances.simulator.server import Simulator
+    from simulator.server import Simulator
     from wework import shards
 
     sim = Simulator(port=0, token=TOKEN, accounts=1, contacts=n_contacts, rooms=1, members=3, seed=7,

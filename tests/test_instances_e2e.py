@@ -11,7 +11,7 @@ from contacts import services as contact_services
 from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
 from instances import services
 from instances.models import EventState, InstanceEvent, InstanceMonitor, InstanceStatus
-from instances.simulator.server import Simulator
+from simulator.server import Simulator
 from wework import shards
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -66,7 +66,7 @@ def test_api_restart_and_push_config(root_client, registered, simulator):
 
 
 def test_api_unreachable_instance_gives_502_json(root_client, admin_user, platform_url):
-    from instances.simulator.testing import unused_port
+    from simulator.testing import unused_port
 
     instance = WeworkInstanceFactory(api_url=f"http://127.0.0.1:{unused_port()}",
                                      created_by=admin_user)

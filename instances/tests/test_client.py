@@ -14,8 +14,8 @@ from instances import client as client_module
 from instances import exceptions as exc
 from instances import protocol
 from instances.client import InstanceClient, Page, build_proxy_url
-from instances.simulator import Simulator
-from instances.simulator.testing import unused_port
+from simulator import Simulator
+from simulator.testing import unused_port
 
 TOKEN = "test-token"
 

@@ -9,8 +9,8 @@ import pytest
 
 from instances import exceptions as exc
 from instances.client import InstanceClient
-from instances.simulator import Simulator
-from instances.simulator.testing import unused_port
+from simulator import Simulator
+from simulator.testing import unused_port
 
 TOKEN = "test-token"
 

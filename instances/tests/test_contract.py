@@ -17,9 +17,9 @@ import pytest
 from instances import protocol
 from instances.client import InstanceClient
 from instances.exceptions import EXCEPTION_BY_CODE, InstanceError
-from instances.simulator import Simulator
-from instances.simulator import server as sim_server
-from instances.simulator.testing import WebhookReceiver
+from simulator import Simulator
+from simulator import base as sim_server
+from simulator.testing import WebhookReceiver
 
 TOKEN = "contract-token"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "instance-protocol.md"

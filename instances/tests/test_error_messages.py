@@ -62,7 +62,7 @@ def _flash(response):
 
 
 def test_admin_action_messages_in_chinese(root_client, admin_user):
-    from instances.simulator.testing import unused_port
+    from simulator.testing import unused_port
 
     bad_url = WeworkInstanceFactory(name="bad-url", api_url="ftp://example.com", created_by=admin_user)
     down = WeworkInstanceFactory(name="down", api_url=f"http://127.0.0.1:{unused_port()}",
@@ -82,7 +82,7 @@ def test_admin_action_messages_in_chinese(root_client, admin_user):
 
 
 def test_api_error_message_in_chinese(root_client, admin_user):
-    from instances.simulator.testing import unused_port
+    from simulator.testing import unused_port
 
     instance = WeworkInstanceFactory(api_url=f"http://127.0.0.1:{unused_port()}", created_by=admin_user)
     with translation.override("zh-hans"):

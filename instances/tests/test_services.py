@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 
 from instances import services
 from instances.models import ConfigType, InstanceConfig, InstanceStatus, WeworkInstance
-from instances.simulator.testing import unused_port
+from simulator.testing import unused_port
 
 from wework.testing.instances import SECRET, TOKEN
 
@@ -143,7 +143,7 @@ def test_offline_instance_that_answers_again_gets_its_configuration(admin_user, 
     from django.core.cache import cache
 
     from instances.models import InstanceStatus
-    from instances.simulator.server import Simulator
+    from simulator.server import Simulator
 
     restarted = Simulator(port=0, token=TOKEN, accounts=1, contacts=3, rooms=1, members=2,
                           heartbeat_interval_s=3600, duplicate_rate=0.0)

@@ -9,7 +9,7 @@ import pytest
 from instances import exceptions as exc
 from instances import protocol
 from instances.client import InstanceClient
-from instances.simulator.testing import WebhookReceiver, wait_until
+from simulator.testing import WebhookReceiver, wait_until
 
 from wework.testing.instances import TOKEN
 

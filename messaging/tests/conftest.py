@@ -12,7 +12,7 @@ from accounts.services.permissions import grant_instance
 from wework.testing.fixtures import login_verified
 from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
 from instances import services as instance_services
-from instances.simulator.server import Simulator
+from simulator.server import Simulator
 from messaging.clock import FakeClock
 from messaging.services import sending
 from messaging.services.requests import TaskRequest

@@ -4,7 +4,7 @@ sends: each message once, exact stop bounds, retries with the same uuid after a 
 failure, single sends when the instance has no batches or refuses one."""
 import pytest
 
-from instances.simulator.server import SimError
+from simulator.server import SimError
 from messaging import pacing
 from messaging.models import Message, ReceiverSendStatus as RS, SendStatus, TaskStatus
 from wework import shards

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from instances.simulator.server import Simulator
+from simulator.server import Simulator
 from messaging.models import MessageReceiver, ReceiverSendStatus as RS, TaskStatus
 from messaging.services import counters, lifecycle
 from wework.celery import app

@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from instances import protocol
-from instances.simulator.server import Simulator
-from instances.simulator.testing import unused_port
+from simulator.server import Simulator
+from simulator.testing import unused_port
 
 SECRET = "test-webhook-secret"
 TOKEN = "sim-token"

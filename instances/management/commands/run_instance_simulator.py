@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from instances import protocol
-from instances.simulator import Simulator
+from simulator import Simulator
 
 
 def _non_negative(kind):

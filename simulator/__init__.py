@@ -1,5 +1,5 @@
 """Instance simulator: a real HTTP server speaking instance protocol v1 (see server.py)."""
 
-from instances.simulator.server import SimError, Simulator
+from simulator.server import SimError, Simulator
 
 __all__ = ["SimError", "Simulator"]
