@@ -305,7 +305,7 @@ def _admin_write(client, model, model_admin, operation, obj, instance):
     if hasattr(model, "deleted_at") and "?" not in url:
         url += "?deleted=all"
     return client.post(url, {"action": name, "_selected_action": [obj.pk], "index": 0,
-                             "post": "yes", "apply": "1", "comment": "matrix", "confirm": "yes"})
+                             "post": "yes", "apply": "1", "comment": "matrix", "confirm": "yes", "confirmed": "yes"})
 
 
 # --- API ------------------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ def confirm_action(modeladmin, request, queryset, *, question, consequence=""):
     if request.POST.get("confirmed") == "yes":
         return None
     shown = list(queryset[:101])
+    if not shown:  # nothing in the user's scope: the action has nothing to ask about
+        return None
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": question, "question": question, "consequence": consequence,

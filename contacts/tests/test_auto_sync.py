@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from wework.testing.fixtures import login_verified
 from contacts import services
-from contacts.models import Contact, Group, GroupMember, WeworkAccount
+from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
 from instances import services as instance_services
 from instances.models import EventState
 from wework.testing.instances import make_event
@@ -83,7 +83,7 @@ def test_login_events_sync_once_and_sync_completed_does_not_stamp(registered, si
 
 def test_sync_completed_of_an_unsynced_account_leaves_last_sync_time_empty(registered):
     account = services.ensure_account(registered, "wx_off", logged_in=False,
-                                      status=services.AccountStatus.OFFLINE)
+                                      status=AccountStatus.OFFLINE)
     _apply(registered, make_event(registered, "sync.completed",
                                   {"sync_id": "s1", "scope": "all", "counts": {}},
                                   seq=1, account_id="wx_off"))
