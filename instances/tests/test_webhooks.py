@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from instances import services
+from instances.services import intake
 from instances.models import EventState, InstanceEvent, InstanceMonitor, InstanceStatus
 from instances.tests.factories import WeworkInstanceFactory
 from wework import shards
@@ -125,7 +126,7 @@ def test_gap_in_sequence_triggers_replay(client, instance):
     assert post_event(client, instance, first).status_code == 202
     missing = make_event(instance, "instance.heartbeat", heartbeat_data(uptime_s=20), seq=2)
     third = make_event(instance, "instance.heartbeat", heartbeat_data(uptime_s=30), seq=3)
-    with mock.patch.object(services, "_call", return_value={
+    with mock.patch.object(intake, "_call", return_value={
         "events": [missing, third], "last_seq": 3, "has_more": False,
     }) as call:
         assert post_event(client, instance, third).status_code == 202
@@ -138,7 +139,7 @@ def test_gap_in_sequence_triggers_replay(client, instance):
 
 def test_intake_never_answers_500(client, instance):
     event = make_event(instance, "instance.heartbeat", heartbeat_data(), seq=1)
-    with mock.patch.object(services, "store_event", side_effect=RuntimeError("db down")):
+    with mock.patch.object(intake, "store_event", side_effect=RuntimeError("db down")):
         response = post_event(client, instance, event)
     assert response.status_code == 503
     assert response.json()["ok"] is False

@@ -9,6 +9,7 @@ import datetime
 import decimal
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -29,7 +30,7 @@ logger = logging.getLogger("monitoring.services")
 #: The rules a new platform starts with (seeded by a migration, `manage.py alerts seed-rules`
 #: creates any that are missing). Without a rule of their own, alerts notify the default
 #: channels (ALERT_EMAILS, ALERT_DEFAULT_ROBOTS); a rule's channels point it elsewhere.
-DEFAULT_RULES = [
+DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "instance.offline", "display_name": "Instance offline (missed heartbeats)",
      "rule_type": RuleType.INSTANCE_OFFLINE, "threshold_value": 3, "alert_level": "ERROR"},
     {"name": "account.status", "display_name": "Account abnormal or banned",

@@ -1,0 +1,285 @@
+"""Talking to an instance: its client, commands (push config, restart, puppet-service tokens),
+errors recorded on the instance, audit rows, and registration."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from instances import protocol
+from instances.exceptions import TRANSPORT_CODES, InstanceError
+from wework import audit as audit_port
+from wework import shards
+
+from ..models import (
+    ConfigType,
+    InstanceConfig,
+    WeworkInstance,
+)
+from .base import PUPPET_SERVICES_KEY, RATE_LIMIT_PREFIX, TOKEN_KEY, WEBHOOK_SECRET_KEY, ServiceError
+from .configs import config_value, get_config, new_secret, set_config
+
+logger = logging.getLogger("wework.instances")
+
+# ---------------------------------------------------------------------------------------------
+# Client and commands
+# ---------------------------------------------------------------------------------------------
+
+
+def client_for(instance, **kwargs):
+    """An InstanceClient for this instance: api_url, decrypted token, proxy and timeouts."""
+    from instances import client as client_module
+
+    if not instance.api_url:
+        raise ServiceError(_("The instance has no API URL."), code="no_api_url")
+    configs = {
+        c.config_key: c
+        for c in InstanceConfig.objects.filter(
+            instance=instance,
+            config_key__in=(TOKEN_KEY, client_module.CONFIG_TIMEOUT_S,
+                            client_module.CONFIG_CONNECT_TIMEOUT_S),
+        )
+    }
+
+    def value(key, default):
+        config = configs.get(key)
+        return config_value(config) if config and config.config_value is not None else default
+
+    options = {
+        "token": value(TOKEN_KEY, "") or "",
+        "timeout": float(value(client_module.CONFIG_TIMEOUT_S, client_module.DEFAULT_TIMEOUT_S)),
+        "connect_timeout": float(value(client_module.CONFIG_CONNECT_TIMEOUT_S,
+                                       client_module.DEFAULT_CONNECT_TIMEOUT_S)),
+        "proxy_host": instance.proxy_host,
+        "proxy_port": instance.proxy_port,
+        "proxy_username": instance.proxy_username,
+        "proxy_password": instance.proxy_password_encrypted,
+        "label": instance.name,
+    }
+    options.update(kwargs)
+    try:
+        return client_module.InstanceClient(instance.api_url, **options)
+    except InstanceError as exc:
+        raise ServiceError(exc.user_message, code=exc.code) from exc
+
+
+def record_instance_error(instance, exc, *, status=None):
+    """Record a failed call on the instance (error_message, optionally the status)."""
+    message = str(exc)[:2000]
+    if isinstance(exc, InstanceError) and exc.code in TRANSPORT_CODES:
+        # Operators read this column: the transport's reason (refused, timed out, what
+        # answered) would tell them what listens at an address; the log keeps it.
+        logger.warning("instance %s: %s", instance.pk, message)
+        message = f"[{exc.code}] {exc.user_message}"[:2000]
+    fields = {"error_message": message, "updated_at": timezone.now()}
+    if status is not None:
+        fields["status"] = status
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(**fields)
+    instance.error_message = message
+    if status is not None:
+        instance.status = status
+    logger.warning("instance %s: %s", instance.pk, message)
+
+
+def audit(operation, obj, *, operation_type="UPDATE", error=None, new_values=None,
+          resource_type="wework_instances"):
+    """One audit row (through the core's audit port) for an operator action; never breaks the
+    action."""
+    try:
+        return audit_port.record(
+            operation, resource_type=resource_type, resource_id=obj.pk,
+            resource_name=str(obj), operation_type=operation_type,
+            new_values=new_values, result="FAILURE" if error else "SUCCESS",
+            error_message=str(error) if error else None,
+        )
+    except Exception:
+        logger.exception("audit %s not recorded", operation)
+        return None
+
+
+def _status_for(exc):
+    """HTTP status for the platform's answer: the instance failing is a bad gateway (502); the
+    instance refusing what was asked (wrong code, unknown target, account offline) is 400/404/409."""
+    if exc.transient or exc.code in (protocol.ErrorCode.UNAUTHORIZED,
+                                     protocol.ErrorCode.INVALID_RESPONSE,
+                                     protocol.ErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
+                                     protocol.ErrorCode.CLIENT_VERSION_MISMATCH):
+        return 502
+    if exc.code == protocol.ErrorCode.TARGET_NOT_FOUND:
+        return 404
+    if exc.code == protocol.ErrorCode.INVALID_REQUEST:
+        return 400
+    return 409
+
+
+def _call(instance, command, *args, **kwargs):
+    """Run one client command; InstanceError is recorded and turned into a ServiceError."""
+    client = client_for(instance)
+    try:
+        return getattr(client, command)(*args, **kwargs)
+    except InstanceError as exc:
+        record_instance_error(instance, exc)
+        raise ServiceError(
+            exc.user_message,  # translated; str(exc) (technical) is kept on the instance
+            code=exc.code,
+            status=_status_for(exc),
+        ) from exc
+    finally:
+        close = getattr(client, "close", None)
+        if close:
+            close()
+
+
+def webhook_url(instance):
+    base = getattr(settings, "PLATFORM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    return base + reverse("api:instance-events", kwargs={"instance_uuid": instance.instance_uuid})
+
+
+def config_payload(instance):
+    """The PUT /v1/config body: webhook, heartbeat interval, proxy, rate limits."""
+    payload = {
+        "instance_id": instance.instance_uuid,
+        "webhook_url": instance.webhook_url or webhook_url(instance),
+        "webhook_secret": get_config(instance, WEBHOOK_SECRET_KEY),
+        "heartbeat_interval_s": instance.heartbeat_interval,
+        "proxy": None,
+        "clear_proxy": True,
+    }
+    if instance.proxy_host and instance.proxy_port:
+        payload["proxy"] = {
+            "host": instance.proxy_host,
+            "port": instance.proxy_port,
+            "username": instance.proxy_username,
+            "password": instance.proxy_password_encrypted,
+        }
+        payload["clear_proxy"] = False
+    limits = {}
+    for config in InstanceConfig.objects.filter(
+        instance=instance, config_key__startswith=RATE_LIMIT_PREFIX
+    ):
+        name = config.config_key[len(RATE_LIMIT_PREFIX):]
+        if name in protocol.RATE_LIMITS["properties"]:
+            limits[name] = config_value(config)
+    if limits:
+        payload["rate_limits"] = limits
+    services = get_config(instance, PUPPET_SERVICES_KEY)
+    if services:
+        payload["puppet_services"] = services
+    return payload
+
+
+def push_config(instance):
+    """Send the configuration to the instance; returns the instance's answer."""
+    try:
+        result = _call(instance, "push_config", **config_payload(instance))
+    except ServiceError as exc:
+        audit("instance.push_config", instance, error=exc.message)
+        raise
+    audit("instance.push_config", instance, new_values={"applied": result.get("applied")})
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(error_message=None)
+    instance.error_message = None
+    return result
+
+
+def set_puppet_services(instance, services):
+    """The puppet-service bridge's tokens (a list of {token, endpoint, ca_file?, server_name?}):
+    stored encrypted, `max_accounts` set to their number, pushed (docs/bridge.md). Adding or
+    removing a token is this call with the new list. The audit names endpoints, never tokens."""
+    errors = protocol.schema_errors("request", "push_config", {"puppet_services": services})
+    if errors:
+        raise ServiceError(errors[0], code="invalid", status=400)
+    set_config(instance, PUPPET_SERVICES_KEY, services, config_type=ConfigType.JSON, encrypted=True,
+               description="puppet-service tokens of the bridge")
+    WeworkInstance.all_objects.filter(pk=instance.pk).update(max_accounts=len(services), updated_at=timezone.now())
+    instance.max_accounts = len(services)
+    audit("instance.puppet_services", instance,
+          new_values={"endpoints": [s["endpoint"] for s in services], "tokens": len(services)})
+    return push_config(instance)
+
+
+def restart_instance(instance, *, reason=None):
+    """Ask the instance to restart its client; counts restart_count and last_restart_time."""
+    try:
+        result = _call(instance, "restart", reason=reason)
+    except ServiceError as exc:
+        audit("instance.restart", instance, error=exc.message)
+        raise
+    audit("instance.restart", instance, new_values={"reason": reason})
+    now = timezone.now()
+    with transaction.atomic():
+        WeworkInstance.all_objects.filter(pk=instance.pk).update(
+            restart_count=F("restart_count") + 1, last_restart_time=now, updated_at=now
+        )
+    instance.refresh_from_db(fields=["restart_count", "last_restart_time"])
+    return result
+
+
+@dataclass
+class Registration:
+    instance: WeworkInstance
+    created: bool
+    pushed: bool
+    push_error: str | None = None
+
+
+def register_instance(*, name, api_url, token, webhook_secret=None, max_accounts=None,
+                      heartbeat_interval=None, created_by=None, push=True):
+    """Create or update the instance named `name` (or at `api_url`); idempotent.
+
+    Stores the token and the webhook secret encrypted in instance_configs (a new secret is
+    generated when none is given and none exists), sets webhook_url from PLATFORM_BASE_URL and
+    pushes the configuration to the instance (`push=False` skips it).
+    """
+    from django.contrib.auth import get_user_model
+
+    if not name or not api_url or not token:
+        raise ServiceError(_("Name, API URL and token are required."))
+    if max_accounts is not None and max_accounts < 1:
+        raise ServiceError(_("max_accounts must be at least 1."))
+    with transaction.atomic():
+        instance = (
+            WeworkInstance.objects.select_for_update().filter(name=name).first()
+            or WeworkInstance.objects.select_for_update().filter(api_url=api_url).first()
+        )
+        created = instance is None
+        if created:
+            if created_by is None:
+                created_by = (
+                    get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
+                )
+            if created_by is None:
+                raise ServiceError(
+                    _("No administrator exists yet to own the instance; create one first.")
+                )
+            instance = WeworkInstance(
+                instance_uuid=str(shards.new_uuid()), created_by=created_by
+            )
+        instance.name = name
+        instance.api_url = api_url
+        if max_accounts is not None:
+            instance.max_accounts = max_accounts
+        if heartbeat_interval is not None:
+            instance.heartbeat_interval = heartbeat_interval
+        instance.save()
+        instance.webhook_url = webhook_url(instance)
+        instance.save(update_fields=["webhook_url", "updated_at"])
+        set_config(instance, TOKEN_KEY, token, encrypted=True, system=True,
+                   description="Bearer token of the instance API")
+        if webhook_secret or get_config(instance, WEBHOOK_SECRET_KEY) is None:
+            set_config(instance, WEBHOOK_SECRET_KEY, webhook_secret or new_secret(),
+                       encrypted=True, system=True,
+                       description="HMAC secret of the instance's webhook deliveries")
+    registration = Registration(instance=instance, created=created, pushed=False)
+    if push:
+        try:
+            push_config(instance)
+            registration.pushed = True
+        except ServiceError as exc:
+            registration.push_error = exc.message
+    return registration
