@@ -27,24 +27,20 @@ Behaviour:
 
 from __future__ import annotations
 
-import http.client
-import json as jsonlib
 import logging
 import random
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from instances import protocol
 from instances.exceptions import (
+    InstanceAuthError,
     InstanceError,
     InstanceInternalError,
-    InstanceAuthError,
     InstanceTimeout,
     InstanceUnreachable,
     InvalidRequest,
@@ -54,6 +50,7 @@ from instances.exceptions import (
     exception_for,
 )
 from instances.protocol import COMMANDS, ErrorCode
+from instances.transport import StdlibHTTP, retry_after_header
 
 logger = logging.getLogger("instances.client")
 
@@ -224,7 +221,7 @@ class InstanceClient:
         self._http = httpx.Client(**kwargs)
         self._stdlib = None
         if stdlib_http and transport is None and not self.proxy_url:
-            self._stdlib = _StdlibHTTP(self.api_url, headers, self.timeout, self.connect_timeout)
+            self._stdlib = StdlibHTTP(self.api_url, headers, self.timeout, self.connect_timeout)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -542,7 +539,7 @@ class InstanceClient:
             code = error.get("code") or self._error_without_envelope(response).code
             retry_after = error.get("retry_after_s")
             if retry_after is None and code == ErrorCode.RATE_LIMITED:
-                retry_after = _retry_after_header(response)
+                retry_after = retry_after_header(response)
             raise exception_for(
                 code,
                 str(error.get("message") or f"HTTP {status}"),
@@ -571,117 +568,9 @@ class InstanceClient:
         if status in (401, 403):
             return InstanceAuthError(f"The instance refused the token (HTTP {status}).", status=status)
         if status == 429:
-            return RateLimited(text, status=status, retry_after_s=_retry_after_header(response))
+            return RateLimited(text, status=status, retry_after_s=retry_after_header(response))
         if status >= 500:
             return InstanceInternalError(text, status=status)
         if status == 408:
             return InstanceTimeout(text, status=status)
         return InvalidResponse(text, status=status)
-
-
-def _retry_after_header(response):
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0, int(float(value))) if value else None
-    except ValueError:
-        return None
-
-
-class _StdlibResponse:
-    """The part of ``httpx.Response`` that :meth:`InstanceClient._parse` reads."""
-
-    __slots__ = ("status_code", "headers", "content")
-
-    def __init__(self, status_code, headers, content):
-        self.status_code = status_code
-        self.headers = headers  # http.client.HTTPMessage: case-insensitive .get()
-        self.content = content
-
-    def json(self):
-        return jsonlib.loads(self.content)
-
-
-class _StdlibHTTP:
-    """Keep-alive ``http.client`` connections to one instance, one per thread."""
-
-    def __init__(self, api_url, headers, timeout, connect_timeout):
-        parts = urlsplit(api_url)
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port
-        self.prefix = parts.path.rstrip("/")
-        self.api_url = api_url
-        self.headers = dict(headers)
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self._local = threading.local()
-        self._all = []
-        self._lock = threading.Lock()
-
-    def _connect(self):
-        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=self.connect_timeout)
-        try:
-            conn.connect()
-        except TimeoutError:
-            conn.close()
-            raise InstanceUnreachable(
-                f"Could not connect to {self.api_url} within {self.connect_timeout:g}s."
-            ) from None
-        except OSError as exc:
-            conn.close()
-            raise InstanceUnreachable(f"Could not reach {self.api_url}: {exc or type(exc).__name__}") from None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.sock.settimeout(self.timeout)
-        self._local.conn = conn
-        with self._lock:
-            self._all.append(conn)
-        return conn
-
-    def _drop(self, conn):
-        conn.close()
-        self._local.conn = None
-        with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
-
-    def request(self, method, url, json=None, params=None, idempotent=False):
-        path = self.prefix + url
-        if params:
-            path += "?" + urlencode(params)
-        headers = self.headers
-        body = None
-        if json is not None:
-            body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            headers = {**headers, "Content-Type": "application/json"}
-        for attempt in (0, 1):
-            conn = getattr(self._local, "conn", None)
-            reused = conn is not None
-            if conn is None:
-                conn = self._connect()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                content = response.read()
-            except TimeoutError:
-                self._drop(conn)
-                raise InstanceTimeout(f"{self.api_url} did not answer within {self.timeout:g}s.") from None
-            except (http.client.HTTPException, OSError) as exc:
-                self._drop(conn)
-                # A keep-alive connection the instance closed meanwhile: an idempotent command
-                # (a send is, by client_msg_id) goes once more on a new connection.
-                if reused and idempotent and attempt == 0 and isinstance(
-                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-                ):
-                    continue
-                raise InstanceUnreachable(f"Could not reach {self.api_url}: {exc or type(exc).__name__}") from None
-            if response.will_close:
-                self._drop(conn)
-            return _StdlibResponse(response.status, response.headers, content)
-        raise InstanceUnreachable(f"Could not reach {self.api_url}.")  # pragma: no cover
-
-    def close(self):
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
