@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from instances import hooks
+
 
 class ContactsConfig(AppConfig):
     """WeCom accounts, contacts, groups and members (design group 账号管理)."""
@@ -9,7 +11,6 @@ class ContactsConfig(AppConfig):
     verbose_name = _("Accounts and contacts")
 
     def ready(self):
-        from instances import hooks
 
         from . import services
 

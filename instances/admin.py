@@ -5,8 +5,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.urls import reverse
-from django.utils.translation import gettext_lazy as _, ngettext
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from accounts import scoping
+from accounts.scoping import has_global_perm
 from wework import shards
 from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin, confirm_action
 
@@ -18,7 +21,6 @@ from .models import (
     InstanceMonitor,
     WeworkInstance,
 )
-
 
 #: Where the platform sends an instance's API token and webhook secret: changing them needs the
 #: change permission on every instance and sudo mode (see WeworkInstanceAdmin.change_view).
@@ -156,8 +158,6 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
-        from accounts.scoping import has_global_perm
-
         # An instance grant lets an operator edit the instance, not send its secrets elsewhere.
         form.may_move_endpoint = has_global_perm(request.user, self._perm("change"))
         return form
@@ -183,8 +183,6 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     def has_add_permission(self, request):
         # A new instance is outside every instance grant: adding one needs the permission on
         # all instances (a role grant), not a grant on some instance.
-        from accounts.scoping import has_global_perm
-
         return has_global_perm(request.user, self._perm("add"))
 
     def save_model(self, request, obj, form, change):
@@ -355,8 +353,6 @@ class InstanceMonitorAdmin(PlatformModelAdmin):
 
 
 def _visible_ids(user, perm):
-    from accounts import scoping
-
     return scoping.visible_instance_ids(user, perm)
 
 

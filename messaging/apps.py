@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from instances import hooks
+
 
 class MessagingConfig(AppConfig):
     """Messages, tasks, receivers and templates (design group 消息)."""
@@ -9,7 +11,6 @@ class MessagingConfig(AppConfig):
     verbose_name = _("Messaging")
 
     def ready(self):
-        from instances import hooks
         from wework import shards
 
         from . import checks  # noqa: F401 - registers the system checks once the apps are ready

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+from instances import hooks
 from wework import audit as audit_port
 
 
@@ -11,7 +12,6 @@ class MonitoringConfig(AppConfig):
     verbose_name = _("Monitoring")
 
     def ready(self):
-        from instances import hooks
 
         from . import audit, commands, messaging_receivers, signals  # noqa: F401 - connects receivers
         from .services import alerts

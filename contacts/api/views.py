@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 
 from contacts import services
@@ -20,15 +21,16 @@ from instances import permissions
 from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
+from wework.api.filters import PlatformOrderingFilter, query_errors, view_params
 from wework.api.views import PlatformReadOnlyViewSet, ScopedQuerysetMixin
 
 from .serializers import (
-    StartLoginSerializer,
-    VerifyLoginSerializer,
     ContactSerializer,
     GroupMemberSerializer,
     GroupSerializer,
+    StartLoginSerializer,
     SyncSerializer,
+    VerifyLoginSerializer,
     WeworkAccountSerializer,
 )
 
@@ -108,10 +110,6 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
     def filter_queryset(self, queryset):
         """django-filter's backend insists on the FilterSet's model; a shard model has the
         same fields but another class, so the FilterSet is applied here directly."""
-        from rest_framework.filters import SearchFilter
-
-        from wework.api.filters import PlatformOrderingFilter, query_errors, view_params
-
         filterset = self.filterset_class(self.request.query_params, queryset=queryset,
                                          request=self.request)
         # bad values (and, on lists, unknown parameters) answer 400, as on every other list
