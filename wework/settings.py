@@ -306,7 +306,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "wework.api.filters.PlatformOrderingFilter",  # unknown ordering fields: 400
     ],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "wework.api.pagination.KeysetPagination",  # no COUNT(*), O(page)
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "wework.api.exceptions.exception_handler",
