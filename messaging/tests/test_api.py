@@ -39,7 +39,7 @@ def test_send_endpoint_and_lists(api, world, sim):
     assert len(msgs["results"]) == 1 and msgs["results"][0]["content"] == {"text": "hello from the API"}
     mid = msgs["results"][0]["id"]
     assert api.get(f"/api/v1/messaging/messages/{mid}/").status_code == 200
-    assert api.get("/api/v1/messaging/receivers/", {"task": task_id}).json()["count"] == 1
+    assert len(api.get("/api/v1/messaging/receivers/", {"task": task_id}).json()["results"]) == 1
     prog = api.get(f"{TASKS}{task_id}/progress/").json()
     assert prog["progress"] == 100.0 and prog["success_count"] == 1
 
@@ -99,7 +99,7 @@ def test_templates_crud_and_preview(api, world):
     undeclared = api.patch(f"/api/v1/messaging/templates/{tid}/", {"content": "{{ other }}"},
                            content_type="application/json")
     assert undeclared.status_code == 400 and "Undeclared" in undeclared.json()["content"][0]
-    assert api.get("/api/v1/messaging/templates/", {"tag": "a"}).json()["count"] == 1
+    assert len(api.get("/api/v1/messaging/templates/", {"tag": "a"}).json()["results"]) == 1
     assert api.delete(f"/api/v1/messaging/templates/{tid}/").status_code == 204
     assert MessageTemplate.all_objects.get(pk=tid).deleted_at is not None
 
