@@ -71,3 +71,25 @@ def test_a_page_costs_the_same_queries_whatever_the_table_size(api):
     with CaptureQueriesContext(connection) as many:
         api.get(url, {"limit": 5})
     assert len(many) == len(few)
+
+
+def test_lists_over_shards_refuse_unknown_parameters_and_bad_pages_under_their_names(api):
+    """`?metric_nmae=cpu` once returned every metric, `?nmae=x` on the logs was a 200 and a bad
+    `limit` was reported under `after`: the lists over shards share one page contract."""
+    from instances.tests.factories import WeworkInstanceFactory
+
+    instance = WeworkInstanceFactory()
+    lists = {
+        reverse("api:instancemonitor-list"): {"instance": instance.pk},
+        "/api/v1/monitoring/system-logs/": {},
+        "/api/v1/messaging/messages/": {},
+    }
+    for url, needed in lists.items():
+        ok = api.get(url, needed)
+        assert ok.status_code == 200, (url, ok.content[:200])
+        assert set(ok.json()) >= {"results", "next_after"}, url
+        misspelt = api.get(url, {**needed, "metric_nmae": "cpu"})
+        assert misspelt.status_code == 400 and "metric_nmae" in misspelt.json(), url
+        for bad, key in (({"limit": "abc"}, "limit"), ({"limit": "0"}, "limit"), ({"after": "x"}, "after")):
+            response = api.get(url, {**needed, **bad})
+            assert response.status_code == 400 and set(response.json()) == {key}, (url, bad, response.json())

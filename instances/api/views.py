@@ -3,11 +3,11 @@ metrics (weekly shards), the event inbox, and the webhook intake endpoint."""
 
 
 from django.http import JsonResponse
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -18,11 +18,15 @@ from instances import permissions, services
 from instances.filtersets import (
     InstanceConfigFilterSet,
     InstanceEventFilterSet,
+    InstanceMonitorFilterSet,
     WeworkInstanceFilterSet,
 )
 from instances.models import InstanceConfig, InstanceEvent, InstanceMonitor, WeworkInstance
 from wework import shards
-from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+from wework.api.filters import validate_query
+from wework.api.views import (
+    KEYSET_PARAMS, PlatformModelViewSet, PlatformReadOnlyViewSet, keyset_page_params, keyset_response,
+)
 
 from .serializers import (
     InstanceConfigSerializer,
@@ -120,49 +124,40 @@ class InstanceEventViewSet(PlatformReadOnlyViewSet):
 
 
 class InstanceMonitorViewSet(ViewSet):
-    """Metrics of one instance from the weekly shards, newest first, keyset paged.
+    """Metrics of one instance from the weekly shards, newest first, keyset paged (no COUNT).
 
-    Query: `instance` (required), `metric_name`, `since`, `until` (ISO times), `after` (cursor
-    from `next`), `limit` (max 500).
+    Query: `instance` (required), `metric_name`, `since`, `until` (ISO times), `after` (the
+    `next_after` of the previous page), `limit` (1-500). Any other parameter is a 400.
     """
 
     serializer_class = InstanceMonitorSerializer
 
+    @extend_schema(parameters=[OpenApiParameter("instance", OpenApiTypes.INT, required=True),
+                               OpenApiParameter("metric_name", OpenApiTypes.STR),
+                               OpenApiParameter("since", OpenApiTypes.DATETIME),
+                               OpenApiParameter("until", OpenApiTypes.DATETIME),
+                               OpenApiParameter("after", OpenApiTypes.INT),
+                               OpenApiParameter("limit", OpenApiTypes.INT)],
+                   responses=inline_serializer("InstanceMonitorPage", {
+                       "results": InstanceMonitorSerializer(many=True),
+                       "next_after": serializers.IntegerField(allow_null=True)}))
     def list(self, request):
-        try:
-            instance_id = int(request.query_params.get("instance", ""))
-        except ValueError:
-            raise ValidationError({"instance": [_("An instance id is required.")]}) from None
+        raw = request.query_params.get("instance", "")
+        if not raw.isdigit():
+            raise ValidationError({"instance": [_("An instance id is required.")]})
+        instance_id = int(raw)
         if not permissions.allowed(request.user, "instances.view_instancemonitor", instance_id):
             raise NotFound(_("No such instance."))
-        since = until = None
-        errors = {}
-        for key in ("since", "until"):
-            raw = request.query_params.get(key)
-            if raw:
-                value = parse_datetime(raw)
-                if value is None:
-                    errors[key] = [_("Not an ISO date-time.")]
-                if key == "since":
-                    since = value
-                else:
-                    until = value
-        try:
-            after = int(request.query_params["after"]) if request.query_params.get("after") else None
-            limit = min(max(int(request.query_params.get("limit", 100)), 1), 500)
-        except ValueError:
-            errors["after"] = [_("Not a number.")]
-        if errors:
-            raise ValidationError(errors)
+        filterset = InstanceMonitorFilterSet(request.query_params, queryset=InstanceMonitor.objects.none())
+        validate_query(request, filterset, extra=KEYSET_PARAMS)
+        after, limit = keyset_page_params(request)
+        cleaned = filterset.form.cleaned_data
         filters = {"instance_id": instance_id}
-        if request.query_params.get("metric_name"):
-            filters["metric_name"] = request.query_params["metric_name"]
-        page = shards.paginate(InstanceMonitor, since=since, until=until, filters=filters,
-                               after=after, limit=limit)
-        return Response({
-            "results": InstanceMonitorSerializer(page.items, many=True).data,
-            "next": page.next_after,
-        })
+        if cleaned.get("metric_name"):
+            filters["metric_name"] = cleaned["metric_name"]
+        page = shards.paginate(InstanceMonitor, since=cleaned.get("since"), until=cleaned.get("until"),
+                               filters=filters, after=after, limit=limit)
+        return keyset_response(InstanceMonitorSerializer(page.items, many=True).data, page.next_after)
 
 
 @csrf_exempt

@@ -18,7 +18,9 @@ from rest_framework.viewsets import ViewSet
 from wework import shards
 from wework.api.filters import validate_query
 from wework.api.permissions import PlatformPermission
-from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+from wework.api.views import (
+    KEYSET_PARAMS, PlatformModelViewSet, PlatformReadOnlyViewSet, keyset_page_params, keyset_response,
+)
 
 from .. import permissions
 from ..filtersets import MessageFilterSet, MessageReceiverFilterSet, MessageTaskFilterSet, MessageTemplateFilterSet
@@ -64,36 +66,29 @@ class MessageViewSet(ViewSet):
     def list(self, request):
         # Bad or unknown filters are a 400 even when the month has no shard yet.
         validate_query(request, MessageFilterSet(request.query_params, queryset=Message.objects.none()),
-                       extra=("month", "after", "limit"))
-        when, after, limit = self._page_params(request.query_params)
+                       extra=("month", *KEYSET_PARAMS))
+        when = self._month(request.query_params)
+        after, limit = keyset_page_params(request)
         try:
             model = shards.model_for(Message, when, create=False)
         except shards.ShardError:
-            return Response({"results": [], "next_after": None})
+            return keyset_response([], None)
         qs = model._default_manager.filter(self._scope_q(request)).select_related("account")
         qs = MessageFilterSet(request.query_params, queryset=qs).qs
         if after:
             qs = qs.filter(pk__lt=after)
         rows = list(qs.order_by("-pk")[: limit + 1])
         next_after = rows[limit - 1].pk if len(rows) > limit else None
-        return Response({"results": MessageSerializer(rows[:limit], many=True).data, "next_after": next_after})
+        return keyset_response(MessageSerializer(rows[:limit], many=True).data, next_after)
 
     @staticmethod
-    def _page_params(params):
-        """(a time in the month's shard, the cursor or None, the page size); 400 naming a bad one."""
+    def _month(params):
+        """A time in the asked month's shard (default: this month); 400 naming a bad month."""
         month = params.get("month") or timezone.localdate().strftime("%Y%m")
         try:
-            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
+            return timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
         except (ValueError, TypeError):
             raise ValidationError({"month": [_("Use YYYYMM, e.g. 202611.")]}) from None
-        after = params.get("after")
-        if after and not str(after).isdigit():
-            raise ValidationError({"after": [_("A message id.")]})
-        try:
-            limit = max(1, min(int(params.get("limit", 50)), 500))
-        except ValueError:
-            raise ValidationError({"limit": [_("A number from 1 to 500.")]}) from None
-        return when, int(after) if after else None, limit
 
     def retrieve(self, request, pk=None):
         obj = shards.get_or_none(Message, pk) if str(pk).isdigit() else None

@@ -16,7 +16,10 @@ from monitoring.filtersets import AlertRecordFilterSet, AlertRuleFilterSet, Audi
 from monitoring.models import AlertRecord, AlertRule, AuditLog, SystemLog
 from wework import shards
 from wework.api.permissions import PlatformPermission
-from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+from wework.api.filters import refuse_unknown
+from wework.api.views import (
+    KEYSET_PARAMS, PlatformModelViewSet, PlatformReadOnlyViewSet, keyset_page_params, keyset_response,
+)
 from wework.errors import NotFoundError, PermissionDeniedError
 
 from .serializers import (
@@ -98,20 +101,16 @@ class SystemLogListView(APIView):
                           "results": drf_serializers.ListField(
                               child=drf_serializers.DictField())}))
     def get(self, request):
+        refuse_unknown(request.query_params, [*SystemLogFilterForm.base_fields, *KEYSET_PARAMS])
         form = SystemLogFilterForm(request.query_params)
         if not form.is_valid():
             raise ValidationError(form.errors)
         day = form.cleaned_data.get("day") or timezone.localdate()
         since, until = day_bounds(day)
-        try:
-            limit = min(max(int(request.query_params.get("limit", 50)), 1), 500)
-        except ValueError:
-            raise ValidationError({"limit": [_("Enter a whole number.")]}) from None
+        after, limit = keyset_page_params(request)
         page = shards.paginate(SystemLog, since=since, until=until, filters=form.lookups(),
-                               after=form.cleaned_data.get("after"), limit=limit,
-                               values=LOG_COLUMNS)
-        return Response({"day": day.isoformat(), "next_after": page.next_after,
-                         "results": page.items})
+                               after=after, limit=limit, values=LOG_COLUMNS)
+        return keyset_response(page.items, page.next_after, day=day.isoformat())
 
 
 class SystemLogDetailView(APIView):

@@ -73,6 +73,16 @@ def query_errors(query_params, filterset, allowed=(), check_unknown=True):
     return errors
 
 
+def refuse_unknown(query_params, known):
+    """400 for parameters outside `known` (lists that read a plain form, not a FilterSet)."""
+    known = set(known) | COMMON_PARAMS
+    unknown = sorted(set(query_params) - known)
+    if unknown:
+        message = str(_("Not a filter of this list. It accepts: %(names)s.")
+                      % {"names": ", ".join(sorted(known - COMMON_PARAMS))})
+        raise exceptions.ValidationError({name: [message] for name in unknown})
+
+
 def validate_query(request, filterset, view=None, extra=()):
     """Raise a 400 (ValidationError) unless every query parameter is a valid filter value."""
     allowed = set(extra) | (view_params(view) if view is not None else set(COMMON_PARAMS))

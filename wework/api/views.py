@@ -14,9 +14,11 @@ from django.db import transaction
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, viewsets
+from rest_framework.response import Response
 
 from accounts.scoping import model_perm, scope_queryset
 from wework import routers
+from wework.api.pagination import KeysetPagination
 from wework.api.permissions import PlatformPermission
 
 
@@ -97,3 +99,37 @@ class PlatformModelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
         with transaction.atomic():
             self._lock_object_for_write = True
             return super().destroy(request, *args, **kwargs)
+
+
+# --- Lists over shards ----------------------------------------------------------------------
+# A month of messages, a day of logs, an instance's metrics: newest first by id, `?after=<id>`
+# (the `next_after` of the previous page) and `?limit=` (as on every list), answered as
+# `{"results": [...], "next_after": id|null}` plus what the list adds (its day). The views run
+# their app's FilterSet with `validate_query(..., extra=KEYSET_PARAMS)`, so an unknown or
+# misspelt parameter is a 400 there too.
+
+KEYSET_PARAMS = ("after", "limit")
+
+
+def keyset_page_params(request):
+    """(after, limit) of a list over shards; a bad value is a 400 under its own name."""
+    errors = {}
+    raw_after = (request.query_params.get("after") or "").strip()
+    after = None
+    if raw_after:
+        if raw_after.isdigit():
+            after = int(raw_after)
+        else:
+            errors["after"] = [str(_("Not an id: pass the next_after of the previous page."))]
+    try:
+        limit = KeysetPagination().get_page_size(request)
+    except exceptions.ValidationError as exc:
+        errors.update(exc.detail)
+        limit = None
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return after, limit
+
+
+def keyset_response(results, next_after, **extra):
+    return Response({**extra, "results": results, "next_after": next_after})
