@@ -17,7 +17,8 @@ def outage_code(exc: BaseException | None) -> str | None:
     """DATABASE, CACHE or None."""
     if exc is None:
         return None
-    if db_errors.is_unavailable(exc):
+    if db_errors.is_unavailable(exc) or db_errors.is_statement_timeout(exc):
+        # a statement stopped at the web's time limit: the request gave up, the server too
         return DATABASE
     for cls in type(exc).__mro__:
         if cls.__module__.startswith("redis") and cls.__name__ in REDIS_UNAVAILABLE:

@@ -4,6 +4,7 @@ Every value has a safe development default; a `.env` file beside manage.py is re
 (the run script writes one with a fresh SECRET_KEY and field key on first start). With
 `DJANGO_DEBUG` off, the security settings are those `manage.py check --deploy` asks for.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -113,6 +114,15 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'wework.sqlite3'}")
 
 
+# A statement a web request runs is stopped by the server after this long (MariaDB
+# max_statement_time, per connection), below the web server's 30 s worker timeout: a request
+# that gave up never leaves its query running, and the answer is a 503 (wework/outages.py).
+# On by default in the web process only (wework/wsgi.py sets WEWORK_PROCESS=web): workers,
+# beat and commands (rotation, backfills) run long statements on purpose. 0 turns it off.
+DATABASE_STATEMENT_TIMEOUT_S = env.float(
+    "DATABASE_STATEMENT_TIMEOUT_S", default=25.0 if os.environ.get("WEWORK_PROCESS") == "web" else 0.0)
+
+
 def _database(url):
     config = environ.Env.db_url_config(url)
     engine = config["ENGINE"]
@@ -134,6 +144,7 @@ def _database(url):
                 "SET sql_mode='STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
                 "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', "
                 "collation_connection='utf8mb4_unicode_ci'"
+                + (f", max_statement_time={DATABASE_STATEMENT_TIMEOUT_S:g}" if DATABASE_STATEMENT_TIMEOUT_S > 0 else "")
             ),
         }
         config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}

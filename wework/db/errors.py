@@ -52,6 +52,9 @@ UNAVAILABLE_CODES = frozenset({
     4031,  # ER_CLIENT_INTERACTION_TIMEOUT: disconnected by the server
 })
 NO_SUCH_TABLE = 1146  # a table that has not reached a lagging replica yet
+#: The statement ran out of the time the web process allows (DATABASE_STATEMENT_TIMEOUT_S):
+#: MariaDB's max_statement_time (1969), MySQL's max_execution_time (3024). Never retried.
+STATEMENT_TIMEOUT_CODES = frozenset({1969, 3024})
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -118,3 +121,8 @@ def log_unavailable(exc: BaseException, request=None) -> None:
         _last_logged[0] = now
     log.warning("database unavailable (%s, error %s) for %s: answered 503", classify(exc),
                 error_code(exc), path or "-", exc_info=exc if with_trace else None)
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """The server interrupted the statement at the web process's time limit."""
+    return error_code(exc) in STATEMENT_TIMEOUT_CODES

@@ -62,3 +62,43 @@ def test_deeply_nested_signed_webhook_is_a_400(client, platform_url):
     assert response.status_code == 400, response.content
     assert json.loads(response.content)["error"]["code"] == "invalid_json"
     assert not InstanceEvent.objects.exists()
+
+
+def test_the_web_process_gives_statements_a_time_limit_and_workers_none(monkeypatch):
+    """A request gunicorn gave up on must not leave its query running (12 orphaned queries up
+    to 170 s old were seen): the web process sets max_statement_time per connection."""
+    import importlib
+
+    import wework.settings as product_settings
+
+    monkeypatch.setenv("DATABASE_URL", "mysql://root@127.0.0.1:3306/x")
+    monkeypatch.delenv("DATABASE_STATEMENT_TIMEOUT_S", raising=False)
+    monkeypatch.setenv("WEWORK_PROCESS", "web")
+    web = importlib.reload(product_settings)
+    assert "max_statement_time=25" in web.DATABASES["default"]["OPTIONS"]["init_command"]
+    monkeypatch.setenv("WEWORK_PROCESS", "worker")
+    worker = importlib.reload(product_settings)
+    assert "max_statement_time" not in worker.DATABASES["default"]["OPTIONS"]["init_command"]
+    monkeypatch.undo()
+    importlib.reload(product_settings)
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db
+def test_a_statement_stopped_at_the_time_limit_is_a_503_never_a_500(rf):
+    from django.db import DatabaseError, connection
+
+    from wework import outages
+    from wework.api.exceptions import exception_handler
+    from wework.db import errors as db_errors
+
+    if connection.vendor != "mysql":
+        pytest.skip("max_statement_time is MariaDB's")
+    with pytest.raises(DatabaseError) as raised, connection.cursor() as cursor:
+        cursor.execute("SET STATEMENT max_statement_time=0.05 FOR SELECT COUNT(*) FROM information_schema.columns a, "
+                       "information_schema.columns b, information_schema.columns c")
+    assert db_errors.is_statement_timeout(raised.value)
+    assert not db_errors.is_unavailable(raised.value)  # never retried as an outage
+    assert outages.outage_code(raised.value) == outages.DATABASE
+    response = exception_handler(raised.value, {"request": rf.get("/api/v1/users/")})
+    assert response.status_code == 503 and response["Retry-After"]
