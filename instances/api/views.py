@@ -51,6 +51,7 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
     filterset_class = WeworkInstanceFilterSet
     search_fields = ["name", "instance_uuid", "api_url"]
     ordering_fields = ["id", "name", "status", "last_heartbeat", "created_at"]
+    small_table = True  # a few hundred rows: any declared ordering (wework.api.filters)
     action_permissions = {
         "restart": [permissions.RESTART],
         "push_config": [permissions.PUSH_CONFIG],

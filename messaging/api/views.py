@@ -178,6 +178,7 @@ class MessageTemplateViewSet(PlatformModelViewSet):
     filterset_class = MessageTemplateFilterSet
     search_fields = ["name", "category"]
     ordering_fields = ["id", "name", "use_count", "last_used_at", "sort_order"]
+    small_table = True  # a few hundred rows: any declared ordering (wework.api.filters)
     # Reading (list, retrieve, preview) follows the compose page's rule and is checked in
     # get_queryset() (permissions.previewable_templates); writes keep the model permissions.
     READ_ACTIONS = ("list", "retrieve", "preview")
