@@ -8,7 +8,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from wework import shards
-from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+from wework.admin import PlatformModelAdmin, ShardedModelAdmin, SoftDeleteAdminMixin
 
 from . import display, permissions
 from .errors import MessagingInvalid, SendPermissionDenied, error_messages
@@ -19,33 +19,6 @@ from .services import lifecycle, templates
 
 def _current_month():
     return timezone.localdate().strftime("%Y%m")
-
-
-class MonthFilter(admin.SimpleListFilter):
-    """Which monthly shard to browse; defaults to the current month."""
-
-    title = _("month")
-    parameter_name = "month"
-
-    def lookups(self, request, model_admin):
-        out = []
-        for model in shards.shard_models(Message):
-            suffix = getattr(model, "_shard_suffix", None)
-            if suffix:
-                out.append((suffix, f"{suffix[:4]}-{suffix[4:]}"))
-        return out or [(_current_month(), _current_month())]
-
-    def choices(self, changelist):
-        current = self.value() or _current_month()
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": current == str(lookup),
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        return queryset  # the shard itself is chosen in MessageAdmin.get_queryset
 
 
 class DirectionFilter(admin.SimpleListFilter):
@@ -64,12 +37,14 @@ class DirectionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Message)
-class MessageAdmin(PlatformModelAdmin):
+class MessageAdmin(ShardedModelAdmin):
     """Messages live in monthly shards: the list shows one month (selector on the right)."""
 
+    shard_parameter = "month"
+    shard_title = _("month")
     list_display = ("id", "created_at", "account", "chat_type", "chat_wxid", "message_type",
                     "short_content", "send_status", "error_code", "task_id")
-    list_filter = (MonthFilter, DirectionFilter, "send_status", "message_type", "chat_type")
+    list_filter = (DirectionFilter, "send_status", "message_type", "chat_type")
     search_fields = ("=chat_wxid", "=message_uuid", "=account__wxid")
     list_select_related = ("account",)
     raw_id_fields = ("account",)
@@ -77,20 +52,24 @@ class MessageAdmin(PlatformModelAdmin):
     readonly_fields = [f.name for f in Message._meta.fields]
     show_full_result_count = False
 
-    def _shard(self, request):
-        month = request.GET.get("month") or _current_month()
+    def shard_choices(self, request):
+        months = [model._shard_suffix for model in shards.shard_models(Message)
+                  if getattr(model, "_shard_suffix", None)]
+        months = months or [_current_month()]
+        return [(month, f"{month[:4]}-{month[4:]}") for month in months]
+
+    def default_shard_key(self, request):
+        return _current_month()
+
+    def shard_model(self, key):
         try:
-            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
+            when = timezone.make_aware(timezone.datetime(int(key[:4]), int(key[4:6]), 15))
             return shards.model_for(Message, when, create=False)
         except (ValueError, shards.ShardError):
             return None
 
-    def get_queryset(self, request):
-        model = self._shard(request)
-        if model is None:
-            return Message.objects.none()
-        qs = model._default_manager.select_related("account")
-        return permissions.scope(qs, request.user, "messaging.view_message")
+    def scope_shard(self, request, queryset):
+        return permissions.scope(queryset.select_related("account"), request.user, "messaging.view_message")
 
     def get_object(self, request, object_id, from_field=None):
         obj = shards.get_or_none(Message, object_id) if str(object_id).isdigit() else None
