@@ -11,7 +11,7 @@ from instances.admin import WeworkInstanceAdmin
 from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
-from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin, confirm_action
+from wework.admin import PlatformModelAdmin, ShardedModelAdmin, SoftDeleteAdminMixin, confirm_action
 
 from . import services
 from .admin_qr_login import InstanceQrLoginAdminMixin
@@ -113,31 +113,6 @@ class WeworkAccountAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                               % {"n": done}, messages.SUCCESS)
 
 
-class ShardInstanceFilter(admin.SimpleListFilter):
-    """Chooses the instance whose shard is browsed (the first visible instance by default)."""
-
-    title = _("instance")
-    parameter_name = "instance"
-
-    def lookups(self, request, model_admin):
-        return [(str(i.pk), i.name) for i in model_admin.visible_instances(request)[:200]]
-
-    def __init__(self, request, params, model, model_admin):
-        super().__init__(request, params, model, model_admin)
-        self.current = model_admin.chosen_instance_id(request)
-
-    def choices(self, changelist):
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": str(self.current) == lookup,
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        return queryset  # the shard is chosen in get_queryset
-
-
 class RowOfFilter(admin.SimpleListFilter):
     """Rows of one account (contacts, groups) or one group chat (members), reached by a link
     (`?account=<id>`, `?group=<id>`); shown as a choice that can be cleared."""
@@ -172,37 +147,46 @@ class GroupRowsFilter(RowOfFilter):
     parameter_name = field = "group"
 
 
-class InstanceShardAdmin(PlatformModelAdmin):
-    """Rows of one instance's shard; read-only (the sync writes them)."""
+class InstanceShardAdmin(ShardedModelAdmin):
+    """Rows of one instance's shard (the first visible instance by default); read-only (the
+    sync writes them)."""
 
     view_perm = None
     list_display_links = None
-
-    def get_list_filter(self, request):
-        return [ShardInstanceFilter, *self.list_filter]
+    shard_parameter = "instance"
+    shard_title = _("instance")
 
     def visible_instances(self, request):
         qs = WeworkInstance.objects.order_by("name")
         ids = permissions.scoping.visible_instance_ids(request.user, self.view_perm)
         return qs if ids is None else qs.filter(pk__in=sorted(ids))
 
-    def chosen_instance_id(self, request):
-        raw = request.GET.get("instance")
-        visible = self.visible_instances(request)
-        if raw and raw.isdigit() and visible.filter(pk=int(raw)).exists():
-            return int(raw)
-        first = visible.values_list("pk", flat=True).first()
-        return first
+    def shard_choices(self, request):
+        return [(str(pk), name) for pk, name in self.visible_instances(request).values_list("pk", "name")[:200]]
 
-    def get_queryset(self, request):
-        instance_id = self.chosen_instance_id(request)
-        if instance_id is None:
-            return self.model.objects.none()
+    def default_shard_key(self, request):
+        first = self.visible_instances(request).values_list("pk", flat=True).first()
+        return None if first is None else str(first)
+
+    def chosen_shard_key(self, request):
+        # any visible instance, also beyond the 200 listed on the right
+        raw = request.GET.get(self.shard_parameter)
+        if raw and raw.isdigit() and self.visible_instances(request).filter(pk=int(raw)).exists():
+            return raw
+        return self.default_shard_key(request)
+
+    def chosen_instance_id(self, request):
+        key = self.chosen_shard_key(request)
+        return None if key is None else int(key)
+
+    def shard_model(self, key):
         try:
-            qs = shards.for_instance(self.model, instance_id, create=False)
+            return shards.model_for(self.model, instance_id=int(key), create=False)
         except shards.ShardError:
-            return self.model.objects.none()
-        return qs.order_by("-id")
+            return None
+
+    def scope_shard(self, request, queryset):
+        return queryset.order_by("-id")
 
     def has_add_permission(self, request):
         return False

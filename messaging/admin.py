@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from contacts.models import WeworkAccount
 from wework import shards
-from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin
+from wework.admin import PlatformModelAdmin, ShardedModelAdmin, SoftDeleteAdminMixin
 
 from . import display, permissions
 from .errors import MessagingInvalid, SendPermissionDenied, error_messages
@@ -24,33 +24,6 @@ from .services import lifecycle, templates
 
 def _current_month():
     return timezone.localdate().strftime("%Y%m")
-
-
-class MonthFilter(admin.SimpleListFilter):
-    """Which monthly shard to browse; defaults to the current month."""
-
-    title = _("month")
-    parameter_name = "month"
-
-    def lookups(self, request, model_admin):
-        out = []
-        for model in shards.shard_models(Message):
-            suffix = getattr(model, "_shard_suffix", None)
-            if suffix:
-                out.append((suffix, f"{suffix[:4]}-{suffix[4:]}"))
-        return out or [(_current_month(), _current_month())]
-
-    def choices(self, changelist):
-        current = self.value() or _current_month()
-        for lookup, title in self.lookup_choices:
-            yield {
-                "selected": current == str(lookup),
-                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
-                "display": title,
-            }
-
-    def queryset(self, request, queryset):
-        return queryset  # the shard itself is chosen in MessageAdmin.get_queryset
 
 
 class DirectionFilter(admin.SimpleListFilter):
@@ -91,7 +64,7 @@ class ShardPageChangeList(ChangeList):
 
 
 @admin.register(Message)
-class MessageAdmin(PlatformModelAdmin):
+class MessageAdmin(ShardedModelAdmin):
     """Messages live in monthly shards: the list shows one month (selector on the right).
 
     A month holds millions of rows (issue 13), so the page is read from the shard by its
@@ -100,9 +73,11 @@ class MessageAdmin(PlatformModelAdmin):
     account's WeCom ID (its messages, idx_account_chat) or a chat's WeCom ID (on the visible
     accounts: idx_account_chat's (account, chat) pairs), never an OR across a join."""
 
+    shard_parameter = "month"
+    shard_title = _("month")
     list_display = ("id", "created_at", "account", "chat_type", "chat_wxid", "message_type",
                     "short_content", "send_status", "error_code", "task_id")
-    list_filter = (MonthFilter, DirectionFilter, "send_status", "message_type", "chat_type")
+    list_filter = (DirectionFilter, "send_status", "message_type", "chat_type")
     search_fields = ("=message_uuid", "=account__wxid", "=chat_wxid")  # see get_search_results
     search_help_text = _("Exact: a message UUID, an account's WeCom ID or a chat's WeCom ID.")
     list_select_related = ()  # accounts: ShardPageChangeList
@@ -112,20 +87,24 @@ class MessageAdmin(PlatformModelAdmin):
     readonly_fields = [f.name for f in Message._meta.fields]
     show_full_result_count = False
 
-    def _shard(self, request):
-        month = request.GET.get("month") or _current_month()
+    def shard_choices(self, request):
+        months = [model._shard_suffix for model in shards.shard_models(Message)
+                  if getattr(model, "_shard_suffix", None)]
+        months = months or [_current_month()]
+        return [(month, f"{month[:4]}-{month[4:]}") for month in months]
+
+    def default_shard_key(self, request):
+        return _current_month()
+
+    def shard_model(self, key):
         try:
-            when = timezone.make_aware(timezone.datetime(int(month[:4]), int(month[4:6]), 15))
+            when = timezone.make_aware(timezone.datetime(int(key[:4]), int(key[4:6]), 15))
             return shards.model_for(Message, when, create=False)
         except (ValueError, shards.ShardError):
             return None
 
-    def get_queryset(self, request):
-        model = self._shard(request)
-        if model is None:
-            return Message.objects.none()
-        return model._default_manager.filter(
-            permissions.account_scope_q(request.user, "messaging.view_message"))
+    def scope_shard(self, request, queryset):
+        return queryset.filter(permissions.account_scope_q(request.user, "messaging.view_message"))
 
     def get_changelist(self, request, **kwargs):
         return ShardPageChangeList

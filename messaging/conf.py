@@ -33,17 +33,25 @@ DEFAULTS = {
     # receivers back and the task is picked up again later.
     "MAX_PACING_WAIT_S": 30.0,
     # Receivers per claim (upper bound; with pacing the claim shrinks to what the worker can
-    # send within a third of CLAIM_TIMEOUT_S).
+    # send in about 100 s).
     "CLAIM_BATCH": 200,
-    # A claim (receiver in "sending" without result) older than this is handed back.
+    # Claim leases (dispatch/heartbeat.py): a running dispatcher renews its claims (receivers in
+    # "sending") in the database every CLAIM_HEARTBEAT_S (at most a third of the lease); a claim
+    # not renewed for CLAIM_LEASE_S (its worker died) is handed back and re-sent with the same
+    # uuid. Beat's kick runs every 5 s: a dead worker's claims are taken over within about
+    # CLAIM_LEASE_S + 5 s.
+    "CLAIM_LEASE_S": 25,
+    "CLAIM_HEARTBEAT_S": 5.0,
+    # A dispatcher whose loop has not moved for this long (hung) stops renewing its claims.
     "CLAIM_TIMEOUT_S": 300,
     # Results are committed at least this often (and at the end of every claim).
     "FLUSH_INTERVAL_S": 0.5,
     # One Celery run of a dispatcher works at most this long, then re-enqueues itself.
     "DISPATCH_SLICE_S": 60,
-    # A dispatcher's lease (Redis) lives this long without a heartbeat; beat's kick starts a
-    # new dispatcher for a running task without a live lease.
-    "LEASE_TTL_S": 90,
+    # A dispatcher's lease (Redis) lives this long without a heartbeat (renewed with its claims);
+    # beat's kick starts a new dispatcher for a running task without a live lease. A dispatcher
+    # enqueued but not started yet holds its lease 20 s longer (a busy queue).
+    "LEASE_TTL_S": 25,
     # Parallel dispatchers started for one task (useful only with no pacing interval).
     "DISPATCHERS_PER_TASK": 1,
     # Sends in flight at once per dispatcher when the account has no pacing at all (no interval,

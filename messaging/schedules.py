@@ -2,8 +2,9 @@
 from celery.schedules import crontab
 
 BEAT_SCHEDULE = {
-    # Start due (scheduled) tasks, reclaim stale claims, restart vanished dispatchers.
-    "messaging.kick": {"task": "messaging.kick", "schedule": 15.0},
+    # Start due (scheduled) tasks, take over expired claims (CLAIM_LEASE_S), restart vanished
+    # dispatchers (LEASE_TTL_S).
+    "messaging.kick": {"task": "messaging.kick", "schedule": 5.0},
     # today_messages back to 0 at local midnight (CELERY_TIMEZONE, Asia/Shanghai).
     "messaging.reset_daily_counters": {
         "task": "messaging.reset_daily_counters",

@@ -291,3 +291,74 @@ class SoftDeleteAdminMixin:
             % {"count": restored},
             messages.SUCCESS,
         )
+
+
+# --- Lists over shards ----------------------------------------------------------------------
+# A month of messages, an instance's contacts, groups or members: the changelist browses one
+# shard at a time, chosen on the right like a filter (always one selected, the admin's default
+# when none is asked for). Subclasses say which shards there are and which model holds one;
+# the rows are scoped like every other list. System logs page a day by id on a page of their
+# own (monitoring/admin.py) and pick their day in its form.
+
+
+class ShardChoiceFilter(admin.SimpleListFilter):
+    """The shard a ShardedModelAdmin browses; choosing it is the admin's get_queryset()."""
+
+    def __init__(self, request, params, model, model_admin):
+        self.title = model_admin.shard_title
+        self.parameter_name = model_admin.shard_parameter
+        self.current = model_admin.chosen_shard_key(request)
+        super().__init__(request, params, model, model_admin)
+
+    def lookups(self, request, model_admin):
+        return model_admin.shard_choices(request)
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": str(self.current) == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        return queryset  # the shard is chosen in ShardedModelAdmin.get_queryset
+
+
+class ShardedModelAdmin(PlatformModelAdmin):
+    """A changelist over one shard at a time (see ShardChoiceFilter). Subclasses define
+    `shard_parameter`, `shard_title`, `shard_choices(request)` [(key, label)],
+    `default_shard_key(request)` and `shard_model(key)` (None when that shard does not exist),
+    and may narrow the rows in `scope_shard(request, queryset)`."""
+
+    shard_parameter = "shard"
+    shard_title = _("shard")
+
+    def shard_choices(self, request):
+        raise NotImplementedError
+
+    def default_shard_key(self, request):
+        raise NotImplementedError
+
+    def shard_model(self, key):
+        raise NotImplementedError
+
+    def scope_shard(self, request, queryset):
+        return queryset
+
+    def chosen_shard_key(self, request):
+        """The shard asked for when it is one of the choices, else the default."""
+        raw = request.GET.get(self.shard_parameter)
+        if raw and raw in {str(key) for key, _label in self.shard_choices(request)}:
+            return raw
+        return self.default_shard_key(request)
+
+    def get_list_filter(self, request):
+        return [ShardChoiceFilter, *super().get_list_filter(request)]
+
+    def get_queryset(self, request):
+        key = self.chosen_shard_key(request)
+        model = self.shard_model(key) if key is not None else None
+        if model is None:
+            return self.model._default_manager.none()
+        return self.scope_shard(request, model._default_manager.all())

@@ -7,9 +7,10 @@ Guarantees (see docs/messaging.md):
   receiver's message row (in the monthly shard) with its `message_uuid` and links it
   (`preparing`). The uuid is the instance's `client_msg_id`: a repeated send after a crash or a
   reclaimed claim returns the first result and sends nothing.
-- **Nothing is lost.** A worker killed at any moment leaves its receivers in SENDING; a claim
-  older than CLAIM_TIMEOUT_S is handed back (PENDING) by `claims.reclaim_stale()` (beat), and the
-  next claim re-sends with the same uuid. Celery runs with acks_late + reject_on_worker_lost, and
+- **Nothing is lost.** A worker killed at any moment leaves its receivers in SENDING. A live
+  dispatcher renews its claims every CLAIM_HEARTBEAT_S (`heartbeat`); a claim not renewed for
+  CLAIM_LEASE_S is handed back (PENDING) by `claims.reclaim_stale()` (beat, live dispatchers of
+  the task), and the next claim re-sends with the same uuid. Celery runs with acks_late + reject_on_worker_lost, and
   beat re-enqueues dispatchers for running tasks whose dispatchers vanished (`leases`).
 - **Results are exact.** Every state change is a conditional UPDATE (`WHERE send_status =
   SENDING`); task counters grow by the number of rows that actually changed, in the same
@@ -18,7 +19,8 @@ Guarantees (see docs/messaging.md):
   `message.status` event (`inbound.handle_message_status`, or the event feed and status polls
   in `acks`), so a lost webhook delays nothing.
 
-Modules, bottom up: `outcomes` (what an answer means; OutcomeKind), `claims` (claim, insert
+Modules, bottom up: `outcomes` (what an answer means; OutcomeKind), `heartbeat` (claim leases:
+renewal, fencing), `claims` (claim, insert
 message rows, reclaim), `preparing` (render and create each claimed receiver's message),
 `recording` (apply outcomes), `transport` (the instance client, single and batch sends),
 `acks` (in-flight messages and their acknowledgements), `leases` (dispatchers per task, Celery

@@ -19,8 +19,8 @@ from django.utils.translation import gettext as _
 from wework import shards
 from wework.db.retry import run_idempotent
 
-from .. import conf
 from ..models import Message, MessageReceiver, ReceiverSendStatus as RS, TaskStatus
+from .heartbeat import lease_s as heartbeat_lease_s
 
 log = logging.getLogger("messaging.dispatch")
 
@@ -129,11 +129,17 @@ def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
             )
 
 
-def reclaim_stale(task_id: int | None = None, now: datetime | None = None, timeout_s: float | None = None) -> int:
-    """Hand back claims older than CLAIM_TIMEOUT_S (their worker died or stalled)."""
+def expired(now: datetime, lease_s: float | None = None) -> QuerySet:
+    """Claims not renewed for the claim lease (heartbeat.lease_s()): their worker died, hung, or
+    lost its database for longer than the lease."""
+    lease_s = float(lease_s if lease_s is not None else heartbeat_lease_s())
+    return MessageReceiver.objects.filter(send_status=RS.SENDING, updated_at__lt=now - timedelta(seconds=lease_s))
+
+
+def reclaim_stale(task_id: int | None = None, now: datetime | None = None, lease_s: float | None = None) -> int:
+    """Hand back expired claims (PENDING; the next claim re-sends them with the same uuid)."""
     now = now or timezone.now()
-    timeout_s = float(timeout_s if timeout_s is not None else conf.get("CLAIM_TIMEOUT_S"))
-    stale = MessageReceiver.objects.filter(send_status=RS.SENDING, updated_at__lt=now - timedelta(seconds=timeout_s))
+    stale = expired(now, lease_s)
     # Cancelled tasks: a stale claim without a message was certainly never sent: skip it. One with
     # a message may have been handed over: its acknowledgement still decides.
     never_sent = stale.filter(task__status=TaskStatus.CANCELLED, message_id__isnull=True)

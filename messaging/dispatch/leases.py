@@ -13,6 +13,9 @@ from .. import conf, pacing, tasks as jobs
 from ..models import MessageTask, TaskStatus
 
 _local_leases: dict[int, dict[str, float]] = {}
+#: A dispatcher enqueued but not started yet holds its lease this much longer than LEASE_TTL_S
+#: (a busy queue must not make every kick enqueue one more).
+QUEUED_GRACE_S = 20
 
 
 def _key(task_id: int) -> str:
@@ -76,7 +79,7 @@ def ensure_dispatchers(task: MessageTask) -> int:
     started = 0
     for _i in range(want - lease_count(task.pk)):
         token = uuid.uuid4().hex
-        lease_add(task.pk, token)
+        lease_add(task.pk, token, ttl=ttl_s() + QUEUED_GRACE_S)
         jobs.dispatch_task.apply_async((task.pk, token), priority=celery_priority(task.priority))
         started += 1
     return started
@@ -88,7 +91,7 @@ def continue_later(task: MessageTask, countdown: float) -> str:
     if countdown > 0 and getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
         return "waiting"  # eager (tests, no broker): no countdown possible
     token = uuid.uuid4().hex
-    lease_add(task.pk, token, ttl=ttl_s() + int(countdown))
+    lease_add(task.pk, token, ttl=ttl_s() + QUEUED_GRACE_S + int(countdown))
     jobs.dispatch_task.apply_async((task.pk, token), countdown=max(0, int(countdown)),
                                    priority=celery_priority(task.priority))
     return "continued"

@@ -69,6 +69,7 @@ class SerialSending(Strategy):
                     continue
                 if reason:
                     return reason
+            d.guard()
             outcome = d.sender.send(item)
             kind = d.record_answer(item, outcome, outcomes)
             if kind in (K.STOP, K.PAUSE):
@@ -81,8 +82,6 @@ class SerialSending(Strategy):
                     d.release(prepared[index + 1 :], outcomes)
                     d.flush(outcomes)
                     return "stopped"
-                if d.paced:
-                    d.touch(prepared[index + 1 :])
         d.flush(outcomes)
         d.settle_inflight(final=False)
         return None
@@ -110,6 +109,7 @@ class ConcurrentSending(Strategy):
         def fill():
             nonlocal submitted
             while len(window) < self.concurrency and submitted < len(prepared):
+                d.guard()
                 item = prepared[submitted]
                 window.append((item, self.pool.submit(d.sender.send, item)))
                 submitted += 1
@@ -161,6 +161,7 @@ class BatchSending(Strategy):
                 d.strategy = SerialSending(d)
                 return d.strategy.process(prepared[index:], outcomes)
             chunk = prepared[index : index + self.size]
+            d.guard()
             index += len(chunk)
             stop = pause = limited = None
             for item, outcome in zip(chunk, d.sender.send_batch(chunk)):

@@ -25,6 +25,7 @@ from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, Tas
 from ..services import stops, transitions
 from . import claims, leases
 from .acks import Acknowledgements
+from .heartbeat import ClaimLease, ClaimLeaseLost
 from .outcomes import Outcome, OutcomeKind as K
 from .preparing import Prepared, Preparer
 from .recording import apply_outcomes
@@ -43,6 +44,10 @@ FIFO_RETRY_S = 2.0
 ACK_LOOK_INTERVAL_S = 0.05
 #: Older running tasks of the account looked at for first-in-first-out per conversation.
 OLDER_TASKS_LIMIT = 200
+#: With pacing, a claim holds about this many seconds of sends (fewer receivers per claim).
+PACED_CLAIM_S = 100.0
+#: A running dispatcher hands back its task's expired claims (a dead worker's) at most this often.
+TAKEOVER_EVERY_S = 2.0
 
 
 @dataclass
@@ -69,15 +74,17 @@ class Dispatcher:
         self.preparer = Preparer(task)
         self.batch = self._claim_size()
         self._older_tasks: list[int] | None = None
-        self.claimed: list[int] = []  # receivers claimed by this run (handed back if it fails)
+        # the receivers this run claimed and holds, renewed while it runs (handed back if it fails)
+        self.lease = ClaimLease(self.task_id, self.clock, on_renew=self._renew_dispatcher_lease)
+        self._takeover_at: float | None = None
         return task
 
     def _claim_size(self) -> int:
-        """CLAIM_BATCH, fewer with pacing: a claim must be sent within a third of CLAIM_TIMEOUT_S."""
+        """CLAIM_BATCH, fewer with pacing: about PACED_CLAIM_S of sends per claim."""
         per = max(0.001, self.limits.min_interval_s + self.limits.jitter_s / 2) if self.paced else 0
         batch = int(conf.get("CLAIM_BATCH"))
         if per:
-            batch = max(1, min(batch, int(float(conf.get("CLAIM_TIMEOUT_S")) / 3 / per)))
+            batch = max(1, min(batch, int(PACED_CLAIM_S / per)))
         return batch
 
     def connect(self) -> None:
@@ -116,15 +123,23 @@ class Dispatcher:
         slice_s = float(self.slice_s if self.slice_s is not None else conf.get("DISPATCH_SLICE_S"))
         self.deadline = self.clock.monotonic() + slice_s
         self.connect()
+        self.lease.start()
         try:
             return self._loop()
+        except ClaimLeaseLost as exc:
+            # Its claims may be another dispatcher's now: send, record and hand back nothing more
+            # (what it handed over is re-sent with the same uuid by the next holder).
+            log.warning("%s; this run stops", exc)
+            return "lease-lost"
         except BaseException:
             # Redis or the database went away, or a bug: hand this run's claims back now
-            # instead of after CLAIM_TIMEOUT_S. Re-sending keeps each message's uuid, so a
+            # instead of after CLAIM_LEASE_S. Re-sending keeps each message's uuid, so a
             # message already handed over is not sent twice (the instance returns its result).
+            self.lease.stop()
             self._release_claims()
             raise
         finally:
+            self.lease.stop()
             self.strategy.close()
             self.sender.close()
 
@@ -137,14 +152,15 @@ class Dispatcher:
             log.warning("task %s: lease %s not dropped (Redis unavailable)", self.task_id, self.token)
 
     def _release_claims(self) -> None:
-        ids = getattr(self, "claimed", None)
-        if not ids:
+        lease = getattr(self, "lease", None)
+        ids = sorted(lease.held) if lease is not None else []
+        if not ids or not lease.valid():
             return
         try:
             n = MessageReceiver.objects.filter(pk__in=ids, send_status=RS.SENDING).update(
                 send_status=RS.PENDING, updated_at=self.clock.now())
             log.warning("task %s: dispatcher failed; %d claimed receivers handed back", self.task_id, n)
-        except Exception:  # noqa: BLE001 - the database is away too: claims.reclaim_stale() hands them back
+        except Exception:  # noqa: BLE001 - the database is away too: they expire after CLAIM_LEASE_S
             log.warning("task %s: claims not handed back (database unavailable)", self.task_id)
 
     def _loop(self) -> str:
@@ -155,6 +171,7 @@ class Dispatcher:
             if self.clock.monotonic() > self.deadline:
                 self.settle_inflight(final=False)
                 return self.continue_later(0)
+            self.take_over_expired()
             prepared, failed = self.claim(cursor)
             self.stats["claims"] += 1
             if not prepared and not failed:
@@ -166,7 +183,7 @@ class Dispatcher:
                     # (a concurrent claim scanning the same index locks rows it then rejects):
                     # look again rather than go idle until beat's next kick
                     skipped_claims += 1
-                    self.clock.sleep(SKIPPED_CLAIM_WAIT_S)
+                    self.wait(SKIPPED_CLAIM_WAIT_S)
                     continue
                 self.settle_inflight(final=True)
                 return self._finish_or_wait()
@@ -178,8 +195,41 @@ class Dispatcher:
                 return reason
 
     def heartbeat(self) -> None:
+        """The loop is alive: renew the claims when due (ClaimLeaseLost if they may have been
+        taken over meanwhile) and the dispatcher's lease in Redis."""
+        self.lease.ensure()
+        self._renew_dispatcher_lease()
+
+    def _renew_dispatcher_lease(self) -> None:
         if self.token:
             leases.lease_add(self.task_id, self.token)
+
+    def guard(self) -> None:
+        """Before a send or a record: the claims are still this run's (ClaimLeaseLost if not)."""
+        self.lease.ensure()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep on the run's clock, renewing the claims in between."""
+        step = self.lease.interval_s
+        while seconds > 0:
+            part = min(seconds, step)
+            self.clock.sleep(part)
+            seconds -= part
+            self.lease.ensure()
+
+    def take_over_expired(self) -> int:
+        """Hand back the task's expired claims (a dead worker's), at most every TAKEOVER_EVERY_S,
+        so that this run claims them again (with their uuid) without waiting for beat's kick."""
+        now = self.clock.monotonic()
+        if self._takeover_at is not None and now - self._takeover_at < TAKEOVER_EVERY_S:
+            return 0
+        self._takeover_at = now
+        if not claims.expired(self.clock.now()).filter(task_id=self.task_id).exists():
+            return 0
+        n = claims.reclaim_stale(task_id=self.task_id, now=self.clock.now())
+        if n:
+            log.warning("task %s: %d expired claims taken over", self.task_id, n)
+        return n
 
     def continue_later(self, countdown: float) -> str:
         """A new run of this task's dispatcher in `countdown` seconds (this one ends)."""
@@ -209,7 +259,7 @@ class Dispatcher:
         those that have none, in one transaction: when it commits, every claimed receiver is
         SENDING and linked to the message (and uuid) it is sent with. Returns (Prepared items,
         Outcomes of rows that cannot be rendered); ([], []) when nothing is due."""
-        now = self.clock.now()
+        claimed_at, now = self.clock.monotonic(), self.clock.now()
         self._older_tasks = None  # looked up again for each claim (see _older_message_waits)
 
         def claim_once():
@@ -223,7 +273,7 @@ class Dispatcher:
         # A claim that did not commit claimed nothing: a deadlock or lost connection is retried
         # at once (after a COMMIT of unknown outcome, rows it did claim come back by the reclaim).
         rows, prepared, failed = run_idempotent(claim_once, name="Dispatcher.claim")
-        self.claimed.extend(r["id"] for r in rows)
+        self.lease.add((r["id"] for r in rows), claimed_at)
         return prepared, failed
 
     # --- answers ------------------------------------------------------------------------------
@@ -287,7 +337,7 @@ class Dispatcher:
                 if res.wait_s > 1 and outcomes:
                     self.flush(outcomes)
                     outcomes.clear()
-                self.clock.sleep(res.wait_s)
+                self.wait(res.wait_s)
             return None
         self.release(remaining, outcomes)
         self.flush(outcomes)
@@ -341,7 +391,7 @@ class Dispatcher:
             if not final or self.clock.monotonic() > limit:
                 return
             if self.acks.inflight:
-                self.clock.sleep(ACK_LOOK_INTERVAL_S)
+                self.wait(ACK_LOOK_INTERVAL_S)
 
     def _stop_after_ack(self, stop: Outcome) -> None:
         stops.stop_account(self.account.pk, stop.code or "risk_control", stop.error)
@@ -349,7 +399,9 @@ class Dispatcher:
 
     def apply(self, outcomes: list[Outcome]) -> None:
         if outcomes:
+            self.guard()
             apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk, now=self.clock.now())
+            self.lease.discard(o.receiver_id for o in outcomes if o.kind != K.QUEUED)
 
     def flush(self, outcomes: list[Outcome]) -> None:
         """Record outcomes. Sends answered "queued" whose acknowledgement is already in the
@@ -369,14 +421,6 @@ class Dispatcher:
     @staticmethod
     def release(items: list[Prepared], outcomes: list[Outcome]) -> None:
         outcomes.extend(release(item) for item in items)
-
-    def touch(self, items: list[Prepared]) -> None:
-        """Keep the claims of `items` fresh (no reclaim while they wait for their slot)."""
-        if items:
-            now = self.clock.now()
-            run_idempotent(lambda: MessageReceiver.objects.filter(
-                pk__in=[i.row["id"] for i in items], send_status=RS.SENDING).update(updated_at=now),
-                name="Dispatcher.touch")
 
     # --- the task and its account -------------------------------------------------------------
 

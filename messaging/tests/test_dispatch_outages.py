@@ -1,5 +1,5 @@
 """A dispatcher that ends early or on an outage lets go at once (issue 12): its lease (a resume
-does not wait LEASE_TTL_S) and its claims (a resume does not wait CLAIM_TIMEOUT_S)."""
+does not wait LEASE_TTL_S) and its claims (a resume does not wait CLAIM_LEASE_S)."""
 import pytest
 import redis
 
