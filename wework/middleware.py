@@ -28,7 +28,10 @@ def wants_json(request):
 
 
 def unavailable_response(request, code=outages.DATABASE):
-    message = outages.message(code)
+    if code == outages.CACHE:
+        message = _("A platform service (Redis) is not available right now; retry in a few seconds.")
+    else:
+        message = _("The database is not available right now; retry in a few seconds.")
     if wants_json(request):
         response = JsonResponse({"detail": message, "code": code}, status=503)
     else:
