@@ -101,7 +101,7 @@ def one_round(args, number, platform, kills):
         platform.kill(name)
         at = time.monotonic()
         moments.append({"worker": name, "had_dispatcher": dispatching, "at": at, "accepted": b.accepted(),
-                        "held": held})
+                        "held": held, "load": round(os.getloadavg()[0], 1)})
         print(f"# round {number}: kill -9 {name} (dispatching: {dispatching}) at {b.accepted()}/{args.receivers} "
               f"accepted, {len(held)} receivers SENDING", flush=True)
         if k + 1 < kills:
@@ -115,6 +115,9 @@ def one_round(args, number, platform, kills):
         "longest_stall_s": round(b.timeline.stall_after(m["at"], args.receivers)[0], 2),
         "claims_at_kill_settled_after_s": None if m["settled"] is None else round(m["settled"], 1),
         "completed_after_s": round(b.done - m["at"], 1) if completed else None,
+        "sends_per_s_before": round(m["accepted"] / (m["at"] - b.started), 1),
+        "sends_per_s_after": round((args.receivers - m["accepted"]) / (b.done - m["at"]), 1) if completed else None,
+        "load_average": m["load"],
     } for m in moments]
     return result, moments
 
