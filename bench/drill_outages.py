@@ -72,9 +72,9 @@ def watch(b, held, since, deadline):
     return settled
 
 
-def part_drill(args, part, redis_server, mariadb, platform_env, log_dir):
+def part_drill(args, part, redis_server, mariadb, platform_env, log_dir, seed):
     server = redis_server if part.startswith("redis") else mariadb
-    b = Broadcast(args.receivers, args.latency_ms, seed=11 + len(log_dir.parent.name) + len(part))
+    b = Broadcast(args.receivers, args.latency_ms, seed=seed)
     platform = Platform(log_dir, platform_env, workers=("w1",))
     platform.start()
     time.sleep(3)
@@ -157,10 +157,10 @@ def main():
         environment_line(args.database_url)
         print(f"# logs in {log_dir}; database {args.database_url} (private); redis {redis_server.url} (private); "
               f"broker {broker}; load average {os.getloadavg()[0]:.2f}", flush=True)
-        for part in [p.strip() for p in args.parts.split(",") if p.strip()]:
+        for number, part in enumerate(p.strip() for p in args.parts.split(",") if p.strip()):
             part_dir = log_dir / part
             part_dir.mkdir()
-            results[part] = part_drill(args, part, redis_server, mariadb, env, part_dir)
+            results[part] = part_drill(args, part, redis_server, mariadb, env, part_dir, seed=11 + number)
     finally:
         from django.db import connections
 
