@@ -50,6 +50,8 @@ def _extra(parser):
     parser.add_argument("--receivers", type=int, default=None, help="materialize size (100,000)")
     parser.add_argument("--dispatch", type=int, default=None, help="receivers per dispatch run")
     parser.add_argument("--memory", type=int, default=None, help="receivers of the memory run")
+    parser.add_argument("--profile", default=None,
+                        help="cProfile create_task of the materialize part into FILE")
     parser.add_argument("--only", default="materialize,dispatch,memory,pacing",
                         help="comma-separated parts to run (materialize,dispatch,memory,pacing)")
 
@@ -107,9 +109,21 @@ def bench_materialize(args, n):
     sim, admin, account, contacts = world(n)
     sim.stop()
     receivers = [{"wxid": w, "variables": {"code": f"C{i}"}} for i, w in enumerate(contacts)]
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     with Timer() as t_task:
         task = _create(admin, account=account, message_type="text",
                        content="Hi {{ receiver_name }}, your code is {{ code }}", receivers=receivers)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        pstats.Stats(args.profile).sort_stats("cumulative").print_stats(30)
     assert task.target_count == n
     _retire(task)
     # The write alone, again into the same table (another task).

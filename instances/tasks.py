@@ -9,6 +9,12 @@ def process_event(event_pk):
     return services.process_event(event_pk)
 
 
+@shared_task(name="instances.process_events", acks_late=True, ignore_result=True)
+def process_events(event_pks):
+    """Process the events the intake stored together (one publish per inbox batch)."""
+    return services.process_events(event_pks)
+
+
 @shared_task(name="instances.replay_events", ignore_result=True)
 def replay_events(instance_id, after_seq):
     from .models import WeworkInstance

@@ -78,6 +78,7 @@ from .intake import (
     enqueue_event,
     ensure_shards_for,
     process_event,
+    process_events,
     prune_events,
     receive_webhook,
     replay_events,

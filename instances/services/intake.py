@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -25,6 +25,7 @@ from ..models import (
     InstanceEvent,
     InstanceMonitor,
 )
+from . import inbox
 from .base import WEBHOOK_SECRET_KEY, ServiceError
 from .commands import _call
 from .configs import _SECRETS, SECRET_CACHE_SECONDS, decrypt_text
@@ -120,15 +121,20 @@ def receive_webhook(instance_uuid, body, headers):
     header_id = headers.get(protocol.EVENT_ID_HEADER)
     if header_id and header_id != event["event_id"]:
         return _refuse(400, "event_id_mismatch", _("X-Event-Id differs from the body's event_id."))
-    stored, duplicate = store_event(instance_id, event)
+    _stored, duplicate = store_event(instance_id, event, enqueue=True, size=len(body))
     if duplicate:
         return IntakeResult(200, {"ok": True, "duplicate": True, "event_id": event["event_id"]})
-    enqueue_event(stored.pk)
     return IntakeResult(202, {"ok": True, "event_id": event["event_id"]})
 
 
-def store_event(instance_id, event, *, replayed=False):
-    """Insert the event into the inbox; (row, duplicate). The unique key decides duplicates."""
+def store_event(instance_id, event, *, replayed=False, enqueue=False, size=0):
+    """Insert the event into the inbox; (row, duplicate). The unique key decides duplicates.
+
+    With `enqueue`, a stored event is handed to Celery for processing once committed.
+    Concurrent callers of one process share one INSERT and one commit (`inbox`); inside a
+    transaction the row is written alone, in a savepoint. No model signals: the inbox is
+    bookkeeping, not an audited change (the audit log records what the events change).
+    """
     row = InstanceEvent(
         instance_id=instance_id,
         event_id=event["event_id"],
@@ -139,17 +145,7 @@ def store_event(instance_id, event, *, replayed=False):
         ts_ms=event["ts_ms"],
         replayed=replayed,
     )
-    try:
-        with transaction.atomic():
-            # bulk_create: one INSERT and no model signals (the inbox is bookkeeping, not an
-            # audited change; the audit log records what the events change).
-            InstanceEvent.objects.bulk_create([row])
-    except IntegrityError:
-        return None, True
-    if row.pk is None:  # backends that cannot return ids from a bulk insert
-        row.pk = InstanceEvent.objects.filter(
-            instance_id=instance_id, event_id=row.event_id).values_list("pk", flat=True).get()
-    return row, False
+    return inbox.store(row, publish=enqueue, size=size)
 
 
 def enqueue_event(event_pk):
@@ -192,6 +188,23 @@ def process_event(event_pk):
     if not row.replayed:
         check_sequence(row)
     return row.pk
+
+
+def process_events(event_pks):
+    """Process events one after the other (a batch the intake published in one message).
+
+    Each event is claimed on its own, as with `process_event`; an error that escapes one
+    (the database away) leaves it to the stuck-event sweep and goes on with the next.
+    """
+    done = 0
+    for pk in event_pks:
+        try:
+            if process_event(pk) is not None:
+                done += 1
+        except Exception:  # PENDING or PROCESSING: the sweep takes it again
+            logger.warning("event %s could not be processed; the sweep retries it", pk,
+                           exc_info=True)
+    return done
 
 
 def ensure_shards_for(instance, event_type):

@@ -39,6 +39,11 @@ class Preparer:
     def __init__(self, task: MessageTask):
         self.task = task
         self.body = content_mod.parse_content(task.message_type, task.message_content)
+        try:  # parsed once for the task, rendered per receiver
+            self.template: rendering.Compiled | None = rendering.compile_content(self.body)
+            self.template_error: Exception | None = None
+        except rendering.TemplateSyntaxError as exc:
+            self.template, self.template_error = None, exc
         self.defaults = rendering.defaults_of(task.template.variables) if task.template_id and task.template else {}
         self.variables = dict(task.template_variables or {})
         self.mentions = self.variables.pop(MENTIONS_KEY, None)
@@ -67,7 +72,9 @@ class Preparer:
                 continue
             receiver = {"wxid": r["receiver_wxid"], "name": r["receiver_name"], "variables": r["variables"] or {}}
             try:
-                rendered = rendering.render(self.body, receiver_values(self.variables, receiver, self.defaults))
+                if self.template is None:
+                    raise self.template_error  # type: ignore[misc]
+                rendered = self.template.render(receiver_values(self.variables, receiver, self.defaults))
             except (rendering.MissingVariablesError, rendering.TemplateSyntaxError) as exc:
                 failed.append(Outcome(r["id"], None, OutcomeKind.FAILED, "template_error", str(exc)))
                 continue

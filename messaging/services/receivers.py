@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from wework import shards
+from wework.db.models import SoftDeleteManager
 
 from .. import conf
 from ..errors import invalid
@@ -54,13 +56,32 @@ def normalize_receivers(items: Sequence | None) -> list[Receiver]:
         raise too_many_receivers_error(len(items), limit)
     out = []
     seen = set()
+    contact = int(ReceiverType.CONTACT)
     for index, item in enumerate(items):
-        receiver = _normalize_receiver(index, item)
+        receiver = _fast_receiver(item, contact) or _normalize_receiver(index, item)
         key = (receiver["type"], receiver["wxid"])
         if key not in seen:
             seen.add(key)
             out.append(receiver)
     return out
+
+
+def _fast_receiver(item, contact: int) -> Receiver | None:
+    """The usual shapes ("wxid", {"wxid": .., "variables": {..}}) without building messages;
+    None sends anything else through `_normalize_receiver` (same result, or its error)."""
+    if isinstance(item, str):
+        wxid = item.strip()
+        if wxid and len(wxid) <= 100:
+            return {"type": contact, "wxid": wxid, "name": None, "variables": {}}
+        return None
+    if type(item) is dict and len(item) <= 3 and "wxid" in item and item.keys() <= {"wxid", "variables", "name"}:
+        wxid = item["wxid"]
+        variables = item.get("variables") or {}
+        if isinstance(wxid, str) and isinstance(variables, dict):
+            wxid = wxid.strip()
+            if wxid and len(wxid) <= 100:
+                return {"type": contact, "wxid": wxid, "name": item.get("name"), "variables": variables}
+    return None
 
 
 def _normalize_receiver(index: int, item) -> Receiver:
@@ -108,31 +129,40 @@ def resolve_explicit_receivers(account: WeworkAccount, receivers: list[Receiver]
 
 
 def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) -> list[str]:
-    """Fill the names of `items` (all of `rtype`) from the account's shard; return unknown wxids."""
-    fields: tuple[str, ...]
+    """Fill the names of `items` (all of `rtype`) from the account's shard; return unknown wxids.
+
+    Raw SELECTs of 5,000 ids each (the ORM built a dict per row: 100,000 for a broadcast)."""
     if rtype == ReceiverType.CONTACT:
-        qs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
+        model = shards.for_instance(Contact, account.instance_id).model
         key, fields = "wxid", ("wxid", "nickname", "remark")
     else:
-        qs = shards.for_instance(Group, account.instance_id).filter(account_id=account.pk)
-        key, fields = "group_wxid", ("group_wxid", "group_name")
+        model = shards.for_instance(Group, account.instance_id).model
+        key, fields = "group_wxid", ("group_wxid", "group_name", "group_name")
+    qn = connection.ops.quote_name
+    meta = model._meta
+    live = (f"{qn(meta.get_field('deleted_at').column)} IS NULL AND "
+            if isinstance(model._default_manager, SoftDeleteManager) else "")  # as the default manager
+    select = (f"SELECT {', '.join(qn(meta.get_field(f).column) for f in fields)} "
+              f"FROM {qn(meta.db_table)} WHERE {live}{qn(meta.get_field('account').column)} = %s "
+              f"AND {qn(meta.get_field(key).column)} IN ")
     unknown = []
-    for start in range(0, len(items), 1000):
-        chunk = items[start : start + 1000]
-        found = {
-            row[key]: row
-            for row in qs.filter(**{f"{key}__in": [r["wxid"] for r in chunk]}).values(*fields)
-        }
-        for r in chunk:
-            row = found.get(r["wxid"])
-            if row is None:
-                unknown.append(r["wxid"])
-            elif not r.get("name"):
-                if rtype == ReceiverType.CONTACT:
-                    r["name"] = _contact_name(row)
-                    r["variables"] = {**_remark_variables(row.get("remark")), **(r.get("variables") or {})}
-                else:
-                    r["name"] = row.get("group_name") or row["group_wxid"]
+    with connection.cursor() as cursor:
+        for start in range(0, len(items), 5000):
+            chunk = items[start : start + 5000]
+            cursor.execute(select + "(" + ", ".join(["%s"] * len(chunk)) + ")",
+                           [account.pk, *(r["wxid"] for r in chunk)])
+            found = {row[0]: row for row in cursor.fetchall()}
+            for r in chunk:
+                row = found.get(r["wxid"])
+                if row is None:
+                    unknown.append(r["wxid"])
+                elif not r.get("name"):
+                    if rtype == ReceiverType.CONTACT:
+                        r["name"] = row[1] or row[0]  # _contact_name: never the remark
+                        if row[2]:
+                            r["variables"] = {REMARK_VARIABLE: row[2], **(r.get("variables") or {})}
+                    else:
+                        r["name"] = row[1] or row[0]
     return unknown
 
 
@@ -271,25 +301,34 @@ RECEIVER_COLUMNS = ("task_id", "receiver_type", "receiver_wxid", "receiver_name"
 
 def materialize_receivers(task: MessageTask, receivers: list[Receiver], now: datetime | None = None) -> None:
     """Insert receiver rows with multi-row INSERTs in chunks (inside the caller's transaction);
-    a raw INSERT because `bulk_create` builds a model instance per row (100,000 per task)."""
+    a raw INSERT because `bulk_create` builds a model instance per row (100,000 per task).
+
+    What every row shares (task, state, retry count, timestamps) is written into the statement
+    once per row as a literal, so the driver escapes 4 values a row instead of 9."""
     now = now or timezone.now()
     qn = connection.ops.quote_name
     chunk = int(conf.get("MATERIALIZE_CHUNK"))
-    placeholders = "(" + ", ".join(["%s"] * len(RECEIVER_COLUMNS)) + ")"
+    ts = connection.ops.adapt_datetimefield_value(now)  # as the backend stores it (naive UTC)
+    if not _TIMESTAMP_RE.match(str(ts)):  # pragma: no cover - every backend adapts to this form
+        raise ValueError(f"unexpected timestamp literal {ts!r}")
+    row_sql = f"({int(task.pk)}, %s, %s, %s, {int(RS.PENDING)}, 0, %s, '{ts}', '{ts}')"
     insert = (f"INSERT INTO {qn(MessageReceiver._meta.db_table)} "
               f"({', '.join(qn(c) for c in RECEIVER_COLUMNS)}) VALUES ")
-    ts = connection.ops.adapt_datetimefield_value(now)  # as the backend stores it (naive UTC)
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
     with connection.cursor() as cursor:
         for start in range(0, len(receivers), chunk):
             part = receivers[start : start + chunk]
-            params = []
+            params: list = []
+            add = params.extend
             for r in part:
-                variables = r.get("variables") or None
-                params.extend([
-                    task.pk, int(r["type"]), r["wxid"], (r.get("name") or None) and str(r["name"])[:100],
-                    RS.PENDING, 0, json.dumps(variables, ensure_ascii=False) if variables else None, ts, ts,
-                ])
-            cursor.execute(insert + ", ".join([placeholders] * len(part)), params)
+                variables = r.get("variables")
+                name = r.get("name")
+                add((int(r["type"]), r["wxid"], str(name)[:100] if name else None,
+                     dumps(variables) if variables else None))
+            cursor.execute(insert + ", ".join([row_sql] * len(part)), params)
+
+
+_TIMESTAMP_RE = re.compile(r"\A[0-9][0-9 :.T+-]*\Z")
 
 
 def failed_receivers(task: MessageTask) -> QuerySet:

@@ -269,14 +269,15 @@ def _check_rendering(message_type: str, body: dict, declarations: list, variable
     first_rendered = None
     media_urls: set[str] = set()
     try:
+        template = rendering.compile_content(body)  # parsed once, rendered per receiver
         for r in resolved:
             values = receivers_mod.receiver_values(variables, r, defaults)
-            missing = rendering.missing_variables(body, values)
+            missing = template.missing(values)
             if missing:
                 for name in missing:
                     missing_by_name.setdefault(name, []).append(r["wxid"])
                 continue
-            rendered = rendering.render(body, values)
+            rendered = template.render(values)
             if first_rendered is None:
                 first_rendered = content_mod.validate_content(message_type, rendered, check_media=False)
             elif message_type == "text" and len(rendered.get("text", "")) > limit:

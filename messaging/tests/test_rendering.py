@@ -51,3 +51,38 @@ def test_declarations_normalized_and_checked():
     with pytest.raises(r.DeclarationError, match="Undeclared"):
         r.check_declared("{{ other }}", decl)
     r.check_declared("{{ name }} {{ receiver_name }}", decl)
+
+
+@pytest.mark.parametrize("content", [
+    "Hi {{ name }}, code {{code}} {single} braces",
+    {"title": "For {{ name }}", "items": ["{{ code }}", 3, None], "url": "https://x/{{code}}"},
+    "no placeholders at all",
+])
+def test_compiled_content_renders_like_render(content):
+    """A broadcast parses its content once (`compile_content`) and renders it per receiver:
+    the same text, the same names, the same errors as `render`."""
+    compiled = r.compile_content(content)
+    assert compiled.names == r.placeholders(content)
+    for values in ({"name": "Ann", "code": 7}, {"name": "{{ code }}", "code": ["a", "b"]}):
+        assert compiled.render(values) == r.render(content, values)
+    if compiled.names:
+        with pytest.raises(r.MissingVariablesError) as exc:
+            compiled.render({})
+        assert exc.value.names == sorted(compiled.names)
+        assert compiled.missing({"name": "x"}) == compiled.names - {"name"}
+        with pytest.raises(r.TemplateSyntaxError):
+            compiled.render({"name": object(), "code": object()})
+
+
+def test_compiled_content_is_parsed_once(monkeypatch):
+    compiled = r.compile_content({"a": "{{ x }}", "b": ["{{ y }} and {{x}}"]})
+    calls = []
+    monkeypatch.setattr(r, "parse", lambda text: calls.append(text) or [])
+    for i in range(100):
+        compiled.render({"x": i, "y": i})
+    assert calls == []
+
+
+def test_compiled_content_refuses_bad_syntax_at_once():
+    with pytest.raises(r.TemplateSyntaxError):
+        r.compile_content({"a": "{{ x.y }}"})

@@ -237,3 +237,35 @@ def test_receiver_name_is_the_customers_own_name_and_the_remark_only_when_asked(
     r = task.receivers.get()
     assert r.send_status == RS.SUCCESS and r.receiver_name == "王小明"
     assert _message_of(r).message_content == "你好 王小明 / 难缠, 催过两次"
+
+
+def test_materialized_rows_carry_every_column_and_deleted_contacts_are_unknown(world, sim, settings):
+    """The receiver rows written with constants inlined in the statement hold what the model
+    would; a soft-deleted contact is refused like an unknown one (the raw lookup keeps the
+    default manager's filter)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    contact_model = shards.for_instance(Contact, world.instance.pk)
+    first, second, gone = world.contacts[:3]
+    contact_model.filter(account_id=world.account.pk, wxid=second).update(nickname="Bo", remark="r2")
+    contact_model.filter(account_id=world.account.pk, wxid=gone).update(deleted_at=timezone.now())
+    with pytest.raises(MessagingInvalid) as exc:
+        make_task(world, start=False, message_type="text", content="hi {{ code }}",
+                  receivers=[{"wxid": first, "variables": {"code": 1}}, {"wxid": gone, "variables": {"code": 2}}])
+    assert gone in str(exc.value)
+    settings.MESSAGING = {**(getattr(settings, "MESSAGING", None) or {}), "MATERIALIZE_CHUNK": 1}
+    with CaptureQueriesContext(connection) as queries:
+        task = make_task(world, start=False, message_type="text", content="hi {{ receiver_name }} {{ code }}",
+                         receivers=[{"wxid": first, "variables": {"code": "甲"}}, {"wxid": second, "variables": {}},
+                                    {"wxid": second}],
+                         template_variables={"code": "x"})
+    inserts = [q for q in queries if q["sql"].startswith("INSERT INTO") and "message_receivers" in q["sql"]]
+    assert len(inserts) == 2  # one statement per chunk
+    rows = {r.receiver_wxid: r for r in MessageReceiver.objects.filter(task_id=task.pk)}
+    assert set(rows) == {first, second}
+    a, b = rows[first], rows[second]
+    assert (a.receiver_type, a.send_status, a.retry_count, a.variables["code"]) == (1, RS.PENDING, 0, "甲")
+    assert b.receiver_name == "Bo" and b.variables == {"receiver_remark": "r2"}
+    assert a.created_at == a.updated_at == b.created_at
+    assert abs((timezone.now() - a.created_at).total_seconds()) < 60

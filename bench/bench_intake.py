@@ -1,0 +1,281 @@
+"""Webhook intake through gunicorn: signed events/s and latency against a bare one-INSERT view.
+
+* webhook -- signed `instance.heartbeat` deliveries POSTed to /api/v1/instances/<uuid>/events
+             of gunicorn (`wework.wsgi`'s application, DEBUG off, production middleware,
+             `WEWORK_PROCESS=web`), 4 sync workers by default as in docs/deployment.md
+             (`--workers`, `--threads` for gthread). Celery publishes to the broker
+             (BENCH_REDIS_URL) with no worker running: the intake only checks, stores and
+             enqueues. Every 2xx must be a stored row: the bench counts the inbox afterwards.
+* baseline -- a bare Django view in the same gunicorn that does one INSERT of the body
+             (autocommit) and answers 202, behind the same middleware.
+
+The load generator is asyncio on raw sockets (requests prepared and signed beforehand, one
+connection per request as gunicorn's sync workers close them), `--connections` in flight;
+the rounds alternate intake and baseline so machine noise falls on both.
+
+Run: `BENCH_REDIS_URL=redis://127.0.0.1:6379/<db> .venv/bin/python bench/bench_intake.py
+[--quick] [--events N] [--rounds R] [--workers W] [--threads T] [--connections C]`.
+"""
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import bench_args, environment_line, percentile, report, save_results, setup_django
+
+BARE_TABLE = "bench_bare_events"
+SECRET = "bench-webhook-secret"
+urlpatterns = []  # ROOT_URLCONF of the served process
+
+
+def _extra(parser):
+    import argparse
+
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=None, help="events per round")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--profile", default=None, help="cProfile the intake in-process to FILE")
+
+
+def build_urls():
+    from django.db import connection
+    from django.http import JsonResponse
+    from django.urls import include, path
+    from django.views.decorators.csrf import csrf_exempt
+
+    @csrf_exempt
+    def bare(request):
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {BARE_TABLE} (body) VALUES (%s)",
+                           [request.body.decode("utf-8")])
+        return JsonResponse({"ok": True}, status=202)
+
+    return [path("bench/bare-events", bare), path("", include("wework.urls"))]
+
+
+def serve(args):
+    """gunicorn on 127.0.0.1:<port>, the platform's WSGI application plus the bare view."""
+    from gunicorn.app.base import BaseApplication
+
+    os.environ["WEWORK_PROCESS"] = "web"
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
+
+    class App(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"127.0.0.1:{args.serve}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread" if args.threads > 1 else "sync")
+            self.cfg.set("backlog", 2048)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("loglevel", "warning")
+
+        def load(self):
+            setup_django(args, migrate=False, fresh=False)
+            from django.conf import settings
+            from django.core.wsgi import get_wsgi_application
+
+            settings.ROOT_URLCONF = __name__
+            urlpatterns[:] = build_urls()
+            return get_wsgi_application()
+
+    App().run()
+
+
+# --- load generator --------------------------------------------------------------------------
+def request_bytes(path, body, headers):
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-type"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _one(port, raw):
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    data = await reader.read()  # Connection: close - the server closes after the answer
+    writer.close()
+    status = int(data[9:12]) if data[:5] == b"HTTP/" else 0
+    return status, time.perf_counter() - start
+
+
+async def _load(port, requests, connections):
+    queue = list(reversed(requests))
+    statuses, latencies = [], []
+
+    async def worker():
+        while queue:
+            raw = queue.pop()
+            status, seconds = await _one(port, raw)
+            statuses.append(status)
+            latencies.append(seconds)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return time.perf_counter() - start, statuses, latencies
+
+
+def load(port, requests, connections):
+    return asyncio.run(_load(port, requests, connections))
+
+
+def signed_events(instance_uuid, n, seq0):
+    from instances import protocol
+
+    out = []
+    for i in range(n):
+        event = {
+            "event_id": f"evt_{uuid.uuid4().hex}", "type": "instance.heartbeat",
+            "instance_id": instance_uuid, "account_id": None,
+            "seq": seq0 + i, "ts_ms": int(time.time() * 1000),
+            "data": {"uptime_s": i, "accounts": [], "queue_depth": 0,
+                     "client_version": "4.1.22", "client_running": True,
+                     "metrics": {"cpu": 1.0, "memory": 2.0, "queue_depth": 0}},
+        }
+        body = json.dumps(event).encode()
+        out.append((body, protocol.signature_headers(body, SECRET, event_id=event["event_id"])))
+    return out
+
+
+def bench_webhook(args, admin, database_url):
+    from django.db import connection
+
+    from instances import services
+    from instances.models import InstanceEvent
+
+    per_round = args.events or (500 if args.quick else 2000)
+    rounds = args.rounds or (2 if args.quick else 4)
+    instance = services.register_instance(name="bench-hook", api_url="http://127.0.0.1:9",
+                                          token="t", webhook_secret=SECRET, created_by=admin,
+                                          push=False).instance
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {BARE_TABLE}")
+        kind = "BIGINT AUTO_INCREMENT" if connection.vendor == "mysql" else "INTEGER"
+        extra = "" if connection.vendor == "mysql" else " AUTOINCREMENT"
+        cursor.execute(f"CREATE TABLE {BARE_TABLE} (id {kind} PRIMARY KEY{extra}, body TEXT)")
+    connection.close()
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, __file__, "--serve", str(port), "--database-url", database_url,
+               "--reuse-db", "--keep-db", "--workers", str(args.workers),
+               "--threads", str(args.threads)]
+    if args.redis_url:
+        command += ["--redis-url", args.redis_url]
+    server = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                              stderr=sys.stderr)
+    hook_path = f"/api/v1/instances/{instance.instance_uuid}/events"
+    bare_path = "/bench/bare-events"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _s = asyncio.run(_one(port, request_bytes(bare_path, b"{}", {})))
+                if status == 202:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("gunicorn did not answer")
+            time.sleep(0.3)
+        seq = 1
+        warm = signed_events(instance.instance_uuid, 200, seq)
+        seq += 200
+        load(port, [request_bytes(hook_path, b, h) for b, h in warm], args.connections)
+        load(port, [request_bytes(bare_path, b, h) for b, h in warm], args.connections)
+        accepted = len(warm)
+        hook_s = bare_s = 0.0
+        hook_lat, bare_lat, hook_status, bare_status = [], [], [], []
+        for _round in range(rounds):
+            events = signed_events(instance.instance_uuid, per_round, seq)
+            seq += per_round
+            seconds, statuses, lat = load(port, [request_bytes(hook_path, b, h) for b, h in events],
+                                          args.connections)
+            hook_s += seconds
+            hook_status += statuses
+            hook_lat += lat
+            accepted += sum(1 for s in statuses if s == 202)
+            seconds, statuses, lat = load(port, [request_bytes(bare_path, b, h) for b, h in events],
+                                          args.connections)
+            bare_s += seconds
+            bare_status += statuses
+            bare_lat += lat
+        assert set(hook_status) == {202}, sorted(set(hook_status))
+        assert set(bare_status) == {202}, sorted(set(bare_status))
+        stored = InstanceEvent.objects.filter(instance=instance).count()
+        assert stored == accepted, (stored, accepted)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {BARE_TABLE}")
+    finally:
+        server.terminate()
+        server.wait(20)
+    total = per_round * rounds
+    kind = f"{args.workers} workers" + (f" x {args.threads} threads" if args.threads > 1 else "")
+    report(f"webhook intake ({kind}, {args.connections} in flight)", total / hook_s, "events/s",
+           total / bare_s, "req/s (bare view, one INSERT)")
+    report("webhook intake p50", percentile(hook_lat, 50) * 1000, "ms",
+           percentile(bare_lat, 50) * 1000, "ms (bare view p50)")
+    report("webhook intake p99", percentile(hook_lat, 99) * 1000, "ms",
+           percentile(bare_lat, 99) * 1000, "ms (bare view p99)")
+    print(f"# {stored} events stored, {accepted} acknowledged with 202")
+
+
+def profile_intake(args, admin, path):
+    """cProfile of `receive_webhook` in this process (eager Celery off: publishing is real)."""
+    import cProfile
+    import pstats
+
+    from django.conf import settings
+
+    from instances import services
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    instance = services.register_instance(name="bench-prof", api_url="http://127.0.0.1:9",
+                                          token="t", webhook_secret=SECRET, created_by=admin,
+                                          push=False).instance
+    events = signed_events(instance.instance_uuid, 2000, 1)
+    for body, headers in events[:100]:
+        services.receive_webhook(instance.instance_uuid, body, headers)
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    for body, headers in events[100:]:
+        services.receive_webhook(instance.instance_uuid, body, headers)
+    profiler.disable()
+    seconds = time.perf_counter() - start
+    print(f"# in-process intake: {1900 / seconds:.0f} events/s under cProfile")
+    profiler.dump_stats(path)
+    pstats.Stats(path).sort_stats("cumulative").print_stats(25)
+
+
+def main():
+    args = bench_args(__doc__.splitlines()[0], extra=_extra)
+    if args.serve:
+        return serve(args)
+    url = setup_django(args)
+    environment_line(url)
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("bench-admin", "b@example.com", "x")
+    if args.profile:
+        profile_intake(args, admin, args.profile)
+    else:
+        bench_webhook(args, admin, url)
+    save_results(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)

@@ -1,0 +1,269 @@
+"""The inbox write of the webhook intake: group commit.
+
+A web process serving deliveries on several threads (gunicorn `gthread`) would otherwise pay
+one INSERT, one commit (an fsync) and one Celery publish per event. Here the deliveries that
+arrive while an inbox write is under way wait for it to finish and are then written together by
+one of them (the leader) on its own connection: one multi-row INSERT, which in autocommit is
+one statement and one commit, then one publish for the batch. Nobody answers before the
+statement that stored its event has committed: an acknowledged event is a stored event.
+
+Duplicates keep their meaning: the unique key (instance, event_id) refuses a delivery seen
+before; a batch holding one is written again row by row, so that exactly the duplicates are
+reported (a 200 `duplicate` answer) and the others stored.
+
+The publish happens in a thread of the process (`Publisher`), one Celery message for all the
+events stored since the last one; should it fail, or the process die first, the events are
+stored and PENDING, and `retry_stuck_events` (beat, events older than two minutes) enqueues
+them: late, never lost.
+
+Inside a transaction (tests, a caller's `atomic()`) nothing is shared: the event is written
+on the caller's connection alone, in a savepoint, and published on commit.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from django.db import IntegrityError, connection, transaction
+
+from ..models import InstanceEvent
+
+logger = logging.getLogger("wework.instances")
+
+#: At most this many events, and about this many bytes of payload, in one INSERT (well below
+#: MariaDB's max_allowed_packet).
+MAX_BATCH = 200
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+#: Events published to one Celery task (a worker processes them one after the other).
+PUBLISH_CHUNK = 50
+#: The publisher waits this long after the first event of a burst (processing starts that much
+#: later; a web process of sync workers gathers a few events per message).
+PUBLISH_LINGER_S = 0.02
+
+_COLUMNS = ("instance", "event_id", "seq", "event_type", "account_wxid", "payload", "ts_ms",
+            "replayed", "received_at")
+
+
+@dataclass(eq=False)
+class Pending:
+    """One event waiting for the inbox write."""
+
+    row: InstanceEvent
+    publish: bool
+    size: int
+    done: bool = False
+    duplicate: bool = False
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Deliveries of one process that arrive together share one INSERT and one commit."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._queue: list[Pending] = []
+        self._leader = False
+
+    def submit(self, item: Pending) -> Pending:
+        """Wait until `item` is written (by another thread, or by this one as the leader)."""
+        with self._cond:
+            self._queue.append(item)
+        while True:
+            with self._cond:
+                while not item.done and self._leader:
+                    self._cond.wait(1.0)
+                if item.done:
+                    return item
+                self._leader = True
+                batch = self._take()
+            try:
+                write_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - every unstored event of the batch gets it
+                for other in batch:
+                    if other.row.pk is None and not other.duplicate:
+                        other.error = exc
+            finally:
+                with self._cond:
+                    for other in batch:
+                        if not other.done and other.error is None and other.row.pk is None \
+                                and not other.duplicate:
+                            other.error = RuntimeError("the inbox write was interrupted")
+                        other.done = True
+                    self._leader = False
+                    self._cond.notify_all()
+            publish_batch(batch)
+
+    def _take(self) -> list[Pending]:
+        batch: list[Pending] = []
+        size = 0
+        while self._queue and len(batch) < MAX_BATCH:
+            if batch and size + self._queue[0].size > MAX_BATCH_BYTES:
+                break
+            item = self._queue.pop(0)
+            batch.append(item)
+            size += item.size
+        return batch
+
+
+_group = GroupCommit()
+
+
+def store(row: InstanceEvent, *, publish: bool, size: int = 0) -> tuple[InstanceEvent | None, bool]:
+    """Write one inbox row; (row, duplicate). With `publish`, a stored row is enqueued for
+    processing (once its commit is done)."""
+    if connection.in_atomic_block:
+        return _store_in_transaction(row, publish)
+    item = _group.submit(Pending(row, publish, size))
+    if item.error is not None:
+        raise item.error
+    return (None, True) if item.duplicate else (item.row, False)
+
+
+def _store_in_transaction(row, publish):
+    try:
+        with transaction.atomic():
+            _insert_one(row)
+    except IntegrityError:
+        return None, True
+    if publish:
+        pk = row.pk
+        transaction.on_commit(lambda: publisher.add([pk]))
+    return row, False
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+def _fields():
+    meta = InstanceEvent._meta
+    return [meta.get_field(name) for name in _COLUMNS]
+
+
+def _values(row, fields):
+    return [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+
+
+def _insert_sql(fields, rows, returning):
+    qn = connection.ops.quote_name
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (f"INSERT INTO {qn(InstanceEvent._meta.db_table)} "
+           f"({', '.join(qn(f.column) for f in fields)}) VALUES " + ", ".join([one] * rows))
+    if returning:
+        sql += f" RETURNING {qn('id')}, {qn('event_id')}"
+    return sql
+
+
+def _insert_one(row):
+    fields = _fields()
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(fields, 1, False), _values(row, fields))
+        row.pk = cursor.lastrowid
+    if row.pk is None:  # pragma: no cover - every supported backend sets lastrowid
+        row.pk = InstanceEvent.objects.filter(
+            instance_id=row.instance_id, event_id=row.event_id).values_list("pk", flat=True).get()
+
+
+def write_batch(batch: list[Pending]) -> None:
+    """Store a batch in autocommit: one statement when possible, row by row for duplicates."""
+    if len(batch) > 1 and connection.features.can_return_rows_from_bulk_insert:
+        fields = _fields()
+        params = [v for item in batch for v in _values(item.row, fields)]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_insert_sql(fields, len(batch), True), params)
+                returned = cursor.fetchall()
+        except IntegrityError:
+            pass  # a duplicate in the batch: nothing was stored, go row by row
+        else:
+            ids = dict((event_id, pk) for pk, event_id in returned)
+            for item in batch:
+                if len(ids) == len(batch):
+                    item.row.pk = ids[item.row.event_id]
+                else:  # two instances sent one event id in the same batch: look rows up
+                    item.row.pk = InstanceEvent.objects.filter(
+                        instance_id=item.row.instance_id, event_id=item.row.event_id,
+                    ).values_list("pk", flat=True).get()
+            return
+    for item in batch:
+        try:
+            _insert_one(item.row)
+        except IntegrityError:
+            item.duplicate = True
+
+
+def publish_batch(batch: list[Pending]) -> None:
+    pks = [item.row.pk for item in batch
+           if item.publish and item.error is None and not item.duplicate]
+    if pks:
+        publisher.add(pks)
+
+
+class Publisher:
+    """Hands stored events to Celery from a thread of the process, not the request's.
+
+    What arrives while a publish is under way goes out in the next one: one message per burst
+    (in `PUBLISH_CHUNK`s), whatever the worker model. With eager Celery (tests, commands) the
+    events are processed at once, in the caller's thread. A process that dies with events not
+    yet published leaves them PENDING for `retry_stuck_events`; one that exits normally
+    publishes them first (atexit).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pks: list[int] = []
+        self._pid = None
+        self._thread = None
+
+    def add(self, pks):
+        from django.conf import settings
+
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            _publish_logged(pks)
+            return
+        with self._lock:
+            self._pks.extend(pks)
+            if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                self._pid = os.getpid()  # a forked child has the list, not the thread
+                self._thread = threading.Thread(target=self._run, name="inbox-publisher",
+                                                daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+        self._wake.set()
+
+    def _run(self):
+        while True:
+            self._wake.wait()
+            time.sleep(PUBLISH_LINGER_S)  # let the events of the next few requests join
+            self._wake.clear()
+            self.flush()
+
+    def flush(self):
+        with self._lock:
+            pks, self._pks = self._pks, []
+        if pks:
+            _publish_logged(pks)
+
+
+publisher = Publisher()
+
+
+def _publish_logged(pks):
+    try:
+        _publish(pks)
+    except Exception:  # stored and PENDING: retry_stuck_events enqueues them
+        logger.warning("could not enqueue %d stored events; the stuck-event sweep will",
+                       len(pks), exc_info=True)
+
+
+def _publish(pks):
+    from ..tasks import process_event, process_events
+
+    for start in range(0, len(pks), PUBLISH_CHUNK):
+        chunk = pks[start:start + PUBLISH_CHUNK]
+        if len(chunk) == 1:
+            process_event.delay(chunk[0])
+        else:
+            process_events.delay(chunk)
