@@ -11,6 +11,7 @@ two cases slipped through and answered 200 with the whole, unfiltered list:
 `{"<parameter>": ["<message>"]}`, like every other field error. Views that run a filterset by
 hand (keyset-paged lists) call `validate_query(request, filterset, view)`.
 """
+from django.core.exceptions import FieldDoesNotExist
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import SuffixedMultiWidget
@@ -73,14 +74,22 @@ def query_errors(query_params, filterset, allowed=(), check_unknown=True):
     return errors
 
 
-def refuse_unknown(query_params, known):
-    """400 for parameters outside `known` (lists that read a plain form, not a FilterSet)."""
+def unknown_errors(query_params, known):
+    """{parameter: [message]} for the parameters outside `known` (empty when there are none)."""
     known = set(known) | COMMON_PARAMS
     unknown = sorted(set(query_params) - known)
-    if unknown:
-        message = str(_("Not a filter of this list. It accepts: %(names)s.")
-                      % {"names": ", ".join(sorted(known - COMMON_PARAMS))})
-        raise exceptions.ValidationError({name: [message] for name in unknown})
+    if not unknown:
+        return {}
+    message = str(_("Not a filter of this list. It accepts: %(names)s.")
+                  % {"names": ", ".join(sorted(known - COMMON_PARAMS))})
+    return {name: [message] for name in unknown}
+
+
+def refuse_unknown(query_params, known):
+    """400 for parameters outside `known` (lists that read a plain form, not a FilterSet)."""
+    errors = unknown_errors(query_params, known)
+    if errors:
+        raise exceptions.ValidationError(errors)
 
 
 def validate_query(request, filterset, view=None, extra=()):
@@ -110,19 +119,58 @@ class PlatformFilterBackend(DjangoFilterBackend):
         return filterset.qs
 
 
+def index_leads(model):
+    """Names of the fields an index of `model` starts with (the primary key included): the
+    orderings a large table can serve by walking an index instead of sorting every row."""
+    names = {"pk", model._meta.pk.name}
+    for field in model._meta.concrete_fields:
+        if field.db_index or field.unique:
+            names.update({field.name, field.attname})
+    firsts = [index.fields[0] for index in model._meta.indexes if index.fields]
+    firsts += [c.fields[0] for c in model._meta.constraints if getattr(c, "fields", None)]
+    firsts += [fields[0] for fields in model._meta.unique_together if fields]
+    for name in firsts:
+        name = name.lstrip("-")
+        names.add(name)
+        try:
+            names.add(model._meta.get_field(name).attname)
+        except FieldDoesNotExist:
+            pass
+    return names
+
+
 class PlatformOrderingFilter(drf_filters.OrderingFilter):
     """DRF's OrderingFilter drops unknown fields silently (the list comes back in its default
-    order, which looks like an answer); here they are a 400 naming the fields it accepts."""
+    order, which looks like an answer); here they are a 400 naming the fields it accepts.
+
+    A list orders only by fields an index starts with (issue 13): on a table of millions, any
+    other ordering sorts the whole table for every page. Such a field is a 400 with that reason,
+    unless the view says its table stays small (`small_table = True`: templates, instances)."""
+
+    def get_valid_fields(self, queryset, view, context=None):
+        fields = super().get_valid_fields(queryset, view, context)
+        if getattr(view, "small_table", False):
+            return fields
+        leads = index_leads(queryset.model)
+        return [item for item in fields if item[0] in leads]
 
     def get_ordering(self, request, queryset, view):
         params = request.query_params.get(self.ordering_param)
         if params:
             terms = [term.strip() for term in params.split(",") if term.strip()]
             valid = {item[0] for item in self.get_valid_fields(queryset, view, {"request": request})}
+            declared = {item[0] for item in super().get_valid_fields(queryset, view, {"request": request})}
             unknown = [t for t in terms if t.lstrip("-") not in valid]
             if unknown:
+                names = ", ".join(sorted(valid)) or "-"
+                unindexed = [t for t in unknown if t.lstrip("-") in declared]
+                if unindexed:
+                    message = _("Cannot order by %(fields)s: no index starts with it, so every page "
+                                "would sort the whole table. It accepts: %(names)s.")
+                    fields = unindexed
+                else:
+                    message = _("Cannot order by %(fields)s. It accepts: %(names)s.")
+                    fields = unknown
                 raise exceptions.ValidationError({self.ordering_param: [str(
-                    _("Cannot order by %(fields)s. It accepts: %(names)s.")
-                    % {"fields": ", ".join(unknown), "names": ", ".join(sorted(valid)) or "-"})]})
+                    message % {"fields": ", ".join(fields), "names": names})]})
         return super().get_ordering(request, queryset, view)
-
