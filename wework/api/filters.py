@@ -11,11 +11,12 @@ two cases slipped through and answered 200 with the whole, unfiltered list:
 `{"<parameter>": ["<message>"]}`, like every other field error. Views that run a filterset by
 hand (keyset-paged lists) call `validate_query(request, filterset, view)`.
 """
-from django.core.exceptions import FieldDoesNotExist
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import SuffixedMultiWidget
 from rest_framework import exceptions, filters as drf_filters
+
+from wework.db.indexes import index_leads
 
 # Always accepted: DRF's format override.
 COMMON_PARAMS = frozenset({"format"})
@@ -117,26 +118,6 @@ class PlatformFilterBackend(DjangoFilterBackend):
         if errors:
             raise exceptions.ValidationError(errors)
         return filterset.qs
-
-
-def index_leads(model):
-    """Names of the fields an index of `model` starts with (the primary key included): the
-    orderings a large table can serve by walking an index instead of sorting every row."""
-    names = {"pk", model._meta.pk.name}
-    for field in model._meta.concrete_fields:
-        if field.db_index or field.unique:
-            names.update({field.name, field.attname})
-    firsts = [index.fields[0] for index in model._meta.indexes if index.fields]
-    firsts += [c.fields[0] for c in model._meta.constraints if getattr(c, "fields", None)]
-    firsts += [fields[0] for fields in model._meta.unique_together if fields]
-    for name in firsts:
-        name = name.lstrip("-")
-        names.add(name)
-        try:
-            names.add(model._meta.get_field(name).attname)
-        except FieldDoesNotExist:
-            pass
-    return names
 
 
 class PlatformOrderingFilter(drf_filters.OrderingFilter):
