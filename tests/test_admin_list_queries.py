@@ -16,7 +16,7 @@ from messaging.models import Message, MessageReceiver
 from messaging.tests.factories import MessageReceiverFactory, MessageTaskFactory
 from monitoring.models import AuditLog
 from wework import shards
-from wework.admin_large import searchable_through_an_index
+from wework.admin_large import admin_searchable
 from wework.testing.factories import make
 
 from .test_api_list_queries import Rows
@@ -116,7 +116,7 @@ def test_large_admins_search_through_an_index():
         if model is Message:  # its own search (messaging/admin.py, messaging/tests/test_admin.py)
             continue
         for spec in model_admin.search_fields:
-            assert searchable_through_an_index(model_admin, spec, SCOPED.get(model, set())), (model, spec)
+            assert admin_searchable(model_admin, spec, SCOPED.get(model, set())), (model, spec)
 
 
 def test_contacts_search_uses_indexed_lookups_and_refuses_a_scan(verified_admin_client):

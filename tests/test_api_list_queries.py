@@ -249,3 +249,63 @@ def test_mariadb_stops_a_statement_at_the_time_limit_and_the_api_answers_503(rf)
     response = exception_handler(raised.value, {"request": rf.get("/api/v1/messaging/messages/")})
     assert response.status_code == 503 and response.data["code"] == "statement_timeout"
 
+
+
+def _large_views():
+    for basename, url, viewset in _lists():
+        if viewset is not None and getattr(viewset, "large_table", False):
+            yield basename, url, viewset
+
+
+def test_large_lists_search_only_through_an_index():
+    from wework.db.indexes import searchable_through_an_index
+
+    scoped = {"contact": {"account_id"}, "group": {"account_id"}, "auditlog": {"resource_type"}}
+    checked = set()
+    for basename, _url, viewset in _large_views():
+        model = viewset.base_model if getattr(viewset, "base_model", None) else viewset.queryset.model
+        for spec in viewset.search_fields:
+            assert searchable_through_an_index(model, spec, scoped.get(basename, set())), (basename, spec)
+        checked.add(basename)
+    assert {"contact", "group", "groupmember", "auditlog"} <= checked, checked
+
+
+def test_a_shard_search_asks_each_indexed_field_alone_and_refuses_a_scan(api):
+    rows = Rows()
+    inst = rows.instance.pk
+    shards.bulk_create(Contact, [
+        {"account_id": rows.account.pk, "wxid": "wxid_alice", "nickname": "Alice Chen", "contact_type": 1},
+        {"account_id": rows.account.pk, "wxid": "wxid_bob", "nickname": "Bob", "remark": "alice's friend",
+         "contact_type": 1},
+    ], instance_id=inst)
+    table = shards.model_for(Contact, instance_id=inst)._meta.db_table
+    url = reverse("api:contact-list")
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get(url, {"instance": inst, "search": "ALICE"}).json()
+    assert sorted(r["wxid"] for r in body["results"]) == ["wxid_alice", "wxid_bob"]
+    on_table = [q["sql"] for q in queries if table in q["sql"]]
+    # LIKE 'alice%' (an index range), never '%alice%', and no OR across the columns
+    assert on_table and not [sql for sql in on_table if "%alice" in sql.lower() or " OR " in sql.upper()], on_table
+    body = api.get(url, {"instance": inst, "search": "wxid_bob"}).json()
+    assert [r["wxid"] for r in body["results"]] == ["wxid_bob"]
+    response = api.get(url, {"instance": inst, "search": "Alice Chen"})
+    assert response.status_code == 400 and "index" in response.json()["search"][0], response.content
+    # members: by the group's name, through the groups' own index
+    shards.bulk_create(GroupMember, [{"group_id": rows.group_id, "member_wxid": "wxid_m", "role": 0}],
+                       instance_id=inst)
+    group_name = shards.for_instance(Group, inst).get(pk=rows.group_id).group_name
+    body = api.get(reverse("api:groupmember-list"), {"instance": inst, "search": group_name}).json()
+    assert [r["member_wxid"] for r in body["results"]] == ["wxid_m"]
+
+
+def test_an_audit_resource_id_is_searched_within_its_type(api):
+    from monitoring.models import AuditLog
+    from wework.testing.factories import make as make_row
+
+    make_row(AuditLog, resource_type="user", resource_id="42", username="someone")
+    url = reverse("api:auditlog-list")
+    # without its type, an id is no index's first column: only the user name and operation are asked
+    assert api.get(url, {"search": "42"}).json()["results"] == []
+    found = api.get(url, {"search": "42", "resource_type": "user"}).json()["results"]
+    assert [r["resource_id"] for r in found] == ["42"]
+    assert [r["username"] for r in api.get(url, {"search": "someone"}).json()["results"]] == ["someone"]

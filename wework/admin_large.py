@@ -13,8 +13,8 @@ An admin with `large_table = True` (every ShardedModelAdmin, and the big unshard
 - searches one value through an index: each search field is exact (`=field`) or a prefix
   (`^field`, LIKE 'x%') on a column an index starts with, or on the second column of an index
   whose first column `indexed_search_scope` fixes (an account's contacts: (account, wxid)).
-  Each field is asked on its own (newest SEARCH_CAP ids), never an OR that no index serves. A
-  term no field can take (words with spaces, too long, not a number for a number) is refused
+  Each field is asked on its own (wework.db.indexes.indexed_search), never an OR that no
+  index serves. A term no field can take (words with spaces, too long, not a number for a number) is refused
   with a sentence naming the fields.
 """
 from __future__ import annotations
@@ -22,19 +22,16 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import prefetch_related_objects
 from django.utils.functional import lazy
 from django.utils.translation import gettext, gettext_lazy as _
 
-from wework.db.indexes import index_leads, index_pairs
-
-#: Rows one search field contributes at most (the newest): the page is taken from these.
-SEARCH_CAP = 1000
+from wework.db.indexes import (
+    SEARCH_REFUSED, describe_search, index_leads, indexed_search, searchable_through_an_index,
+)
 
 SEARCH_HELP = _("One value, exactly (names: their beginning): %(fields)s.")
-SEARCH_REFUSED = _("Search one value, exactly (names: their beginning) in %(fields)s: this table "
-                   "holds millions of rows and only these columns are searched through an index.")
 
 
 class IndexedChangeList(ChangeList):
@@ -111,80 +108,22 @@ class LargeTableAdminMixin:
         return {}
 
     def search_description(self) -> str:
-        return ", ".join(str(search_field(self.model, spec)[1].verbose_name) for spec in self.search_fields)
-
-    def indexed_search_lookups(self, request, spec: str, term: str, model=None) -> dict | None:
-        """The lookups of one search field for `term` on `model` (the shard's), or None when the
-        field cannot take it. `^relation__field` looks the related rows up first through their
-        own index (newest SEARCH_CAP), then takes this table's rows by the foreign key."""
-        model = model or self.model
-        relation, field = search_field(model, spec)
-        if relation is not None:
-            lookups = self._value_lookups(request, spec, field, term, scoped=False)
-            if lookups is None:
-                return None
-            related = relation.related_model._default_manager.filter(**lookups)
-            ids = list(related.order_by("-pk").values_list("pk", flat=True)[:SEARCH_CAP])
-            return {f"{relation.attname}__in": ids}
-        return self._value_lookups(request, spec, field, term)
-
-    def _value_lookups(self, request, spec, field, term, scoped=True):
-        target = field.target_field if field.is_relation else field
-        try:
-            value = target.to_python(term)
-        except ValidationError:
-            return None
-        if isinstance(value, str) and getattr(target, "max_length", None) and len(value) > target.max_length:
-            return None
-        scope = self.indexed_search_scope(request, field.attname) if scoped else {}
-        if scope is None:
-            return None
-        return {**scope, f"{field.attname}__istartswith" if spec.startswith("^") else field.attname: value}
+        return describe_search(self.model, self.search_fields)
 
     def get_search_results(self, request, queryset, search_term):
         if not self.large_table:
             return super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
-        if not term:
+        if not search_term.strip():
             return queryset, False
-        ids: set = set()
-        searched = False
-        if not any(ch.isspace() for ch in term):
-            for spec in self.get_search_fields(request):
-                lookups = self.indexed_search_lookups(request, spec, term, queryset.model)
-                if lookups is None:
-                    continue
-                searched = True
-                ids.update(queryset.filter(**lookups).order_by("-pk").values_list("pk", flat=True)[:SEARCH_CAP])
-        if not searched:
+        found = indexed_search(queryset, self.get_search_fields(request), search_term,
+                               lambda attname: self.indexed_search_scope(request, attname))
+        if found is None:
             self.message_user(request, gettext(SEARCH_REFUSED) % {"fields": self.search_description()},
                               messages.WARNING)
             return queryset.none(), False
-        return queryset.filter(pk__in=sorted(ids)), False
+        return found, False
 
 
-def searchable_through_an_index(model_admin: admin.ModelAdmin, spec: str, scoped: set[str]) -> bool:
-    """Whether a large table's search field `spec` is exact or a prefix on a column an index
-    starts with, or on an index's second column whose first is in `scoped` (what
-    indexed_search_scope fixes). For the tests and the system check."""
-    if not spec.startswith(("=", "^")):
-        return False
-    try:
-        relation, field = search_field(model_admin.model, spec)
-    except FieldDoesNotExist:
-        return False
-    model = field.model if relation is not None else model_admin.model
-    if field.attname in index_leads(model):
-        return True
-    return relation is None and any(second == field.attname and first in scoped
-                                    for first, second in index_pairs(model))
-
-
-def search_field(model, spec: str):
-    """(foreign key or None, field) of a search field: `=name`, `^name` or `^fk__name`."""
-    name = spec.lstrip("=^")
-    if "__" in name:
-        head, tail = name.split("__", 1)
-        relation = model._meta.get_field(head)
-        return relation, relation.related_model._meta.get_field(tail)
-    return None, model._meta.get_field(name)
+def admin_searchable(model_admin: admin.ModelAdmin, spec: str, scoped: set[str]) -> bool:
+    """wework.db.indexes.searchable_through_an_index for an admin's model (tests)."""
+    return searchable_through_an_index(model_admin.model, spec, scoped)

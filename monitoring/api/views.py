@@ -32,8 +32,16 @@ class AuditLogViewSet(PlatformReadOnlyViewSet):
     queryset = AuditLog.objects.order_by("-id")
     serializer_class = AuditLogSerializer
     filterset_class = AuditLogFilterSet
-    search_fields = ["=username", "operation", "=resource_id"]
+    search_fields = ["=username", "^operation", "=resource_id"]
     ordering_fields = ["id", "created_at"]
+    large_table = True  # millions of rows: indexed searches (wework.api.filters.PlatformSearchFilter)
+
+    def indexed_search_scope(self, attname):
+        if attname != "resource_id":
+            return {}
+        # (resource_type, resource_id): a resource's id is searched within ?resource_type=
+        kind = self.request.query_params.get("resource_type", "")
+        return {"resource_type": kind} if kind else None
 
 
 class AlertRuleViewSet(PlatformModelViewSet):

@@ -16,7 +16,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import SuffixedMultiWidget
 from rest_framework import exceptions, filters as drf_filters
 
-from wework.db.indexes import index_leads
+from wework.db.indexes import SEARCH_REFUSED, describe_search, index_leads, indexed_search
 
 # Always accepted: DRF's format override.
 COMMON_PARAMS = frozenset({"format"})
@@ -118,6 +118,28 @@ class PlatformFilterBackend(DjangoFilterBackend):
         if errors:
             raise exceptions.ValidationError(errors)
         return filterset.qs
+
+
+class PlatformSearchFilter(drf_filters.SearchFilter):
+    """DRF's search (`?search=`, icontains ORed over the fields), except on lists of tables of
+    millions (`large_table = True` on the view: the instance shards, audit logs): there each
+    search field is exact (`=`) or a prefix (`^`) on an index and is asked on its own
+    (wework.db.indexes.indexed_search; the view's `indexed_search_scope(attname)` fixes an
+    index's first column), and a term no field can take is a 400 under `search` saying which
+    fields are searched, instead of a scan of every row."""
+
+    def filter_queryset(self, request, queryset, view):
+        if not getattr(view, "large_table", False):
+            return super().filter_queryset(request, queryset, view)
+        term = request.query_params.get(self.search_param, "")
+        if not term.strip():
+            return queryset
+        specs = self.get_search_fields(view, request) or ()
+        found = indexed_search(queryset, specs, term, getattr(view, "indexed_search_scope", None))
+        if found is None:
+            raise exceptions.ValidationError({self.search_param: [
+                str(SEARCH_REFUSED) % {"fields": describe_search(queryset.model, specs)}]})
+        return found
 
 
 class PlatformOrderingFilter(drf_filters.OrderingFilter):
