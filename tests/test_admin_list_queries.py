@@ -139,8 +139,11 @@ def test_contacts_search_uses_indexed_lookups_and_refuses_a_scan(verified_admin_
     # the WeCom id is exact, with the instance's accounts (the (account, wxid) index)
     body = client.get(url, {"instance": inst, "q": "wxid_bob"}).content.decode()
     assert "wxid_bob" in body and "wxid_alice" not in body
-    # two words: no index serves them: refused with a sentence
-    response = client.get(url, {"instance": inst, "q": "Alice Chen"})
+    # a name of two words, by its beginning
+    body = client.get(url, {"instance": inst, "q": "Alice C"}).content.decode()
+    assert "wxid_alice" in body and "wxid_bob" not in body
+    # longer than any searched column: no index serves it: refused with a sentence
+    response = client.get(url, {"instance": inst, "q": "a" * 101})
     text = response.content.decode()
     assert response.status_code == 200 and "wxid_alice" not in text and "index" in text
 

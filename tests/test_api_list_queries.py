@@ -288,7 +288,9 @@ def test_a_shard_search_asks_each_indexed_field_alone_and_refuses_a_scan(api):
     assert on_table and not [sql for sql in on_table if "%alice" in sql.lower() or " OR " in sql.upper()], on_table
     body = api.get(url, {"instance": inst, "search": "wxid_bob"}).json()
     assert [r["wxid"] for r in body["results"]] == ["wxid_bob"]
-    response = api.get(url, {"instance": inst, "search": "Alice Chen"})
+    body = api.get(url, {"instance": inst, "search": "alice c"}).json()  # a name's beginning, two words
+    assert [r["wxid"] for r in body["results"]] == ["wxid_alice"]
+    response = api.get(url, {"instance": inst, "search": "a" * 101})  # longer than any column
     assert response.status_code == 400 and "index" in response.json()["search"][0], response.content
     # members: by the group's name, through the groups' own index
     shards.bulk_create(GroupMember, [{"group_id": rows.group_id, "member_wxid": "wxid_m", "role": 0}],

@@ -14,7 +14,7 @@ An admin with `large_table = True` (every ShardedModelAdmin, and the big unshard
   (`^field`, LIKE 'x%') on a column an index starts with, or on the second column of an index
   whose first column `indexed_search_scope` fixes (an account's contacts: (account, wxid)).
   Each field is asked on its own (wework.db.indexes.indexed_search), never an OR that no
-  index serves. A term no field can take (words with spaces, too long, not a number for a number) is refused
+  index serves. A term no field can take (too long, not a number for a number, words with spaces for exact fields) is refused
   with a sentence naming the fields.
 """
 from __future__ import annotations

@@ -100,16 +100,20 @@ def _value_lookups(spec, field, term, scope):
 
 def indexed_search(queryset, specs, term: str, scope=None, cap: int = SEARCH_CAP):
     """The rows of `queryset` that one indexed search field matches `term` on, or None when
-    no field can take the term (words with spaces, too long, not a number for a number, a
+    no field can take the term (too long, not a number for a number, words with spaces where
+    no field is searched by its beginning, a
     field whose index needs what `scope(attname)` cannot fix: it answers None). Each field is
     asked on its own (its newest `cap` ids through its index): never an OR that no index
     serves. `^fk__name` looks the related rows up through their index first."""
     term = term.strip()
-    if not term or any(ch.isspace() for ch in term):
+    if not term:
         return None
+    words = any(ch.isspace() for ch in term)
     ids: set = set()
     searched = False
     for spec in specs:
+        if words and not spec.startswith("^"):
+            continue  # ids and codes have no spaces; a name's beginning may
         relation, field = search_field(queryset.model, spec)
         if relation is not None:
             lookups = _value_lookups(spec, field, term, None)
