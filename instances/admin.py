@@ -318,7 +318,9 @@ class InstanceMonitorAdmin(PlatformModelAdmin):
 
     list_display = ["collected_at", "instance_column", "metric_name", "metric_value", "metric_unit"]
     list_filter = [ShardWeekFilter]
-    search_fields = ["metric_name"]
+    # A week of metrics holds millions of rows (wework/admin_large.py): no search (the metric's
+    # index starts with the instance), sorted by time or instance only.
+    large_table = True
     list_display_links = None
 
     @admin.display(description=_("instance"), ordering="instance_id")

@@ -1,12 +1,17 @@
 """Admin for messaging: messages (by month shard), tasks with progress and actions, receivers,
 templates with preview."""
+import re
+
 from django.contrib import admin, messages as flash
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import prefetch_related_objects
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
+from contacts.models import WeworkAccount
 from wework import shards
 from wework.admin import PlatformModelAdmin, ShardedModelAdmin, SoftDeleteAdminMixin
 
@@ -36,17 +41,47 @@ class DirectionFilter(admin.SimpleListFilter):
         return queryset
 
 
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: chat_wxid's length: a longer term names no chat.
+MAX_WXID = 100
+
+
+class ShardPageChangeList(ChangeList):
+    """The page's rows come from the month's shard alone; their accounts follow in one query by
+    id (a join would let the server start from the accounts and sort the whole month)."""
+
+    def get_ordering(self, request, queryset):
+        # by id only (a column header's ?o= on another column is dropped): the primary key
+        ordering = [o for o in super().get_ordering(request, queryset)
+                    if isinstance(o, str) and o.lstrip("-") in ("pk", "id")]
+        return ordering or ["-pk"]
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = list(self.result_list)
+        prefetch_related_objects(rows, "account")
+        self.result_list = rows
+
+
 @admin.register(Message)
 class MessageAdmin(ShardedModelAdmin):
-    """Messages live in monthly shards: the list shows one month (selector on the right)."""
+    """Messages live in monthly shards: the list shows one month (selector on the right).
+
+    A month holds millions of rows (issue 13), so the page is read from the shard by its
+    primary key: sorted by id only, scoped by account ids (no join), accounts attached after
+    the page, and the search is exact on an index: a message UUID (uk_message_uuid), an
+    account's WeCom ID (its messages, idx_account_chat) or a chat's WeCom ID (on the visible
+    accounts: idx_account_chat's (account, chat) pairs), never an OR across a join."""
 
     shard_parameter = "month"
     shard_title = _("month")
     list_display = ("id", "created_at", "account", "chat_type", "chat_wxid", "message_type",
                     "short_content", "send_status", "error_code", "task_id")
     list_filter = (DirectionFilter, "send_status", "message_type", "chat_type")
-    search_fields = ("=chat_wxid", "=message_uuid", "=account__wxid")
-    list_select_related = ("account",)
+    search_fields = ("=message_uuid", "=account__wxid", "=chat_wxid")  # see get_search_results
+    search_help_text = _("Exact: a message UUID, an account's WeCom ID or a chat's WeCom ID.")
+    list_select_related = ()  # accounts: ShardPageChangeList
+    sortable_by = ("id",)
     raw_id_fields = ("account",)
     ordering = ("-id",)
     readonly_fields = [f.name for f in Message._meta.fields]
@@ -69,7 +104,29 @@ class MessageAdmin(ShardedModelAdmin):
             return None
 
     def scope_shard(self, request, queryset):
-        return permissions.scope(queryset.select_related("account"), request.user, "messaging.view_message")
+        return queryset.filter(permissions.account_scope_q(request.user, "messaging.view_message"))
+
+    def get_changelist(self, request, **kwargs):
+        return ShardPageChangeList
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if UUID.match(term):
+            return queryset.filter(message_uuid=term), False
+        if len(term) > MAX_WXID or any(ch.isspace() for ch in term):
+            self.message_user(request, _("Search one message UUID, account WeCom ID or chat WeCom ID, "
+                                         "exactly: a month holds millions of messages and only these "
+                                         "are indexed."), flash.WARNING)
+            return queryset.none(), False
+        visible = WeworkAccount._base_manager.filter(
+            permissions.instance_q(request.user, "messaging.view_message", "instance_id"))
+        senders = list(visible.filter(wxid=term).values_list("pk", flat=True))
+        if senders:
+            return queryset.filter(account_id__in=senders), False
+        accounts = sorted(visible.values_list("pk", flat=True))
+        return queryset.filter(account_id__in=accounts, chat_wxid=term), False
 
     def get_object(self, request, object_id, from_field=None):
         obj = shards.get_or_none(Message, object_id) if str(object_id).isdigit() else None
@@ -200,11 +257,20 @@ class MessageReceiverAdmin(PlatformModelAdmin):
     list_display = ("id", "task", "receiver_type", "receiver_wxid", "receiver_name", "send_status",
                     "send_time", "retry_count", "error_code", "message_id")
     list_filter = ("send_status", "receiver_type")
-    search_fields = ("=receiver_wxid", "=task__id")
-    list_select_related = ("task",)
+    # A broadcast has up to 100,000 receivers: a large table (wework/admin_large.py). The WeCom
+    # ID is indexed with its task: searched within the task chosen by ?task__id__exact=.
+    large_table = True
+    search_fields = ("=task", "=receiver_wxid")
+    page_prefetch = ("task",)
     raw_id_fields = ("task",)
     ordering = ("-id",)
     readonly_fields = [f.name for f in MessageReceiver._meta.fields]
+
+    def indexed_search_scope(self, request, attname):
+        if attname != "receiver_wxid":
+            return {}
+        task = request.GET.get("task__id__exact", "")
+        return {"task_id": int(task)} if task.isdigit() else None
 
     def has_add_permission(self, request):
         return False

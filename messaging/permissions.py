@@ -123,3 +123,15 @@ def instance_q(user: Actor, perm: str, path: str) -> Q:
     if ids is None:
         return Q()
     return Q(**{f"{path}__in": sorted(ids)})
+
+
+def account_scope_q(user: Actor, perm: str, field: str = "account_id") -> Q:
+    """`instance_q` for rows that name their account (messages): the ids of the accounts on the
+    user's instances (one query on the accounts' instance index), so that a shard is filtered
+    on its own column and never joined to the accounts (MariaDB could then start from the
+    accounts and sort a whole month). Empty when the user sees every instance."""
+    q = instance_q(user, perm, "instance_id")
+    if not q.children:
+        return Q()
+    ids = sorted(WeworkAccount._base_manager.filter(q).values_list("pk", flat=True))
+    return Q(**{f"{field}__in": ids})

@@ -19,6 +19,7 @@ from accounts.decorators import sudo_redirect
 from accounts.scoping import may_use_model, model_perm, scope_queryset
 from accounts.services.otp import in_sudo
 from wework import routers
+from wework.admin_large import LargeTableAdminMixin
 
 
 class EstimatedCountPaginator(Paginator):
@@ -95,13 +96,14 @@ class TagListFormField(forms.CharField):
         return (initial or None) != self.to_python(data)
 
 
-class PlatformModelAdmin(admin.ModelAdmin):
+class PlatformModelAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     """Defaults for big operational tables, and permission checks with object scoping.
 
     Permissions come from roles (every object) or per-instance object grants (the instance
     and every row below it, via the model's INSTANCE_PATH): see accounts/scoping.py. The
     changelist, change pages, foreign key choices and bulk actions only ever see rows in the
-    user's scope; a row outside it answers 404.
+    user's scope; a row outside it answers 404. Tables of millions set `large_table = True`
+    (wework/admin_large.py: indexed orderings and searches, relations after the page).
     """
 
     show_full_result_count = False
@@ -331,6 +333,7 @@ class ShardedModelAdmin(PlatformModelAdmin):
     `default_shard_key(request)` and `shard_model(key)` (None when that shard does not exist),
     and may narrow the rows in `scope_shard(request, queryset)`."""
 
+    large_table = True
     shard_parameter = "shard"
     shard_title = _("shard")
 

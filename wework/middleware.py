@@ -28,10 +28,7 @@ def wants_json(request):
 
 
 def unavailable_response(request, code=outages.DATABASE):
-    if code == outages.CACHE:
-        message = _("A platform service (Redis) is not available right now; retry in a few seconds.")
-    else:
-        message = _("The database is not available right now; retry in a few seconds.")
+    message = outages.message(code)
     if wants_json(request):
         response = JsonResponse({"detail": message, "code": code}, status=503)
     else:

@@ -5,7 +5,6 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
-from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 
 from contacts import services
@@ -21,7 +20,7 @@ from instances import permissions
 from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
-from wework.api.filters import PlatformOrderingFilter, query_errors, view_params
+from wework.api.filters import PlatformOrderingFilter, PlatformSearchFilter, query_errors, view_params
 from wework.api.views import PlatformReadOnlyViewSet, ScopedQuerysetMixin
 
 from .serializers import (
@@ -92,10 +91,21 @@ class WeworkAccountViewSet(PlatformReadOnlyViewSet):
 
 
 class InstanceShardViewSet(PlatformReadOnlyViewSet):
-    """Rows of one instance's shard: `?instance=<id>` is required (lists and details)."""
+    """Rows of one instance's shard: `?instance=<id>` is required (lists and details). A shard
+    holds up to millions of rows: searches go through an index (wework.api.filters.
+    PlatformSearchFilter), exact or by a name's beginning."""
 
     base_model = None
     view_perm = None
+    large_table = True
+    #: Columns an index serves together with the account: (account, wxid), (account, group_wxid).
+    account_indexed = ("wxid", "group_wxid")
+
+    def indexed_search_scope(self, attname):
+        if attname not in self.account_indexed:
+            return {}
+        accounts = WeworkAccount.all_objects.filter(instance_id=self.instance_id())
+        return {"account_id__in": sorted(accounts.values_list("pk", flat=True))}
 
     def instance_id(self):
         raw = self.request.query_params.get("instance", "")
@@ -119,7 +129,7 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
         if errors:
             raise ValidationError(errors)
         queryset = filterset.qs
-        for backend in (SearchFilter, PlatformOrderingFilter):
+        for backend in (PlatformSearchFilter, PlatformOrderingFilter):
             queryset = backend().filter_queryset(self.request, queryset, self)
         return queryset
 
@@ -138,7 +148,7 @@ class ContactViewSet(InstanceShardViewSet):
     view_perm = "contacts.view_contact"
     serializer_class = ContactSerializer
     filterset_class = ContactFilterSet
-    search_fields = ["wxid", "nickname", "remark"]
+    search_fields = ["=wxid", "^nickname", "^remark"]
     ordering_fields = ["id", "nickname", "last_chat_time"]
 
 
@@ -147,7 +157,7 @@ class GroupViewSet(InstanceShardViewSet):
     view_perm = "contacts.view_group"
     serializer_class = GroupSerializer
     filterset_class = GroupFilterSet
-    search_fields = ["group_wxid", "group_name"]
+    search_fields = ["=group_wxid", "^group_name"]
     ordering_fields = ["id", "group_name", "member_count"]
 
 
@@ -156,7 +166,7 @@ class GroupMemberViewSet(InstanceShardViewSet):
     view_perm = "contacts.view_groupmember"
     serializer_class = GroupMemberSerializer
     filterset_class = GroupMemberFilterSet
-    search_fields = ["member_wxid", "member_nickname", "group_nickname"]
+    search_fields = ["=member_wxid", "^group__group_name"]  # nicknames: no index in the members
     ordering_fields = ["id", "join_time"]
 
 

@@ -6,13 +6,11 @@ from django.http import JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
-from rest_framework.viewsets import ViewSet
 
 from instances import permissions, services
 from instances.filtersets import (
@@ -22,11 +20,7 @@ from instances.filtersets import (
     WeworkInstanceFilterSet,
 )
 from instances.models import InstanceConfig, InstanceEvent, InstanceMonitor, WeworkInstance
-from wework import shards
-from wework.api.filters import validate_query
-from wework.api.views import (
-    KEYSET_PARAMS, PlatformModelViewSet, PlatformReadOnlyViewSet, keyset_page_params, keyset_response,
-)
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet, ShardedListViewSet
 
 from .serializers import (
     InstanceConfigSerializer,
@@ -57,6 +51,7 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
     filterset_class = WeworkInstanceFilterSet
     search_fields = ["name", "instance_uuid", "api_url"]
     ordering_fields = ["id", "name", "status", "last_heartbeat", "created_at"]
+    small_table = True  # a few hundred rows: any declared ordering (wework.api.filters)
     action_permissions = {
         "restart": [permissions.RESTART],
         "push_config": [permissions.PUSH_CONFIG],
@@ -123,41 +118,34 @@ class InstanceEventViewSet(PlatformReadOnlyViewSet):
     ordering_fields = ["id", "seq", "received_at"]
 
 
-class InstanceMonitorViewSet(ViewSet):
+class InstanceMonitorViewSet(ShardedListViewSet):
     """Metrics of one instance from the weekly shards, newest first, keyset paged (no COUNT).
 
-    Query: `instance` (required), `metric_name`, `since`, `until` (ISO times), `after` (the
-    `next_after` of the previous page), `limit` (1-500). Any other parameter is a 400.
+    Query: `instance` (required), `metric_name`, `since`, `until` (ISO times: an id range in
+    the weeks they cover), `after` (the `next_after` of the previous page), `limit` (1-500).
+    Any other parameter is a 400.
     """
 
+    base_model = InstanceMonitor
     serializer_class = InstanceMonitorSerializer
+    filterset_class = InstanceMonitorFilterSet
 
-    @extend_schema(parameters=[OpenApiParameter("instance", OpenApiTypes.INT, required=True),
-                               OpenApiParameter("metric_name", OpenApiTypes.STR),
-                               OpenApiParameter("since", OpenApiTypes.DATETIME),
-                               OpenApiParameter("until", OpenApiTypes.DATETIME),
-                               OpenApiParameter("after", OpenApiTypes.INT),
-                               OpenApiParameter("limit", OpenApiTypes.INT)],
-                   responses=inline_serializer("InstanceMonitorPage", {
-                       "results": InstanceMonitorSerializer(many=True),
-                       "next_after": serializers.IntegerField(allow_null=True)}))
-    def list(self, request):
+    def shard_scope(self, request):
         raw = request.query_params.get("instance", "")
         if not raw.isdigit():
             raise ValidationError({"instance": [_("An instance id is required.")]})
         instance_id = int(raw)
         if not permissions.allowed(request.user, "instances.view_instancemonitor", instance_id):
             raise NotFound(_("No such instance."))
-        filterset = InstanceMonitorFilterSet(request.query_params, queryset=InstanceMonitor.objects.none())
-        validate_query(request, filterset, extra=KEYSET_PARAMS)
-        after, limit = keyset_page_params(request)
-        cleaned = filterset.form.cleaned_data
-        filters = {"instance_id": instance_id}
+        return {"instance_id": instance_id}
+
+    def page_arguments(self, request, scope, filters):
+        # since/until choose the weeks and bound the ids (no time index is read)
+        cleaned = filters.form.cleaned_data
+        lookups = {"instance_id": scope["instance_id"]}
         if cleaned.get("metric_name"):
-            filters["metric_name"] = cleaned["metric_name"]
-        page = shards.paginate(InstanceMonitor, since=cleaned.get("since"), until=cleaned.get("until"),
-                               filters=filters, after=after, limit=limit)
-        return keyset_response(InstanceMonitorSerializer(page.items, many=True).data, page.next_after)
+            lookups["metric_name"] = cleaned["metric_name"]
+        return {"since": cleaned.get("since"), "until": cleaned.get("until"), "filters": lookups}
 
 
 @csrf_exempt

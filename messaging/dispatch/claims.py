@@ -3,7 +3,9 @@ and handing back the claims of workers that died.
 
 A claim selects rows with `SELECT ... FOR UPDATE SKIP LOCKED` on MariaDB 10.6+/MySQL 8
 (concurrent claimers skip each other's rows instead of waiting) and under SQLite's IMMEDIATE
-transactions (one writer at a time) elsewhere. The design has no claim-token column:
+transactions (one writer at a time) elsewhere. Every claim is one idempotent transaction
+(wework.db.retry): a deadlock or a Galera certification failure rolled all of it back, and it is
+run again. The design has no claim-token column:
 `send_status = SENDING` plus `updated_at` is the claim and its age.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -74,11 +76,21 @@ def claim(task_id: int, limit: int, after_id: int = 0, now: datetime | None = No
     SENDING from now on. Committed before the caller sends anything. (The dispatcher claims
     with `Dispatcher.claim`, which also creates the message rows in the same transaction.)"""
     now = now or timezone.now()
-    with transaction.atomic():
+
+    def claim_once() -> list[dict]:
         rows = lock_claimable(task_id, limit, after_id, now)
         if rows:
             mark_claimed([r["id"] for r in rows], now=now)
-    return rows
+        return rows
+
+    # SKIP LOCKED only skips the locks of the node it runs on. Claimers whose connections reach
+    # two Galera nodes (the proxy moved the write node while older connections stayed, or a
+    # client connects to nodes directly) can lock the same PENDING rows; the cluster lets one
+    # transaction commit and fails the other at COMMIT (certification, error 1213), so nothing
+    # of the loser happened. It is run again: its locking read sees the winner's rows SENDING
+    # and takes others. A lost connection at COMMIT is retried the same way (rows it may have
+    # claimed come back through the reclaim after the lease), as Dispatcher.claim does.
+    return run_idempotent(claim_once, name="claims.claim")
 
 
 def insert_messages(rows: list[dict], chunk: int = INSERT_CHUNK) -> list[int]:
@@ -143,9 +155,13 @@ def reclaim_stale(task_id: int | None = None, now: datetime | None = None, lease
     # Cancelled tasks: a stale claim without a message was certainly never sent: skip it. One with
     # a message may have been handed over: its acknowledgement still decides.
     never_sent = stale.filter(task__status=TaskStatus.CANCELLED, message_id__isnull=True)
-    MessageReceiver.objects.filter(pk__in=list(never_sent.values_list("pk", flat=True)[:RECLAIM_SLICE])).update(
-        send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."), updated_at=now
-    )
+    skip_ids = list(never_sent.values_list("pk", flat=True)[:RECLAIM_SLICE])
+    if skip_ids:
+        # Conditional on the stale claim still being there: retried after a conflict.
+        run_idempotent(lambda: MessageReceiver.objects.filter(
+            pk__in=skip_ids, send_status=RS.SENDING, message_id__isnull=True).update(
+            send_status=RS.SKIPPED, error_code="cancelled", error_message=_("Task cancelled."), updated_at=now
+        ), name="reclaim_stale.skip_cancelled")
     qs = stale.exclude(task__status=TaskStatus.CANCELLED)
     if task_id is not None:
         qs = qs.filter(task_id=task_id)

@@ -155,6 +155,32 @@ def test_admin_message_list_of_an_instance_scoped_user(client, two_instances):
     assert client.get(f"/admin/messaging/message/{rows['other'].pk}/change/").status_code == 404
 
 
+def test_admin_message_list_reads_the_shard_by_id_and_searches_on_indexes(client, two_instances):
+    """A month holds millions of rows: no join to the accounts, no sort but by id, and a search
+    that is one indexed equality (issue 13)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user, rows = two_instances
+    client.force_login(user)
+    table = type(rows["mine"])._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        r = client.get("/admin/messaging/message/", {"o": "2"})  # the created_at column
+    assert r.status_code == 200 and rows["mine"].chat_wxid.encode() in r.content
+    on_shard = [q["sql"] for q in queries if table in q["sql"]]
+    assert on_shard and all("JOIN" not in sql.upper() and "COUNT(" not in sql.upper() for sql in on_shard), on_shard
+    page = [sql for sql in on_shard if "ORDER BY" in sql.upper()]
+    assert all("created_at" not in sql.upper().split("ORDER BY")[1].lower() for sql in page), page
+    found = lambda q: [m.pk for m in client.get("/admin/messaging/message/", {"q": q}).context["cl"].result_list]  # noqa: E731
+    assert found(rows["mine"].message_uuid) == [rows["mine"].pk]
+    assert found("wxid_mine") == [rows["mine"].pk]
+    assert found("c_mine") == [rows["mine"].pk]
+    assert found("c_other") == [] and found(rows["other"].message_uuid) == []
+    refused = client.get("/admin/messaging/message/", {"q": "two words"}, follow=True)
+    assert not list(refused.context["cl"].result_list)
+    assert "exactly" in refused.content.decode()
+
+
 def test_admin_message_list_of_a_month_without_shard(browser, world):
     month = (timezone.localdate().replace(day=1) - timezone.timedelta(days=400)).strftime("%Y%m")
     r = browser.get("/admin/messaging/message/", {"month": month})

@@ -4,7 +4,7 @@ back and are re-sent with the same uuid, late or repeated outcomes count once.""
 import threading
 
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from messaging.dispatch import claims, recording, transport, worker
@@ -59,6 +59,27 @@ def test_concurrent_claims_are_disjoint(world):
     assert not errors, errors
     assert len(got) == len(set(got)) == 60
     assert MessageReceiver.objects.filter(task=task, send_status=RS.SENDING).count() == 60
+
+
+def test_a_claim_that_lost_certification_is_run_again_and_claims_once(world, monkeypatch):
+    """On Galera, claimers on two nodes can lock the same rows (SKIP LOCKED sees one node's
+    locks); one of them fails at COMMIT with a deadlock error (1213) and nothing of it happened.
+    The claim runs again instead of failing the dispatcher, and the rows are claimed once."""
+    task = _task(world, 5)
+    real, attempts = claims.mark_claimed, []
+
+    def lost_certification(ids, *args, **kwargs):
+        attempts.append(list(ids))
+        real(ids, *args, **kwargs)
+        if len(attempts) == 1:  # the UPDATE ran, then the COMMIT failed: all of it rolls back
+            raise OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
+
+    monkeypatch.setattr(claims, "mark_claimed", lost_certification)
+    rows = claims.claim(task.pk, 3)
+    assert len(attempts) == 2 and [r["id"] for r in rows] == attempts[1]
+    assert MessageReceiver.objects.filter(task=task, send_status=RS.SENDING).count() == 3
+    assert MessageReceiver.objects.filter(task=task, send_status=RS.PENDING).count() == 2
+    assert len(claims.claim(task.pk, 10)) == 2 and not claims.claim(task.pk, 10)
 
 
 def test_claim_links_every_receiver_to_its_message_in_one_transaction(world, sim, fast):

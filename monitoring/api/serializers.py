@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from monitoring.admin import LOG_COLUMNS
 from monitoring.forms import rule_errors
 from monitoring.models import AlertRecord, AlertRule, AuditLog, SystemLog
 
@@ -8,6 +9,14 @@ class SystemLogSerializer(serializers.ModelSerializer):
     class Meta:
         model = SystemLog
         fields = "__all__"
+
+
+class SystemLogRowSerializer(serializers.ModelSerializer):
+    """A row of the system log list (the columns the list reads: monitoring.admin.LOG_COLUMNS)."""
+
+    class Meta:
+        model = SystemLog
+        fields = LOG_COLUMNS
 
 
 class AuditLogSerializer(serializers.ModelSerializer):

@@ -9,7 +9,7 @@ router.register("monitoring/alerts", views.AlertRecordViewSet, basename="alertre
 router.register("monitoring/alert-rules", views.AlertRuleViewSet, basename="alertrule")
 
 urlpatterns = [
-    path("monitoring/system-logs/", views.SystemLogListView.as_view(), name="systemlog-list"),
+    path("monitoring/system-logs/", views.SystemLogListView.as_view({"get": "list"}), name="systemlog-list"),
     path("monitoring/system-logs/<int:pk>/", views.SystemLogDetailView.as_view(),
          name="systemlog-detail"),
     path("monitoring/dashboard/", views.DashboardView.as_view(), name="monitoring-dashboard"),

@@ -3,10 +3,8 @@
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers as drf_serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,10 +14,8 @@ from monitoring.filtersets import AlertRecordFilterSet, AlertRuleFilterSet, Audi
 from monitoring.models import AlertRecord, AlertRule, AuditLog, SystemLog
 from wework import shards
 from wework.api.permissions import PlatformPermission
-from wework.api.filters import refuse_unknown
-from wework.api.views import (
-    KEYSET_PARAMS, PlatformModelViewSet, PlatformReadOnlyViewSet, keyset_page_params, keyset_response,
-)
+from wework.api.pagination import AfterIdPagination
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet, ShardedListViewSet, form_parameters
 from wework.errors import NotFoundError, PermissionDeniedError
 
 from .serializers import (
@@ -27,6 +23,7 @@ from .serializers import (
     AlertRuleSerializer,
     AuditLogSerializer,
     CommentSerializer,
+    SystemLogRowSerializer,
     SystemLogSerializer,
 )
 
@@ -35,8 +32,16 @@ class AuditLogViewSet(PlatformReadOnlyViewSet):
     queryset = AuditLog.objects.order_by("-id")
     serializer_class = AuditLogSerializer
     filterset_class = AuditLogFilterSet
-    search_fields = ["=username", "operation", "=resource_id"]
+    search_fields = ["=username", "^operation", "=resource_id"]
     ordering_fields = ["id", "created_at"]
+    large_table = True  # millions of rows: indexed searches (wework.api.filters.PlatformSearchFilter)
+
+    def indexed_search_scope(self, attname):
+        if attname != "resource_id":
+            return {}
+        # (resource_type, resource_id): a resource's id is searched within ?resource_type=
+        kind = self.request.query_params.get("resource_type", "")
+        return {"resource_type": kind} if kind else None
 
 
 class AlertRuleViewSet(PlatformModelViewSet):
@@ -76,41 +81,34 @@ class AlertRecordViewSet(PlatformReadOnlyViewSet):
         return self._transition(request, services.resolve)
 
 
-LOG_FILTERS = [
-    OpenApiParameter("day", OpenApiTypes.DATE, description="Local day (default today)."),
-    *[OpenApiParameter(n, OpenApiTypes.STR) for n in ("level", "service", "module", "action",
-                                                      "trace_id", "q")],
-    OpenApiParameter("user_id", OpenApiTypes.INT),
-    OpenApiParameter("instance_id", OpenApiTypes.INT),
-    OpenApiParameter("after", OpenApiTypes.INT, description="Cursor: `next_after` of the "
-                                                            "previous page."),
-    OpenApiParameter("limit", OpenApiTypes.INT, description="1-500, default 50."),
-]
+class DayPagination(AfterIdPagination):
+    extra_schema = {"day": {"type": "string", "format": "date", "description": "The day read."}}
 
 
-class SystemLogListView(APIView):
-    """One day of system logs, newest first, keyset pages (`after`), no COUNT."""
+class SystemLogListView(ShardedListViewSet):
+    """One day of system logs (`?day=`, default today: its daily shard), newest first, keyset
+    pages (`after`), no COUNT; filtered by the admin's form (indexed columns, `q` in the
+    message)."""
 
-    permission_classes = [PlatformPermission]
-    model = SystemLog
+    base_model = SystemLog
+    serializer_class = SystemLogRowSerializer
+    filter_form_class = SystemLogFilterForm
+    pagination_class = DayPagination
+    page_values = LOG_COLUMNS
 
-    @extend_schema(operation_id="monitoring_system_logs_list", parameters=LOG_FILTERS,
-                   responses=inline_serializer(
-        "SystemLogPage", {"day": drf_serializers.DateField(),
-                          "next_after": drf_serializers.IntegerField(allow_null=True),
-                          "results": drf_serializers.ListField(
-                              child=drf_serializers.DictField())}))
-    def get(self, request):
-        refuse_unknown(request.query_params, [*SystemLogFilterForm.base_fields, *KEYSET_PARAMS])
+    def shard_scope(self, request):
         form = SystemLogFilterForm(request.query_params)
-        if not form.is_valid():
-            raise ValidationError(form.errors)
-        day = form.cleaned_data.get("day") or timezone.localdate()
+        day = (form.cleaned_data.get("day") if form.is_valid() else None) or timezone.localdate()
         since, until = day_bounds(day)
-        after, limit = keyset_page_params(request)
-        page = shards.paginate(SystemLog, since=since, until=until, filters=form.lookups(),
-                               after=after, limit=limit, values=LOG_COLUMNS)
-        return keyset_response(page.items, page.next_after, day=day.isoformat())
+        return {"since": since, "until": until}
+
+    def page_extra(self, request, scope):
+        return {"day": timezone.localtime(scope["since"]).date().isoformat()}
+
+    @extend_schema(operation_id="monitoring_system_logs_list",
+                   parameters=form_parameters(SystemLogFilterForm, exclude=("after",)))
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
 
 class SystemLogDetailView(APIView):

@@ -169,6 +169,55 @@ def test_skip_locked_claims_are_disjoint_on_the_write_node():
         sql(HAPROXY_WRITE_PORT, "DROP TABLE claim_queue", db=db)
 
 
+def test_claims_through_two_nodes_are_disjoint_and_retried_at_commit(caplog):
+    """SKIP LOCKED sees the locks of one node only. When claimers reach two nodes (the proxy
+    moved the write node while older connections stayed), two claims can lock the same PENDING
+    rows; Galera commits one and fails the other at COMMIT (1213). claims.claim runs the loser
+    again: every receiver is claimed exactly once and no claimer fails."""
+    import logging
+
+    from messaging.dispatch import claims
+    from messaging.models import MessageReceiver, ReceiverSendStatus as RS
+    from messaging.tests.factories import MessageTaskFactory
+
+    caplog.set_level(logging.INFO, logger="wework.db.retry")
+    db, nodes = database_name(), GALERA_PORTS[:2]
+    conflicts = 0
+    for round_ in range(10):
+        task = MessageTaskFactory(target_count=60)
+        MessageReceiver.objects.bulk_create(
+            [MessageReceiver(task=task, receiver_type=1, receiver_wxid=f"w{round_}-{i}") for i in range(60)])
+        for port in nodes:  # both nodes have the rows before the claimers start
+            assert sql(port, "SELECT COUNT(*) FROM message_receivers WHERE task_id = %s", [task.pk], db=db,
+                       causal=True)[0][0] == 60
+        got, errors, lock = [], [], threading.Lock()
+
+        def claimer(port):
+            connection.settings_dict = {**connection.settings_dict, "PORT": port}
+            try:
+                while rows := claims.claim(task.pk, 7):
+                    with lock:
+                        got.extend(r["id"] for r in rows)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=claimer, args=(nodes[i % 2],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(got) == len(set(got)) == 60
+        assert MessageReceiver.objects.filter(task=task, send_status=RS.SENDING).count() == 60
+        conflicts = sum("claims.claim: conflict" in r.getMessage() for r in caplog.records)
+        if conflicts:
+            break
+    # The case happened (the claims did meet on two nodes) and was retried.
+    assert conflicts, "no claim met another on the other node in 10 rounds"
+
+
 def test_a_killed_write_node_costs_503s_for_seconds_never_a_500_or_a_lost_write(client, django_user_model, replica_health):
     """Requests keep coming while the write node is killed: each is a 201 (stored) or a 503
     (maybe stored: the client retries); none is a 500; writes resume on another node."""

@@ -41,6 +41,9 @@ def exception_handler(exc, context):
     elif code == outages.CACHE:
         db_errors.log_unavailable(exc, context.get("request"))
         exc = UnavailableError(CACHE_UNAVAILABLE_MESSAGE, code=code)
+    elif code == outages.STATEMENT_TIMEOUT:
+        db_errors.log_unavailable(exc, context.get("request"))
+        exc = UnavailableError(outages.message(code), code=code)
     if isinstance(exc, DomainError):
         headers = {}
         if isinstance(exc, UnavailableError) and exc.retry_after:

@@ -16,6 +16,8 @@ from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import SuffixedMultiWidget
 from rest_framework import exceptions, filters as drf_filters
 
+from wework.db.indexes import SEARCH_REFUSED, describe_search, index_leads, indexed_search
+
 # Always accepted: DRF's format override.
 COMMON_PARAMS = frozenset({"format"})
 
@@ -73,14 +75,22 @@ def query_errors(query_params, filterset, allowed=(), check_unknown=True):
     return errors
 
 
-def refuse_unknown(query_params, known):
-    """400 for parameters outside `known` (lists that read a plain form, not a FilterSet)."""
+def unknown_errors(query_params, known):
+    """{parameter: [message]} for the parameters outside `known` (empty when there are none)."""
     known = set(known) | COMMON_PARAMS
     unknown = sorted(set(query_params) - known)
-    if unknown:
-        message = str(_("Not a filter of this list. It accepts: %(names)s.")
-                      % {"names": ", ".join(sorted(known - COMMON_PARAMS))})
-        raise exceptions.ValidationError({name: [message] for name in unknown})
+    if not unknown:
+        return {}
+    message = str(_("Not a filter of this list. It accepts: %(names)s.")
+                  % {"names": ", ".join(sorted(known - COMMON_PARAMS))})
+    return {name: [message] for name in unknown}
+
+
+def refuse_unknown(query_params, known):
+    """400 for parameters outside `known` (lists that read a plain form, not a FilterSet)."""
+    errors = unknown_errors(query_params, known)
+    if errors:
+        raise exceptions.ValidationError(errors)
 
 
 def validate_query(request, filterset, view=None, extra=()):
@@ -110,19 +120,60 @@ class PlatformFilterBackend(DjangoFilterBackend):
         return filterset.qs
 
 
+class PlatformSearchFilter(drf_filters.SearchFilter):
+    """DRF's search (`?search=`, icontains ORed over the fields), except on lists of tables of
+    millions (`large_table = True` on the view: the instance shards, audit logs): there each
+    search field is exact (`=`) or a prefix (`^`) on an index and is asked on its own
+    (wework.db.indexes.indexed_search; the view's `indexed_search_scope(attname)` fixes an
+    index's first column), and a term no field can take is a 400 under `search` saying which
+    fields are searched, instead of a scan of every row."""
+
+    def filter_queryset(self, request, queryset, view):
+        if not getattr(view, "large_table", False):
+            return super().filter_queryset(request, queryset, view)
+        term = request.query_params.get(self.search_param, "")
+        if not term.strip():
+            return queryset
+        specs = self.get_search_fields(view, request) or ()
+        found = indexed_search(queryset, specs, term, getattr(view, "indexed_search_scope", None))
+        if found is None:
+            raise exceptions.ValidationError({self.search_param: [
+                str(SEARCH_REFUSED) % {"fields": describe_search(queryset.model, specs)}]})
+        return found
+
+
 class PlatformOrderingFilter(drf_filters.OrderingFilter):
     """DRF's OrderingFilter drops unknown fields silently (the list comes back in its default
-    order, which looks like an answer); here they are a 400 naming the fields it accepts."""
+    order, which looks like an answer); here they are a 400 naming the fields it accepts.
+
+    A list orders only by fields an index starts with (issue 13): on a table of millions, any
+    other ordering sorts the whole table for every page. Such a field is a 400 with that reason,
+    unless the view says its table stays small (`small_table = True`: templates, instances)."""
+
+    def get_valid_fields(self, queryset, view, context=None):
+        fields = super().get_valid_fields(queryset, view, context)
+        if getattr(view, "small_table", False):
+            return fields
+        leads = index_leads(queryset.model)
+        return [item for item in fields if item[0] in leads]
 
     def get_ordering(self, request, queryset, view):
         params = request.query_params.get(self.ordering_param)
         if params:
             terms = [term.strip() for term in params.split(",") if term.strip()]
             valid = {item[0] for item in self.get_valid_fields(queryset, view, {"request": request})}
+            declared = {item[0] for item in super().get_valid_fields(queryset, view, {"request": request})}
             unknown = [t for t in terms if t.lstrip("-") not in valid]
             if unknown:
+                names = ", ".join(sorted(valid)) or "-"
+                unindexed = [t for t in unknown if t.lstrip("-") in declared]
+                if unindexed:
+                    message = _("Cannot order by %(fields)s: no index starts with it, so every page "
+                                "would sort the whole table. It accepts: %(names)s.")
+                    fields = unindexed
+                else:
+                    message = _("Cannot order by %(fields)s. It accepts: %(names)s.")
+                    fields = unknown
                 raise exceptions.ValidationError({self.ordering_param: [str(
-                    _("Cannot order by %(fields)s. It accepts: %(names)s.")
-                    % {"fields": ", ".join(unknown), "names": ", ".join(sorted(valid)) or "-"})]})
+                    message % {"fields": ", ".join(fields), "names": names})]})
         return super().get_ordering(request, queryset, view)
-

@@ -2,14 +2,16 @@
 page number: a page costs O(page) whatever the table's size, and no page runs COUNT(*).
 
 `?limit=` sets the page size (1-500, default 50; anything else is a 400 under `limit`), and
-`next` / `previous` are the links to follow. Lists over a shard (messages, system logs) page the
-same way by id with `?after=` (their views say so)."""
+`next` / `previous` are the links to follow. Lists over shards (messages, system logs, instance
+metrics) page by id with `?after=` and answer `next_after` (AfterIdPagination)."""
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import BasePagination, CursorPagination
+from rest_framework.response import Response
 
 MAX_PAGE_SIZE = 500
 LIMIT_ERROR = _("limit must be a whole number from 1 to %(max)d.")
+AFTER_ERROR = _("Not an id: pass the next_after of the previous page.")
 
 
 class KeysetPagination(CursorPagination):
@@ -17,6 +19,15 @@ class KeysetPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = MAX_PAGE_SIZE
+
+    def get_ordering(self, request, queryset, view):
+        """The asked ordering (PlatformOrderingFilter allows only fields an index starts with),
+        then the id: rows equal on the first field come in one fixed order, so the cursor's
+        offset within them points at the same rows from one page to the next."""
+        ordering = tuple(super().get_ordering(request, queryset, view))
+        if not any(term.lstrip("-") in ("id", "pk") for term in ordering):
+            ordering += ("-id" if ordering[-1].startswith("-") else "id",)
+        return ordering
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
@@ -30,3 +41,65 @@ class KeysetPagination(CursorPagination):
             raise exceptions.ValidationError(
                 {self.page_size_query_param: [str(LIMIT_ERROR) % {"max": self.max_page_size}]})
         return size
+
+
+class AfterIdPagination(BasePagination):
+    """The page of a list over shards (`wework.api.views.ShardedListViewSet`): newest first by
+    id, `?after=<id>` (the `next_after` of the previous page: the next page holds ids below it)
+    and `?limit=` as above, answered `{"results": [...], "next_after": id|null}`. The view reads
+    the rows (one keyset query per shard it walks); this class parses the two parameters and
+    describes them and the answer to the OpenAPI schema. `extra_schema` names what a list adds
+    to its answer (the system logs' `day`)."""
+
+    after_query_param = "after"
+    limit_query_param = "limit"
+    extra_schema: dict = {}
+
+    def __init__(self):
+        self.next_after = None
+
+    def page_params(self, request):
+        """(after, limit); a bad value is a 400 under its own name (both at once)."""
+        errors = {}
+        raw_after = (request.query_params.get(self.after_query_param) or "").strip()
+        after = None
+        if raw_after:
+            if raw_after.isdigit():
+                after = int(raw_after)
+            else:
+                errors[self.after_query_param] = [str(AFTER_ERROR)]
+        try:
+            limit = KeysetPagination().get_page_size(request)
+        except exceptions.ValidationError as exc:
+            errors.update(exc.detail)
+            limit = None
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return after, limit
+
+    def get_paginated_response(self, data, **extra):
+        return Response({**extra, "results": data, "next_after": self.next_after})
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": [*self.extra_schema, "results", "next_after"],
+            "properties": {
+                **self.extra_schema,
+                "results": schema,
+                "next_after": {
+                    "type": "integer", "nullable": True,
+                    "description": "Pass it as `after` for the next page; null on the last one.",
+                },
+            },
+        }
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {"name": self.after_query_param, "required": False, "in": "query",
+             "description": "The `next_after` of the previous page (ids below it, newest first).",
+             "schema": {"type": "integer"}},
+            {"name": self.limit_query_param, "required": False, "in": "query",
+             "description": f"Rows per page, 1-{MAX_PAGE_SIZE} (default {KeysetPagination.page_size}).",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}},
+        ]

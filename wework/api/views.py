@@ -11,14 +11,15 @@ apply one after the other instead of the second writing back what the first repl
 import functools
 
 from django.db import transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, viewsets
-from rest_framework.response import Response
 
 from accounts.scoping import model_perm, scope_queryset
-from wework import routers
-from wework.api.pagination import KeysetPagination
+from wework import routers, shards
+from wework.api.filters import PlatformFilterBackend, query_errors, unknown_errors
+from wework.api.pagination import AfterIdPagination
 from wework.api.permissions import PlatformPermission
 
 
@@ -102,34 +103,110 @@ class PlatformModelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
 
 
 # --- Lists over shards ----------------------------------------------------------------------
-# A month of messages, a day of logs, an instance's metrics: newest first by id, `?after=<id>`
-# (the `next_after` of the previous page) and `?limit=` (as on every list), answered as
-# `{"results": [...], "next_after": id|null}` plus what the list adds (its day). The views run
-# their app's FilterSet with `validate_query(..., extra=KEYSET_PARAMS)`, so an unknown or
-# misspelt parameter is a 400 there too.
+# A month of messages, a day of logs, an instance's metrics over weekly shards: tables of
+# millions of rows, read one keyset page at a time (issues 11, 13). ShardedListViewSet is the
+# one list over them: it resolves the shard(s) from the request, runs the app's FilterSet (or
+# the form the admin shares) with unknown parameters refused, scopes the rows and reads
+# `ORDER BY id DESC LIMIT n+1` per shard through `wework.shards.paginate` - no COUNT, no OFFSET,
+# no join: the page costs O(page) whatever the shard's size. Paging: AfterIdPagination.
 
 KEYSET_PARAMS = ("after", "limit")
 
 
-def keyset_page_params(request):
-    """(after, limit) of a list over shards; a bad value is a 400 under its own name."""
-    errors = {}
-    raw_after = (request.query_params.get("after") or "").strip()
-    after = None
-    if raw_after:
-        if raw_after.isdigit():
-            after = int(raw_after)
+class ShardedListViewSet(viewsets.GenericViewSet):
+    """`list` over a sharded model. Subclasses set `base_model`, `serializer_class`, and
+    `filterset_class` (a FilterSet of `base_model`) or `filter_form_class` (a Form whose
+    `lookups()` gives a Q: the system logs share the admin's), and define
+    `shard_scope(request)`: the keyword arguments of `shards.paginate` that choose the shards
+    (`since`/`until` for time shards, `instance_id` for an instance's), raising a 400 or 404 for
+    a bad or hidden choice, or None for one that cannot exist (an empty page); `shard_params` names the parameters it reads. They may narrow the
+    rows (`row_scope(request)`: a Q on the shard's own columns, no join), map the filters
+    otherwise (`page_arguments`) and add to the answer (`page_extra(request, scope)`)."""
+
+    permission_classes = [PlatformPermission]
+    pagination_class = AfterIdPagination
+    # Named for the OpenAPI schema (the FilterSet's parameters); list() runs the FilterSet
+    # itself: a shard model is not the FilterSet's model.
+    filter_backends = [PlatformFilterBackend]
+    base_model = None
+    filterset_class = None
+    filter_form_class = None
+    shard_params: tuple = ()
+    #: Columns, when the rows are read as dicts (then serialized like model rows).
+    page_values = None
+
+    def get_queryset(self):
+        return self.base_model._default_manager.none()
+
+    def shard_scope(self, request) -> dict:
+        raise NotImplementedError
+
+    def row_scope(self, request):
+        return Q()
+
+    def page_extra(self, request, scope) -> dict:
+        return {}
+
+    def read_filters(self, request):
+        """(filters, after, limit): the bound, valid FilterSet (or form), or a 400 naming every
+        bad or unknown parameter and a bad `after` or `limit` at once."""
+        known = {*self.shard_params, *KEYSET_PARAMS}
+        errors = {}
+        if self.filterset_class is not None:
+            filters = self.filterset_class(request.query_params, queryset=self.get_queryset(),
+                                           request=request)
+            errors.update(query_errors(request.query_params, filters, known))
         else:
-            errors["after"] = [str(_("Not an id: pass the next_after of the previous page."))]
-    try:
-        limit = KeysetPagination().get_page_size(request)
-    except exceptions.ValidationError as exc:
-        errors.update(exc.detail)
-        limit = None
-    if errors:
-        raise exceptions.ValidationError(errors)
-    return after, limit
+            filters = self.filter_form_class(request.query_params)
+            errors.update(unknown_errors(request.query_params, {*filters.base_fields, *known}))
+            if not filters.is_valid():
+                errors.update({k: list(v) for k, v in filters.errors.items()})
+        try:
+            after, limit = self.paginator.page_params(request)
+        except exceptions.ValidationError as exc:
+            errors.update(exc.detail)
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return filters, after, limit
+
+    def page_arguments(self, request, scope, filters) -> dict:
+        """The arguments of `shards.paginate` besides the page: the shard choice, and the
+        filters then the row scope applied to each shard's rows."""
+        rows = self.row_scope(request)
+        if self.filterset_class is not None:
+            def apply(qs):
+                return filters.filter_queryset(qs).filter(rows)
+        else:
+            def apply(qs):
+                return qs.filter(filters.lookups()).filter(rows)
+        return {**scope, "filters": apply}
+
+    def list(self, request, *args, **kwargs):
+        scope = self.shard_scope(request)
+        filters, after, limit = self.read_filters(request)
+        if scope is None:  # a shard that cannot exist (a month outside the supported years)
+            page = shards.Page([], None)
+        else:
+            page = shards.paginate(self.base_model, after=after, limit=limit, values=self.page_values,
+                                   **self.page_arguments(request, scope, filters))
+        self.paginator.next_after = page.next_after
+        data = self.get_serializer(page.items, many=True).data
+        return self.paginator.get_paginated_response(data, **self.page_extra(request, scope))
 
 
-def keyset_response(results, next_after, **extra):
-    return Response({**extra, "results": results, "next_after": next_after})
+def form_parameters(form_class, exclude=()):
+    """OpenAPI query parameters of a filter form's fields (a list filtered by a Form)."""
+    from django import forms
+    from drf_spectacular.types import OpenApiTypes
+    from drf_spectacular.utils import OpenApiParameter
+
+    kinds = ((forms.IntegerField, OpenApiTypes.INT), (forms.DateField, OpenApiTypes.DATE),
+             (forms.DateTimeField, OpenApiTypes.DATETIME))
+    params = []
+    for name, field in form_class.base_fields.items():
+        if name in exclude:
+            continue
+        kind = next((k for cls, k in kinds if isinstance(field, cls)), OpenApiTypes.STR)
+        enum = [value for value, _label in getattr(field, "choices", ()) if value != ""] or None
+        params.append(OpenApiParameter(name, kind, enum=enum, description=str(field.label or "")))
+    return params

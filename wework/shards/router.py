@@ -409,6 +409,8 @@ def shard_models(base_model: type[models.Model], since: datetime | None = None,
 def _filtered(qs, filters):
     if filters is None:
         return qs
+    if callable(filters):  # e.g. a FilterSet's filter_queryset, applied to each shard's rows
+        return filters(qs)
     if isinstance(filters, Q):
         return qs.filter(filters)
     return qs.filter(**filters)
@@ -419,6 +421,7 @@ def paginate(base_model: type[models.Model], since: datetime | None = None, unti
              instance_id: int | None = None, values: Sequence[str] | None = None) -> Page:
     """A keyset page, newest first, walking the shards from newest to oldest.
 
+    `filters`: a Q, a dict of lookups, or a callable taking and returning a shard's queryset.
     Each shard is asked for `id < after` (and the id bounds of [since, until) for time shards),
     `ORDER BY id DESC LIMIT n`; the walk stops as soon as the page (plus one look-ahead row) is
     full. No COUNT, no OFFSET.

@@ -99,6 +99,6 @@ def test_a_statement_stopped_at_the_time_limit_is_a_503_never_a_500(rf):
                        "information_schema.columns b, information_schema.columns c")
     assert db_errors.is_statement_timeout(raised.value)
     assert not db_errors.is_unavailable(raised.value)  # never retried as an outage
-    assert outages.outage_code(raised.value) == outages.DATABASE
+    assert outages.outage_code(raised.value) == outages.STATEMENT_TIMEOUT
     response = exception_handler(raised.value, {"request": rf.get("/api/v1/users/")})
     assert response.status_code == 503 and response["Retry-After"]
