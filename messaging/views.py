@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext as _, gettext_lazy
+from django.utils.translation import gettext as _, gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.services.otp import requires_two_factor
@@ -176,7 +176,9 @@ def compose(request):
         if form.is_valid() and account is not None:
             task = _submit(request, form, account)
             if task is not None:
-                done = (_("Sent to %(n)d receivers: follow the progress below.") % {"n": task.target_count}
+                done = (ngettext("Sent to %(n)d receiver: follow the progress below.",
+                                 "Sent to %(n)d receivers: follow the progress below.",
+                                 task.target_count) % {"n": task.target_count}
                         if task.scheduled_time is None else _("Scheduled."))
                 flash.success(request, done)
                 return redirect("messaging:task_detail", pk=task.pk)
