@@ -57,6 +57,8 @@ class Walk:
             if not isinstance(message, str):
                 return str(message)
             text = translation.ngettext(message, plural, n) if plural else translation.gettext(message)
+        if self.lang != "en":
+            assert text not in (message, plural), f"not translated into {self.lang}: {message!r}"
         if n is not None:
             values["n"] = n
         return text % values if values else text
