@@ -76,6 +76,8 @@ def new_page(request, playwright_browser):
     """new_page(locale) → a page in a fresh browser context (its own cookies) speaking `locale`
     (navigator language and Accept-Language). On failure each page's screenshot is saved under
     var/browser-screenshots/."""
+    from playwright.sync_api import Error as PlaywrightError
+
     contexts = []
 
     def factory(locale):
@@ -96,7 +98,7 @@ def new_page(request, playwright_browser):
                 try:
                     page.screenshot(path=str(path), full_page=True)
                     print(f"screenshot: {path} ({page.url})")
-                except Exception as exc:  # a crashed page: say so, keep the test's own failure
+                except PlaywrightError as exc:  # a crashed page: say so, keep the test's own failure
                     print(f"no screenshot of {page.url}: {exc}")
         context.close()
 
