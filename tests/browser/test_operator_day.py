@@ -17,10 +17,11 @@ from django.utils import translation
 from accounts.models import Role
 from accounts.services import otp as otp_services, permissions as perm_services
 from contacts import services as contact_services
-from contacts.models import Contact, WeworkAccount
+from contacts.models import Contact, Group, WeworkAccount
 from instances import services as instance_services
 from instances.models import InstanceStatus
-from messaging.models import MessageTask, TaskStatus
+from messaging.models import Message, MessageTask, TaskStatus
+from messaging.services import templates
 from monitoring.models import AlertRecord
 from simulator.server import Simulator
 from wework import shards
@@ -132,7 +133,10 @@ def world(live_server, celery_worker, settings, drop_shards):
         south = _instance("south", sims[1], operator)
         scoped, scoped_device = _person("scoped")
         perm_services.grant_instance(scoped, south, Role.objects.get(name="operator"))
-        yield {"operator": (operator, operator_device), "scoped": (scoped, scoped_device),
+        template = templates.save_template(operator, {
+            "name": "Offer", "message_type": "text", "content": "{{ offer }} for {{ receiver_name }}",
+            "variables": [{"name": "offer", "label": "Offer"}]})
+        yield {"operator": (operator, operator_device), "scoped": (scoped, scoped_device), "template": template,
                "north": north, "south": south, "sims": sims, "url": live_server.url}
     finally:
         for sim in sims:
@@ -219,6 +223,35 @@ def test_operator_day(world, new_page, lang):
              timeout=30, what="every message type sent")
     me.go(f"/messaging/tasks/{tasks.get(task_name=f'{lang}-location').pk}/")
     assert "outcome-all_sent" in me.page.get_attribute("#p-outcome", "class")
+
+    # 4b. a template: picking it shows its text and asks for its variable, one input
+    me.go(f"/messaging/compose/?account={account.pk}")
+    me.page.check(f"input[name=contacts][value='{wxids[8]}']")
+    me.page.select_option("#id_template", str(world["template"].pk))
+    assert me.text("#template-text") == "{{ offer }} for {{ receiver_name }}"
+    me.see(me.t("required"), selector="#template-variables")
+    me.page.fill("#tvar-offer", "Two for one")
+    me.page.fill("#id_task_name", f"{lang}-template")
+    me.page.click(".submit-row [type=submit]")
+    me.page.wait_for_selector("#task-progress")
+    assert MessageTask.objects.get(task_name=f"{lang}-template").template_variables == {"offer": "Two for one"}
+
+    # 4c. @ a member picked from the group chat's member list
+    group = shards.for_instance(Group, north.pk).filter(account=account).order_by("group_name").first()
+    me.go(f"/messaging/compose/?account={account.pk}")
+    me.page.check(f"input[name=groups][value='{group.group_wxid}']")
+    first = me.page.locator("#member-picker-members input").first
+    member = first.get_attribute("value")
+    first.check()
+    assert me.page.input_value("#id_at_members") == member
+    me.page.fill("#id_text", "Meeting at three")
+    me.page.fill("#id_task_name", f"{lang}-at")
+    me.page.click(".submit-row [type=submit]")
+    me.page.wait_for_selector("#task-progress")
+    at_task = MessageTask.objects.get(task_name=f"{lang}-at")
+    wait_for(lambda: MessageTask.objects.get(pk=at_task.pk).success_count == 1, what="the @ message sent")
+    receiver = at_task.receivers.get()
+    assert shards.get(Message, receiver.message_id).at_members == [member]
 
     # 5. a broadcast to 8 contacts, confirmed, paused, resumed and cancelled
     me.go(f"/messaging/compose/?account={account.pk}")
