@@ -53,10 +53,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def playwright_browser():
     """Headless chromium (Debian's, through executable_path; Playwright's own download is not
-    used). Missing: the suite fails with what to run."""
+    used). Missing: the suite fails with what to run, before anything else is set up."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup-browser (as root, it installs chromium).",
                     pytrace=False)
