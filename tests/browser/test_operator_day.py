@@ -313,6 +313,16 @@ def test_operator_day(world, new_page, lang):
     assert me.page.locator("#alert-badge .alert-badge-count").count() == 0
     assert alert.alert_title not in me.text("#dashboard")
 
+    # 6b. the other pages of the day open in the browser's language, without an error
+    for path in ("/messaging/", f"/messaging/tasks/{task.pk}/", "/admin/monitoring/alertrecord/",
+                 "/admin/monitoring/alertrule/", "/admin/messaging/messagetemplate/add/",
+                 f"/admin/contacts/contact/?instance={north.pk}", f"/admin/contacts/group/?instance={north.pk}",
+                 f"/admin/contacts/groupmember/?instance={north.pk}", "/admin/messaging/message/",
+                 f"/admin/instances/weworkinstance/{north.pk}/change/", "/admin/accounts/user/"):
+        me.go(path)
+        assert me.page.get_attribute("html", "lang") == lang, path
+        assert me.page.locator("#header").count() == 1, path
+
     # 7. a page that does not exist: the admin's frame, in the browser's language
     response = me.page.goto(world["url"] + "/admin/no-such-page-here/")
     assert response.status == 404
