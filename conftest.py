@@ -14,6 +14,10 @@ pytest_plugins = ["wework.testing.fixtures", "wework.testing.instances"]
 # Tests on real topologies (a lagging replica, a Galera cluster behind HAProxy) run only in
 # their own session, started by scripts/test-topology with the servers scripts/services starts.
 collect_ignore = [] if os.environ.get("WEWORK_TOPOLOGY") else ["tests/topology"]
+# The browser suite (chromium, a Celery worker, a live server) runs only when asked:
+# scripts/test-browser sets WEWORK_BROWSER=1 (.ci/run has a section of its own).
+if os.environ.get("WEWORK_BROWSER") not in ("1", "true", "yes"):
+    collect_ignore.append("tests/browser")
 
 
 def _require_services():

@@ -11,14 +11,14 @@ from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext as _, gettext_lazy
+from django.utils.translation import gettext as _, gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.services.otp import requires_two_factor
-from contacts.models import Contact, Group, WeworkAccount
+from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from wework import shards
 
-from . import pacing, permissions
+from . import content as content_mod, pacing, permissions, rendering
 from .errors import MessagingInvalid, SendPermissionDenied, error_messages
 from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm, PreviewForm
 from .models import MessageTask, TaskStatus
@@ -176,7 +176,9 @@ def compose(request):
         if form.is_valid() and account is not None:
             task = _submit(request, form, account)
             if task is not None:
-                done = (_("Sent to %(n)d receivers: follow the progress below.") % {"n": task.target_count}
+                done = (ngettext("Sent to %(n)d receiver: follow the progress below.",
+                                 "Sent to %(n)d receivers: follow the progress below.",
+                                 task.target_count) % {"n": task.target_count}
                         if task.scheduled_time is None else _("Scheduled."))
                 flash.success(request, done)
                 return redirect("messaging:task_detail", pk=task.pk)
@@ -185,9 +187,54 @@ def compose(request):
                            groups=groups)
     return render(request, "messaging/compose.html", _ctx(
         request, title=_("Send a message"), form=form, account=account, search=search,
+        template_data=_template_data(form),
+        members_url=reverse("messaging:compose_members"),
         type_fields=TYPE_FIELDS, content_fields=CONTENT_FIELDS, choices_limit=CHOICES_LIMIT,
         truncated=len(contacts) >= CHOICES_LIMIT or len(groups) >= CHOICES_LIMIT,
     ))
+
+
+@page
+def group_members(request):
+    """The members of one group chat of an account the user may send from, for the compose
+    page's @ picker: {"group", "members": [{"wxid", "name"}], "truncated"}. The account itself
+    is left out (it cannot @ itself)."""
+    account = {str(a.pk): a for a in _account_choices(request)}.get(request.GET.get("account", ""))
+    group_wxid = request.GET.get("group", "")
+    if account is None or not group_wxid:
+        raise Http404
+    group = shards.for_instance(Group, account.instance_id).filter(
+        account_id=account.pk, group_wxid=group_wxid).first()
+    if group is None:
+        raise Http404
+    rows = list(shards.for_instance(GroupMember, account.instance_id).filter(group_id=group.pk)
+                .exclude(member_wxid=account.wxid).order_by("member_nickname", "member_wxid")
+                .values_list("member_wxid", "member_nickname", "group_nickname")[:CHOICES_LIMIT + 1])
+    return JsonResponse({
+        "group": group.group_name or group.group_wxid,
+        "members": [{"wxid": w, "name": g or n or w} for w, n, g in rows[:CHOICES_LIMIT]],
+        "truncated": len(rows) > CHOICES_LIMIT,
+    })
+
+
+def _template_data(form):
+    """What the compose page shows when a template is picked: its text (placeholders as
+    written) and its declared variables, one input each ({pk: {...}}, for the page's script)."""
+    data = {}
+    for template in form.fields["template"].queryset[:CHOICES_LIMIT]:
+        try:
+            declarations = rendering.normalize_declarations(template.variables)
+            text = template.content if template.message_type == "text" else content_mod.summary(
+                template.message_type, content_mod.parse_content(template.message_type, template.content))
+        except MessagingInvalid:  # saved before today's checks: picked, it is refused with a reason
+            declarations, text = [], ""
+        data[str(template.pk)] = {
+            "type": str(template.get_message_type_display()), "text": text,
+            "variables": [{"name": d["name"], "label": d["label"] or d["name"], "required": bool(d["required"]),
+                           "default": "" if d["default"] is None else str(d["default"])}
+                          for d in declarations if d["name"] not in rendering.BUILTIN_VARIABLES],
+        }
+    return data
 
 
 def _compose_initial(request, account_id):

@@ -338,6 +338,13 @@ class Dispatcher:
                     self.flush(outcomes)
                     outcomes.clear()
                 self.wait(res.wait_s)
+                # The operator may have paused or cancelled the task while this run waited for
+                # its slot (up to the task's send interval): nothing more goes out after that.
+                if not self.still_running():
+                    self.release(remaining, outcomes)
+                    self.flush(outcomes)
+                    outcomes.clear()
+                    return "stopped"
             return None
         self.release(remaining, outcomes)
         self.flush(outcomes)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from django.db.models import Count, F
 from django.utils import formats, timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, ngettext
 
 from contacts.models import WeworkAccount
 from instances.models import WeworkInstance
 
-from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+from wework import shards
+
+from ..models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, SendStatus, TaskStatus
 
 COUNTER_FIELDS = ("target_count", "success_count", "fail_count", "progress")
+#: Receivers in "sending" looked at to tell the ones handed to the instance from the ones only
+#: claimed (a dispatcher claims up to CLAIM_BATCH at a time); more than this read as claimed.
+IN_FLIGHT_SCAN = 2000
 
 
 def receiver_counts(task_id: int) -> dict[int, int]:
@@ -62,11 +67,14 @@ def task_outcome(status: int, counts: dict[int, int]) -> tuple[str, str]:
         return Outcome.PAUSED, _("Paused: %(sent)d of %(total)d sent so far.") % figures
     if status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
         if failed and not sent:
-            return Outcome.ALL_FAILED, _("Nothing was sent: all %(failed)d receivers failed.") % figures
+            return Outcome.ALL_FAILED, ngettext("Nothing was sent: the %(failed)d receiver failed.",
+                                                "Nothing was sent: all %(failed)d receivers failed.",
+                                                failed) % figures
         if failed:
             return Outcome.PARTLY_FAILED, _("Finished with failures: %(sent)d of %(total)d sent, "
                                             "%(failed)d failed.") % figures
-        return Outcome.ALL_SENT, _("Finished: all %(sent)d receivers sent.") % figures
+        return Outcome.ALL_SENT, ngettext("Finished: %(sent)d receiver sent.",
+                                          "Finished: all %(sent)d receivers sent.", sent) % figures
     return Outcome.IN_PROGRESS, _("Sending: %(sent)d of %(total)d sent, %(failed)d failed.") % figures
 
 
@@ -79,9 +87,25 @@ def retry_state(task_id: int) -> tuple[int, str | None]:
     return waiting.count(), next(iter(newest), None)
 
 
+def in_flight(task_id: int, sending: int) -> int:
+    """Receivers handed to the instance whose outcome is awaited (their message is "sending"),
+    out of the task's `sending` receivers: the others are only claimed by a dispatcher and wait
+    for their turn (pacing), so the page counts them as waiting, not in flight."""
+    if not sending:
+        return 0
+    ids = list(MessageReceiver.objects.filter(task_id=task_id, send_status=RS.SENDING)
+               .exclude(message_id=None).values_list("message_id", flat=True)[:IN_FLIGHT_SCAN])
+    return sum(model._base_manager.filter(pk__in=group, send_status=SendStatus.SENDING).count()
+               for model, group in shards.group_ids_by_shard(Message, ids).items())
+
+
 def task_progress(task: MessageTask) -> dict:
-    """The JSON the progress bar polls."""
+    """The JSON the progress bar polls. `sending` counts the receivers really in flight (handed
+    to the instance, outcome awaited); receivers a dispatcher claimed but has not sent yet are
+    `pending`, like the ones not claimed."""
     counts = receiver_counts(task.pk)
+    claimed = counts.get(RS.SENDING, 0)
+    flying = in_flight(task.pk, claimed)
     outcome, outcome_text = task_outcome(task.status, counts)
     retrying, last_error = retry_state(task.pk)
     return {
@@ -91,8 +115,8 @@ def task_progress(task: MessageTask) -> dict:
         "target_count": task.target_count,
         "success_count": task.success_count,
         "fail_count": task.fail_count,
-        "pending": counts.get(RS.PENDING, 0),
-        "sending": counts.get(RS.SENDING, 0),
+        "pending": counts.get(RS.PENDING, 0) + claimed - flying,
+        "sending": flying,
         "skipped": counts.get(RS.SKIPPED, 0),
         "progress": float(task.progress),
         "outcome": outcome,

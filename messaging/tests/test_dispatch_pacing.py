@@ -80,3 +80,25 @@ def test_paced_sends_wait_on_the_clock(world, sim, fast, clock):
     assert [s for s in clock.slept if s >= 1] == [2.0, 2.0]  # the second and third sends waited
     task.refresh_from_db()
     assert task.success_count == 3
+
+
+def test_a_pause_during_the_wait_for_a_slot_sends_nothing_more(world, sim, fast, clock):
+    """The browser walk paused a broadcast (1 s between receivers) and one more message went out:
+    the run slept for its next slot, then sent without looking at the task again. Now a task
+    paused during that wait stops before the send."""
+    fast.update({"MIN_INTERVAL_S": 2.0, "ACK_WAIT_S": 3600})
+    pacing.pacer().reset(world.account.pk)
+    task = make_task(world, message_type="text", content="x", receivers=world.contacts[:3], start=False)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    sleep = clock.sleep
+
+    def pause_while_waiting(seconds):
+        if seconds >= 1:  # the wait for the second receiver's slot
+            MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.PAUSED)
+        sleep(seconds)
+
+    clock.sleep = pause_while_waiting
+    assert worker.run(task.pk, clock=clock) == "stopped"
+    task.refresh_from_db()
+    assert task.success_count == 1
+    assert task.receivers.filter(send_status=RS.PENDING).count() == 2

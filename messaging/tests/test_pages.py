@@ -35,6 +35,8 @@ def test_compose_lists_account_contacts_and_sends_one(browser, world, sim):
     task = MessageTask.objects.get()
     assert r["Location"] == reverse("messaging:task_detail", args=[task.pk])
     assert task.task_type == "single" and task.status == TaskStatus.COMPLETED
+    # one receiver is one receiver (it read "Sent to 1 receivers")
+    assert "Sent to 1 receiver: follow the progress below." in browser.get(r["Location"]).content.decode()
 
 
 def test_compose_broadcast_to_picked_and_filtered(browser, world, sim):

@@ -79,3 +79,28 @@ def test_retries_and_their_last_error_show_while_the_task_runs(browser, world):
     assert p["outcome"] == counters.Outcome.IN_PROGRESS and p["fail_count"] == 0
     page = browser.get(reverse("messaging:task_detail", args=[task.pk])).content.decode()
     assert "The instance did not answer." in page
+
+
+def test_in_flight_counts_only_receivers_handed_to_the_instance(browser, world):
+    """A dispatcher claims a batch and sends it one by one (pacing): the claimed receivers not
+    sent yet are waiting, not "in flight"; only those whose message was handed over and awaits
+    its outcome are."""
+    task, rows = _task(world, 5)
+    now = timezone.now()
+    for row, status in zip(rows[:4], (SendStatus.SENDING, SendStatus.PENDING, SendStatus.PENDING, SendStatus.PENDING)):
+        message = shards.create(Message, account_id=world.account.pk, chat_type=1, chat_wxid=row.receiver_wxid,
+                                message_type="text", message_content="x", send_status=status, task_id=task.pk,
+                                created_at=now)
+        MessageReceiver.objects.filter(pk=row.pk).update(send_status=RS.SENDING, message_id=message.pk)
+    p = browser.get(reverse("messaging:task_progress", args=[task.pk])).json()
+    assert p["sending"] == 1  # handed over, its acknowledgement awaited
+    assert p["pending"] == 4  # three claimed but not sent yet, one not claimed
+    page = browser.get(reverse("messaging:task_detail", args=[task.pk])).content.decode()
+    assert '<span id="p-sending">1</span>' in page and 'style="width:20.0%"' in page
+
+
+def test_one_receiver_reads_in_the_singular():
+    counts = {RS.SUCCESS: 1}
+    assert counters.task_outcome(TaskStatus.COMPLETED, counts)[1] == "Finished: 1 receiver sent."
+    assert counters.task_outcome(TaskStatus.FAILED, {RS.FAILED: 1})[1] == "Nothing was sent: the 1 receiver failed."
+    assert counters.task_outcome(TaskStatus.COMPLETED, {RS.SUCCESS: 3})[1] == "Finished: all 3 receivers sent."

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from instances.models import WeworkInstance
 from monitoring.models import OPEN_STATUSES, AlertLevel, AlertRecord, AlertRule, AlertStatus
+from monitoring.services.dashboard import alerts_changed
 from monitoring.tasks import notify_alert
 from wework import shards
 from wework.errors import ConflictError
@@ -137,6 +138,7 @@ def fire_alert(rule_name: str, *, source_type: str, source_id: Any, title: Text 
             status=AlertStatus.ACTIVE,
             **values,
         )
+        transaction.on_commit(alerts_changed)
         if notify and _should_notify(rule, record):
             transaction.on_commit(lambda: _enqueue_notification(record.pk))
     logger.warning("alert fired: %s (%s %s): %s", rule_name, source_type, source_id, title_text,
@@ -178,6 +180,8 @@ def resolve_alert(rule_name: str, *, source_type: str, source_id: Any,
             record.resolved_comment = comment
             record.save(update_fields=["status", "resolved_at", "resolved_by",
                                        "resolved_comment", "updated_at"])
+        if records:
+            transaction.on_commit(alerts_changed)
     if records:
         logger.info("alert resolved: %s (%s %s) x%d", rule_name, source_type, source_id,
                     len(records), extra={"action": "alert_resolved"})
@@ -205,6 +209,7 @@ def acknowledge(record: AlertRecord, user: User, comment: str = "") -> AlertReco
         record.acknowledged_comment = comment or None
         record.save(update_fields=["status", "acknowledged_by", "acknowledged_at",
                                    "acknowledged_comment", "updated_at"])
+        transaction.on_commit(alerts_changed)
     return record
 
 
@@ -220,5 +225,6 @@ def resolve(record: AlertRecord, user: User, comment: str = "") -> AlertRecord:
         record.resolved_comment = comment or None
         record.save(update_fields=["status", "resolved_by", "resolved_at", "resolved_comment",
                                    "updated_at"])
+        transaction.on_commit(alerts_changed)
         _notify_resolution([record])
     return record

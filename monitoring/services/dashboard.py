@@ -24,6 +24,18 @@ from wework import shards
 from wework.i18n import render_data
 
 DASHBOARD_CACHE_KEY = "monitoring:dashboard:v1"
+# Bumped whenever an alert opens, is acknowledged or resolved: the cached figures of every scope
+# (dashboard and header badge) are then stale at once, so the badge and the dashboard's alert
+# card never disagree with each other or lag an alert by the cache's 15 s.
+ALERTS_VERSION_KEY = f"{DASHBOARD_CACHE_KEY}:alerts-version"
+
+
+def alerts_changed() -> None:
+    """An alert opened, was acknowledged or resolved (call after the commit)."""
+    try:
+        cache.incr(ALERTS_VERSION_KEY)
+    except ValueError:  # not there yet (or evicted): a fresh version
+        cache.set(ALERTS_VERSION_KEY, 1, None)
 #: Either permission shows the dashboard (figures of the instances it covers).
 DASHBOARD_PERMISSIONS = ("monitoring.view_alertrecord", "instances.view_weworkinstance")
 ALERT_PERMISSION = "monitoring.view_alertrecord"
@@ -47,14 +59,15 @@ class DashboardScope:
         return self.instance_ids is None
 
     def cache_key(self, language):
+        prefix = f"{DASHBOARD_CACHE_KEY}:{cache.get(ALERTS_VERSION_KEY) or 0}"
         if self.is_global:
-            return f"{DASHBOARD_CACHE_KEY}:{language}"
+            return f"{prefix}:{language}"
         # One entry per scope (the figures depend on nothing else): users with the same
         # grants share it, users with other grants never see it.
         described = "i:{};a:{}".format(",".join(map(str, sorted(self.instance_ids))),
                                        ",".join(map(str, sorted(self.alert_instance_ids))))
         digest = hashlib.sha256(described.encode()).hexdigest()[:32]
-        return f"{DASHBOARD_CACHE_KEY}:scope:{digest}:{language}"
+        return f"{prefix}:scope:{digest}:{language}"
 
 
 def dashboard_scope(user) -> DashboardScope | None:

@@ -327,3 +327,22 @@ def test_every_admin_page_shows_the_open_alerts_badge_to_those_who_may_see_alert
     assert services.open_alert_count(UserFactory(is_superuser=True)) == 2
     # a user who may not read alerts gets no badge (and no count)
     assert services.open_alert_count(UserFactory()) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_badge_and_dashboard_follow_an_alert_at_once_despite_the_cache():
+    """The header's badge and the dashboard's alert card are cached for 15 s; an alert that
+    opens or closes makes both stale at once, so they never disagree (the browser walk saw the
+    dashboard list an alert while the badge said none)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    admin = UserFactory(is_superuser=True)
+    assert services.open_alert_count(admin) == 0 and services.dashboard_for(admin)["active_alert_total"] == 0
+    record, _created = services.fire_alert("a", source_type="instance", source_id="1", title="t", message="m")
+    assert services.open_alert_count(admin) == 1
+    assert services.dashboard_for(admin)["active_alert_total"] == 1
+    services.acknowledge(record, admin, "looking")
+    services.resolve_alert("a", source_type="instance", source_id="1")
+    assert services.open_alert_count(admin) == 0
+    assert services.dashboard_for(admin)["active_alert_total"] == 0
