@@ -30,3 +30,10 @@ class KeysetPagination(CursorPagination):
             raise exceptions.ValidationError(
                 {self.page_size_query_param: [str(LIMIT_ERROR) % {"max": self.max_page_size}]})
         return size
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter.get("name") == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        return parameters
