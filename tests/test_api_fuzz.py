@@ -8,8 +8,9 @@ its detail, update and delete). Two callers: a super administrator, and an opera
 on one instance only (its answers: 403/404 for the other instance's rows, documented). The
 application runs in-process (WSGI) inside the test's transaction, on MariaDB in CI.
 
-The number of examples is kept small (a minute or two in all): FUZZ_EXAMPLES raises it for a
-deeper run (`FUZZ_EXAMPLES=200 scripts/test tests/test_api_fuzz.py`).
+The number of examples is kept small (about a minute and a half in all on MariaDB): FUZZ_EXAMPLES
+(per operation), FUZZ_SCENARIOS and FUZZ_STEPS raise it for a deeper run
+(`FUZZ_EXAMPLES=200 FUZZ_SCENARIOS=500 scripts/test tests/test_api_fuzz.py`).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from accounts.services import permissions as perm_services
 from instances.tests.factories import WeworkInstanceFactory
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
-STEPS = int(os.environ.get("FUZZ_STEPS", "6"))
+SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "25"))
+STEPS = int(os.environ.get("FUZZ_STEPS", "8"))
 #: Operations that end the caller's own session: called, they would turn every later call into
 #: a 401 (which the schema documents, so they stay in the schema but not in the run).
 SELF_ENDING = [("POST", "/api/v1/auth/logout"), ("DELETE", "/api/v1/auth/sessions/{id}/")]
@@ -104,8 +106,8 @@ def _schema(app, user):
     return schema
 
 
-def _settings(**extra):
-    return settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+def _settings(examples=EXAMPLES, **extra):
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
                     **extra)
 
@@ -133,7 +135,7 @@ def _run_stateful(schema):
     machine = schema.as_state_machine()  # infers the links between operations first
     transitions = schema.statistic.transitions
     assert transitions.total >= 10, f"only {transitions.total} links: the scenarios would be single calls"
-    machine.run(settings=_settings(stateful_step_count=STEPS))
+    machine.run(settings=_settings(SCENARIOS, stateful_step_count=STEPS))
     return transitions.total
 
 

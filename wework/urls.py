@@ -33,4 +33,5 @@ urlpatterns = [
 ]
 
 handler403 = "wework.error_pages.permission_denied"
+handler404 = "wework.error_pages.page_not_found"
 handler500 = "wework.middleware.server_error"
