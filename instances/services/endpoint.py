@@ -150,6 +150,8 @@ def apply(instance, *, values: dict, token=None, webhook_secret=None, actor=None
             elif value != old.get(name):
                 result.changed.append(name)
                 setattr(instance, name, value)
+        if instance.proxy_host and not instance.proxy_port:
+            raise ValidationError({"proxy_port": [_("A proxy needs its port.")]})
         if instance.pk:
             instance.updated_at = timezone.now()
             WeworkInstance.all_objects.filter(pk=instance.pk).update(

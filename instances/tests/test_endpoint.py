@@ -282,3 +282,17 @@ def _sudo_request(user):
     request.user = user
     request.session = {otp_services.SUDO_SESSION_KEY: int(time.time())}
     return request
+
+
+def test_a_bad_endpoint_is_a_400_with_the_fields_message(registered, admin_user, otp):
+    from wework.testing.fixtures import api_client_for
+
+    client = api_client_for(admin_user)
+    code = totp_code(otp.enroll(admin_user))
+    url = f"/api/v1/instances/{registered.pk}/endpoint/"
+    response = client.post(url, {"api_url": "ftp://x", "proxy_host": "proxy.lan"}, format="json",
+                           HTTP_X_OTP_CODE=code)
+    assert response.status_code == 400, response.content
+    assert {"api_url", "proxy_port"} & set(response.json())
+    assert _config(registered, "api_token") == TOKEN  # nothing changed
+    assert client.post(url, {}, format="json", HTTP_X_OTP_CODE=code).status_code in (400, 403)
