@@ -30,8 +30,8 @@ from accounts.tests.factories import UserFactory
 from accounts.services import permissions as perm_services
 from instances.tests.factories import WeworkInstanceFactory
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
-SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "25"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
+SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "15"))
 STEPS = int(os.environ.get("FUZZ_STEPS", "8"))
 #: Operations that end the caller's own session: called, they would turn every later call into
 #: a 401 (which the schema documents, so they stay in the schema but not in the run).
