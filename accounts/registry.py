@@ -46,6 +46,8 @@ def actions():
 
 register("instances.restart_instance", _("Restart instances"), "weworkinstance", True)
 register("instances.push_config", _("Push configuration to instances"), "weworkinstance", True)
+register("instances.change_endpoint", _("Change where instances' secrets are sent (API URL, proxy)"),
+         "weworkinstance", description=_("Needs sudo mode; never granted on a single instance."))
 register("contacts.sync_contacts", _("Synchronise contacts and groups"), "weworkaccount", True)
 register("contacts.login_account", _("Log WeCom accounts in and out"), "weworkaccount", True)
 register("messaging.send_message", _("Send messages"), "message", True)

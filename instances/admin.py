@@ -10,6 +10,7 @@ from django.utils.translation import ngettext
 
 from accounts import scoping
 from accounts.scoping import has_global_perm
+from instances.services import endpoint as endpoint_service
 from wework import shards
 from wework.admin import PlatformModelAdmin, SoftDeleteAdminMixin, confirm_action
 
@@ -22,10 +23,11 @@ from .models import (
     WeworkInstance,
 )
 
-#: Where the platform sends an instance's API token and webhook secret: changing them needs the
-#: change permission on every instance and sudo mode (see WeworkInstanceAdmin.change_view).
+#: Where the platform sends an instance's API token and webhook secret: changing them goes
+#: through instances.services.endpoint (its permission, sudo mode, re-keying, audit), and so
+#: does giving a token (see WeworkInstanceAdmin.change_view and save_model).
 ENDPOINT_FIELDS = ("api_url", "proxy_host", "proxy_port", "proxy_username", "proxy_password",
-                   "clear_proxy_password")
+                   "clear_proxy_password", "token")
 
 
 class WeworkInstanceForm(forms.ModelForm):
@@ -41,6 +43,13 @@ class WeworkInstanceForm(forms.ModelForm):
     )
     clear_proxy_password = forms.BooleanField(label=_("clear the proxy password"),
                                               required=False)
+    token = forms.CharField(
+        label=_("API token"), required=False, max_length=500,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("The instance's token at its address. Moving an instance (API URL, proxy) "
+                    "withholds the stored token until its token at the new address is given "
+                    "here."),
+    )
 
     class Meta:
         model = WeworkInstance
@@ -85,13 +94,23 @@ class WeworkInstanceForm(forms.ModelForm):
     def clean_proxy_port(self):
         return self._positive("proxy_port", 1, 65535)
 
+    def endpoint_values(self):
+        """The endpoint values of this form for instances.services.endpoint."""
+        data = self.cleaned_data
+        password = "" if data.get("clear_proxy_password") else (data.get("proxy_password") or None)
+        return {"api_url": data.get("api_url"), "proxy_host": data.get("proxy_host"),
+                "proxy_port": data.get("proxy_port"), "proxy_username": data.get("proxy_username"),
+                "proxy_password": password}
+
     def endpoint_changes(self):
-        """The ENDPOINT_FIELDS this form changes on an existing instance."""
+        """The endpoint fields (and the token) this form changes on an existing instance."""
         if self.instance.pk is None:
-            return []
+            return ["token"] if self.cleaned_data.get("token") else []
         changed = [name for name in ENDPOINT_FIELDS[:4] if name in self.changed_data]
         if self.cleaned_data.get("proxy_password") or self.cleaned_data.get("clear_proxy_password"):
             changed.append("proxy_password")
+        if self.cleaned_data.get("token"):
+            changed.append("token")
         return changed
 
     def clean(self):
@@ -99,16 +118,15 @@ class WeworkInstanceForm(forms.ModelForm):
         if not self.may_move_endpoint:
             for name in self.endpoint_changes():
                 self.add_error(name if name in self.fields else None, _(
-                    "Changing where the instance's API token and webhook secret are sent needs the "
-                    "permission to change every instance; ask an administrator."))
+                    "Changing where an instance's API token and webhook secret are sent needs the "
+                    "permission to change instance endpoints (a role); ask an administrator."))
         return cleaned
 
     def save(self, commit=True):
         instance = super().save(commit=False)
-        if self.cleaned_data.get("clear_proxy_password"):
-            instance.proxy_password_encrypted = None
-        elif self.cleaned_data.get("proxy_password"):
-            instance.proxy_password_encrypted = self.cleaned_data["proxy_password"]
+        if instance.pk is None:  # a new instance holds no secret yet: its address is set here
+            if self.cleaned_data.get("proxy_password"):
+                instance.proxy_password_encrypted = self.cleaned_data["proxy_password"]
         if commit:
             instance.save()
         return instance
@@ -159,8 +177,15 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         # An instance grant lets an operator edit the instance, not send its secrets elsewhere.
-        form.may_move_endpoint = has_global_perm(request.user, self._perm("change"))
+        form.may_move_endpoint = endpoint_service.may_change_endpoint(request.user)
         return form
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if request.method == "POST" and request.POST.get("token"):
+            redirect = self.sudo_redirect(request)
+            if redirect is not None:
+                return redirect
+        return super().add_view(request, form_url, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "POST" and self._moves_endpoint(request, object_id):
@@ -178,7 +203,8 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
             posted = (request.POST.get(name) or "").strip()
             if posted != str(getattr(obj, name) or ""):
                 return True
-        return bool(request.POST.get("proxy_password") or request.POST.get("clear_proxy_password"))
+        return bool(request.POST.get("proxy_password") or request.POST.get("clear_proxy_password")
+                    or request.POST.get("token"))
 
     def has_add_permission(self, request):
         # A new instance is outside every instance grant: adding one needs the permission on
@@ -186,14 +212,41 @@ class WeworkInstanceAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
         return has_global_perm(request.user, self._perm("add"))
 
     def save_model(self, request, obj, form, change):
+        moves = form.endpoint_changes()
         if not change:
             obj.created_by = obj.created_by if obj.created_by_id else request.user
             if not obj.instance_uuid:
                 obj.instance_uuid = shards.new_uuid()
+        else:
+            # The endpoint is written by its service below, never by the ordinary save.
+            stored = WeworkInstance.all_objects.get(pk=obj.pk)
+            for column in ("api_url", "proxy_host", "proxy_port", "proxy_username",
+                           "proxy_password_encrypted"):
+                setattr(obj, column, getattr(stored, column))
         super().save_model(request, obj, form, change)
         if not obj.webhook_url:
             obj.webhook_url = services.webhook_url(obj)
             obj.save(update_fields=["webhook_url", "updated_at"])
+        if moves:
+            result = endpoint_service.change_endpoint(
+                obj, user=request.user, request=request, token=form.cleaned_data.get("token") or None,
+                via="admin", **form.endpoint_values())
+            self._report_endpoint(request, result)
+
+    def _report_endpoint(self, request, result):
+        if result.rekeyed:
+            self.message_user(request, _("The instance moved: its webhook secret was replaced."),
+                              messages.INFO)
+        if result.token_withheld or (result.moved and not result.token_given):
+            self.message_user(request, _(
+                "The platform sends the instance no secret until its API token at the new address "
+                "is given (the API token field)."), messages.WARNING)
+        if result.pushed:
+            self.message_user(request, _("Configuration pushed to the instance at its new address."),
+                              messages.SUCCESS)
+        elif result.push_error:
+            self.message_user(request, _("The configuration push failed: %(error)s")
+                              % {"error": result.push_error}, messages.ERROR)
 
     @admin.action(description=_("Restart the selected instances"))
     def restart_selected(self, request, queryset):
@@ -250,6 +303,10 @@ class InstanceConfigForm(forms.ModelForm):
                 self.add_error("value", exc)
         if self.instance.pk and self.instance.is_system:
             raise ValidationError(_("System configuration is managed by the platform."))
+        if not self.instance.pk and data.get("config_key") in services.RESERVED_KEYS:
+            self.add_error("config_key", _(
+                "This key is the platform's own (the instance's secrets and where they go); set "
+                "it through the instance's endpoint."))
         return data
 
     def save(self, commit=True):

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import httpx
 
-from instances import protocol
+from instances import binding, protocol
 from instances.exceptions import (
     InstanceAuthError,
     InstanceError,
@@ -117,12 +117,22 @@ def instance_credentials(instance):
     from instances.models import InstanceConfig  # here: keeps this module Django-free
     from wework.db.fields import field_cipher
 
-    rows = InstanceConfig.objects.filter(instance=instance, config_key__in=wanted)
+    rows = InstanceConfig.objects.filter(instance=instance,
+                                         config_key__in=(*wanted, binding.BINDING_KEY))
+    bound = None
     for row in rows:
         value = row.config_value
+        if row.config_key == binding.BINDING_KEY:
+            bound = value
+            continue
         if value and row.is_encrypted:
             value = field_cipher().decrypt(value.encode("ascii")).decode("utf-8")
         found[row.config_key] = value
+    if (found[CONFIG_API_TOKEN] or found[CONFIG_WEBHOOK_SECRET]) and not binding.is_bound(instance, bound):
+        # The secrets were given for another address (instances.binding): none leaves.
+        logger.warning("instance %s: its secrets are not bound to its address; withheld",
+                       getattr(instance, "pk", None))
+        found[CONFIG_API_TOKEN] = found[CONFIG_WEBHOOK_SECRET] = None
     return found
 
 
@@ -561,8 +571,14 @@ class InstanceClient:
                 )
         return data
 
+    @classmethod
+    def _error_without_envelope(cls, response):
+        exc = cls._classify_without_envelope(response)
+        exc.without_envelope = True  # users read the transport sentence (exceptions.is_transport)
+        return exc
+
     @staticmethod
-    def _error_without_envelope(response):
+    def _classify_without_envelope(response):
         status = response.status_code
         text = f"HTTP {status} without a protocol envelope"
         if status in (401, 403):

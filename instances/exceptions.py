@@ -73,6 +73,8 @@ class InstanceError(Exception):
     code = ErrorCode.INTERNAL
     #: True when the same call may succeed later without any change (transport, 5xx, 429).
     transient = False
+    #: True when the answer was not the protocol's (no envelope: any HTTP service answers so).
+    without_envelope = False
 
     def __init__(self, message="", *, code=None, status=None, retry_after_s=None, command=None, details=None):
         self.message = str(message) or self.__class__.__name__
@@ -89,8 +91,22 @@ class InstanceError(Exception):
         return f"{prefix}[{self.code}] {self.message}"
 
     @property
+    def is_transport(self):
+        """The instance was not heard (refused, silent, or something else answered): users are
+        told one thing for all of these, so that an address's answer does not tell them what
+        listens there (issue 12)."""
+        return self.code in TRANSPORT_CODES or self.without_envelope
+
+    @property
+    def public_code(self):
+        """The code users and API clients see: `unreachable` for every transport failure."""
+        return ErrorCode.UNREACHABLE if self.is_transport else self.code
+
+    @property
     def user_message(self):
         """What users read, translated into the active language (see the module docstring)."""
+        if self.is_transport:
+            return str(TRANSPORT_MESSAGE)
         detail = self.message if self.message != self.__class__.__name__ else None
         return user_message_for(self.code, detail, self.retry_after_s)
 

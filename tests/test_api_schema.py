@@ -39,3 +39,26 @@ def test_error_answers_are_documented(schema):
     assert {"400", "401", "403", "409", "429", "502", "503"} <= set(send)
     detail = _op(schema, "/api/v1/users/{id}/")["responses"]
     assert {"401", "403", "404", "503"} <= set(detail)
+
+
+def test_the_endpoint_action_declares_its_body_and_answer(schema):
+    op = _op(schema, "/api/v1/instances/{id}/endpoint/", "post")
+    assert {"200", "400", "403", "404", "409"} <= set(op["responses"])
+    name = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    answer = schema["components"]["schemas"][name]["properties"]
+    assert {"moved", "rekeyed", "token_withheld", "pushed", "instance"} <= set(answer)
+    body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "token" in schema["components"]["schemas"][body]["properties"]
+
+
+def test_list_parameters_are_the_ones_the_lists_accept(schema):
+    """A parameter the schema offers is one the list accepts (issue 12: `?search=` was declared
+    on lists that refuse it; any `?ordering=` text and `?limit=` number were declared)."""
+    sessions = {p["name"]: p for p in _op(schema, "/api/v1/auth/sessions/").get("parameters", [])}
+    assert "search" not in sessions
+    instances = {p["name"]: p for p in _op(schema, "/api/v1/instances/")["parameters"]}
+    assert "search" in instances
+    assert set(instances["ordering"]["schema"]["enum"]) == {
+        t for f in ("id", "name", "status", "last_heartbeat", "created_at") for t in (f, f"-{f}")}
+    assert instances["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    assert "404" in _op(schema, "/api/v1/instances/")["responses"]  # a forged cursor

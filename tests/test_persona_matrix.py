@@ -45,6 +45,8 @@ KNOWN_GAPS = {
     "MessageTaskViewSet POST create[b] outsider": "messaging: as above",
 }
 DENIED = {403, 404}
+#: Actions an instance grant never covers (a role's permission): moving an instance's secrets.
+ROLE_ONLY = {("instances.WeworkInstance", "endpoint")}
 REFUSED_WRITE = {403, 404, 405}
 
 
@@ -362,6 +364,8 @@ def _expect_api(persona, model, action, baseline, label, write):
             and action in ("list", "retrieve", "preview")):
         # whoever may compose (send_message on an instance) reads and previews the templates
         return {baseline} if action == "list" else {baseline, 404}
+    if persona == "object_grantee" and (model._meta.label, action) in ROLE_ONLY:
+        return DENIED
     if persona == "object_grantee" and _below_instance(model):
         if label == "b" and write:
             # a body the API refuses anyway (400 for everyone) says nothing about the scope

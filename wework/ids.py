@@ -70,7 +70,10 @@ def _ms(when):
 
 
 def id_time(id_value: int) -> datetime:
-    """The aware UTC datetime (ms precision) encoded in a Snowflake id."""
+    """The aware UTC datetime (ms precision) encoded in a Snowflake id; ValueError for a number
+    that is no id (below 0 or above a BIGINT: a URL's id can be any digits)."""
+    if not 0 <= int(id_value) < 2 ** 63:
+        raise ValueError(f"{id_value} is not a Snowflake id.")
     ms = (int(id_value) >> TIME_SHIFT) + EPOCH_MS
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 

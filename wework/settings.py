@@ -318,7 +318,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "wework.api.filters.PlatformFilterBackend",  # bad or unknown filters: 400
-        "wework.api.filters.PlatformSearchFilter",  # large tables: indexed searches or a 400
+        "wework.api.filters.PlatformSearchFilter",  # large tables: indexed searches or a 400; declared only on lists that search
         "wework.api.filters.PlatformOrderingFilter",  # unknown ordering fields: 400
     ],
     "DEFAULT_PAGINATION_CLASS": "wework.api.pagination.KeysetPagination",  # no COUNT(*), O(page)

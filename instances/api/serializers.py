@@ -59,6 +59,10 @@ class InstanceConfigSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 _("System configuration is managed by the platform (register_instance).")
             )
+        if self.instance is None and attrs.get("config_key") in services.RESERVED_KEYS:
+            raise serializers.ValidationError({"config_key": [_(
+                "This key is the platform's own (the instance's secrets and where they go); set "
+                "it through the instance's endpoint.")]})
         return attrs
 
     def create(self, validated):
@@ -99,6 +103,39 @@ class InstanceEventSerializer(serializers.ModelSerializer):
             "ts_ms", "replayed", "state", "attempts", "error", "received_at", "processed_at",
         ]
         read_only_fields = fields
+
+
+class EndpointSerializer(serializers.Serializer):
+    """POST /instances/{id}/endpoint/: where the instance's secrets are sent. Fields left out
+    keep their value; `proxy_password` "" clears it; `token` is the instance's API token at
+    its (new) address (write-only)."""
+
+    api_url = serializers.CharField(required=False, max_length=500)
+    proxy_host = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=100)
+    proxy_port = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=65535)
+    proxy_username = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                           max_length=100)
+    proxy_password = serializers.CharField(required=False, allow_blank=True, write_only=True,
+                                           max_length=200)
+    token = serializers.CharField(required=False, write_only=True, max_length=500)
+    push = serializers.BooleanField(required=False, default=True)
+
+    def validate(self, attrs):
+        if not set(attrs) - {"push"}:
+            raise serializers.ValidationError(_("Give at least one endpoint field or a token."))
+        return attrs
+
+
+class EndpointChangedSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    changed = serializers.ListField(child=serializers.CharField())
+    moved = serializers.BooleanField()
+    rekeyed = serializers.BooleanField()
+    token_given = serializers.BooleanField()
+    token_withheld = serializers.BooleanField()
+    pushed = serializers.BooleanField()
+    push_error = serializers.CharField(allow_null=True)
+    instance = WeworkInstanceSerializer()
 
 
 class RestartSerializer(serializers.Serializer):

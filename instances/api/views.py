@@ -23,6 +23,8 @@ from instances.models import InstanceConfig, InstanceEvent, InstanceMonitor, Wew
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet, ShardedListViewSet
 
 from .serializers import (
+    EndpointChangedSerializer,
+    EndpointSerializer,
     InstanceConfigSerializer,
     InstanceEventSerializer,
     InstanceMonitorSerializer,
@@ -55,7 +57,9 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
     action_permissions = {
         "restart": [permissions.RESTART],
         "push_config": [permissions.PUSH_CONFIG],
+        "endpoint": [permissions.VIEW_INSTANCE],  # the service checks its own (a role) and sudo
     }
+    sudo_actions = {"destroy", "endpoint"}
 
     @extend_schema(request=RestartSerializer, responses={202: inline_serializer("RestartAccepted", {
         "ok": serializers.BooleanField(), "restart_count": serializers.IntegerField(),
@@ -85,6 +89,26 @@ class WeworkInstanceViewSet(PlatformReadOnlyViewSet):
         except services.ServiceError as exc:
             return _service_error(exc)
         return Response({"ok": True, "applied": result.get("applied", [])})
+
+
+    @extend_schema(request=EndpointSerializer, responses={200: EndpointChangedSerializer})
+    @action(detail=True, methods=["post"], serializer_class=EndpointSerializer)
+    def endpoint(self, request, pk=None):
+        """Change where the instance's secrets are sent (API URL, proxy) and give its token
+        there: the permission `instances.change_endpoint` (a role) and sudo mode (X-OTP-Code)
+        are required; a move re-keys the webhook secret and withholds the API token until a
+        token is given (instances.services.endpoint)."""
+        instance = self.get_object()
+        services.endpoint.authorize(request.user, request)
+        body = EndpointSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = dict(body.validated_data)
+        push = values.pop("push", True)
+        token = values.pop("token", None)
+        result = services.change_endpoint(instance, user=request.user, request=request,
+                                          token=token, push=push, via="api", **values)
+        return Response({"ok": True, **result.as_dict(),
+                         "instance": WeworkInstanceSerializer(result.instance).data})
 
 
 class InstanceConfigViewSet(PlatformModelViewSet):

@@ -8,7 +8,8 @@ events are handled by the apps above (contacts, messaging), which register their
 
 One topic per module: `base` (keys, limits, the service error), `configs` (typed and
 encrypted configuration), `commands` (the client, commands, registration), `intake` (webhook
-intake and event processing), `health` (heartbeats, alerts, offline marking). Their names are
+intake and event processing), `health` (heartbeats, alerts, offline marking), `endpoint` (where the secrets go: the one
+way to change an instance's API URL or proxy), `registration` (register_instance). Their names are
 re-exported here (`from instances import services`).
 """
 # ruff: noqa: F401 - re-exports
@@ -17,13 +18,13 @@ from .base import (
     MISSED_HEARTBEATS,
     PUPPET_SERVICES_KEY,
     RATE_LIMIT_PREFIX,
+    RESERVED_KEYS,
     TOKEN_KEY,
     WEBHOOK_SECRET_KEY,
     ServiceError,
     logger,
 )
 from .commands import (
-    Registration,
     _call,
     _status_for,
     audit,
@@ -31,7 +32,6 @@ from .commands import (
     config_payload,
     push_config,
     record_instance_error,
-    register_instance,
     restart_instance,
     set_puppet_services,
     webhook_url,
@@ -51,6 +51,8 @@ from .configs import (
     parse_config_value,
     set_config,
 )
+from .endpoint import CHANGE_ENDPOINT, EndpointChange, change_endpoint
+from .registration import Registration, register_instance
 from .health import (
     INSTANCE_HANDLERS,
     PLANNED_RESTART_WINDOW,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from instances import protocol
+from instances import binding, protocol
 
 logger = logging.getLogger("wework.instances")
 
 #: Configuration keys the platform itself manages (is_system=True).
 TOKEN_KEY = "api_token"
 WEBHOOK_SECRET_KEY = "webhook_secret"
+#: Keys no one sets as configuration: the secrets and the address they are bound to
+#: (instances.services.endpoint sets them).
+RESERVED_KEYS = frozenset({TOKEN_KEY, WEBHOOK_SECRET_KEY, binding.BINDING_KEY})
 #: Rate limits pushed to the instance: config key `rate_limits.<name>` (number).
 RATE_LIMIT_PREFIX = "rate_limits."
 #: The puppet-service bridge's tokens and endpoints (encrypted JSON list; docs/bridge.md).

@@ -3,7 +3,6 @@ errors recorded on the instance, audit rows, and registration."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -12,10 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from instances import protocol
-from instances.exceptions import TRANSPORT_CODES, InstanceError
+from instances import binding, protocol
+from instances.exceptions import InstanceError
 from wework import audit as audit_port
-from wework import shards
 
 from ..models import (
     ConfigType,
@@ -23,7 +21,7 @@ from ..models import (
     WeworkInstance,
 )
 from .base import PUPPET_SERVICES_KEY, RATE_LIMIT_PREFIX, TOKEN_KEY, WEBHOOK_SECRET_KEY, ServiceError
-from .configs import config_value, get_config, new_secret, set_config
+from .configs import config_value, get_config, set_config
 
 logger = logging.getLogger("wework.instances")
 
@@ -42,14 +40,21 @@ def client_for(instance, **kwargs):
         c.config_key: c
         for c in InstanceConfig.objects.filter(
             instance=instance,
-            config_key__in=(TOKEN_KEY, client_module.CONFIG_TIMEOUT_S,
-                            client_module.CONFIG_CONNECT_TIMEOUT_S),
+            config_key__in=(TOKEN_KEY, WEBHOOK_SECRET_KEY, binding.BINDING_KEY,
+                            client_module.CONFIG_TIMEOUT_S, client_module.CONFIG_CONNECT_TIMEOUT_S),
         )
     }
 
     def value(key, default):
         config = configs.get(key)
         return config_value(config) if config and config.config_value is not None else default
+
+    if (value(TOKEN_KEY, None) or value(WEBHOOK_SECRET_KEY, None)) and not binding.is_bound(
+            instance, value(binding.BINDING_KEY, None)):
+        raise ServiceError(_(
+            "The instance's API token and webhook secret were given for another address: the "
+            "platform sends them nowhere else. Give the token of the instance at its new address "
+            "(change its endpoint with the token)."), code="secrets_not_bound", status=409)
 
     options = {
         "token": value(TOKEN_KEY, "") or "",
@@ -66,17 +71,17 @@ def client_for(instance, **kwargs):
     try:
         return client_module.InstanceClient(instance.api_url, **options)
     except InstanceError as exc:
-        raise ServiceError(exc.user_message, code=exc.code) from exc
+        raise ServiceError(exc.user_message, code=exc.public_code) from exc
 
 
 def record_instance_error(instance, exc, *, status=None):
     """Record a failed call on the instance (error_message, optionally the status)."""
     message = str(exc)[:2000]
-    if isinstance(exc, InstanceError) and exc.code in TRANSPORT_CODES:
+    if isinstance(exc, InstanceError) and exc.is_transport:
         # Operators read this column: the transport's reason (refused, timed out, what
         # answered) would tell them what listens at an address; the log keeps it.
         logger.warning("instance %s: %s", instance.pk, message)
-        message = f"[{exc.code}] {exc.user_message}"[:2000]
+        message = f"[{exc.public_code}] {exc.user_message}"[:2000]
     fields = {"error_message": message, "updated_at": timezone.now()}
     if status is not None:
         fields["status"] = status
@@ -106,7 +111,7 @@ def audit(operation, obj, *, operation_type="UPDATE", error=None, new_values=Non
 def _status_for(exc):
     """HTTP status for the platform's answer: the instance failing is a bad gateway (502); the
     instance refusing what was asked (wrong code, unknown target, account offline) is 400/404/409."""
-    if exc.transient or exc.code in (protocol.ErrorCode.UNAUTHORIZED,
+    if exc.transient or exc.is_transport or exc.code in (protocol.ErrorCode.UNAUTHORIZED,
                                      protocol.ErrorCode.INVALID_RESPONSE,
                                      protocol.ErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
                                      protocol.ErrorCode.CLIENT_VERSION_MISMATCH):
@@ -126,8 +131,8 @@ def _call(instance, command, *args, **kwargs):
     except InstanceError as exc:
         record_instance_error(instance, exc)
         raise ServiceError(
-            exc.user_message,  # translated; str(exc) (technical) is kept on the instance
-            code=exc.code,
+            exc.user_message,  # translated; str(exc) (technical) is kept in the log
+            code=exc.public_code,
             status=_status_for(exc),
         ) from exc
     finally:
@@ -218,68 +223,3 @@ def restart_instance(instance, *, reason=None):
         )
     instance.refresh_from_db(fields=["restart_count", "last_restart_time"])
     return result
-
-
-@dataclass
-class Registration:
-    instance: WeworkInstance
-    created: bool
-    pushed: bool
-    push_error: str | None = None
-
-
-def register_instance(*, name, api_url, token, webhook_secret=None, max_accounts=None,
-                      heartbeat_interval=None, created_by=None, push=True):
-    """Create or update the instance named `name` (or at `api_url`); idempotent.
-
-    Stores the token and the webhook secret encrypted in instance_configs (a new secret is
-    generated when none is given and none exists), sets webhook_url from PLATFORM_BASE_URL and
-    pushes the configuration to the instance (`push=False` skips it).
-    """
-    from django.contrib.auth import get_user_model
-
-    if not name or not api_url or not token:
-        raise ServiceError(_("Name, API URL and token are required."))
-    if max_accounts is not None and max_accounts < 1:
-        raise ServiceError(_("max_accounts must be at least 1."))
-    with transaction.atomic():
-        instance = (
-            WeworkInstance.objects.select_for_update().filter(name=name).first()
-            or WeworkInstance.objects.select_for_update().filter(api_url=api_url).first()
-        )
-        created = instance is None
-        if created:
-            if created_by is None:
-                created_by = (
-                    get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
-                )
-            if created_by is None:
-                raise ServiceError(
-                    _("No administrator exists yet to own the instance; create one first.")
-                )
-            instance = WeworkInstance(
-                instance_uuid=str(shards.new_uuid()), created_by=created_by
-            )
-        instance.name = name
-        instance.api_url = api_url
-        if max_accounts is not None:
-            instance.max_accounts = max_accounts
-        if heartbeat_interval is not None:
-            instance.heartbeat_interval = heartbeat_interval
-        instance.save()
-        instance.webhook_url = webhook_url(instance)
-        instance.save(update_fields=["webhook_url", "updated_at"])
-        set_config(instance, TOKEN_KEY, token, encrypted=True, system=True,
-                   description="Bearer token of the instance API")
-        if webhook_secret or get_config(instance, WEBHOOK_SECRET_KEY) is None:
-            set_config(instance, WEBHOOK_SECRET_KEY, webhook_secret or new_secret(),
-                       encrypted=True, system=True,
-                       description="HMAC secret of the instance's webhook deliveries")
-    registration = Registration(instance=instance, created=created, pushed=False)
-    if push:
-        try:
-            push_config(instance)
-            registration.pushed = True
-        except ServiceError as exc:
-            registration.push_error = exc.message
-    return registration

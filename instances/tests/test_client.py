@@ -508,6 +508,12 @@ def test_for_instance_with_a_real_row_decrypts_token_and_proxy_password(sim):
     InstanceConfigFactory(instance=instance, config_key="api_token", config_value=enc(TOKEN), is_encrypted=True)
     InstanceConfigFactory(instance=instance, config_key="webhook_secret", config_value=enc("whsec"), is_encrypted=True)
     InstanceConfigFactory(instance=instance, config_key="request_timeout_s", config_value="4", config_type="number")
+    # not bound to the instance's address (issue 12): no secret is handed out
+    assert client_module.instance_credentials(instance)["api_token"] is None
+    from instances import binding
+
+    InstanceConfigFactory(instance=instance, config_key=binding.BINDING_KEY,
+                          config_value=binding.fingerprint_of(instance))
     creds = client_module.instance_credentials(instance)
     assert creds == {"api_token": TOKEN, "webhook_secret": "whsec", "request_timeout_s": "4", "connect_timeout_s": None}
     instance.refresh_from_db()

@@ -93,9 +93,10 @@ def test_timeout_is_recorded(registered, simulator):
     simulator.inject(latency_ms=1500)
     with pytest.raises(services.ServiceError) as info:
         services.restart_instance(registered)
-    assert info.value.code == "timeout"
+    # users read one code and sentence for every transport failure (issue 12): no port probing
+    assert info.value.code == "unreachable" and info.value.status == 502
     registered.refresh_from_db()
-    assert "timeout" in registered.error_message
+    assert registered.error_message.startswith("[unreachable] ")
     assert registered.restart_count == 0
 
 

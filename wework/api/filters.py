@@ -141,6 +141,12 @@ class PlatformSearchFilter(drf_filters.SearchFilter):
                 str(SEARCH_REFUSED) % {"fields": describe_search(queryset.model, specs)}]})
         return found
 
+    def get_schema_operation_parameters(self, view):
+        """Declared to the schema only on lists that search (others refuse `?search=`)."""
+        if not getattr(view, "search_fields", None):
+            return []
+        return super().get_schema_operation_parameters(view)
+
 
 class PlatformOrderingFilter(drf_filters.OrderingFilter):
     """DRF's OrderingFilter drops unknown fields silently (the list comes back in its default
@@ -177,3 +183,31 @@ class PlatformOrderingFilter(drf_filters.OrderingFilter):
                 raise exceptions.ValidationError({self.ordering_param: [str(
                     message % {"fields": ", ".join(fields), "names": names})]})
         return super().get_ordering(request, queryset, view)
+
+    def get_schema_operation_parameters(self, view):
+        """The fields it accepts, as an enum (anything else is a 400)."""
+        return _with_ordering_enum(self, view, super().get_schema_operation_parameters(view))
+
+
+def _ordering_terms(backend, view):
+    try:
+        queryset = view.get_queryset()
+    except Exception:  # noqa: BLE001 - a view that needs a real request: its declared fields
+        queryset = getattr(view, "queryset", None)
+    if queryset is None:
+        return None
+    try:
+        fields = backend.get_valid_fields(queryset, view, {"request": getattr(view, "request", None)})
+    except Exception:  # noqa: BLE001 - the schema keeps DRF's free-text parameter
+        return None
+    names = sorted(item[0] for item in fields)
+    return [term for name in names for term in (name, f"-{name}")]
+
+
+def _with_ordering_enum(backend, view, parameters):
+    terms = _ordering_terms(backend, view)
+    for parameter in parameters:
+        if parameter.get("name") == backend.ordering_param and terms:
+            parameter["schema"] = {"type": "string", "enum": terms}
+            parameter["description"] = str(_("One field to order by (a leading - for descending)."))
+    return parameters

@@ -42,6 +42,13 @@ class KeysetPagination(CursorPagination):
                 {self.page_size_query_param: [str(LIMIT_ERROR) % {"max": self.max_page_size}]})
         return size
 
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter.get("name") == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        return parameters
+
 
 class AfterIdPagination(BasePagination):
     """The page of a list over shards (`wework.api.views.ShardedListViewSet`): newest first by

@@ -26,7 +26,7 @@ ERRORS = {
     "400": "Invalid input, parameters or filters.",
     "401": "Not authenticated (no token, or an invalid or expired one).",
     "403": "Not allowed (permission, second factor or sudo mode missing).",
-    "404": "No such object, or not visible to this user.",
+    "404": "No such object, or not visible to this user (on a list: an invalid cursor).",
     "409": "The object is in a state that does not allow this.",
     "429": "Too many requests; retry after the time in Retry-After.",
     "502": "The instance failed or could not be reached.",
@@ -36,7 +36,8 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 
 
 def _instance_param():
-    return {"in": "query", "name": "instance", "required": True, "schema": {"type": "integer"},
+    return {"in": "query", "name": "instance", "required": True,
+            "schema": {"type": "integer", "minimum": 1},
             "description": "The instance whose shard is read."}
 
 
@@ -63,8 +64,8 @@ def postprocess(result, generator, request, public):
                 params = [p for p in op.get("parameters", []) if p.get("name") != "instance"]
                 op["parameters"] = [_instance_param(), *params]
             codes = ["400", "401", "403", "429", "503"]
-            if "{" in path or path.startswith(INSTANCE_PATHS):
-                codes.append("404")
+            if "{" in path or path.startswith(INSTANCE_PATHS) or method == "get":
+                codes.append("404")  # an object, an instance, or a list's stale or forged cursor
             if method in WRITE_METHODS:
                 codes.append("409")
             if path.startswith(UPSTREAM_PATHS) and method == "post":

@@ -39,3 +39,14 @@ def test_django_validation_error_is_a_400_with_field_messages():
 
 def test_django_permission_denied_is_a_403():
     assert _handle(PermissionDenied("No.")).status_code == 403
+
+
+def test_an_api_url_that_matches_no_route_is_a_json_404(client, settings):
+    """Found by the API fuzz test (issue 12): `/api/v1/messaging/templates/0.02/` matched no route
+    and answered Django's HTML page, which the schema does not document."""
+    settings.DEBUG = False
+    response = client.get("/api/v1/messaging/templates/0.02/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "未找到。", "code": "not_found"}
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")

@@ -213,3 +213,10 @@ def test_group_ids_by_shard_with_few_lookups(probe_sharding, monkeypatch):
     }
     assert len(lookups) < 40  # a bisection, not one lookup per id (399)
     assert shards.group_ids_by_shard(ProbeEvent, []) == {}
+
+
+def test_a_number_that_is_no_id_finds_nothing(probe_sharding):
+    """Found by the API fuzz test (issue 12): `/messages/5567597980162303665553539072/` was a 500
+    (the id's time overflowed); any digits in a URL are a 404."""
+    for number in (10 ** 30, 2 ** 63, -1):
+        assert shards.get_or_none(ProbeEvent, number) is None
