@@ -37,15 +37,6 @@ def create_task(user: User, request: TaskRequest, *, start: bool = True) -> Mess
     return _write(user, valid, start=start)
 
 
-def create_automatic_task(request: TaskRequest, *, start: bool = True) -> MessageTask:
-    """A task the platform sends by itself (a welcome message, an auto-reply): no acting user, so
-    no send permission to check (the rule that sends it was set up by someone who had one), the
-    same request checks and the same paced, idempotent send path as every other task."""
-    account = get_account(request.account)
-    valid = request.clean(account)
-    return _write(None, valid, start=start)
-
-
 @dataclass(frozen=True)
 class ReceiverPreview:
     name: str
@@ -89,7 +80,7 @@ def send_message(user: User, *, account: WeworkAccount | int, receiver_wxid: str
     return create_task(user, request, start=start)
 
 
-def _write(user: User | None, valid: ValidTask, *, start: bool) -> MessageTask:
+def _write(user: User, valid: ValidTask, *, start: bool) -> MessageTask:
     now = timezone.now()
     with transaction.atomic():
         task = MessageTask.objects.create(
