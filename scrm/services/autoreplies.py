@@ -48,7 +48,8 @@ def _is_echo(account_id: int, text: str) -> bool:
 def _take_slot(account_id: int, wxid: str) -> bool:
     """Whether a reply may go now (and the slot is taken): interval and hourly cap."""
     key = f"{KEY}{account_id}:{wxid}"
-    if not cache.add(key, 1, timeout=int(conf.get("AUTO_REPLY_INTERVAL_S")) or 1):
+    interval = int(conf.get("AUTO_REPLY_INTERVAL_S"))
+    if interval > 0 and not cache.add(key, 1, timeout=interval):
         return False
     hour = f"{key}:hour"
     cache.add(hour, 0, timeout=3600)
