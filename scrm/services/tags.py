@@ -165,3 +165,20 @@ def apply_campaign_rule(user, rule: TagRule) -> int:
     rule.applied_count = len(wxids)
     rule.save(update_fields=["applied_count", "updated_at"])
     return added
+
+
+def delete_tag(user, tag: Tag) -> None:
+    """Delete a tag: taken off every contact (their `tags` columns rewritten), then removed."""
+    accounts = WeworkAccount.all_objects.filter(
+        pk__in=ContactTag.objects.filter(tag=tag).values("account_id").distinct())
+    with transaction.atomic():
+        for account in accounts:
+            wxids = list(ContactTag.objects.filter(tag=tag, account=account).values_list("contact_wxid", flat=True))
+            access.require(user, access.UNTAG_CONTACTS, account.instance_id)
+            ContactTag.objects.filter(tag=tag, account=account).delete()
+            # the tag still exists here, so its name counts as a platform tag and is dropped
+            chunk = int(conf.get("TAG_CHUNK"))
+            for start in range(0, len(wxids), chunk):
+                sync_column(account, wxids[start:start + chunk])
+            _audit("scrm.contacts.untag", account, wxids, [tag], len(wxids), None)
+        tag.delete()
