@@ -76,7 +76,10 @@ class ContactTagsAdminMixin:
         return self._may(request, access.CHANGE_OPT_OUT)
 
     def _tags_page(self, request, queryset, title):
-        """The form asking which tags, or the chosen tags once it was posted valid."""
+        """The form asking which tags, or the chosen tags once it was posted valid; (None, [])
+        when none of the selected rows is in the user's shard (nothing to ask about)."""
+        if not queryset.exists():
+            return None, []
         form = TagsForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
             return None, list(form.cleaned_data["tags"])
