@@ -149,8 +149,9 @@ def select_receivers(account: WeworkAccount, filters: Mapping) -> list[Receiver]
     if not isinstance(filters, dict):
         raise invalid("filters", _("Filters must be an object."))
     for key in extensions.audience_keys():
-        if filters.get(key) not in (None, ""):
-            return _limited(extensions.audience(key)(account, filters[key], filters))
+        resolve = extensions.audience(key)
+        if resolve is not None and filters.get(key) not in (None, ""):
+            return _limited(resolve(account, filters[key], filters))
     source = filters.get("source", "contacts")
     if source not in ("contacts", "groups", "all"):
         raise invalid("filters", _("source must be contacts, groups or all."))
