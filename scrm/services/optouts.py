@@ -12,12 +12,14 @@ from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contacts.models import WeworkAccount
 from instances.exceptions import EventNotReady
 from messaging.models import ReceiverType
-from messaging.services import sending
+from messaging.services import lifecycle, sending
 from messaging.services.requests import TaskRequest
+from wework import audit
 from wework.errors import DomainError
 
 from .. import conf
@@ -72,7 +74,18 @@ def opt_out(account: WeworkAccount, wxid: str, *, keyword: str = "", event_id: s
         row.opted_out_at = timezone.now()
         row.confirmation_task = _confirm(account, wxid)
         row.save()
+        _skip_in_running_broadcasts(account, wxid)
     return row, True
+
+
+def _skip_in_running_broadcasts(account: WeworkAccount, wxid: str) -> int:
+    """From then on: the contact's pending receivers of broadcasts already under way are skipped."""
+    skipped = lifecycle.skip_receiver_in_broadcasts(account.pk, wxid, code="opted_out",
+                                                    reason=_("The contact opted out."))
+    if skipped:
+        audit.record("scrm.opt_out.skip_receivers", resource_type="message_receivers", resource_id=account.pk,
+                     resource_name=wxid, operation_type="UPDATE", new_values={"skipped": skipped})
+    return skipped
 
 
 def _confirm(account: WeworkAccount, wxid: str):
@@ -114,6 +127,7 @@ def opt_out_by_operator(user, account: WeworkAccount, wxids: Iterable[str]) -> i
                 continue
             row.is_opted_out, row.opted_out_at, row.keyword = True, timezone.now(), ""
             row.save()  # audited by the model signals, as every save
+            _skip_in_running_broadcasts(account, wxid)
             done += 1
     return done
 

@@ -74,3 +74,15 @@ def test_opt_in_again(world):
     with transaction.atomic():
         _row, changed = optouts.opt_out(world.account, world.contacts[2], keyword="TD")
     assert changed
+
+
+def test_opt_out_skips_a_running_broadcast(world):
+    from messaging.models import ReceiverSendStatus
+
+    task = sending.create_task(world.admin, TaskRequest(
+        account=world.account, message_type="text", content={"text": "Sale"},
+        receivers=world.contacts[:3], task_type=TaskType.BROADCAST), start=False)
+    world.deliver(world.sim.say(world.account.wxid, "TD", world.contacts[1]))
+    row = MessageReceiver.objects.get(task=task, receiver_wxid=world.contacts[1])
+    assert row.send_status == ReceiverSendStatus.SKIPPED and row.error_code == "opted_out"
+    assert MessageReceiver.objects.filter(task=task, send_status=ReceiverSendStatus.PENDING).count() == 2
