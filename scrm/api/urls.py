@@ -5,6 +5,7 @@ from . import views
 router = SimpleRouter()  # the one API root is wework/api/urls.py's
 router.register("scrm/tag-groups", views.TagGroupViewSet, basename="scrm-taggroup")
 router.register("scrm/tags", views.TagViewSet, basename="scrm-tag")
+router.register("scrm/contacts", views.TaggedContactViewSet, basename="scrm-contact")
 router.register("scrm/contact-tags", views.ContactTagViewSet, basename="scrm-contacttag")
 router.register("scrm/tag-rules", views.TagRuleViewSet, basename="scrm-tagrule")
 router.register("scrm/segments", views.SegmentViewSet, basename="scrm-segment")

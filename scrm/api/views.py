@@ -4,13 +4,14 @@ and sensitive words. Every write goes through the services or the model (audited
 platform's object permissions."""
 from django.db import transaction
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from accounts.scoping import model_perm, scope_queryset
+from contacts.api.views import ContactViewSet
 from contacts.models import WeworkAccount
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
 
@@ -199,3 +200,28 @@ class SensitiveWordViewSet(PlatformModelViewSet):
     serializer_class = s.SensitiveWordSerializer
     filterset_class = filtersets.SensitiveWordFilterSet
     ordering_fields = ["id", "word"]
+
+
+class TaggedContactViewSet(ContactViewSet):
+    """The contacts of one instance (`?instance=` required, as `/contacts/`), with tag filters:
+    `tags_all`, `tags_any`, `tags_none` (comma-separated tag names) and `opted_out`
+    (true/false)."""
+
+    extra_params = ("tags_all", "tags_any", "tags_none", "opted_out")
+
+    @extend_schema(parameters=[
+        OpenApiParameter(name, str, description=_("Comma-separated tag names.")) for name in extra_params[:3]
+    ] + [OpenApiParameter("opted_out", bool)])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        params = self.request.query_params
+        names = {key: tuple(n.strip() for n in params.get(key, "").split(",") if n.strip())
+                 for key in self.extra_params[:3]}
+        opted = params.get("opted_out", "").lower()
+        if opted not in ("", "true", "false", "1", "0"):
+            raise ValidationError({"opted_out": [_("Use true or false.")]})
+        return segments.apply_filters(queryset, segments.SegmentFilters(
+            **names, opted_out=None if opted == "" else opted in ("true", "1")))

@@ -115,3 +115,25 @@ def test_send_task_with_sensitive_word_is_400(world, api):
         "receivers": [{"wxid": w} for w in world.contacts[:2]]}, format="json")
     assert answer.status_code == 400, answer.content
     assert "casino" in str(answer.json())
+
+
+def test_contacts_filtered_by_tags(world, api):
+    TagFactory(name="vip"), TagFactory(name="lead")
+    c = world.contacts
+    api.post(f"{API}/contact-tags/add/", {"account": world.account.pk, "contacts": c[:4], "tags": ["vip"]},
+             format="json")
+    api.post(f"{API}/contact-tags/add/", {"account": world.account.pk, "contacts": c[2:6], "tags": ["lead"]},
+             format="json")
+    optouts.opt_out(world.account, c[3])
+
+    def listed(**params):
+        answer = api.get(f"{API}/contacts/", {"instance": world.instance.pk, "limit": 100, **params})
+        assert answer.status_code == 200, answer.content
+        return {row["wxid"] for row in answer.json()["results"]}
+
+    assert listed(tags_all="vip,lead") == set(c[2:4])
+    assert listed(tags_any="vip,lead") == set(c[:6])
+    assert listed(tags_none="vip") == set(c[4:])
+    assert listed(tags_all="vip", opted_out="false") == set(c[:3])
+    assert api.get(f"{API}/contacts/", {"instance": world.instance.pk, "opted_out": "maybe"}).status_code == 400
+    assert api.get(f"{API}/contacts/", {"instance": world.instance.pk, "tagz": "vip"}).status_code == 400
