@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact, WeworkAccount
@@ -68,10 +69,8 @@ def tag_contacts(user, account: WeworkAccount, wxids: Iterable[str], tags, *,
             part = wxids[start:start + chunk]
             have = set(ContactTag.objects.filter(account=account, contact_wxid__in=part, tag__in=tag_objs)
                        .values_list("contact_wxid", "tag_id"))
-            rows = [ContactTag(account=account, contact_wxid=w, tag=t, source=source)
-                    for w in part for t in tag_objs if (w, t.pk) not in have]
-            ContactTag.objects.bulk_create(rows, ignore_conflicts=True)
-            added += len(rows)
+            rows = [(t.pk, account.pk, w, str(source)) for w in part for t in tag_objs if (w, t.pk) not in have]
+            added += _insert(rows)
             sync_column(account, part)
         _audit("scrm.contacts.tag", account, wxids, tag_objs, added, source)
     return added
@@ -91,6 +90,22 @@ def untag_contacts(user, account: WeworkAccount, wxids: Iterable[str], tags, *, 
             sync_column(account, part)
         _audit("scrm.contacts.untag", account, wxids, tag_objs, removed, None)
     return removed
+
+
+def _insert(rows: list[tuple]) -> int:
+    """Multi-row INSERT of (tag, account, wxid, source), a row already there skipped (a
+    concurrent tagging): the ORM's bulk_create spends most of its time compiling 1,000 objects."""
+    if not rows:
+        return 0
+    table = connection.ops.quote_name(ContactTag._meta.db_table)
+    verb = "INSERT IGNORE INTO" if connection.vendor == "mysql" else "INSERT OR IGNORE INTO"
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{verb} {table} (tag_id, account_id, contact_wxid, source, created_at) VALUES "
+                       + ",".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
+                       [connection.ops.adapt_datetimefield_value(now) if v is now else v
+                        for row in rows for v in (*row, now)])
+    return len(rows)
 
 
 def _checked(account: WeworkAccount, wxids: Iterable[str], strict: bool) -> list[str]:
