@@ -7,6 +7,12 @@ without importing up (docs/development.md, "Layers").
 
 - `register_event_handler(type_or_prefix, handler)`: `handler(instance, event)` for an event
   type (`"account.online"`) or every type under a prefix ending in a dot (`"message."`).
+- `register_event_observer(kind, fn, before=...)`: more apps interested in an event type (or a
+  prefix ending in a dot). A `before` observer, `fn(instance, event)`, runs first in its own
+  transaction, committed before the handler's opens (scrm records an opt-out so that nothing
+  later can lose it); an after observer, `fn(instance, event, result)`, runs in the handler's
+  transaction once the handler returned `result` (scrm's welcome messages and auto-replies).
+  Observers are idempotent: a redelivered event runs them again.
 - `register_shard_preparer(prefix, preparer)`: `preparer(instance_id)` creates the shard tables
   an event of that type prefix writes to, before its transaction opens.
 - `register_accounts_reporter(fn)`: `fn(instance, accounts)` with a heartbeat's account states.
@@ -33,6 +39,8 @@ class Alerts(Protocol):
 
 
 _event_handlers: dict[str, EventHandler] = {}
+_before_observers: dict[str, list[Callable[[Any, dict], Any]]] = {}
+_after_observers: dict[str, list[Callable[[Any, dict, Any], Any]]] = {}
 _shard_preparers: dict[str, Callable[[int], None]] = {}
 _accounts_reporters: list[Callable[[Any, list], None]] = []
 _offline_handlers: list[Callable[[Any], None]] = []
@@ -53,6 +61,38 @@ def event_handler(kind: str) -> EventHandler | None:
     if handler is None and "." in kind:
         handler = _event_handlers.get(kind.split(".", 1)[0] + ".")
     return handler
+
+
+def register_event_observer(kind: str, fn: Callable, *, before: bool = False) -> None:
+    """Call `fn` for events of type `kind` (or every type under a prefix ending in ".") besides
+    their handler: before it in a transaction of its own, or after it in its transaction."""
+    registry: dict[str, list] = _before_observers if before else _after_observers
+    observers = registry.setdefault(kind, [])
+    if fn not in observers:
+        observers.append(fn)
+
+
+def _observers(registry: dict[str, list], kind: str) -> list:
+    found = list(registry.get(kind, ()))
+    if "." in kind:
+        found += registry.get(kind.split(".", 1)[0] + ".", [])
+    return found
+
+
+def has_before_observers(kind: str) -> bool:
+    return bool(_observers(_before_observers, kind))
+
+
+def observe_before(instance: Any, event: dict) -> None:
+    """Run the before-observers of the event's type (the caller opens their transaction)."""
+    for fn in _observers(_before_observers, event.get("type") or ""):
+        fn(instance, event)
+
+
+def observe_after(instance: Any, event: dict, result: Any) -> None:
+    """Run the after-observers of the event's type with the handler's result."""
+    for fn in _observers(_after_observers, event.get("type") or ""):
+        fn(instance, event, result)
 
 
 def register_shard_preparer(prefix: str, preparer: Callable[[int], None]) -> None:

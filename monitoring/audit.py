@@ -311,7 +311,7 @@ def is_audited(sender: type[models.Model]) -> bool:
 
 def _platform_apps():
     return tuple(getattr(settings, "AUDIT_APPS", ("accounts", "instances", "contacts",
-                                                    "messaging", "monitoring", "auth")))
+                                                    "messaging", "monitoring", "scrm", "auth")))
 
 
 def resource_type_of(model: type[models.Model]) -> str:

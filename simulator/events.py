@@ -232,6 +232,25 @@ class EventsMixin:
                     emitted.append(self.emit(EventType.MESSAGE_RECEIVED, acc.account_id, copy))
         return emitted
 
+    def say(self, account_id, text, contact_id=None, *, room_id=None, sender_id=None):
+        """Emit one inbound text message: from a contact (default: the account's first one) in
+        their one-to-one chat, or from `sender_id` in the room `room_id`."""
+        with self.lock:
+            acc = self._account(account_id)
+            if room_id:
+                conversation_id, ctype = room_id, "room"
+                sender = {"id": sender_id or acc.members[room_id][0]["member_id"], "name": None}
+            else:
+                contact = acc.contact_index.get(contact_id) if contact_id else acc.contacts[0]
+                conversation_id, ctype = contact["contact_id"], "single"
+                sender = {"id": sender_id or contact["contact_id"], "name": contact["name"]}
+            return self.emit(EventType.MESSAGE_RECEIVED, acc.account_id, {
+                "message_id": f"msg_{uuid.uuid4().hex}", "conversation_id": conversation_id,
+                "conversation_type": ctype, "sender": sender, "type": "text", "content": {"text": text},
+                "mentions": [], "mentions_self": False, "quoted_message_id": None, "sent_at_ms": now_ms(),
+                "is_self": False, "is_history": False,
+            })
+
     def _random_inbound(self, acc, is_history, conversation_type):
         rng = self.rng
         room = conversation_type == "room" or (conversation_type is None and acc.rooms and rng.random() < 0.35)

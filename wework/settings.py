@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "contacts",
     "messaging",
     "monitoring",
+    "scrm",
 ]
 
 MIDDLEWARE = [

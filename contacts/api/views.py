@@ -97,6 +97,8 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
 
     base_model = None
     view_perm = None
+    #: Parameters a subclass reads itself (an app above adding filters), not unknown ones.
+    extra_params: tuple[str, ...] = ()
     large_table = True
     #: Columns an index serves together with the account: (account, wxid), (account, group_wxid).
     account_indexed = ("wxid", "group_wxid")
@@ -124,7 +126,7 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
                                          request=self.request)
         # bad values (and, on lists, unknown parameters) answer 400, as on every other list
         errors = query_errors(self.request.query_params, filterset,
-                              view_params(self) | {"instance"},
+                              view_params(self) | {"instance"} | set(self.extra_params),
                               check_unknown=getattr(self, "action", "list") == "list")
         if errors:
             raise ValidationError(errors)

@@ -165,6 +165,10 @@ def process_event(event_pk):
     row = InstanceEvent.objects.select_related("instance").get(pk=event_pk)
     try:
         ensure_shards_for(row.instance, row.event_type)
+        if hooks.has_before_observers(row.event_type):
+            # committed before the handler runs: what they record survives its failure
+            run_idempotent(lambda: hooks.observe_before(row.instance, row.payload),
+                           name=f"event {row.event_type} (before)")
         # Every handler is idempotent: a deadlock or a lost connection is retried at once.
         run_idempotent(lambda: dispatch_event(row.instance, row.payload), name=f"event {row.event_type}")
     except (ServiceError, ValidationError, InstanceError, LookupError) as exc:
@@ -226,8 +230,11 @@ def dispatch_event(instance, event):
     handler = INSTANCE_HANDLERS.get(kind) or hooks.event_handler(kind)
     if handler is None:
         logger.info("no handler for instance event %s", kind)
-        return None
-    return handler(instance, event)
+        result = None
+    else:
+        result = handler(instance, event)
+    hooks.observe_after(instance, event, result)
+    return result
 
 
 def check_sequence(row):

@@ -19,7 +19,7 @@ from accounts.models import User
 from .. import permissions, tasks as jobs
 from ..dispatch import claims, leases, recording
 from ..errors import TaskStateError
-from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus, TaskType
 from . import stops, task_audit
 from .counters import COUNTER_FIELDS, rebuild_counters
 from .senders import check_account_can_send, get_account
@@ -216,3 +216,28 @@ def kick(now: datetime | None = None) -> dict[str, int]:
             continue
         kicked += leases.ensure_dispatchers(task)
     return {"started": started, "reclaimed": reclaimed, "kicked": kicked}
+
+
+def skip_receiver_in_broadcasts(account_id: int, receiver_wxid: str, *, code: str, reason: str) -> int:
+    """A contact's pending receivers in the account's unfinished broadcasts and batches become
+    skipped (`code`, `reason`): an opt-out honoured from then on, also in a broadcast that is
+    already sending. Single messages are left alone. Returns how many were skipped."""
+    now = timezone.now()
+    task_ids = list(MessageTask.objects.filter(account_id=account_id).exclude(task_type=TaskType.SINGLE)
+                    .exclude(status__in=FINAL_TASK_STATUSES)
+                    .filter(pk__in=MessageReceiver.objects.filter(receiver_wxid=receiver_wxid,
+                                                                  send_status=RS.PENDING).values("task_id"))
+                    .values_list("pk", flat=True))
+    skipped = 0
+    for task_id in task_ids:
+        with transaction.atomic():
+            pending = MessageReceiver.objects.filter(task_id=task_id, receiver_wxid=receiver_wxid,
+                                                     send_status=RS.PENDING)
+            prepared = list(pending.filter(message_id__isnull=False).values_list("message_id", flat=True))
+            n = pending.update(send_status=RS.SKIPPED, error_code=code[:50], error_message=reason, updated_at=now)
+            recording.cancel_prepared_messages(prepared)
+        if n:
+            skipped += n
+            rebuild_counters(task_id)
+            finish_if_done(task_id)
+    return skipped

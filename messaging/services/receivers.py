@@ -16,7 +16,7 @@ from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from wework import shards
 from wework.db.models import SoftDeleteManager
 
-from .. import conf
+from .. import conf, extensions
 from ..errors import invalid
 from ..models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, ReceiverType
 
@@ -169,38 +169,68 @@ def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) 
 def select_receivers(account: WeworkAccount, filters: Mapping) -> list[Receiver]:
     """Receivers chosen by filters over the account's contacts and groups.
 
-    filters: {"source": "contacts"|"groups"|"all", "tags": [..] (any of), "contact_type": 1..3,
-              "search": "text in name/remark", "include_blocked": false}
+    filters: {"source": "contacts"|"groups"|"all", "tags": [..] (any of), "tags_all": [..],
+              "tags_none": [..], "contact_type": 1..3, "search": "text in name/remark",
+              "include_blocked": false}, or the key of an audience an app above registered
+              (`extensions.register_audience`, scrm's `"segment": <id>`).
     Contacts that are blocked, deleted or not friends any more are left out unless
     include_blocked is set.
     """
     if not isinstance(filters, dict):
         raise invalid("filters", _("Filters must be an object."))
+    for key in extensions.audience_keys():
+        resolve = extensions.audience(key)
+        if resolve is not None and filters.get(key) not in (None, ""):
+            return _limited(resolve(account, filters[key], filters))
     source = filters.get("source", "contacts")
     if source not in ("contacts", "groups", "all"):
         raise invalid("filters", _("source must be contacts, groups or all."))
-    tags = filters.get("tags") or []
-    if isinstance(tags, str):
-        tags = [t.strip() for t in tags.split(",") if t.strip()]
-    tags = set(tags)
+    tags = TagFilter(_tag_set(filters, "tags"), _tag_set(filters, "tags_all"), _tag_set(filters, "tags_none"))
     search = (filters.get("search") or "").strip()
-    limit = max_receivers()
-    out = []
     rows = []
     if source in ("contacts", "all"):
         rows.append(_filtered_contacts(account, filters, search, tags))
     if source in ("groups", "all"):
         rows.append(_filtered_groups(account, search, tags))
-    for source_rows in rows:
-        for receiver in source_rows:
-            out.append(receiver)
-            if len(out) > limit:
-                raise invalid("filters", _("The filters select more than %(limit)d receivers, the limit per "
-                                           "task; narrow them or split the broadcast.") % {"limit": limit})
+    return _limited(receiver for source_rows in rows for receiver in source_rows)
+
+
+def _limited(receivers) -> list[Receiver]:
+    limit = max_receivers()
+    out = []
+    for receiver in receivers:
+        out.append(receiver)
+        if len(out) > limit:
+            raise invalid("filters", _("The filters select more than %(limit)d receivers, the limit per "
+                                       "task; narrow them or split the broadcast.") % {"limit": limit})
     return out
 
 
-def _filtered_contacts(account: WeworkAccount, filters: Mapping, search: str, tags: set):
+def _tag_set(filters: Mapping, key: str) -> frozenset:
+    tags = filters.get(key) or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, (list, tuple, set, frozenset)):
+        raise invalid("filters", _("%(key)s must be a list of tags.") % {"key": key})
+    return frozenset(str(t) for t in tags)
+
+
+class TagFilter:
+    """Tags of the design's `tags` column: any of, all of, none of (empty: no condition)."""
+
+    def __init__(self, any_of: frozenset, all_of: frozenset = frozenset(), none_of: frozenset = frozenset()):
+        self.any_of, self.all_of, self.none_of = any_of, all_of, none_of
+
+    def __bool__(self) -> bool:
+        return bool(self.any_of or self.all_of or self.none_of)
+
+    def matches(self, row_tags) -> bool:
+        have = set(row_tags or [])
+        return ((not self.any_of or bool(self.any_of & have)) and self.all_of <= have
+                and not (self.none_of & have))
+
+
+def _filtered_contacts(account: WeworkAccount, filters: Mapping, search: str, tags: TagFilter):
     qs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
     if filters.get("contact_type"):
         qs = qs.filter(contact_type=int(filters["contact_type"]))
@@ -211,20 +241,20 @@ def _filtered_contacts(account: WeworkAccount, filters: Mapping, search: str, ta
     for wxid, nickname, remark, row_tags in (
         qs.order_by("id").values_list("wxid", "nickname", "remark", "tags").iterator(chunk_size=5000)
     ):
-        if tags and not (tags & set(row_tags or [])):
+        if tags and not tags.matches(row_tags):
             continue
         yield {"type": ReceiverType.CONTACT, "wxid": wxid, "name": nickname or wxid,
                "variables": _remark_variables(remark)}
 
 
-def _filtered_groups(account: WeworkAccount, search: str, tags: set):
+def _filtered_groups(account: WeworkAccount, search: str, tags: TagFilter):
     qs = shards.for_instance(Group, account.instance_id).filter(account_id=account.pk)
     if search:
         qs = qs.filter(group_name__icontains=search)
     for wxid, name, row_tags in qs.order_by("id").values_list("group_wxid", "group_name", "tags").iterator(
         chunk_size=5000
     ):
-        if tags and not (tags & set(row_tags or [])):
+        if tags and not tags.matches(row_tags):
             continue
         yield {"type": ReceiverType.GROUP, "wxid": wxid, "name": name or wxid, "variables": {}}
 

@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _, gettext_lazy
 
 from contacts.models import WeworkAccount
 
-from .. import conf, content as content_mod, rendering
+from .. import conf, content as content_mod, extensions, rendering
 from ..errors import MessagingInvalid, invalid, invalid_field, invalid_fields
 from ..models import MessageTemplate, TaskPriority, TaskType, TemplateStatus
 from . import receivers as receivers_mod
@@ -172,6 +172,7 @@ class TaskRequest:
         if errors:
             raise invalid_fields(errors)
         template, message_type, body, declarations = self._clean_content()
+        extensions.check_content(message_type, body)
         variables = self._clean_variables(account)
         resolved = self._clean_receivers(account)
         mentions = variables.get(MENTIONS_KEY)
@@ -244,6 +245,13 @@ class TaskRequest:
         else:
             resolved = receivers_mod.resolve_explicit_receivers(
                 account, receivers_mod.normalize_receivers(self.receivers))
+        if resolved and self.permission_task_type() != TaskType.SINGLE:
+            # a broadcast leaves out whom the apps above exclude (scrm: contacts who opted out)
+            excluded = extensions.excluded_receivers(account, resolved)
+            if excluded:
+                resolved = [r for r in resolved if (r["type"], r["wxid"]) not in excluded]
+                if not resolved:
+                    raise invalid("receivers", _("Every receiver of the task has opted out of broadcasts."))
         if not resolved:
             raise invalid("receivers", _("The task has no receivers; choose at least one contact or group."))
         limit = receivers_mod.max_receivers()

@@ -13,7 +13,7 @@ from accounts.models import User
 
 from wework import shards
 
-from .. import content as content_mod, rendering
+from .. import content as content_mod, extensions, rendering
 from ..errors import invalid, invalid_field
 from ..models import MessageTemplate, TemplateStatus
 
@@ -37,6 +37,7 @@ def validate_template(message_type: str, content_text, variables) -> tuple[list[
     except rendering.DeclarationError as exc:
         raise invalid_field("variables", exc) from None
     content = content_mod.parse_content(message_type, content_text)
+    extensions.check_content(message_type, content)
     try:
         rendering.placeholders(content)
         rendering.check_declared(content, declarations)

@@ -9,7 +9,7 @@ from importlib import import_module
 from django.urls import include, path
 from rest_framework.routers import APIRootView
 
-API_APPS = ("accounts", "instances", "contacts", "messaging", "monitoring")
+API_APPS = ("accounts", "instances", "contacts", "messaging", "monitoring", "scrm")
 
 
 def _app_modules():

@@ -1,0 +1,155 @@
+"""Serializers of scrm's API; the rules are the services' and the forms' (same messages)."""
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from ..forms import check_rule
+from ..models import (
+    AutoReply,
+    ContactTag,
+    OptOut,
+    OptOutKeyword,
+    Segment,
+    SensitiveWord,
+    Tag,
+    TagGroup,
+    TagRule,
+    WelcomeMessage,
+)
+from ..services import sensitive
+
+
+class TagGroupSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TagGroup
+        fields = ["id", "name", "sort_order", "created_at", "updated_at"]
+
+
+class TagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["id", "group", "name", "color", "sort_order", "created_at", "updated_at"]
+
+
+class ContactTagSerializer(serializers.ModelSerializer):
+    tag_name = serializers.CharField(source="tag.name", read_only=True)
+
+    class Meta:
+        model = ContactTag
+        fields = ["id", "tag", "tag_name", "account", "contact_wxid", "source", "created_at"]
+        read_only_fields = fields
+
+
+class TagContactsSerializer(serializers.Serializer):
+    """`POST /scrm/contact-tags/add/` and `/remove/`: tags (names or ids) on contacts of one account."""
+
+    account = serializers.IntegerField()
+    contacts = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=100_000)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), min_length=1, max_length=100)
+
+
+class TagRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TagRule
+        fields = ["id", "name", "kind", "tag", "account", "keyword", "match_type", "task", "is_enabled",
+                  "applied_count", "created_by", "created_at", "updated_at"]
+        read_only_fields = ["applied_count", "created_by", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        data = {**({f: getattr(self.instance, f) for f in ("kind", "keyword", "task", "account")}
+                   if self.instance else {}), **attrs}
+        errors: dict = {}
+        check_rule(data, lambda field, message: errors.setdefault(field, []).append(message))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class TagNamesField(serializers.ListField):
+    child = serializers.CharField(max_length=50)
+
+    def to_internal_value(self, data):
+        names = sorted(set(super().to_internal_value(data)))
+        unknown = sorted(set(names) - set(Tag.objects.filter(name__in=names).values_list("name", flat=True)))
+        if unknown:
+            raise serializers.ValidationError(_("Unknown tags: %(list)s.") % {"list": ", ".join(unknown)})
+        return names
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    tags_all = TagNamesField(required=False)
+    tags_any = TagNamesField(required=False)
+    tags_none = TagNamesField(required=False)
+
+    class Meta:
+        model = Segment
+        fields = ["id", "name", "instance", "account", "tags_all", "tags_any", "tags_none", "added_after",
+                  "added_before", "last_message_after", "last_message_before", "opted_out", "created_by",
+                  "created_at", "updated_at"]
+        read_only_fields = ["created_by", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        account = attrs.get("account", getattr(self.instance, "account", None))
+        instance = attrs.get("instance", getattr(self.instance, "instance", None))
+        if account is not None and instance is not None and account.instance_id != instance.pk:
+            raise serializers.ValidationError({"account": [_("The account is not on this instance.")]})
+        return attrs
+
+
+class SegmentCountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    capped = serializers.BooleanField()
+    text = serializers.CharField()
+
+
+class OptOutKeywordSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OptOutKeyword
+        fields = ["id", "keyword", "match_type", "is_enabled", "created_at", "updated_at"]
+
+
+class OptOutSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OptOut
+        fields = ["id", "account", "contact_wxid", "is_opted_out", "keyword", "event_id", "opted_out_at",
+                  "opted_in_at", "confirmation_task", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class OptOutContactsSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    contacts = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=10_000)
+
+
+def _no_sensitive_words(value):
+    words = sensitive.found_words(value)
+    if words:
+        raise serializers.ValidationError(_("The text contains sensitive words: %(words)s.")
+                                          % {"words": ", ".join(words)})
+    return value
+
+
+class WelcomeMessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WelcomeMessage
+        fields = ["id", "account", "kind", "content", "is_enabled", "created_by", "created_at", "updated_at"]
+        read_only_fields = ["created_by", "created_at", "updated_at"]
+
+    def validate_content(self, value):
+        return _no_sensitive_words(value)
+
+
+class AutoReplySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AutoReply
+        fields = ["id", "account", "keyword", "match_type", "reply", "sort_order", "is_enabled", "created_by",
+                  "created_at", "updated_at"]
+        read_only_fields = ["created_by", "created_at", "updated_at"]
+
+    def validate_reply(self, value):
+        return _no_sensitive_words(value)
+
+
+class SensitiveWordSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SensitiveWord
+        fields = ["id", "word", "is_enabled", "created_at", "updated_at"]
