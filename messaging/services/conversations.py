@@ -195,11 +195,12 @@ def mark_read(user: Any, conversation: Conversation, message_id: Any = None) -> 
         return last_read_id(conversation.account.pk, conversation.chat_wxid)
     with transaction.atomic():
         old = _advance(conversation, target, user)
-        if old is not None:
-            audit.record("conversation.read", resource_type="conversation", resource_id=conversation.key,
-                         resource_name=conversation.name, operation_type="UPDATE",
-                         old_values={"last_read_message_id": old}, new_values={"last_read_message_id": target})
-    return max(target, old or 0)
+        if old is None:
+            return last_read_id(conversation.account.pk, conversation.chat_wxid)
+        audit.record("conversation.read", resource_type="conversation", resource_id=conversation.key,
+                     resource_name=conversation.name, operation_type="UPDATE",
+                     old_values={"last_read_message_id": old}, new_values={"last_read_message_id": target})
+    return target
 
 
 def _own_message_id(conversation: Conversation, message_id: Any) -> int:
