@@ -78,10 +78,18 @@ def _opted_out(task: MessageTask, chunk: list[tuple[str, datetime]]) -> set[str]
     return found
 
 
+def _sent_at(receiver: dict) -> datetime:
+    """When our message went out, to the millisecond: the time in its message id (send_time is
+    stored to the second, and a reply within that second would otherwise come "before" it)."""
+    if receiver.get("message_id"):
+        return id_time(receiver["message_id"])
+    return receiver["send_time"]
+
+
 def _replies(task: MessageTask, chunk: list[dict], window: timedelta) -> dict[str, datetime]:
     """{wxid: time of the first message received after ours, within the window} for the
     chunk's delivered contact receivers."""
-    sent = {r["receiver_wxid"]: r["send_time"] for r in chunk
+    sent = {r["receiver_wxid"]: _sent_at(r) for r in chunk
             if r["send_status"] == RS.SUCCESS and r["send_time"] and r["receiver_type"] == ReceiverType.CONTACT}
     if not sent or task.account_id is None:
         return {}
@@ -101,8 +109,8 @@ def _replies(task: MessageTask, chunk: list[dict], window: timedelta) -> dict[st
     return first
 
 
-RECEIVER_FIELDS = ("id", "receiver_type", "receiver_wxid", "receiver_name", "send_status", "send_time",
-                   "error_code", "error_message", "retry_count")
+RECEIVER_FIELDS = ("id", "receiver_type", "receiver_wxid", "receiver_name", "message_id", "send_status",
+                   "send_time", "error_code", "error_message", "retry_count")
 
 
 def receiver_results(task: MessageTask, hours: int = DEFAULT_WINDOW_HOURS, *,
