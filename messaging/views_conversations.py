@@ -90,7 +90,7 @@ def conversation(request, account_id, chat_wxid):
         request, title=_("Conversation with %(name)s") % {"name": conv.name}, conversation=conv, rows=rows,
         next_after=page_.next_after, first_page=not after, newest_id=rows[0]["id"] if rows else 0,
         accounts=conversations.unread_by_account(request.user, conv),
-        form=form, can_reply=can_reply, type_fields=TYPE_FIELDS, content_fields=CONTENT_FIELDS,
+        form=form, can_reply=can_reply, type_fields=TYPE_FIELDS, content_fields=[form[name] for name in CONTENT_FIELDS],
         quick_replies=list(compose_templates().order_by("sort_order", "name")[:QUICK_REPLIES]) if can_reply else [],
         idempotency_key=uuid.uuid4().hex,
         poll_url=reverse("messaging:conversation_poll", args=[conv.account.pk, conv.chat_wxid]),

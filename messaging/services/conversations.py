@@ -161,9 +161,6 @@ def unread_count(account_id: int, chat_wxid: str, *, marker: int | None = None, 
 def unread_by_account(user: Any, conversation: Conversation) -> list[dict]:
     """The same peer seen by each account of the instance the user may read that also has it
     as a contact or group: [{"account", "unread", "current"}] (one lookup per account)."""
-    accounts = permissions.scope(
-        WeworkAccount.objects.filter(instance_id=conversation.account.instance_id).order_by("pk"),
-        user, VIEW_MESSAGE)
     model, column = (Group, "group_wxid") if conversation.is_group else (Contact, "wxid")
     try:
         having = set(shards.for_instance(model, conversation.account.instance_id, create=False)
@@ -171,12 +168,11 @@ def unread_by_account(user: Any, conversation: Conversation) -> list[dict]:
     except shards.ShardError:
         having = set()
     having.add(conversation.account.pk)
-    out = []
-    for account in accounts:
-        if account.pk in having:
-            out.append({"account": account, "unread": unread_count(account.pk, conversation.chat_wxid),
-                        "current": account.pk == conversation.account.pk})
-    return out
+    accounts = permissions.scope(
+        WeworkAccount.objects.filter(instance_id=conversation.account.instance_id, pk__in=sorted(having))
+        .order_by("pk"), user, VIEW_MESSAGE)
+    return [{"account": account, "unread": unread_count(account.pk, conversation.chat_wxid),
+             "current": account.pk == conversation.account.pk} for account in accounts]
 
 
 def newest_id(conversation: Conversation) -> int:
