@@ -7,6 +7,7 @@ urlpatterns = [
     path("compose/", views.compose, name="compose"),
     path("tasks/<int:pk>/", views.task_detail, name="task_detail"),
     path("tasks/<int:pk>/progress.json", views.task_progress, name="task_progress"),
+    path("reports/", views_reports.report_overview, name="report_overview"),
     path("tasks/<int:pk>/report/", views_reports.task_report, name="task_report"),
     path("tasks/<int:pk>/report.csv", views_reports.task_report_csv, name="task_report_csv"),
     path("tasks/<int:pk>/report.xlsx", views_reports.task_report_xlsx, name="task_report_xlsx"),

@@ -2,12 +2,19 @@
 here, no script library), and the receivers with their results as CSV (streamed) or Excel.
 Who may see a task (`messaging.view_messagetask` on its instance) may see and export its
 report; exports are audited by the service."""
+import datetime
+
+from django import forms
+from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _, gettext_lazy
 
+from . import permissions
 from .errors import MessagingInvalid, error_messages
+from .models import MessageTask, TaskType
 from .services import exports, stats
 from .views import _ctx, _visible_task, page
 
@@ -86,3 +93,43 @@ def task_report_xlsx(request, pk):
         return HttpResponseBadRequest(" ".join(error_messages(exc)))
     return FileResponse(handle, as_attachment=True, filename=f"task-{task.pk}-receivers.xlsx",
                         content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+class OverviewForm(forms.Form):
+    since = forms.DateField(label=gettext_lazy("From"), required=False,
+                            widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=gettext_lazy("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    window_hours = forms.IntegerField(label=gettext_lazy("Reply window (hours)"), required=False, min_value=1,
+                                      max_value=stats.MAX_WINDOW_HOURS)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", gettext_lazy("The end is before the start."))
+        return data
+
+
+@page
+def report_overview(request):
+    """Mass sends (batch and broadcast tasks) created in a period, added up per account and day."""
+    if not permissions.may_use(request.user, permissions.VIEW_TASK):
+        raise PermissionDenied
+    form = OverviewForm(request.GET or None)
+    today = timezone.localdate()
+    since, until, hours = today - datetime.timedelta(days=30), today, stats.DEFAULT_WINDOW_HOURS
+    if form.is_bound and form.is_valid():
+        since = form.cleaned_data["since"] or since
+        until = form.cleaned_data["until"] or until
+        hours = form.cleaned_data["window_hours"] or hours
+    start = timezone.make_aware(datetime.datetime.combine(since, datetime.time.min))
+    end = timezone.make_aware(datetime.datetime.combine(until + datetime.timedelta(days=1), datetime.time.min))
+    tasks = permissions.scope(
+        MessageTask.objects.filter(task_type__in=[TaskType.BATCH, TaskType.BROADCAST], created_at__gte=start,
+                                   created_at__lt=end).order_by("-id"),
+        request.user, permissions.VIEW_TASK)
+    figures = stats.overview(tasks, hours)
+    return render(request, "messaging/report_overview.html", _ctx(
+        request, title=_("Mass-send report"), form=form, figures=figures, hours=hours,
+        chart=day_chart(figures["by_day"]), series=[(LABELS[name], color) for name, color in SERIES],
+        max_tasks=stats.OVERVIEW_MAX_TASKS,
+    ))

@@ -79,11 +79,10 @@ def _opted_out(task: MessageTask, chunk: list[tuple[str, datetime]]) -> set[str]
 
 
 def _sent_at(receiver: dict) -> datetime:
-    """When our message went out, to the millisecond: the time in its message id (send_time is
-    stored to the second, and a reply within that second would otherwise come "before" it)."""
-    if receiver.get("message_id"):
-        return id_time(receiver["message_id"])
-    return receiver["send_time"]
+    """When our message went out, to the second: received messages are stored (and their ids
+    made) to the second, so a reply within the second of the send counts as after it."""
+    when = id_time(receiver["message_id"]) if receiver.get("message_id") else receiver["send_time"]
+    return when.replace(microsecond=0)
 
 
 def _replies(task: MessageTask, chunk: list[dict], window: timedelta) -> dict[str, datetime]:
@@ -104,7 +103,7 @@ def _replies(task: MessageTask, chunk: list[dict], window: timedelta) -> dict[st
         for wxid, pk in rows.iterator(chunk_size=2000):
             at = id_time(pk)
             start = sent.get(wxid)
-            if start is not None and start < at <= start + window and (wxid not in first or at < first[wxid]):
+            if start is not None and start <= at <= start + window and (wxid not in first or at < first[wxid]):
                 first[wxid] = at
     return first
 
@@ -202,3 +201,44 @@ def task_stats(task: MessageTask, hours: int = DEFAULT_WINDOW_HOURS, *, use_cach
     if use_cache:
         cache.set(key, result, CACHE_S)
     return result
+
+
+#: Tasks an overview adds up at most (each is walked as its own report is).
+OVERVIEW_MAX_TASKS = 200
+
+
+def overview(tasks, hours: int = DEFAULT_WINDOW_HOURS) -> dict:
+    """The figures of several tasks (a scoped queryset of tasks, newest first) added up per
+    sending account and per day: {"tasks", "truncated", "totals", "by_account", "by_day"}.
+    At most OVERVIEW_MAX_TASKS tasks (`truncated` says when more matched)."""
+    picked = list(tasks.select_related("account")[: OVERVIEW_MAX_TASKS + 1])
+    truncated = len(picked) > OVERVIEW_MAX_TASKS
+    picked = picked[:OVERVIEW_MAX_TASKS]
+    totals, accounts, days = _blank(), {}, {}
+    known = True
+    keys = ("receivers", "delivered", "failed", "skipped", "waiting", "replied", "opted_out")
+    for task in picked:
+        figures = task_stats(task, hours)
+        known = known and figures["opt_out_known"]
+        for row in figures["by_account"]:
+            bucket = accounts.setdefault(row["account_id"], {"account_id": row["account_id"],
+                                                             "account": row["account"], "tasks": 0, **_blank()})
+            bucket["tasks"] += 1
+            for key in keys:
+                bucket[key] += row[key] or 0
+                totals[key] += row[key] or 0
+        for row in figures["by_day"]:
+            bucket = days.setdefault(row["day"], {"day": row["day"], **_blank()})
+            for key in keys:
+                bucket[key] += row[key] or 0
+    by_day = sorted((d for d in days.values() if d["day"]), key=lambda d: d["day"])
+    if None in days:
+        by_day.append(days[None])
+    for row in [totals, *accounts.values(), *by_day]:
+        if not known:
+            row["opted_out"] = None
+        row["reply_rate"] = _rate(row["replied"], row["delivered"])
+        row["delivery_rate"] = _rate(row["delivered"], row["delivered"] + row["failed"])
+    return {"tasks": len(picked), "truncated": truncated, "window_hours": hours, "totals": totals,
+            "by_account": sorted(accounts.values(), key=lambda a: -a["delivered"]), "by_day": by_day,
+            "opt_out_known": known}
