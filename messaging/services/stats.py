@@ -214,7 +214,9 @@ def overview(tasks, hours: int = DEFAULT_WINDOW_HOURS) -> dict:
     picked = list(tasks.select_related("account")[: OVERVIEW_MAX_TASKS + 1])
     truncated = len(picked) > OVERVIEW_MAX_TASKS
     picked = picked[:OVERVIEW_MAX_TASKS]
-    totals, accounts, days = _blank(), {}, {}
+    totals = _blank()
+    accounts: dict[Any, dict] = {}
+    days: dict[Any, dict] = {}
     known = True
     keys = ("receivers", "delivered", "failed", "skipped", "waiting", "replied", "opted_out")
     for task in picked:
