@@ -215,6 +215,15 @@ def account_column(obj):
     return f"{account.nickname} ({account.wxid})" if account.nickname else account.wxid
 
 
+@admin.display(description=_("conversation"))
+def conversation_column(obj):
+    """A link to the account's conversation with the contact or group chat (the messaging
+    app's workspace, named by its URL)."""
+    wxid = getattr(obj, "group_wxid", None) or obj.wxid
+    return format_html('<a href="{}">{}</a>', reverse("messaging:conversation", args=[obj.account_id, wxid]),
+                       _("Open"))
+
+
 @admin.display(description=_("group chat"), ordering="group_id")
 def group_column(obj):
     """The group's name, a link to its members (groups and accounts come after the page)."""
@@ -228,7 +237,7 @@ def group_column(obj):
 class ContactAdmin(InstanceShardAdmin):
     view_perm = "contacts.view_contact"
     list_display = ["wxid", "nickname", "remark", account_column, "contact_type",
-                    "friend_status", "last_sync_time", "deleted_at"]
+                    "friend_status", "last_sync_time", "deleted_at", conversation_column]
     list_filter = [AccountRowsFilter, "contact_type", "sync_status"]
     search_fields = ["=wxid", "^nickname", "^remark"]
     page_prefetch = ("account",)
@@ -238,7 +247,7 @@ class ContactAdmin(InstanceShardAdmin):
 class GroupAdmin(InstanceShardAdmin):
     view_perm = "contacts.view_group"
     list_display = ["group_wxid", "group_name", account_column, "members_link", "my_role",
-                    "is_active", "last_sync_time", "deleted_at"]
+                    "is_active", "last_sync_time", "deleted_at", conversation_column]
     list_filter = [AccountRowsFilter, "my_role", "is_active"]
     search_fields = ["=group_wxid", "^group_name"]
     page_prefetch = ("account",)

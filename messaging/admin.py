@@ -75,7 +75,7 @@ class MessageAdmin(ShardedModelAdmin):
 
     shard_parameter = "month"
     shard_title = _("month")
-    list_display = ("id", "created_at", "account", "chat_type", "chat_wxid", "message_type",
+    list_display = ("id", "created_at", "account", "chat_type", "conversation_link", "message_type",
                     "short_content", "send_status", "error_code", "task_id")
     list_filter = (DirectionFilter, "send_status", "message_type", "chat_type")
     search_fields = ("=message_uuid", "=account__wxid", "=chat_wxid")  # see get_search_results
@@ -145,6 +145,11 @@ class MessageAdmin(ShardedModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description=_("chat WeCom ID"), ordering="chat_wxid")
+    def conversation_link(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("messaging:conversation", args=[obj.account_id, obj.chat_wxid]),
+                           obj.chat_wxid)
+
     @admin.display(description=_("content"))
     def short_content(self, obj):
         return display.summary(obj.message_type, obj.message_content)
@@ -152,13 +157,15 @@ class MessageAdmin(ShardedModelAdmin):
     @admin.display(description=_("content as sent or received"))
     def content_display(self, obj):
         rendered = display.render(obj.message_type, obj.message_content)
+        conversation = format_html('<p><a class="button" href="{}">{}</a></p>', reverse(
+            "messaging:conversation", args=[obj.account_id, obj.chat_wxid]), _("Open the conversation"))
         if obj.task_id is not None:  # sent by the platform
-            return rendered
+            return format_html("{}{}", rendered, conversation)
         # received: answer it from here, in its conversation, without copying ids
         key = "groups" if obj.chat_type == ChatType.GROUP else "contacts"
         query = urlencode({"account": obj.account_id, "reply_to": obj.pk, key: obj.chat_wxid})
-        return format_html('{}<p><a class="button" href="{}?{}">{}</a></p>', rendered,
-                           reverse("messaging:compose"), query, _("Reply"))
+        return format_html('{}<p><a class="button" href="{}?{}">{}</a></p>{}', rendered,
+                           reverse("messaging:compose"), query, _("Reply"), conversation)
 
     def get_readonly_fields(self, request, obj=None):
         return ["content_display", *self.readonly_fields]

@@ -438,3 +438,52 @@ class MessageReceiver(models.Model):
         if self.error_code in USER_MESSAGES:
             return user_message_for(self.error_code, self.error_message)
         return self.error_message or ""
+
+
+class ConversationRead(models.Model):
+    """How far an account's conversation has been read (ours, outside the design): the id of
+    the newest message read in (account, chat_wxid). Unread messages are the received ones
+    above it, counted on the messages' (account_id, chat_wxid) index, never over a shard."""
+
+    INSTANCE_PATH = "account__instance"
+
+    id = UnsignedBigAutoField(primary_key=True, db_comment="ID")
+    account = models.ForeignKey(
+        "contacts.WeworkAccount",
+        on_delete=models.DB_CASCADE,
+        db_index=False,
+        related_name="conversation_reads",
+        verbose_name=_("account"),
+        db_comment="企微账号ID",
+    )
+    chat_wxid = models.CharField(_("chat WeCom ID"), max_length=100, db_comment="聊天对象微信ID")
+    last_read_message_id = UnsignedBigIntegerField(
+        _("last read message ID"), default=0, db_default=0, db_comment="最后已读消息ID"
+    )
+    read_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DB_SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,
+        db_column="read_by",
+        related_name="+",
+        verbose_name=_("read by"),
+        db_comment="最后阅读人",
+    )
+    updated_at = _updated_at()
+
+    class Meta:
+        db_table = "conversation_reads"
+        db_table_comment = "会话已读位置表"
+        verbose_name = _("conversation read marker")
+        verbose_name_plural = _("conversation read markers")
+        constraints = [
+            TableUniqueConstraint(fields=["account", "chat_wxid"], name="uk_account_chat"),
+        ]
+        indexes = [
+            TableIndex(fields=["read_by"], name="idx_read_by"),
+        ]
+
+    def __str__(self):
+        return f"{self.account_id}:{self.chat_wxid}"

@@ -21,7 +21,7 @@ from wework.shards.conf import period_of
 from .. import permissions
 from ..filtersets import MessageFilterSet, MessageReceiverFilterSet, MessageTaskFilterSet, MessageTemplateFilterSet
 from ..models import Message, MessageReceiver, MessageTask, MessageTemplate
-from ..services import counters, lifecycle, receivers, sending, templates
+from ..services import counters, lifecycle, receivers, sending, stats, templates
 from .serializers import (
     MessageReceiverSerializer, MessageSerializer, MessageTaskSerializer, MessageTemplateSerializer,
     PreviewSerializer, ResumeSerializer, SendMessageSerializer, TaskCreateSerializer,
@@ -106,6 +106,7 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
         "resend_failed": [permissions.MANAGE_TASK],
         "progress": ["messaging.view_messagetask"],
         "failed": ["messaging.view_messagetask"],
+        "stats": ["messaging.view_messagetask"],
     }
 
     def get_serializer_class(self):
@@ -156,6 +157,15 @@ class MessageTaskViewSet(PlatformReadOnlyViewSet):
     @action(detail=True, methods=["get"])
     def progress(self, request, pk=None):
         return Response(counters.task_progress(self.get_object()))
+
+    @extend_schema(parameters=[OpenApiParameter("window_hours", OpenApiTypes.INT,
+                                                description="reply window in hours, 1-720 (default 24)")],
+                   responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """Delivered, failed, replied within the window, opted out after it; per day and account."""
+        task = self.get_object()
+        return Response(stats.task_stats(task, stats.window_hours(request.query_params.get("window_hours"))))
 
     @extend_schema(responses=MessageReceiverSerializer(many=True))
     @action(detail=True, methods=["get"])

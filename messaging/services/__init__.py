@@ -11,6 +11,9 @@ commands call these, they hold no rules of their own.
 * templates: validation, preview, saving
 * counters: task counters and progress, account/instance message counts
 * task_audit: the audit of task status changes (reported to monitoring by a signal)
+* conversations: one account's conversation across month shards, read markers, replies
+* stats: mass-send statistics (delivered, failed, replied in a window, opted out), opt-out sources
+* exports: a task's receivers and results as CSV (streamed) or Excel (bounded)
 
 Dispatch (claims, pacing, sending, acknowledgements) is the `messaging.dispatch` package;
 inbound events (`message.received`, `message.status`) are `messaging.inbound`.

@@ -7,6 +7,7 @@ from contacts.tests.factories import WeworkAccountFactory
 from instances.tests.factories import UserFactory
 from messaging.models import (
     ChatType,
+    ConversationRead,
     Message,
     MessageReceiver,
     MessageTask,
@@ -66,3 +67,12 @@ class MessageFactory(DjangoModelFactory):
     message_type = MessageType.TEXT
     message_content = "Hello"
     send_time = factory.LazyFunction(timezone.now)
+
+
+class ConversationReadFactory(DjangoModelFactory):
+    class Meta:
+        model = ConversationRead
+
+    account = factory.SubFactory(WeworkAccountFactory)
+    chat_wxid = factory.Sequence(lambda n: f"wxid_peer{n}")
+    last_read_message_id = 0
