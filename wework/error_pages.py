@@ -36,12 +36,3 @@ def permission_denied(request, exception=None):
                "back_url": _back_url(request)}
     return render(request, "wework/permission_denied.html", context, status=403)
 
-
-def page_not_found(request, exception=None):
-    """handler404: API paths answer JSON in the API's error shape (a URL that matches no route,
-    `/api/v1/templates/abc/`, is a 404 like an unknown id); pages keep Django's."""
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": _("Not found."), "code": "not_found"}, status=404)
-    from django.views.defaults import page_not_found as django_page_not_found
-
-    return django_page_not_found(request, exception)

@@ -20,7 +20,8 @@ from rest_framework.response import Response
 from rest_framework.viewsets import ViewSet
 
 from wework.api.permissions import PlatformPermission
-from wework.api.views import KEYSET_PARAMS, keyset_page_params, keyset_response
+from wework.api.pagination import AfterIdPagination
+from wework.api.views import KEYSET_PARAMS
 
 from .. import display, permissions
 from ..models import Message, MessageType
@@ -130,7 +131,7 @@ class ConversationViewSet(ViewSet):
         if unknown:
             raise ValidationError({name: [_("Unknown parameter.")] for name in unknown})
         conv = self._open(request, request.query_params)
-        after, limit = keyset_page_params(request)
+        after, limit = AfterIdPagination().page_params(request)
         newer_than = (request.query_params.get("newer_than") or "").strip()
         marker = conversations.last_read_id(conv.account.pk, conv.chat_wxid)
         extra = {"unread": conversations.unread_count(conv.account.pk, conv.chat_wxid, marker=marker),
@@ -139,9 +140,11 @@ class ConversationViewSet(ViewSet):
             if not newer_than.isdigit():
                 raise ValidationError({"newer_than": [_("Not an id.")]})
             rows = conversations.newer(conv, int(newer_than), limit=limit)
-            return keyset_response(ConversationMessageSerializer(rows, many=True).data, None, **extra)
+            return Response({**extra, "results": ConversationMessageSerializer(rows, many=True).data,
+                             "next_after": None})
         page = conversations.history(conv, after=after, limit=limit)
-        return keyset_response(ConversationMessageSerializer(page.items, many=True).data, page.next_after, **extra)
+        return Response({**extra, "results": ConversationMessageSerializer(page.items, many=True).data,
+                         "next_after": page.next_after})
 
     @extend_schema(request=ReplySerializer, responses={201: MessageTaskSerializer})
     @action(detail=False, methods=["post"])
