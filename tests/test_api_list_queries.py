@@ -82,6 +82,12 @@ class Rows:
         def group():
             shards.bulk_create(Group, [self._group()], instance_id=inst)
 
+        def conversation_message():  # one account's conversation with one contact
+            self._next()
+            shards.bulk_create(Message, [{"message_uuid": shards.new_uuid(), "account_id": self.account.pk,
+                                          "chat_type": 1, "chat_wxid": "wxid_talk", "message_type": "text",
+                                          "message_content": "hi", "created_at": now}])
+
         def member():
             n = self._next()
             shards.bulk_create(GroupMember, [{"group_id": self.group_id, "member_wxid": f"wxid_m{n}",
@@ -99,6 +105,8 @@ class Rows:
             "systemlog": ({}, log),
             "instancemonitor": (on_instance, metric),
             "contact": (on_instance, contact),
+            "scrm-contact": (on_instance, contact),
+            "conversation": ({"account": self.account.pk, "chat_wxid": "wxid_talk"}, conversation_message),
             "group": (on_instance, group),
             "groupmember": (on_instance, member),
         }
@@ -260,7 +268,8 @@ def _large_views():
 def test_large_lists_search_only_through_an_index():
     from wework.db.indexes import searchable_through_an_index
 
-    scoped = {"contact": {"account_id"}, "group": {"account_id"}, "auditlog": {"resource_type"}}
+    scoped = {"contact": {"account_id"}, "scrm-contact": {"account_id"}, "group": {"account_id"},
+              "auditlog": {"resource_type"}}
     checked = set()
     for basename, _url, viewset in _large_views():
         model = viewset.base_model if getattr(viewset, "base_model", None) else viewset.queryset.model
