@@ -8,7 +8,7 @@ its detail, update and delete). Two callers: a super administrator, and an opera
 on one instance only (its answers: 403/404 for the other instance's rows, documented). The
 application runs in-process (WSGI) inside the test's transaction, on MariaDB in CI.
 
-The number of examples is kept small (about a minute and a half in all on MariaDB): FUZZ_EXAMPLES
+The number of examples is kept small (about two minutes in all on MariaDB): FUZZ_EXAMPLES
 (per operation), FUZZ_SCENARIOS and FUZZ_STEPS raise it for a deeper run
 (`FUZZ_EXAMPLES=200 FUZZ_SCENARIOS=500 scripts/test tests/test_api_fuzz.py`).
 """
