@@ -19,12 +19,20 @@ from django.utils import timezone
 
 from wework.db.errors import error_code
 
-from . import builder
+from . import builder, fidelity
 from .models import ShardState
 
 log = logging.getLogger("wework.shards")
 
 ER_TABLE_EXISTS = 1050
+ER_NO_SUCH_TABLE = 1146
+
+
+def is_missing_table_error(exc):
+    """True when a database error says a table does not exist (MySQL 1146, SQLite text)."""
+    if error_code(exc) == ER_NO_SUCH_TABLE:
+        return True
+    return "no such table" in str(exc).lower()
 
 _known = {}  # table -> monotonic time it was last seen present (positive cache, short TTL)
 _known_lock = threading.Lock()
@@ -203,6 +211,9 @@ def create_shard(model, registry_values, using=None):
                     skipped = run_schema(connection, lambda editor: editor.create_model(model),
                                          skip_foreign_keys=separate)
                     created = True
+                    # Identical to the base table: its column definitions (ON UPDATE, DEFAULT,
+                    # precision, comments), table comment and keys (MySQL/MariaDB).
+                    fidelity.align(model, connection)
                     log.info("created shard table %s", table)
                 except DatabaseError as exc:
                     # GET_LOCK is per server: on a Galera cluster written through more than one
@@ -234,6 +245,20 @@ def drop_table(model, using=None):
         log.info("dropped shard table %s", table)
     forget(table)
     builder.forget(table)
+
+
+def referencing_tables(table, using=None):
+    """Tables with a FOREIGN KEY pointing at `table` (MySQL/MariaDB; SQLite: none known)."""
+    connection = _conn(using)
+    if connection.vendor != "mysql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT table_name FROM information_schema.key_column_usage "
+            "WHERE referenced_table_schema = DATABASE() AND referenced_table_name = %s",
+            [table],
+        )
+        return [r[0] for r in cursor.fetchall()]
 
 
 def row_estimate(table, using=None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -16,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from wework import audit as audit_port
 
-from . import builder, ddl, router
+from . import builder, ddl, fidelity, router
 from .conf import (
     all_configs, config_for, instance_suffix, is_installed, parse_suffix, period_of, shard_timezone,
     table_name,
@@ -31,6 +33,8 @@ from .locks import global_lock
 from .models import ShardState, ShardTable
 
 log = logging.getLogger("wework.shards")
+
+INSTANCE_MODEL = "instances.WeworkInstance"
 
 
 # --- Audit ----------------------------------------------------------------------------------
@@ -87,16 +91,59 @@ def export_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
     return row
 
 
+def drop_grace_seconds() -> float:
+    """How long a drop waits between announcing it and dropping the table (every process
+    re-reads the shared version within SHARDING_VERSION_CHECK_S)."""
+    default = 2 * router.version_check_interval() + 1
+    return float(getattr(settings, "SHARDING_DROP_GRACE_S", default))
+
+
+def live_instance(instance_id: int) -> bool:
+    """True when the instance exists and is not deleted (its shards are still in use)."""
+    try:
+        model = apps.get_model(INSTANCE_MODEL)
+    except LookupError:
+        return False
+    qs = model._base_manager.filter(pk=instance_id)
+    if any(f.name == "deleted_at" for f in model._meta.get_fields()):
+        qs = qs.filter(deleted_at__isnull=True)
+    return qs.exists()
+
+
+def check_instance_droppable(instance_id: int) -> None:
+    """Refuse to drop the shards of an instance that still exists."""
+    if live_instance(instance_id):
+        raise ShardError(
+            f"Instance {instance_id} still exists; delete the instance before dropping its shard tables."
+        )
+
+
+def referencing_shards(row: ShardTable) -> list[str]:
+    """Present shard tables whose foreign keys point at this one (group_members_N -> groups_N)."""
+    names = set()
+    if row.instance_id is not None:
+        for conf in router.instance_configs():
+            if row.model_label in conf.follows.values():
+                names.add(table_name(conf.model, instance_suffix(row.instance_id)))
+    names.update(ddl.referencing_tables(row.table_name))
+    names.discard(row.table_name)
+    return sorted(name for name in names if ddl.table_exists(name))
+
+
 def drop_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
     """Export (when not exported yet) then drop a shard the tool created; returns the row.
 
-    Refuses tables that the tool did not create. The export is verified (its row count against
-    the table's) before the table is dropped.
+    Refuses tables that the tool did not create, tables other shards still reference, and the
+    shards of an instance that still exists. The export is verified (its row count against the
+    table's) before anything changes. Then the registry row is marked dropped and the change
+    announced to every process (router.announce_change), and after a grace period longer than
+    their check interval the table is dropped: no running process still routes to it.
     """
     if row.state == ShardState.DROPPED:
         return row
     if not row.created_by_tool:
         raise NotToolCreated(f"{row.table_name} was not created by the shard tool, so it is not dropped.")
+    check_drop_dependencies(row)
     model = model_from_row(row)
     if not row.exported_at:
         row = export_shard(row, fmt=fmt)
@@ -108,12 +155,22 @@ def drop_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
             row = export_shard(row, fmt=fmt)
             if model._base_manager.count() != row.export_rows:
                 raise ShardError(f"{row.table_name} is still being written to; it was not dropped.")
-        ddl.drop_table(model)
+    previous = row.state
     ShardTable.objects.filter(pk=row.pk).update(
         state=ShardState.DROPPED, dropped_at=timezone.now(), updated_at=timezone.now(),
         row_estimate=0,
     )
-    router._invalidate_listing(row.model_label)
+    router.announce_change(row.model_label)
+    if present:
+        time.sleep(drop_grace_seconds())
+        try:
+            ddl.drop_table(model)
+        except DatabaseError as exc:
+            ShardTable.objects.filter(pk=row.pk).update(state=previous, dropped_at=None,
+                                                        updated_at=timezone.now())
+            router.announce_change(row.model_label)
+            raise ShardError(f"{row.table_name} could not be dropped ({exc}); it is kept.") from None
+    router.announce_change(row.model_label)
     row.refresh_from_db()
     audit("drop", row.table_name, operation_type="DELETE",
           new_values={"export": row.export_path, "rows": row.export_rows})
@@ -142,6 +199,18 @@ def check_droppable(row: ShardTable, now: datetime | None = None) -> None:
     now = now or timezone.now()
     if row.period_end is not None and row.period_end > now:
         raise ShardOutOfRange(f"{row.table_name} holds the current or a future period; it cannot be dropped.")
+    check_drop_dependencies(row)
+
+
+def check_drop_dependencies(row: ShardTable) -> None:
+    """Refuse the shards of a live instance and tables other shards still reference."""
+    if row.instance_id is not None:
+        check_instance_droppable(row.instance_id)
+    dependents = referencing_shards(row)
+    if dependents:
+        hint = (f" drop the instance's shards together with `shards drop --instance {row.instance_id}`"
+                if row.instance_id is not None else " drop those first")
+        raise ShardError(f"{row.table_name} is referenced by {', '.join(dependents)};{hint}.")
 
 
 # --- Rotation -------------------------------------------------------------------------------
@@ -318,12 +387,15 @@ def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> l
             if not ddl.table_exists(row.table_name):
                 continue
             model = model_from_row(row)
+            connection = connections[DEFAULT_DB_ALIAS]
             if not row.created_by_tool:
                 # Tables the tool did not create are reported, never altered.
-                found = ddl.sync_schema(model, apply=False)
+                found = ddl.sync_schema(model, apply=False) + fidelity.align(model, connection, apply=False)
                 changes.extend(f"{c} [not created by the tool: left alone]" for c in found)
                 continue
             found = ddl.sync_schema(model, apply=not dry_run)
+            # Then the same definitions, comment and keys as the base table (MySQL/MariaDB).
+            found += fidelity.align(model, connection, apply=not dry_run)
             changes.extend(found)
             if found and not dry_run:
                 digest = builder.schema_fingerprint(model, connections[DEFAULT_DB_ALIAS])
@@ -360,6 +432,7 @@ def drop_instance(instance_id: int, confirm: bool = False, user: Any = None) -> 
     """Export (if needed) then drop every shard of the instance; needs confirm=True."""
     if not confirm:
         raise ShardError(f"Dropping the shards of instance {instance_id} needs confirmation.")
+    check_instance_droppable(instance_id)
     done = []
     with global_lock(name=f"instance:{instance_id}"):
         for row in reversed(_instance_rows(instance_id)):  # members before their groups

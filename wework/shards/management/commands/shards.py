@@ -160,6 +160,7 @@ class Command(BaseCommand):
                         .exclude(state=ShardState.DROPPED))
             if not rows:
                 raise CommandError(f"Instance {options['instance']} has no shard tables.")
+            services.check_instance_droppable(options["instance"])
             for row in rows:
                 if not row.created_by_tool:
                     raise CommandError(f"{row.table_name} was not created by the shard tool, so it is not dropped.")
