@@ -26,7 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/wework_storage_bench")
 
-from harness import Timer, bench_args, environment_line, report, save_results, setup_django
+from harness import (
+    Timer, bench_args, environment_line, report, save_results, setup_django, time_interleaved,
+)
 
 
 def extra_options(parser):
@@ -137,8 +139,105 @@ def bench_drain(args):
                 f"{fake.requests} writes, {drain:.1f} s")
 
 
+def table_size(table):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE TABLE {table}")
+        cursor.fetchall()
+        cursor.execute("SELECT data_length + index_length FROM information_schema.tables "
+                       "WHERE table_schema = DATABASE() AND table_name = %s", [table])
+        return int(cursor.fetchone()[0])
+
+
+def file_size(table):
+    """The .ibd file's allocated size (what the disk holds), via information_schema."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT allocated_size FROM information_schema.innodb_sys_tablespaces "
+                       "WHERE name = CONCAT(DATABASE(), '/', %s)", [table])
+        row = cursor.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+
 def bench_cold(args):
-    raise SystemExit("the cold part is not written yet")
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from accounts.models import User
+    from bench_shards import drop_secondary_indexes, add_back_indexes, load, make_accounts
+    from messaging.models import Message
+    from wework import shards
+    from wework.shards import ddl
+    from wework.shards.conf import period_of
+    from wework.testing.fixtures import login_verified
+
+    rows = args.rows or (200_000 if args.quick else 1_000_000)
+    # Two months with the same rows: one stays hot, the other goes to the cold tier; the pages
+    # are timed interleaved on both (the same load on the machine for either).
+    hot_period = period_of("month", timezone.now()).previous().previous()
+    cold_period = hot_period.previous()
+    accounts = make_accounts()
+    tables = {}
+    for name, period in (("hot", hot_period), ("cold", cold_period)):
+        model = shards.model_for(Message, when=period.start + timedelta(days=1))
+        tables[name] = model._meta.db_table
+        drop_secondary_indexes(model)
+        with Timer() as load_timer:
+            load(tables[name], period.start, period.end, rows, accounts)
+        add_back_indexes(model)
+        print(f"# loaded {rows:,} messages into {tables[name]} in {load_timer.seconds:.1f} s")
+    with Timer() as convert:
+        fmt = ddl.to_cold_format(tables["cold"])
+    assert ddl.row_format(tables["cold"]) == "Compressed", ddl.row_format(tables["cold"])
+
+    admin = User.objects.create(username="bench-admin", email="bench-admin@example.com", is_superuser=True)
+    client = Client()
+    login_verified(client, admin)
+    account = accounts[0]
+
+    def pages(period):
+        api_url = reverse("api:message-list") + f"?month={period.suffix}"
+        admin_url = reverse("admin:messaging_message_changelist") + f"?month={period.suffix}"
+        last_id = shards.paginate(Message, since=period.start, until=period.end,
+                                  filters={"account_id": account}, limit=50).items[-1].id
+
+        def page_api():
+            response = client.get(api_url)
+            assert response.status_code == 200, response.status_code
+
+        def page_admin():
+            response = client.get(admin_url)
+            assert response.status_code == 200, response.status_code
+
+        def page_account():
+            return shards.paginate(Message, since=period.start, until=period.end,
+                                   filters={"account_id": account}, limit=50)
+
+        def deep_get():
+            return shards.get(Message, last_id)
+
+        return {"api": page_api, "admin": page_admin, "account": page_account, "get": deep_get}
+
+    fns = {}
+    for name, period in (("hot", hot_period), ("cold", cold_period)):
+        for kind, fn in pages(period).items():
+            fns[f"{kind}-{name}"] = fn
+    stats = time_interleaved(fns, repeats=args.repeats)
+    mib = 1024 * 1024
+    hot_size, cold_size = table_size(tables["hot"]), table_size(tables["cold"])
+    report(f"cold shard size ({fmt})", cold_size / mib, "MiB", hot_size / mib, "MiB (hot, DYNAMIC)",
+           note=f"{rows:,} rows each, data+index per information_schema")
+    hot_file, cold_file = file_size(tables["hot"]), file_size(tables["cold"])
+    if hot_file and cold_file:
+        report("cold shard .ibd file", cold_file / mib, "MiB", hot_file / mib, "MiB (hot)")
+    report("hot -> cold rebuild", convert.seconds, "s", note=f"{rows:,} rows, ALTER .. ROW_FORMAT")
+    for kind, label in (("api", "API messages page (month)"), ("admin", "admin messages changelist"),
+                        ("account", "shards.paginate one account"), ("get", "shards.get by id")):
+        report(f"{label} on the cold shard", stats[f"{kind}-cold"].median_ms, "ms",
+               stats[f"{kind}-hot"].median_ms, "ms (hot shard)")
 
 
 def main():

@@ -8,6 +8,7 @@ implicitly) is finished by the next one, and running twice changes nothing the s
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -82,12 +83,14 @@ def export_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
         raise ShardError(f"{row.table_name} was dropped; nothing to export.")
     model = model_from_row(row)
     path, rows, digest = ddl.export_table(model, fmt=fmt)
+    host = ddl.export_host()
     ShardTable.objects.filter(pk=row.pk).update(
-        export_path=path, export_rows=rows, export_sha256=digest, exported_at=timezone.now(),
-        updated_at=timezone.now(),
+        export_path=path, export_rows=rows, export_sha256=digest, export_host=host,
+        exported_at=timezone.now(), updated_at=timezone.now(),
     )
     row.refresh_from_db()
-    audit("export", row.table_name, new_values={"path": path, "rows": rows, "sha256": digest})
+    audit("export", row.table_name,
+          new_values={"host": host, "path": path, "rows": rows, "sha256": digest})
     return row
 
 
@@ -282,6 +285,10 @@ def plan(now: datetime | None = None, labels: Iterable[str] | None = None,
             if row.state == ShardState.DROPPED or row.period_end is None:
                 continue
             if row.period_end <= cold_limit:
+                if row.keep_until is not None and row.keep_until > now:
+                    steps.append(Step("keep", conf.label, row.table_name, row.suffix,
+                                      f"restored, kept until {_local(row.keep_until)}"))
+                    continue
                 if not row.created_by_tool:
                     steps.append(Step("keep", conf.label, row.table_name, row.suffix,
                                       "past the cold window but not created by the tool"))
@@ -325,10 +332,14 @@ def apply_step(step, now=None):
         return
     row = ShardTable.objects.get(table_name=step.table)
     if step.action == "demote":
-        if ShardTable.objects.filter(pk=row.pk, state=ShardState.HOT).update(
-            state=ShardState.COLD, updated_at=timezone.now()
-        ):
-            audit("demote", step.table, new_values={"state": ShardState.COLD})
+        if row.state == ShardState.HOT:
+            # The cold tier: the same table (still queryable by the admin and the API) rebuilt
+            # in the cold row format; a failure leaves it hot for the next rotation.
+            row_format = ddl.to_cold_format(step.table)
+            if ShardTable.objects.filter(pk=row.pk, state=ShardState.HOT).update(
+                state=ShardState.COLD, updated_at=timezone.now()
+            ):
+                audit("demote", step.table, new_values={"state": ShardState.COLD, "row_format": row_format})
     elif step.action == "export":
         if not row.exported_at and row.state != ShardState.DROPPED:
             export_shard(row)
@@ -404,6 +415,64 @@ def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> l
                 )
                 audit("sync-schema", row.table_name, new_values={"changes": found})
     return changes
+
+
+# --- Restore --------------------------------------------------------------------------------
+
+RESTORE_KEEP_DAYS = 7
+
+
+def restore_shard(row: ShardTable, keep_days: int = RESTORE_KEEP_DAYS) -> ShardTable:
+    """Bring a dropped shard back from its export, rows identical; returns the registry row.
+
+    The file must be where the registry says (this host, or a shared mount with the same path)
+    and match its recorded SHA-256. The table is created as the shard layer creates it, the
+    rows inserted, their count checked against the export; the row is then `archived`
+    (exported, table kept), in the cold format, kept from rotation drops for `keep_days`.
+    """
+    table = row.table_name
+    if row.state != ShardState.DROPPED:
+        raise ShardError(f"{table} is not dropped (it is {row.state}); there is nothing to restore.")
+    if not row.export_path:
+        raise ShardError(f"{table} has no export to restore from.")
+    path = row.export_path
+    if not os.path.exists(path):
+        here = ddl.export_host()
+        where = f" on host {row.export_host}" if row.export_host and row.export_host != here else ""
+        raise ShardError(f"The export of {table} is not at {path} here; it was written{where or ' there'}: "
+                         "copy it to that path (or restore on that host).")
+    if row.export_sha256 and ddl.file_sha256(path) != row.export_sha256:
+        raise ShardError(f"The export {path} does not match its recorded SHA-256; {table} was not restored.")
+    if ddl.table_exists(table):
+        raise ShardError(f"A table named {table} exists already; it was not restored.")
+    model = model_from_row(row)
+    values = {
+        "model_label": row.model_label, "suffix": row.suffix, "table_name": table,
+        "strategy": row.strategy, "period_start": row.period_start, "period_end": row.period_end,
+        "instance_id": row.instance_id, "state": ShardState.HOT, "created_by_tool": True,
+        "schema_version": row.schema_version,
+    }
+    ddl.create_shard(model, values)
+    count = ddl.restore_rows(model, path)
+    if row.export_rows is not None and count != row.export_rows:
+        ddl.drop_table(model)
+        ShardTable.objects.filter(pk=row.pk).update(state=ShardState.DROPPED, dropped_at=timezone.now())
+        router.announce_change(row.model_label)
+        raise ShardError(f"The export of {table} holds {count} rows, the registry {row.export_rows}; "
+                         "it was not restored.")
+    if row.period_end is not None:
+        ddl.to_cold_format(table)
+    now = timezone.now()
+    ShardTable.objects.filter(pk=row.pk).update(
+        state=ShardState.ARCHIVED, dropped_at=None, restored_at=now,
+        keep_until=now + timedelta(days=keep_days), row_estimate=count, rows_estimated_at=now,
+        updated_at=now,
+    )
+    router.announce_change(row.model_label)
+    row.refresh_from_db()
+    audit("restore", table, operation_type="CREATE",
+          new_values={"from": f"{row.export_host}:{path}", "rows": count, "keep_days": keep_days})
+    return row
 
 
 # --- Instance shards ------------------------------------------------------------------------
