@@ -13,6 +13,12 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "monitoring-export-logs": {
+        # No-op unless SYSTEM_LOG_ELASTICSEARCH_HOSTS is set (and the database sink is on).
+        "task": "monitoring.export_logs",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "monitoring-report-log-queue": {
         "task": "monitoring.report_log_queue",
         "schedule": crontab(minute="*/5"),

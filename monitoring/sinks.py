@@ -112,9 +112,13 @@ def elasticsearch_sink_from_settings():
 
 
 def sinks_from_settings():
+    """The database sink (default); Elasticsearch live only without it: with the database
+    sink, Elasticsearch is fed from the database by `exporters.export_new_logs` (beat, every
+    minute), which resumes from its cursor after an outage."""
     sinks = []
     if getattr(settings, "SYSTEM_LOG_DB", True):
         sinks.append(DatabaseSink())
+        return sinks
     es = elasticsearch_sink_from_settings()
     if es is not None:
         sinks.append(es)

@@ -62,6 +62,13 @@ def export_metrics():
     return exporters.export_new_metrics()
 
 
+@shared_task(name="monitoring.export_logs", ignore_result=True)
+def export_logs():
+    from . import exporters
+
+    return exporters.export_new_logs()
+
+
 @shared_task(name="monitoring.report_log_queue", ignore_result=True)
 def report_log_queue():
     from .logging_handler import handlers

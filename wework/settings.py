@@ -446,6 +446,16 @@ ALERT_DEFAULT_CHANNELS = {
     "wecom": env.list("ALERT_DEFAULT_ROBOTS", default=[]),
 }
 DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=15)
+# Shard retention (docs/shards.md): the daily rotation exports then drops shards past their cold
+# window (SHARDING_BEAT_DROPS=0: export and keep them); exports go to SHARDING_EXPORT_DIR (a
+# durable, shared mount in production), recorded with this host's name; cold shards are rebuilt
+# with SHARDING_COLD_ROW_FORMAT on MySQL/MariaDB (empty: unchanged).
+SHARDING_BEAT_DROPS = env.bool("SHARDING_BEAT_DROPS", default=True)
+SHARDING_EXPORT_DIR = env.str("SHARDING_EXPORT_DIR", default=str(DATA_DIR / "shard-exports"))
+SHARDING_EXPORT_HOST = env.str("SHARDING_EXPORT_HOST", default="")  # default: the host name
+SHARDING_COLD_ROW_FORMAT = env.str("SHARDING_COLD_ROW_FORMAT", default="COMPRESSED")
+SHARDING_VERSION_CHECK_S = env.float("SHARDING_VERSION_CHECK_S", default=1.0)
+SHARDING_DROP_GRACE_S = env.float("SHARDING_DROP_GRACE_S", default=3.0)
 # Retention of system logs (daily shards) and instance metrics (weekly shards).
 SHARDING = {
     **globals().get("SHARDING", {}),

@@ -42,3 +42,6 @@ from wework.settings import *  # noqa: E402, F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed, tests only
 # Tests assert English messages; tests/test_i18n.py checks the Chinese default (zh-hans) itself.
 LANGUAGE_CODE = "en"
+# A drop waits this long between announcing it and dropping the table (wework/shards/router.py);
+# the tests that exercise the wait set their own.
+SHARDING_DROP_GRACE_S = 0

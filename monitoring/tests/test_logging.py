@@ -247,6 +247,9 @@ def test_sinks_from_settings_respect_configuration(settings):
     settings.SYSTEM_LOG_DB = True
     settings.SYSTEM_LOG_ELASTICSEARCH = {"hosts": []}
     assert [type(s) for s in sinks_from_settings()] == [DatabaseSink]
+    # With the database sink, Elasticsearch is fed from the database (exporters.export_new_logs).
+    settings.SYSTEM_LOG_ELASTICSEARCH = {"hosts": ["http://127.0.0.1:9"]}
+    assert [type(s) for s in sinks_from_settings()] == [DatabaseSink]
     settings.SYSTEM_LOG_DB = False
     settings.SYSTEM_LOG_ELASTICSEARCH = {"hosts": ["http://127.0.0.1:9"]}
     assert [type(s) for s in sinks_from_settings()] == [ElasticsearchSink]

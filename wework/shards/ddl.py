@@ -1,6 +1,7 @@
 """Shard DDL on SQLite and MySQL/MariaDB: create (safely under concurrent writers), drop,
 export, row estimates and schema sync."""
 import csv
+import datetime
 import gzip
 import hashlib
 import io
@@ -19,12 +20,20 @@ from django.utils import timezone
 
 from wework.db.errors import error_code
 
-from . import builder
+from . import builder, fidelity
 from .models import ShardState
 
 log = logging.getLogger("wework.shards")
 
 ER_TABLE_EXISTS = 1050
+ER_NO_SUCH_TABLE = 1146
+
+
+def is_missing_table_error(exc):
+    """True when a database error says a table does not exist (MySQL 1146, SQLite text)."""
+    if error_code(exc) == ER_NO_SUCH_TABLE:
+        return True
+    return "no such table" in str(exc).lower()
 
 _known = {}  # table -> monotonic time it was last seen present (positive cache, short TTL)
 _known_lock = threading.Lock()
@@ -165,7 +174,7 @@ def _registry_upsert(connection, values):
         row = cursor.fetchone()
         if row is None:
             cols.update(created_at=now, updated_at=now)
-            for key in ("export_path", "export_sha256", "schema_hash"):
+            for key in ("export_path", "export_sha256", "export_host", "schema_hash"):
                 cols.setdefault(key, "")
             names = ", ".join(connection.ops.quote_name(c) for c in cols)
             marks = ", ".join(["%s"] * len(cols))
@@ -203,6 +212,9 @@ def create_shard(model, registry_values, using=None):
                     skipped = run_schema(connection, lambda editor: editor.create_model(model),
                                          skip_foreign_keys=separate)
                     created = True
+                    # Identical to the base table: its column definitions (ON UPDATE, DEFAULT,
+                    # precision, comments), table comment and keys (MySQL/MariaDB).
+                    fidelity.align(model, connection)
                     log.info("created shard table %s", table)
                 except DatabaseError as exc:
                     # GET_LOCK is per server: on a Galera cluster written through more than one
@@ -236,6 +248,20 @@ def drop_table(model, using=None):
     builder.forget(table)
 
 
+def referencing_tables(table, using=None):
+    """Tables with a FOREIGN KEY pointing at `table` (MySQL/MariaDB; SQLite: none known)."""
+    connection = _conn(using)
+    if connection.vendor != "mysql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT table_name FROM information_schema.key_column_usage "
+            "WHERE referenced_table_schema = DATABASE() AND referenced_table_name = %s",
+            [table],
+        )
+        return [r[0] for r in cursor.fetchall()]
+
+
 def row_estimate(table, using=None):
     """Rows of a table: the InnoDB estimate on MySQL (no scan); an exact count on SQLite."""
     connection = _conn(using)
@@ -249,6 +275,132 @@ def row_estimate(table, using=None):
             return int(row[0] or 0) if row else None
         cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
         return int(cursor.fetchone()[0])
+
+
+class ExportEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder, but times keep their microseconds (a restore gives the same values)."""
+
+    def default(self, o):
+        if isinstance(o, (datetime.datetime, datetime.time)):
+            return o.isoformat()
+        return super().default(o)
+
+
+def export_host():
+    """The host an export file is written on (recorded with its path)."""
+    import socket
+
+    return getattr(settings, "SHARDING_EXPORT_HOST", "") or socket.gethostname()
+
+
+COLD_ROW_FORMATS = {"COMPRESSED", "DYNAMIC", "COMPACT", "REDUNDANT", "PAGE_COMPRESSED"}
+
+
+def row_format(table, using=None):
+    """The table's row format on MySQL/MariaDB ('Compressed', 'Dynamic', ...); None elsewhere."""
+    connection = _conn(using)
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT row_format, create_options FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name = %s", [table])
+        row = cursor.fetchone()
+    if not row:
+        return None
+    if "page_compressed" in (row[1] or "").lower():
+        return "Page_compressed"
+    return row[0]
+
+
+def to_cold_format(table, using=None):
+    """Rebuild a table in SHARDING_COLD_ROW_FORMAT (MySQL/MariaDB); returns the format used.
+
+    COMPRESSED (the default) is InnoDB's zlib-compressed pages: reads decompress pages in the
+    buffer pool, the table stays queryable as before. The rebuild runs in place without
+    blocking reads or writes when the server allows it (LOCK=NONE), else with the default lock.
+    """
+    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
+    connection = _conn(using)
+    if not wanted or connection.vendor != "mysql":
+        return None
+    if wanted not in COLD_ROW_FORMATS:
+        raise ValueError(f"SHARDING_COLD_ROW_FORMAT must be one of {', '.join(sorted(COLD_ROW_FORMATS))}.")
+    current = (row_format(table, using) or "").upper()
+    if current == wanted:
+        return current
+    quoted = connection.ops.quote_name(table)
+    option = "PAGE_COMPRESSED = 1" if wanted == "PAGE_COMPRESSED" else f"ROW_FORMAT = {wanted}"
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(f"ALTER TABLE {quoted} {option}, ALGORITHM = INPLACE, LOCK = NONE")
+        except DatabaseError:
+            cursor.execute(f"ALTER TABLE {quoted} {option}")
+    log.info("rebuilt %s with %s", table, option)
+    return wanted
+
+
+def restore_rows(model, path, batch=2000):
+    """Insert the rows of an export file into the (empty) table of `model`; returns the count."""
+    from django.db import models as dj_models
+
+    fields = {f.attname: f for f in model._meta.local_fields}
+    count = 0
+    pending = []
+
+    def flush():
+        model._base_manager.bulk_create(pending, batch_size=batch)
+        pending.clear()
+
+    for raw in read_export(path):
+        values = {}
+        for name, value in raw.items():
+            field = fields.get(name)
+            if field is None:
+                continue
+            if path.endswith(".csv.gz"):
+                if value == "" and field.null:
+                    value = None
+                elif isinstance(field, dj_models.JSONField) and value not in (None, ""):
+                    value = json.loads(value)
+            if value is not None and not isinstance(field, dj_models.JSONField):
+                value = field.to_python(value)
+            values[name] = value
+        pending.append(model(**values))
+        count += 1
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return count
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def rows_digest(model, chunk=5000):
+    """SHA-256 of a table's rows in id order, serialised as the JSON lines of an export (the
+    checksum that a restored table has the same rows as the one exported)."""
+    digest = hashlib.sha256()
+    columns = [f.attname for f in model._meta.local_fields]
+    last = None
+    while True:
+        qs = model._base_manager.order_by("pk")
+        if last is not None:
+            qs = qs.filter(pk__gt=last)
+        batch = list(qs.values_list(*columns)[:chunk])
+        if not batch:
+            return digest.hexdigest()
+        for values in batch:
+            digest.update(json.dumps(dict(zip(columns, values)), cls=ExportEncoder,
+                                     ensure_ascii=False).encode())
+            digest.update(b"\n")
+        last = batch[-1][columns.index(model._meta.pk.attname)]
 
 
 def export_dir():
@@ -288,7 +440,7 @@ def export_table(model, fmt=None, chunk=5000):
                 break
             for values in batch:
                 if writer is None:
-                    handle.write(json.dumps(dict(zip(columns, values)), cls=DjangoJSONEncoder, ensure_ascii=False))
+                    handle.write(json.dumps(dict(zip(columns, values)), cls=ExportEncoder, ensure_ascii=False))
                     handle.write("\n")
                 else:
                     writer.writerow([_csv_value(v) for v in values])

@@ -45,7 +45,12 @@ class ShardTable(models.Model):
                                          db_comment="导出行数")
     export_sha256 = models.CharField(_("export SHA-256"), max_length=64, blank=True, default="",
                                      db_comment="导出文件校验")
+    export_host = models.CharField(_("export host"), max_length=255, blank=True, default="",
+                                   db_comment="导出文件所在主机")
     exported_at = DateTimeField(_("exported at"), null=True, blank=True, db_comment="导出时间")
+    restored_at = DateTimeField(_("restored at"), null=True, blank=True, db_comment="恢复时间")
+    keep_until = DateTimeField(_("kept until"), null=True, blank=True,
+                               db_comment="保留至(恢复的分表在此之前不删除)")
     dropped_at = DateTimeField(_("dropped at"), null=True, blank=True, db_comment="删除时间")
     created_at = DateTimeField(_("created at"), auto_now_add=True, db_comment="创建时间")
     updated_at = DateTimeField(_("updated at"), auto_now=True, db_comment="更新时间")

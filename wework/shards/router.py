@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
-from django.db import connections, models, router as db_router, transaction
+from django.conf import settings
+from django.db import DatabaseError, connections, models, router as db_router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -62,6 +63,71 @@ def _invalidate_listing(label=None):
             _listing.pop(label, None)
 
 
+# --- Seeing other processes' drops ------------------------------------------------------------
+# Each process caches which shard tables exist. A drop (or restore, or move) writes a new value
+# under VERSION_KEY in the shared cache (Redis, or the file cache every process of a host
+# shares); every process reads that key at most once per SHARDING_VERSION_CHECK_S and forgets
+# its caches when it changed. The drop itself marks the registry row first, announces, waits
+# SHARDING_DROP_GRACE_S (longer than the check interval), then drops the table. A query that
+# still meets a missing table (a request that had the class in hand) forgets it and answers
+# as if the shard were empty (see `_missing_table`).
+
+VERSION_KEY = "shards:tables-version"
+_version: dict[str, Any] = {"seen": None, "checked": None}
+
+
+def version_check_interval() -> float:
+    return float(getattr(settings, "SHARDING_VERSION_CHECK_S", 1.0))
+
+
+def check_version(force: bool = False) -> None:
+    """Forget the cached table lists when another process announced a change."""
+    now = time.monotonic()
+    checked = _version["checked"]
+    if not force and checked is not None and now - checked < version_check_interval():
+        return
+    _version["checked"] = now
+    try:
+        from django.core.cache import cache
+
+        current = cache.get(VERSION_KEY)
+    except Exception:  # the cache is down: keep the short TTLs as the fallback
+        log.warning("could not read the shard tables version from the cache", exc_info=True)
+        return
+    if current != _version["seen"]:
+        _version["seen"] = current
+        ddl.forget()
+        _invalidate_listing()
+
+
+def announce_change(label: str | None = None) -> None:
+    """Tell every process that shard tables were dropped, restored or moved."""
+    import uuid
+
+    ddl.forget()
+    _invalidate_listing(label)
+    try:
+        from django.core.cache import cache
+
+        value = uuid.uuid4().hex
+        cache.set(VERSION_KEY, value, timeout=None)
+        _version["seen"] = value
+    except Exception:
+        log.warning("could not announce a shard table change in the cache; other processes "
+                    "see it when their caches expire or on their first error", exc_info=True)
+
+
+def _missing_table(exc: Exception, model: type[models.Model]) -> bool:
+    """True (and the caches forgotten) when `exc` says the shard's table does not exist."""
+    if not ddl.is_missing_table_error(exc):
+        return False
+    table = model._meta.db_table
+    log.warning("shard table %s is gone (dropped by another process); forgetting it", table)
+    ddl.forget(table)
+    _invalidate_listing()
+    return True
+
+
 # --- Shard classes --------------------------------------------------------------------------
 
 def _time_model(base, conf, period):
@@ -81,6 +147,7 @@ def _instance_model(base, conf, instance_id, create):
 
 def _registered(table):
     """True when the registry lists the table as present (cached positively for a while)."""
+    check_version()
     if ddl.is_known(table):
         return True
     present = ShardTable.objects.filter(table_name=table).exclude(state=ShardState.DROPPED).exists()
@@ -327,7 +394,12 @@ def update(base_model: type[models.Model], id: int, instance_id: int | None = No
         model = model_for_id(base_model, id, instance_id=instance_id)
     except ShardMissing:
         return 0
-    return model._base_manager.filter(pk=id).update(**fields)
+    try:
+        return model._base_manager.filter(pk=id).update(**fields)
+    except DatabaseError as exc:
+        if _missing_table(exc, model):
+            return 0
+        raise
 
 
 # --- Reads ----------------------------------------------------------------------------------
@@ -344,6 +416,10 @@ def get(base_model: type[models.Model], id: int, instance_id: int | None = None)
         return model._default_manager.get(pk=id)
     except model.DoesNotExist:
         raise missing from None
+    except DatabaseError as exc:
+        if _missing_table(exc, model):
+            raise missing from None
+        raise
 
 
 def get_or_none(base_model: type[models.Model], id: int,  # noqa: A002
@@ -370,6 +446,7 @@ def for_instance(base_model: type[models.Model], instance_id: int | None,
 
 
 def _present_rows(label):
+    check_version()
     with _listing_lock:
         cached = _listing.get(label)
     if cached and time.monotonic() - cached[0] < LISTING_TTL:
@@ -464,7 +541,12 @@ def paginate(base_model: type[models.Model], since: datetime | None = None, unti
         qs = qs.order_by("-pk")
         if values:
             qs = qs.values(*values)
-        items.extend(qs[: limit + 1 - len(items)])
+        try:
+            items.extend(qs[: limit + 1 - len(items)])
+        except DatabaseError as exc:
+            if not _missing_table(exc, qs.model):
+                raise
+            continue  # dropped meanwhile: it holds nothing any more
         if len(items) > limit:
             break
     next_after = None

@@ -8,7 +8,9 @@ implicitly) is finished by the next one, and running twice changes nothing the s
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -16,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from wework import audit as audit_port
 
-from . import builder, ddl, router
+from . import builder, ddl, fidelity, router
 from .conf import (
     all_configs, config_for, instance_suffix, is_installed, parse_suffix, period_of, shard_timezone,
     table_name,
@@ -31,6 +34,8 @@ from .locks import global_lock
 from .models import ShardState, ShardTable
 
 log = logging.getLogger("wework.shards")
+
+INSTANCE_MODEL = "instances.WeworkInstance"
 
 
 # --- Audit ----------------------------------------------------------------------------------
@@ -78,25 +83,70 @@ def export_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
         raise ShardError(f"{row.table_name} was dropped; nothing to export.")
     model = model_from_row(row)
     path, rows, digest = ddl.export_table(model, fmt=fmt)
+    host = ddl.export_host()
     ShardTable.objects.filter(pk=row.pk).update(
-        export_path=path, export_rows=rows, export_sha256=digest, exported_at=timezone.now(),
-        updated_at=timezone.now(),
+        export_path=path, export_rows=rows, export_sha256=digest, export_host=host,
+        exported_at=timezone.now(), updated_at=timezone.now(),
     )
     row.refresh_from_db()
-    audit("export", row.table_name, new_values={"path": path, "rows": rows, "sha256": digest})
+    audit("export", row.table_name,
+          new_values={"host": host, "path": path, "rows": rows, "sha256": digest})
     return row
+
+
+def drop_grace_seconds() -> float:
+    """How long a drop waits between announcing it and dropping the table (every process
+    re-reads the shared version within SHARDING_VERSION_CHECK_S)."""
+    default = 2 * router.version_check_interval() + 1
+    return float(getattr(settings, "SHARDING_DROP_GRACE_S", default))
+
+
+def live_instance(instance_id: int) -> bool:
+    """True when the instance exists and is not deleted (its shards are still in use)."""
+    try:
+        model = apps.get_model(INSTANCE_MODEL)
+    except LookupError:
+        return False
+    qs = model._base_manager.filter(pk=instance_id)
+    if any(f.name == "deleted_at" for f in model._meta.get_fields()):
+        qs = qs.filter(deleted_at__isnull=True)
+    return qs.exists()
+
+
+def check_instance_droppable(instance_id: int) -> None:
+    """Refuse to drop the shards of an instance that still exists."""
+    if live_instance(instance_id):
+        raise ShardError(
+            f"Instance {instance_id} still exists; delete the instance before dropping its shard tables."
+        )
+
+
+def referencing_shards(row: ShardTable) -> list[str]:
+    """Present shard tables whose foreign keys point at this one (group_members_N -> groups_N)."""
+    names = set()
+    if row.instance_id is not None:
+        for conf in router.instance_configs():
+            if row.model_label in conf.follows.values():
+                names.add(table_name(conf.model, instance_suffix(row.instance_id)))
+    names.update(ddl.referencing_tables(row.table_name))
+    names.discard(row.table_name)
+    return sorted(name for name in names if ddl.table_exists(name))
 
 
 def drop_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
     """Export (when not exported yet) then drop a shard the tool created; returns the row.
 
-    Refuses tables that the tool did not create. The export is verified (its row count against
-    the table's) before the table is dropped.
+    Refuses tables that the tool did not create, tables other shards still reference, and the
+    shards of an instance that still exists. The export is verified (its row count against the
+    table's) before anything changes. Then the registry row is marked dropped and the change
+    announced to every process (router.announce_change), and after a grace period longer than
+    their check interval the table is dropped: no running process still routes to it.
     """
     if row.state == ShardState.DROPPED:
         return row
     if not row.created_by_tool:
         raise NotToolCreated(f"{row.table_name} was not created by the shard tool, so it is not dropped.")
+    check_drop_dependencies(row)
     model = model_from_row(row)
     if not row.exported_at:
         row = export_shard(row, fmt=fmt)
@@ -108,12 +158,22 @@ def drop_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
             row = export_shard(row, fmt=fmt)
             if model._base_manager.count() != row.export_rows:
                 raise ShardError(f"{row.table_name} is still being written to; it was not dropped.")
-        ddl.drop_table(model)
+    previous = row.state
     ShardTable.objects.filter(pk=row.pk).update(
         state=ShardState.DROPPED, dropped_at=timezone.now(), updated_at=timezone.now(),
         row_estimate=0,
     )
-    router._invalidate_listing(row.model_label)
+    router.announce_change(row.model_label)
+    if present:
+        time.sleep(drop_grace_seconds())
+        try:
+            ddl.drop_table(model)
+        except DatabaseError as exc:
+            ShardTable.objects.filter(pk=row.pk).update(state=previous, dropped_at=None,
+                                                        updated_at=timezone.now())
+            router.announce_change(row.model_label)
+            raise ShardError(f"{row.table_name} could not be dropped ({exc}); it is kept.") from None
+    router.announce_change(row.model_label)
     row.refresh_from_db()
     audit("drop", row.table_name, operation_type="DELETE",
           new_values={"export": row.export_path, "rows": row.export_rows})
@@ -142,6 +202,18 @@ def check_droppable(row: ShardTable, now: datetime | None = None) -> None:
     now = now or timezone.now()
     if row.period_end is not None and row.period_end > now:
         raise ShardOutOfRange(f"{row.table_name} holds the current or a future period; it cannot be dropped.")
+    check_drop_dependencies(row)
+
+
+def check_drop_dependencies(row: ShardTable) -> None:
+    """Refuse the shards of a live instance and tables other shards still reference."""
+    if row.instance_id is not None:
+        check_instance_droppable(row.instance_id)
+    dependents = referencing_shards(row)
+    if dependents:
+        hint = (f" drop the instance's shards together with `shards drop --instance {row.instance_id}`"
+                if row.instance_id is not None else " drop those first")
+        raise ShardError(f"{row.table_name} is referenced by {', '.join(dependents)};{hint}.")
 
 
 # --- Rotation -------------------------------------------------------------------------------
@@ -213,6 +285,10 @@ def plan(now: datetime | None = None, labels: Iterable[str] | None = None,
             if row.state == ShardState.DROPPED or row.period_end is None:
                 continue
             if row.period_end <= cold_limit:
+                if row.keep_until is not None and row.keep_until > now:
+                    steps.append(Step("keep", conf.label, row.table_name, row.suffix,
+                                      f"restored, kept until {_local(row.keep_until)}"))
+                    continue
                 if not row.created_by_tool:
                     steps.append(Step("keep", conf.label, row.table_name, row.suffix,
                                       "past the cold window but not created by the tool"))
@@ -256,10 +332,14 @@ def apply_step(step, now=None):
         return
     row = ShardTable.objects.get(table_name=step.table)
     if step.action == "demote":
-        if ShardTable.objects.filter(pk=row.pk, state=ShardState.HOT).update(
-            state=ShardState.COLD, updated_at=timezone.now()
-        ):
-            audit("demote", step.table, new_values={"state": ShardState.COLD})
+        if row.state == ShardState.HOT:
+            # The cold tier: the same table (still queryable by the admin and the API) rebuilt
+            # in the cold row format; a failure leaves it hot for the next rotation.
+            row_format = ddl.to_cold_format(step.table)
+            if ShardTable.objects.filter(pk=row.pk, state=ShardState.HOT).update(
+                state=ShardState.COLD, updated_at=timezone.now()
+            ):
+                audit("demote", step.table, new_values={"state": ShardState.COLD, "row_format": row_format})
     elif step.action == "export":
         if not row.exported_at and row.state != ShardState.DROPPED:
             export_shard(row)
@@ -318,12 +398,15 @@ def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> l
             if not ddl.table_exists(row.table_name):
                 continue
             model = model_from_row(row)
+            connection = connections[DEFAULT_DB_ALIAS]
             if not row.created_by_tool:
                 # Tables the tool did not create are reported, never altered.
-                found = ddl.sync_schema(model, apply=False)
+                found = ddl.sync_schema(model, apply=False) + fidelity.align(model, connection, apply=False)
                 changes.extend(f"{c} [not created by the tool: left alone]" for c in found)
                 continue
             found = ddl.sync_schema(model, apply=not dry_run)
+            # Then the same definitions, comment and keys as the base table (MySQL/MariaDB).
+            found += fidelity.align(model, connection, apply=not dry_run)
             changes.extend(found)
             if found and not dry_run:
                 digest = builder.schema_fingerprint(model, connections[DEFAULT_DB_ALIAS])
@@ -332,6 +415,64 @@ def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> l
                 )
                 audit("sync-schema", row.table_name, new_values={"changes": found})
     return changes
+
+
+# --- Restore --------------------------------------------------------------------------------
+
+RESTORE_KEEP_DAYS = 7
+
+
+def restore_shard(row: ShardTable, keep_days: int = RESTORE_KEEP_DAYS) -> ShardTable:
+    """Bring a dropped shard back from its export, rows identical; returns the registry row.
+
+    The file must be where the registry says (this host, or a shared mount with the same path)
+    and match its recorded SHA-256. The table is created as the shard layer creates it, the
+    rows inserted, their count checked against the export; the row is then `archived`
+    (exported, table kept), in the cold format, kept from rotation drops for `keep_days`.
+    """
+    table = row.table_name
+    if row.state != ShardState.DROPPED:
+        raise ShardError(f"{table} is not dropped (it is {row.state}); there is nothing to restore.")
+    if not row.export_path:
+        raise ShardError(f"{table} has no export to restore from.")
+    path = row.export_path
+    if not os.path.exists(path):
+        here = ddl.export_host()
+        where = f" on host {row.export_host}" if row.export_host and row.export_host != here else ""
+        raise ShardError(f"The export of {table} is not at {path} here; it was written{where or ' there'}: "
+                         "copy it to that path (or restore on that host).")
+    if row.export_sha256 and ddl.file_sha256(path) != row.export_sha256:
+        raise ShardError(f"The export {path} does not match its recorded SHA-256; {table} was not restored.")
+    if ddl.table_exists(table):
+        raise ShardError(f"A table named {table} exists already; it was not restored.")
+    model = model_from_row(row)
+    values = {
+        "model_label": row.model_label, "suffix": row.suffix, "table_name": table,
+        "strategy": row.strategy, "period_start": row.period_start, "period_end": row.period_end,
+        "instance_id": row.instance_id, "state": ShardState.HOT, "created_by_tool": True,
+        "schema_version": row.schema_version,
+    }
+    ddl.create_shard(model, values)
+    count = ddl.restore_rows(model, path)
+    if row.export_rows is not None and count != row.export_rows:
+        ddl.drop_table(model)
+        ShardTable.objects.filter(pk=row.pk).update(state=ShardState.DROPPED, dropped_at=timezone.now())
+        router.announce_change(row.model_label)
+        raise ShardError(f"The export of {table} holds {count} rows, the registry {row.export_rows}; "
+                         "it was not restored.")
+    if row.period_end is not None:
+        ddl.to_cold_format(table)
+    now = timezone.now()
+    ShardTable.objects.filter(pk=row.pk).update(
+        state=ShardState.ARCHIVED, dropped_at=None, restored_at=now,
+        keep_until=now + timedelta(days=keep_days), row_estimate=count, rows_estimated_at=now,
+        updated_at=now,
+    )
+    router.announce_change(row.model_label)
+    row.refresh_from_db()
+    audit("restore", table, operation_type="CREATE",
+          new_values={"from": f"{row.export_host}:{path}", "rows": count, "keep_days": keep_days})
+    return row
 
 
 # --- Instance shards ------------------------------------------------------------------------
@@ -360,6 +501,7 @@ def drop_instance(instance_id: int, confirm: bool = False, user: Any = None) -> 
     """Export (if needed) then drop every shard of the instance; needs confirm=True."""
     if not confirm:
         raise ShardError(f"Dropping the shards of instance {instance_id} needs confirmation.")
+    check_instance_droppable(instance_id)
     done = []
     with global_lock(name=f"instance:{instance_id}"):
         for row in reversed(_instance_rows(instance_id)):  # members before their groups

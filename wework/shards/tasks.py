@@ -12,8 +12,9 @@ log = logging.getLogger("wework.shards")
 
 @shared_task(name="shards.rotate")
 def rotate_shards(drops=None):
-    """The daily rotation: create ahead, demote, export; drops only when SHARDING_BEAT_DROPS."""
-    drops = getattr(settings, "SHARDING_BEAT_DROPS", False) if drops is None else drops
+    """The daily rotation: create ahead, demote, export then drop past the cold window
+    (SHARDING_BEAT_DROPS, default on; off: export and keep)."""
+    drops = getattr(settings, "SHARDING_BEAT_DROPS", True) if drops is None else drops
     try:
         steps = services.rotate(drops=drops)
     except RotationLocked as exc:

@@ -88,8 +88,31 @@ def test_staff_without_permission_cannot_drop(client, old_shard, login_verified)
     assert ddl.table_exists("probe_events_202501")
 
 
-def test_beat_rotation_never_drops_by_default(old_shard, settings):
-    settings.SHARDING = {k: v for k, v in settings.SHARDING.items()}
+def test_beat_rotation_drops_past_the_cold_window_by_default(old_shard, settings):
+    del settings.SHARDING_BEAT_DROPS  # the code's default, as without the setting
+    result = tasks.rotate_shards.apply().get()
+    assert "steps" in result
+    old_shard.refresh_from_db()
+    assert old_shard.state == ShardState.DROPPED and old_shard.export_rows is not None
+    assert not ddl.table_exists("probe_events_202501")
+
+
+def test_settings_drop_by_default_with_an_environment_variable():
+    import subprocess
+    import sys
+
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SHARDING_BEAT_DROPS)"
+    env = {**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "wework.test_settings"}
+    env.pop("SHARDING_BEAT_DROPS", None)
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "True"
+    env["SHARDING_BEAT_DROPS"] = "0"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+def test_beat_rotation_keeps_the_tables_when_drops_are_off(old_shard, settings):
+    settings.SHARDING_BEAT_DROPS = False
     result = tasks.rotate_shards.apply().get()
     assert "steps" in result
     old_shard.refresh_from_db()

@@ -66,6 +66,11 @@ class Command(BaseCommand):
         drop.add_argument("--dry-run", action="store_true")
         drop.add_argument("--yes", action="store_true", help="Do not ask for confirmation.")
 
+        restore = sub.add_parser("restore", help="Bring a dropped shard back from its export.")
+        restore.add_argument("--table", required=True, help="The shard table name.")
+        restore.add_argument("--keep-days", type=int, default=services.RESTORE_KEEP_DAYS,
+                             help="Days the rotation keeps it before dropping it again (default 7).")
+
     def handle(self, *args, **options):
         action = options["action"]
         try:
@@ -110,7 +115,8 @@ class Command(BaseCommand):
             rows_text = "" if row.row_estimate is None else f"{row.row_estimate:,}"
             self.stdout.write(
                 f"{row.table_name:<40} {row.state:<9} {where:<25} {rows_text:>12} "
-                f"{'yes' if row.created_by_tool else 'NO ':<4} {row.export_path or '-'}"
+                f"{'yes' if row.created_by_tool else 'NO ':<4} "
+                f"{(row.export_host + ':' if row.export_host else '') + row.export_path if row.export_path else '-'}"
             )
 
     def do_plan(self, options):
@@ -153,6 +159,16 @@ class Command(BaseCommand):
         if not changes:
             self.stdout.write("Every shard matches its model.")
 
+    def do_restore(self, options):
+        if not 0 <= options["keep_days"] <= 3650:
+            raise CommandError("--keep-days must be between 0 and 3650.")
+        row = services.find_row(table=options["table"])
+        with services.global_lock():
+            row = services.restore_shard(row, keep_days=options["keep_days"])
+        self.stdout.write(self.style.SUCCESS(
+            f"Restored {row.table_name}: {row.row_estimate} rows from {row.export_host}:{row.export_path} "
+            f"(SHA-256 checked); kept until {row.keep_until:%Y-%m-%d}."))
+
     def do_drop(self, options):
         now = parse_now(options.get("now")) or timezone.now()
         if options.get("instance") is not None:
@@ -160,6 +176,7 @@ class Command(BaseCommand):
                         .exclude(state=ShardState.DROPPED))
             if not rows:
                 raise CommandError(f"Instance {options['instance']} has no shard tables.")
+            services.check_instance_droppable(options["instance"])
             for row in rows:
                 if not row.created_by_tool:
                     raise CommandError(f"{row.table_name} was not created by the shard tool, so it is not dropped.")
