@@ -276,9 +276,8 @@ class StatusListFilter(admin.SimpleListFilter):
 
 @admin.register(AlertRecord)
 class AlertRecordAdmin(PlatformModelAdmin):
-    list_display = ("created_at", "alert_level", "alert_title", "rule_name", "source_type",
-                    "source_id", "status", "notification_sent", "acknowledged_by",
-                    "resolved_by")
+    list_display = ("created_at", "alert_level", "title", "rule_name", "source",
+                    "status", "notification_sent", "acknowledged_by", "resolved_by")
     list_filter = (StatusListFilter, "alert_level")
     search_fields = ("=rule_name", "alert_title", "=source_id")
     list_select_related = ("acknowledged_by", "resolved_by")
@@ -293,6 +292,14 @@ class AlertRecordAdmin(PlatformModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=_("title"))
+    def title(self, obj):
+        return obj.display_title
+
+    @admin.display(description=_("source"), ordering="source_type")
+    def source(self, obj):
+        return obj.source_label
 
     def has_ack_permission(self, request):
         # a role grant, or an object grant on some instance (the records are checked one by one)

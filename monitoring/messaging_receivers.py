@@ -1,10 +1,11 @@
 """Receivers of messaging's signals (messaging/signals.py): the audit rows of message-task
 status changes and the alert when sending stops for an account. Connected in ready()."""
 from django.dispatch import receiver
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from messaging.models import MessageTask
 from messaging.signals import account_stop_cleared, account_stopped, task_changed
+from wework.i18n import Text
 
 from . import audit, services
 
@@ -39,10 +40,11 @@ def alert_account_stopped(sender, *, account_id, wxid, instance_id, reason, deta
         source_type="account",
         source_id=account_id,
         level="CRITICAL",
-        title=_("Sending stopped for account %(wxid)s") % {"wxid": name},
-        message=_("Sending stopped for account %(wxid)s after %(reason)s; %(n)d tasks paused. %(detail)s "
-                  "Check the account, then resume its tasks with \"clear the stop\".")
-        % {"wxid": name, "reason": reason, "n": tasks_paused, "detail": detail or ""},
+        title=Text(gettext_noop("Sending stopped for account %(wxid)s"), wxid=name),
+        message=Text(gettext_noop(
+            "Sending stopped for account %(wxid)s after %(reason)s; %(n)d tasks paused. %(detail)s "
+            "Check the account, then resume its tasks with \"clear the stop\"."),
+            wxid=name, reason=reason, n=tasks_paused, detail=detail or ""),
         instance_id=instance_id,
     )
 

@@ -17,6 +17,7 @@ from wework.db.fields import (
 from wework.db.models import (
     CreatedAtModel, TableIndex, TableUniqueConstraint, TimestampedModel, created_at_field,
 )
+from wework.i18n import render_data
 
 
 class LogLevel(models.TextChoices):
@@ -298,6 +299,16 @@ class AlertRule(TimestampedModel):
         return self.display_name
 
 
+#: What an alert's `source_type` names, as operators read it (unknown kinds show as stored).
+ALERT_SOURCE_TYPES = {
+    "instance": _("Instance"),
+    "account": _("WeCom account"),
+    "message_task": _("Messaging task"),
+    "shard_model": _("Sharded table"),
+    "host": _("Host"),
+}
+
+
 class AlertRecord(TimestampedModel):
     """One raised alert and its acknowledge/resolve trail (告警记录表, completed by us)."""
 
@@ -312,6 +323,13 @@ class AlertRecord(TimestampedModel):
     )
     alert_title = models.CharField(_("title"), max_length=200, db_comment="告警标题")
     alert_message = TextField(_("message"), db_comment="告警内容")
+    # Addition to the design (docs/schema.md): the title and message as their source sentences
+    # and values, so each reader sees them in their language (wework.i18n.Text); the two
+    # columns above hold them in the platform's language, for notifications and search.
+    alert_i18n = models.JSONField(
+        _("title and message (source)"), null=True, blank=True, editable=False,
+        db_comment="告警标题与内容的原文与参数(按阅读者语言显示)",
+    )
     metric_name = models.CharField(
         _("metric"), max_length=50, null=True, blank=True, db_comment="指标名称"
     )
@@ -404,4 +422,19 @@ class AlertRecord(TimestampedModel):
         ]
 
     def __str__(self):
-        return self.alert_title
+        return self.display_title
+
+    @property
+    def display_title(self) -> str:
+        """The title in the reader's language (the stored one when it has no source)."""
+        return render_data((self.alert_i18n or {}).get("title"), self.alert_title)
+
+    @property
+    def source_label(self) -> str:
+        """"Instance 12", "WeCom account 7", ...: the source as operators read it."""
+        kind = ALERT_SOURCE_TYPES.get(self.source_type, self.source_type)
+        return f"{kind} {self.source_id}" if self.source_id else str(kind)
+
+    @property
+    def display_message(self) -> str:
+        return render_data((self.alert_i18n or {}).get("message"), self.alert_message)

@@ -160,13 +160,13 @@ def _facts(alert):
     resolved = alert.status == "RESOLVED"
     level = alert.get_alert_level_display()
     heading = (_("[Resolved] %(title)s") if resolved else _("[%(level)s] %(title)s")) % {
-        "level": level, "title": alert.alert_title}
-    lines = [str(alert.alert_message or "")]
+        "level": level, "title": alert.display_title}
+    lines = [str(alert.display_message or "")]
     if alert.metric_name:
         lines.append(_("%(metric)s = %(value)s (threshold %(threshold)s)") % {
             "metric": alert.metric_name, "value": alert.metric_value, "threshold": alert.threshold_value})
     lines.append(_("Rule: %(rule)s · source: %(source)s") % {
-        "rule": alert.rule_name, "source": f"{alert.source_type}:{alert.source_id or '-'}"})
+        "rule": alert.rule_name, "source": alert.source_label})
     lines.append(_("Raised at %(at)s") % {"at": _when(alert.created_at)})
     if resolved:
         lines.append(_("Resolved at %(at)s: %(comment)s") % {

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
+from wework.i18n import Text, in_platform_language
 
 from instances.models import WeworkInstance
 from instances.services import ServiceError, fire_alert, record_instance_error, resolve_alert
@@ -120,11 +121,10 @@ def ensure_account(instance, wxid, *, profile=None, status=AccountStatus.ONLINE,
             transaction.on_commit(lambda: auto_sync(account.pk, trigger))
         count = recount_accounts(inst.pk)
         if logged_in and count > inst.max_accounts:
-            message = _(
+            message = Text(gettext_noop(
                 "The instance reports %(count)d logged-in accounts, more than its maximum of "
-                "%(max)d."
-            ) % {"count": count, "max": inst.max_accounts}
-            record_instance_error(inst, message)
+                "%(max)d."), count=count, max=inst.max_accounts)
+            record_instance_error(inst, in_platform_language(message))
             transaction.on_commit(lambda: fire_alert(inst, "max_accounts", message,
                                                      level="WARNING"))
     return account

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
+from wework.i18n import Text
 
 from instances import protocol
 from instances.services import ServiceError, fire_alert
@@ -61,7 +62,8 @@ def _trouble(status, logged_in):
                                % {"wxid": data["account_id"]}, code="unknown_account")
         transaction.on_commit(lambda: fire_alert(
             instance, f"account_{event['type'].split('.')[1]}",
-            f"{data['account_id']}: {remark}", level="WARNING"))
+            Text(gettext_noop("%(wxid)s: %(reason)s"), wxid=data["account_id"], reason=remark),
+            level="WARNING"))
     return handler
 
 

@@ -8,11 +8,12 @@ from datetime import timezone as dt_timezone
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from instances import hooks, protocol
 from instances.exceptions import InstanceError
 from wework import metrics as metric_store
+from wework.i18n import Text, in_platform_language
 
 from ..models import (
     InstanceStatus,
@@ -29,14 +30,16 @@ logger = logging.getLogger("wework.instances")
 
 
 def fire_alert(instance, kind, message, *, level="ERROR"):
-    """Raise the alert `instance.<kind>` for this instance (monitoring app); never raises."""
+    """Raise the alert `instance.<kind>` for this instance (monitoring app); never raises.
+    `message` (title and message) is a `wework.i18n.Text`: each reader sees it in their
+    language."""
     alerts = hooks.alerts()
     if alerts is None:
         return None
     try:
         return alerts.fire_alert(
             f"instance.{kind}", source_type="instance", source_id=instance.pk,
-            title=str(message)[:200], message=str(message), level=level.upper(),
+            title=message, message=message, level=level.upper(),
             instance_id=instance.pk,
         )
     except Exception:  # an alert must never undo the state change that caused it
@@ -131,8 +134,8 @@ def handle_client_exited(instance, event):
     if is_planned_restart(instance, reason):
         logger.info("instance %s: client exited for the restart an operator asked for", instance.pk)
         return
-    message = _("The WeCom client exited: %(reason)s") % {"reason": reason}
-    record_instance_error(instance, message, status=InstanceStatus.ERROR)
+    message = Text(gettext_noop("The WeCom client exited: %(reason)s"), reason=reason)
+    record_instance_error(instance, in_platform_language(message), status=InstanceStatus.ERROR)
     transaction.on_commit(lambda: fire_alert(instance, "client_exited", message))
 
 
@@ -148,9 +151,10 @@ def handle_stream_gap(instance, event):
     data = event["data"]
     start = datetime.fromtimestamp(data["from_ms"] / 1000, tz=dt_timezone.utc)
     end = datetime.fromtimestamp(data["to_ms"] / 1000, tz=dt_timezone.utc)
-    message = _("Events lost between %(start)s and %(end)s (account %(account)s): %(detail)s") % {
-        "start": start.isoformat(timespec="seconds"), "end": end.isoformat(timespec="seconds"),
-        "account": data.get("account_id") or "-", "detail": data.get("detail") or ""}
+    message = Text(
+        gettext_noop("Events lost between %(start)s and %(end)s (account %(account)s): %(detail)s"),
+        start=start.isoformat(timespec="seconds"), end=end.isoformat(timespec="seconds"),
+        account=data.get("account_id") or "-", detail=data.get("detail") or "")
     transaction.on_commit(lambda: fire_alert(instance, "stream_gap", message, level="WARNING"))
 
 
@@ -174,8 +178,9 @@ def mark_silent_instances_offline(now=None):
         deadline = now - timedelta(seconds=interval * MISSED_HEARTBEATS)
         if instance.last_heartbeat is not None and instance.last_heartbeat >= deadline:
             continue
-        message = _("No heartbeat for %(seconds)d seconds (%(count)d intervals).") % {
-            "seconds": interval * MISSED_HEARTBEATS, "count": MISSED_HEARTBEATS}
+        values = {"seconds": interval * MISSED_HEARTBEATS, "count": MISSED_HEARTBEATS}
+        message = in_platform_language(Text(
+            gettext_noop("No heartbeat for %(seconds)d seconds (%(count)d intervals)."), **values))
         with transaction.atomic():
             changed = WeworkInstance.objects.filter(
                 pk=instance.pk, status=instance.status,
@@ -184,7 +189,9 @@ def mark_silent_instances_offline(now=None):
             if not changed:
                 continue
             hooks.instance_went_offline(instance)
-        fire_alert(instance, "offline", f"{instance.name}: {message}")
+        fire_alert(instance, "offline", Text(
+            gettext_noop("%(name)s: no heartbeat for %(seconds)d seconds (%(count)d intervals)."),
+            name=instance.name, **values))
         marked.append(instance.pk)
     return marked
 

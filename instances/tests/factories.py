@@ -2,30 +2,13 @@
 from decimal import Decimal
 
 import factory
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from instances.models import ConfigType, InstanceConfig, InstanceMonitor, InstanceStatus, WeworkInstance
 from wework.ids import new_uuid
 
-try:  # the accounts app's factory, once it exists
-    from accounts.tests.factories import UserFactory
-except ImportError:  # pragma: no cover - depends on the accounts app's progress
-
-    class UserFactory(DjangoModelFactory):
-        """A platform user whose password is "password"."""
-
-        class Meta:
-            model = get_user_model()
-
-        username = factory.Sequence(lambda n: f"user{n}")
-        email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
-
-        @classmethod
-        def _create(cls, model_class, *args, **kwargs):
-            password = kwargs.pop("password", "password")
-            return model_class.objects.create_user(*args, password=password, **kwargs)
+from accounts.tests.factories import UserFactory
 
 
 class WeworkInstanceFactory(DjangoModelFactory):

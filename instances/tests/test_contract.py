@@ -1,4 +1,4 @@
-"""Contract test: ``instances/protocol.py`` is the single source of truth.
+"""Contract test: ``instances/protocol/`` is the single source of truth.
 
 Every command there is implemented by the client (a method of the same name whose parameters
 cover the request fields) and by the simulator (a handler), exercised end to end here with the
@@ -64,7 +64,7 @@ def _ctx(sim):
     }
 
 
-# One call per command. Adding a command to protocol.py without a scenario fails the test below.
+# One call per command. Adding a command to protocol/commands.py without a scenario fails the test below.
 SCENARIOS = {
     "health": lambda c, s, x: c.health(),
     "capabilities": lambda c, s, x: c.capabilities(),

@@ -17,6 +17,12 @@ class AuditLogSerializer(serializers.ModelSerializer):
 
 
 class AlertRecordSerializer(serializers.ModelSerializer):
+    display_title = serializers.CharField(
+        read_only=True, help_text="alert_title in the language of the request (Accept-Language)")
+    display_message = serializers.CharField(
+        read_only=True, help_text="alert_message in the language of the request")
+    source_label = serializers.CharField(read_only=True)
+
     class Meta:
         model = AlertRecord
         fields = "__all__"

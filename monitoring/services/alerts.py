@@ -2,7 +2,9 @@
 
 - `fire_alert(rule_name, *, source_type, source_id, title, message, level="WARNING",
   instance=None, metric_name=None, metric_value=None, threshold_value=None)` -> (record, created)
-  Raises an alert, deduplicated: while a record of the same rule and source is ACTIVE or
+  `title` and `message` are `wework.i18n.Text`s (or plain strings): the record keeps them in
+  the platform's language (LANGUAGE_CODE, whichever process raised the alert) and as their
+  source, so each reader sees them in their own language. Raises an alert, deduplicated: while a record of the same rule and source is ACTIVE or
   ACKNOWLEDGED, it is updated (value, message) instead of duplicated, and nobody is notified
   again. A new record is notified (email / WeCom robot) after the transaction commits, by a
   Celery task, so the caller never waits for delivery. A rule that exists and is disabled
@@ -22,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import User
@@ -32,6 +34,7 @@ from monitoring.services.dashboard import alerts_changed
 from monitoring.tasks import notify_alert
 from wework import shards
 from wework.errors import ConflictError
+from wework.i18n import Text
 from wework.metrics import to_decimal
 
 logger = logging.getLogger("monitoring.services")
@@ -83,7 +86,8 @@ def open_records(rule_name: str, source_type: str, source_id: Any):
     )
 
 
-def fire_alert(rule_name: str, *, source_type: str, source_id: Any, title: str, message: str,
+def fire_alert(rule_name: str, *, source_type: str, source_id: Any, title: Text | str,
+               message: Text | str,
                level: str = "WARNING", instance: Any = None, metric_name: str | None = None,
                metric_value: Any = None, threshold_value: Any = None,
                instance_id: int | None = None, notify: bool = True,
@@ -101,10 +105,15 @@ def fire_alert(rule_name: str, *, source_type: str, source_id: Any, title: str, 
         if WeworkInstance.all_objects.filter(pk=int(source_id)).exists():
             instance_id = int(source_id)
     source_id = None if source_id is None else str(source_id)[:100]
+    with translation.override(settings.LANGUAGE_CODE):  # the same text whoever raises it
+        title_text, message_text = str(title), str(message)
+    sources = {key: text.to_data() for key, text in (("title", title), ("message", message))
+               if isinstance(text, Text)}
     values = {
         "alert_level": level,
-        "alert_title": str(title)[:200],
-        "alert_message": str(message),
+        "alert_title": title_text[:200],
+        "alert_message": message_text,
+        "alert_i18n": sources or None,
         "metric_name": (str(metric_name)[:50] if metric_name else None),
         "metric_value": to_decimal(metric_value),
         "threshold_value": to_decimal(threshold_value),
@@ -132,7 +141,7 @@ def fire_alert(rule_name: str, *, source_type: str, source_id: Any, title: str, 
         transaction.on_commit(alerts_changed)
         if notify and _should_notify(rule, record):
             transaction.on_commit(lambda: _enqueue_notification(record.pk))
-    logger.warning("alert fired: %s (%s %s): %s", rule_name, source_type, source_id, title,
+    logger.warning("alert fired: %s (%s %s): %s", rule_name, source_type, source_id, title_text,
                    extra={"action": "alert_fired", "instance_id": instance_id})
     return record, True
 

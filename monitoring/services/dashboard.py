@@ -21,6 +21,7 @@ from instances.models import InstanceStatus, WeworkInstance
 from messaging.models import Message, MessageTask, SendStatus, TaskStatus
 from monitoring.models import OPEN_STATUSES, AlertLevel, AlertRecord, AlertStatus
 from wework import shards
+from wework.i18n import render_data
 
 DASHBOARD_CACHE_KEY = "monitoring:dashboard:v1"
 # Bumped whenever an alert opens, is acknowledged or resolved: the cached figures of every scope
@@ -208,10 +209,13 @@ def _open_alerts(alert_instance_ids):
     alerts = _alerts_in(alert_instance_ids)
     newest = list(
         alerts.order_by("-created_at")
-        .values("id", "alert_level", "alert_title", "status", "created_at", "source_type",
-                "source_id")[:10]
+        .values("id", "alert_level", "alert_title", "alert_i18n", "status", "created_at",
+                "source_type", "source_id")[:10]
     )
     for alert in newest:
+        # in the reader's language (the cache key has it), whichever process raised it
+        alert["alert_title"] = render_data((alert.pop("alert_i18n") or {}).get("title"),
+                                           alert["alert_title"])
         alert["level_label"] = str(_choice_label(AlertLevel, alert["alert_level"]))
         alert["status_label"] = str(_choice_label(AlertStatus, alert["status"]))
     counts = dict(alerts.values_list("alert_level").annotate(n=Count("id"))

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from contacts.models import AccountStatus, WeworkAccount
 from instances.models import InstanceMonitor, InstanceStatus, WeworkInstance
@@ -22,6 +22,7 @@ from messaging.models import MessageTask
 from monitoring.models import OPEN_STATUSES, AlertRecord, AlertRule, Comparison, RuleType
 from monitoring.services.alerts import fire_alert, resolve_alert
 from wework import shards
+from wework.i18n import Text
 from wework.shards.conf import all_configs
 
 logger = logging.getLogger("monitoring.services")
@@ -120,9 +121,10 @@ def _instance_offline(rule, now):
         silent = (now - row["last_heartbeat"]).total_seconds()
         if silent > missed * interval:
             firing[("instance", str(row["id"]))] = {
-                "title": _("Instance %(name)s is offline") % {"name": row["name"]},
-                "message": _("No heartbeat for %(s)d s (%(n)d missed heartbeats of %(i)d s).")
-                % {"s": silent, "n": silent // interval, "i": interval},
+                "title": Text(gettext_noop("Instance %(name)s is offline"), name=row["name"]),
+                "message": Text(
+                    gettext_noop("No heartbeat for %(s)d s (%(n)d missed heartbeats of %(i)d s)."),
+                    s=int(silent), n=int(silent // interval), i=interval),
                 "instance": row["id"], "metric_name": "silent_seconds",
                 "metric_value": int(silent), "threshold_value": missed * interval,
             }
@@ -135,12 +137,12 @@ def _account_status(rule, now):
             .filter(status__in=(AccountStatus.ABNORMAL, AccountStatus.BANNED))
             .values("id", "wxid", "nickname", "status", "instance_id"))
     for row in rows:
-        label = AccountStatus(row["status"]).label
+        label = Text.label(AccountStatus(row["status"]).label)
         name = row["nickname"] or row["wxid"]
         firing[("account", str(row["id"]))] = {
-            "title": _("Account %(name)s is %(status)s") % {"name": name, "status": label},
-            "message": _("WeCom account %(wxid)s reports status %(status)s.")
-            % {"wxid": row["wxid"], "status": label},
+            "title": Text(gettext_noop("Account %(name)s is %(status)s"), name=name, status=label),
+            "message": Text(gettext_noop("WeCom account %(wxid)s reports status %(status)s."),
+                            wxid=row["wxid"], status=label),
             "instance": row["instance_id"],
         }
     return firing
@@ -162,10 +164,10 @@ def _task_failure_rate(rule, now):
         rate = decimal.Decimal(row["fail_count"] or 0) * 100 / processed
         if compare(rate, rule.comparison, threshold):
             firing[("message_task", str(row["id"]))] = {
-                "title": _("Task %(name)s fails %(rate).1f%% of its sends")
-                % {"name": row["task_name"], "rate": rate},
-                "message": _("%(f)d of %(p)d sends failed.")
-                % {"f": row["fail_count"], "p": processed},
+                "title": Text(gettext_noop("Task %(name)s fails %(rate).1f%% of its sends"),
+                              name=row["task_name"], rate=float(rate)),
+                "message": Text(gettext_noop("%(f)d of %(p)d sends failed."),
+                                f=row["fail_count"], p=processed),
                 "metric_name": "failure_rate", "metric_value": rate,
                 "threshold_value": threshold,
                 # the task's instance: the alert shows on that instance's scoped dashboard
@@ -195,11 +197,12 @@ def _metric_threshold(rule, now):
             value, rule.comparison, rule.threshold_value)
         if holds:
             firing[("instance", str(instance_id))] = {
-                "title": _("%(metric)s is %(value)s on instance %(id)s")
-                % {"metric": rule.metric_name, "value": value, "id": instance_id},
-                "message": _("%(metric)s = %(value)s, threshold %(op)s %(t)s.")
-                % {"metric": rule.metric_name, "value": value,
-                   "op": Comparison(rule.comparison).label, "t": rule.threshold_value},
+                "title": Text(gettext_noop("%(metric)s is %(value)s on instance %(id)s"),
+                              metric=rule.metric_name, value=str(value), id=instance_id),
+                "message": Text(gettext_noop("%(metric)s = %(value)s, threshold %(op)s %(t)s."),
+                                metric=rule.metric_name, value=str(value),
+                                op=Text.label(Comparison(rule.comparison).label),
+                                t=str(rule.threshold_value)),
                 "instance": instance_id, "metric_name": rule.metric_name,
                 "metric_value": value, "threshold_value": rule.threshold_value,
             }
@@ -224,9 +227,10 @@ def _shard_rotation(rule, now):
                 missing.append(timezone.localtime(when).date().isoformat())
         if missing:
             firing[("shard_model", label)] = {
-                "title": _("Shard rotation is behind for %(label)s") % {"label": label},
-                "message": _("No shard exists for %(days)s: `manage.py shards rotate` has not "
-                             "run or failed.") % {"days": ", ".join(missing)},
+                "title": Text(gettext_noop("Shard rotation is behind for %(label)s"), label=label),
+                "message": Text(gettext_noop("No shard exists for %(days)s: `manage.py shards "
+                                             "rotate` has not run or failed."),
+                                days=", ".join(missing)),
             }
     return firing
 
