@@ -8,7 +8,10 @@ from importlib import import_module
 
 from celery import Celery
 
+from wework import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wework.settings")
+broker.register()  # the embedded broker writes its message files atomically
 
 app = Celery("wework")
 app.config_from_object("django.conf:settings", namespace="CELERY")

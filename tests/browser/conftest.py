@@ -36,14 +36,17 @@ WORKER_MESSAGING = {
 }
 
 
-def wait_for(predicate, timeout=20.0, step=0.2, what=None):
+def wait_for(predicate, timeout=45.0, step=0.2, what=None, state=None):
+    """predicate()'s first true value, polled; the timeouts are generous (CI machines are shared
+    and busy) and cost nothing when things are quick. `state()` describes what was seen instead."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(step)
-    raise AssertionError(f"not within {timeout}s: {what or predicate.__doc__ or predicate}")
+    seen = f" (seen: {state()})" if state else ""
+    raise AssertionError(f"not within {timeout}s: {what or predicate.__doc__ or predicate}{seen}")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -82,7 +85,7 @@ def new_page(request, playwright_browser):
 
     def factory(locale):
         context = playwright_browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(30_000)
         contexts.append(context)
         return context.new_page()
 
