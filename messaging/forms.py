@@ -167,6 +167,10 @@ class ComposeForm(forms.Form):
         choices=[("contacts", _("Contacts")), ("groups", _("Group chats")), ("all", _("Contacts and group chats"))],
     )
     filter_tags = forms.CharField(label=_("Filter: with any of these tags (comma separated)"), required=False)
+    filter_tags_all = forms.CharField(label=_("Filter: with all of these tags (comma separated)"), required=False)
+    filter_tags_none = forms.CharField(label=_("Filter: with none of these tags (comma separated)"), required=False)
+    filter_segment = forms.IntegerField(
+        label=_("Filter: a saved segment (its id) instead of the filters above"), required=False, min_value=1)
     template = forms.ModelChoiceField(
         label=_("Template (optional)"), required=False, queryset=MessageTemplate.objects.none(),
         help_text=_("With a template, its content is used and the fields below only fill its variables."),
@@ -325,8 +329,14 @@ class ComposeForm(forms.Form):
     def filters(self):
         if not self.cleaned_data.get("use_filters"):
             return None
-        tags = [t.strip() for t in (self.cleaned_data.get("filter_tags") or "").split(",") if t.strip()]
-        return {"source": self.cleaned_data.get("filter_source") or "contacts", "tags": tags}
+        if self.cleaned_data.get("filter_segment"):
+            return {"segment": self.cleaned_data["filter_segment"]}
+
+        def names(field):
+            return [t.strip() for t in (self.cleaned_data.get(field) or "").split(",") if t.strip()]
+
+        return {"source": self.cleaned_data.get("filter_source") or "contacts", "tags": names("filter_tags"),
+                "tags_all": names("filter_tags_all"), "tags_none": names("filter_tags_none")}
 
 
 class PreviewForm(forms.Form):

@@ -16,63 +16,79 @@ from .models import (
 )
 
 
-class TagGroupFilterSet(django_filters.FilterSet):
+class CreatedFilterSet(django_filters.FilterSet):
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte",
+                                                     label=_("Created at or after"))
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt",
+                                                      label=_("Created before"))
+
+
+class TagGroupFilterSet(CreatedFilterSet):
     class Meta:
         model = TagGroup
         fields = ["name"]
 
 
-class TagFilterSet(django_filters.FilterSet):
+class TagFilterSet(CreatedFilterSet):
     class Meta:
         model = Tag
-        fields = ["group", "name"]
+        fields = ["group", "name", "color"]
 
 
-class ContactTagFilterSet(django_filters.FilterSet):
+class ContactTagFilterSet(CreatedFilterSet):
     class Meta:
         model = ContactTag
         fields = ["tag", "account", "contact_wxid", "source"]
 
 
-class TagRuleFilterSet(django_filters.FilterSet):
+class TagRuleFilterSet(CreatedFilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains", label=_("Name contains"))
+    keyword = django_filters.CharFilter(label=_("Keyword"))
+
     class Meta:
         model = TagRule
-        fields = ["kind", "tag", "account", "is_enabled"]
+        fields = ["kind", "tag", "account", "match_type", "task", "is_enabled", "created_by"]
 
 
-class SegmentFilterSet(django_filters.FilterSet):
+class SegmentFilterSet(CreatedFilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains", label=_("Name contains"))
+
     class Meta:
         model = Segment
-        fields = ["instance", "account"]
+        fields = ["instance", "account", "opted_out", "created_by"]
 
 
-class OptOutKeywordFilterSet(django_filters.FilterSet):
+class OptOutKeywordFilterSet(CreatedFilterSet):
     class Meta:
         model = OptOutKeyword
-        fields = ["is_enabled", "match_type"]
+        fields = ["keyword", "is_enabled", "match_type"]
 
 
-class OptOutFilterSet(django_filters.FilterSet):
+class OptOutFilterSet(CreatedFilterSet):
     opted_out = django_filters.BooleanFilter(field_name="is_opted_out", label=_("Opted out"))
+    opted_out_after = django_filters.IsoDateTimeFilter(field_name="opted_out_at", lookup_expr="gte",
+                                                       label=_("Opted out at or after"))
+    opted_in_after = django_filters.IsoDateTimeFilter(field_name="opted_in_at", lookup_expr="gte",
+                                                      label=_("Opted back in at or after"))
 
     class Meta:
         model = OptOut
-        fields = ["account", "contact_wxid", "is_opted_out"]
+        fields = ["account", "contact_wxid", "is_opted_out", "keyword", "event_id", "confirmation_task"]
 
 
-class WelcomeMessageFilterSet(django_filters.FilterSet):
+class WelcomeMessageFilterSet(CreatedFilterSet):
     class Meta:
         model = WelcomeMessage
-        fields = ["account", "kind", "is_enabled"]
+        fields = ["account", "kind", "is_enabled", "created_by"]
 
 
-class AutoReplyFilterSet(django_filters.FilterSet):
+class AutoReplyFilterSet(CreatedFilterSet):
     class Meta:
         model = AutoReply
-        fields = ["account", "match_type", "is_enabled"]
+        fields = ["account", "keyword", "match_type", "is_enabled", "created_by"]
 
 
-class SensitiveWordFilterSet(django_filters.FilterSet):
+class SensitiveWordFilterSet(CreatedFilterSet):
     class Meta:
         model = SensitiveWord
-        fields = ["is_enabled"]
+        fields = ["word", "is_enabled"]

@@ -21,10 +21,18 @@ from django.db import models
 from monitoring.audit import is_secret_field
 from wework.db.fields import EncryptedTextField
 
-APPS = ("accounts", "instances", "contacts", "messaging", "monitoring")
+APPS = ("accounts", "instances", "contacts", "messaging", "monitoring", "scrm")
 
 #: Per model: field -> why it has no filter.
 EXEMPT = {
+    "scrm.Tag": {"sort_order": "display order, not a filter"},
+    "scrm.TagGroup": {"sort_order": "display order, not a filter"},
+    "scrm.AutoReply": {"sort_order": "the order rules are tried in, read in the row"},
+    "scrm.TagRule": {"applied_count": "a figure of the last application, read in the row"},
+    "scrm.Segment": {
+        "added_after": "the segment's own definition, read in the row", "added_before": "as added_after",
+        "last_message_after": "as added_after", "last_message_before": "as added_after",
+    },
     "accounts.User": {
         "nickname": "display text, searched (?search=)", "avatar_url": "a picture's address",
         "login_fail_count": "lockout bookkeeping", "locked_until": "read in the row; status=2 lists the locked",

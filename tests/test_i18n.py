@@ -119,7 +119,7 @@ def test_chinese_catalogue_is_complete_and_compiled():
     assert not stale, f"django.mo is older than django.po (run compilemessages): {stale[:10]}"
 
 
-PROJECT_PACKAGES = ("accounts", "contacts", "instances", "messaging", "monitoring", "wework", "bridge")
+PROJECT_PACKAGES = ("accounts", "contacts", "instances", "messaging", "monitoring", "scrm", "wework", "bridge")
 EAGER_GETTEXT = {"gettext", "ngettext", "pgettext", "npgettext"}
 
 

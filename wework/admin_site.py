@@ -28,7 +28,7 @@ class WeworkAdminSite(admin.AdminSite):
 
     #: The app list in the order of an operator's day (Django sorts by the translated name,
     #: which in Chinese is the order of code points): daily work first, administration last.
-    APP_ORDER = ("messaging", "contacts", "instances", "monitoring", "accounts")
+    APP_ORDER = ("messaging", "scrm", "contacts", "instances", "monitoring", "accounts")
 
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)

@@ -60,7 +60,7 @@ _OPERATOR_ACTIONS = {
     "contacts.login_account", "messaging.send_message", "messaging.send_broadcast",
     "messaging.manage_task", "monitoring.ack_alert",
 }
-_OPERATIONAL_APPS = ("instances", "contacts", "messaging")
+_OPERATIONAL_APPS = ("instances", "contacts", "messaging", "scrm")
 
 
 def _is_operator_rule(name):

@@ -89,3 +89,23 @@ def test_segment_page_shows_its_live_count(world, browser):
     assert page.status_code == 200
     assert page.context["adminform"].form.initial["tags_any"] == ["vip"]
     assert ">3<" in page.content.decode().replace(" ", "").replace("\n", "")
+
+
+def test_compose_page_sends_to_a_segment_and_by_tags(world, browser):
+    from messaging.models import MessageReceiver, MessageTask
+
+    TagFactory(name="vip"), TagFactory(name="lead")
+    tags.tag_contacts(world.admin, world.account, world.contacts[:3], ["vip"])
+    tags.tag_contacts(world.admin, world.account, world.contacts[2:4], ["lead"])
+    optouts.opt_out(world.account, world.contacts[0])
+    segment = SegmentFactory(instance=world.instance, tags_any=["vip"])
+    url = reverse("messaging:compose") + f"?account={world.account.pk}"
+    base = {"account": world.account.pk, "use_filters": "on", "filter_source": "contacts", "message_type": "text",
+            "text": "hi", "priority": 2, "confirmed": "1"}
+    assert browser.post(url, {**base, "filter_segment": segment.pk}).status_code == 302
+    assert browser.post(url, {**base, "filter_tags": "vip", "filter_tags_none": "lead"}).status_code == 302
+    first, second = MessageTask.objects.exclude(task_type="single").order_by("id")
+    assert set(MessageReceiver.objects.filter(task=first).values_list("receiver_wxid", flat=True)) == set(
+        world.contacts[1:3])  # opted out left out
+    assert set(MessageReceiver.objects.filter(task=second).values_list("receiver_wxid", flat=True)) == {
+        world.contacts[1]}

@@ -137,3 +137,14 @@ def test_contacts_filtered_by_tags(world, api):
     assert listed(tags_all="vip", opted_out="false") == set(c[:3])
     assert api.get(f"{API}/contacts/", {"instance": world.instance.pk, "opted_out": "maybe"}).status_code == 400
     assert api.get(f"{API}/contacts/", {"instance": world.instance.pk, "tagz": "vip"}).status_code == 400
+
+
+def test_template_with_sensitive_word_is_400(world, api):
+    from messaging.models import MessageTemplate
+
+    SensitiveWordFactory(word="casino")
+    answer = api.post("/api/v1/messaging/templates/", {
+        "name": "promo", "message_type": "text", "content": '{"text": "Visit our CASINO"}'}, format="json")
+    assert answer.status_code == 400, answer.content
+    assert "casino" in str(answer.json()["content"])
+    assert not MessageTemplate.objects.exists()
