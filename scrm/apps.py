@@ -14,6 +14,7 @@ class ScrmConfig(AppConfig):
     def ready(self):
         from instances import hooks
         from messaging import extensions
+        from messaging.services import stats
 
         from .services import events, optouts, segments, sensitive
 
@@ -25,3 +26,5 @@ class ScrmConfig(AppConfig):
         extensions.register_receiver_exclusion(optouts.broadcast_exclusion)
         extensions.register_audience("segment", segments.audience)
         extensions.register_content_check(sensitive.content_check)
+        # mass-send statistics count who opted out after a broadcast reached them
+        stats.register_opt_out_source(optouts.opted_out_after_send)

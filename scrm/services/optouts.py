@@ -147,6 +147,17 @@ def is_opted_out(account_id: int, wxid: str) -> bool:
     return OptOut.objects.filter(account_id=account_id, contact_wxid=wxid, is_opted_out=True).exists()
 
 
+def opted_out_after_send(task, receivers: list) -> set[str]:
+    """messaging's opt-out source for mass-send statistics: of a chunk of the task's receivers
+    `(wxid, sent_at)`, those who are opted out of the task's account now and opted out at or
+    after their send."""
+    sent_at = dict(receivers)
+    rows = (OptOut.objects.filter(account_id=task.account_id, is_opted_out=True,
+                                  contact_wxid__in=list(sent_at), opted_out_at__isnull=False)
+            .values_list("contact_wxid", "opted_out_at"))
+    return {wxid for wxid, at in rows if sent_at.get(wxid) is not None and at >= sent_at[wxid]}
+
+
 def broadcast_exclusion(account, receivers: list[dict]) -> set:
     """messaging's receiver exclusion: contacts who opted out of this account's broadcasts."""
     contacts = [r["wxid"] for r in receivers if r["type"] == ReceiverType.CONTACT]
