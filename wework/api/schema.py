@@ -19,6 +19,9 @@ ERROR_SCHEMA = {
 #: Paths whose operations read `?instance=<id>` (required).
 INSTANCE_PATHS = ("/api/v1/contacts/", "/api/v1/groups/", "/api/v1/group-members/",
                   "/api/v1/instance-monitors/")
+#: Paths whose writes name an object in their body (a conversation's account): 404 when it is
+#: not there or not visible.
+BODY_LOOKUP_PATHS = ("/api/v1/messaging/conversations/",)
 #: Paths whose actions call an instance (its failure is a 502).
 UPSTREAM_PATHS = ("/api/v1/instances/{id}/", "/api/v1/wework-accounts/{id}/", "/api/v1/messaging/messages/send/")
 
@@ -64,7 +67,8 @@ def postprocess(result, generator, request, public):
                 params = [p for p in op.get("parameters", []) if p.get("name") != "instance"]
                 op["parameters"] = [_instance_param(), *params]
             codes = ["400", "401", "403", "429", "503"]
-            if "{" in path or path.startswith(INSTANCE_PATHS) or method == "get":
+            if ("{" in path or path.startswith(INSTANCE_PATHS) or method == "get"
+                    or path.startswith(BODY_LOOKUP_PATHS)):
                 codes.append("404")  # an object, an instance, or a list's stale or forged cursor
             if method in WRITE_METHODS:
                 codes.append("409")
