@@ -11,6 +11,7 @@ run again. The design has no claim-token column:
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 
 from django.db import connection
@@ -112,6 +113,22 @@ def insert_messages(rows: list[dict], chunk: int = INSERT_CHUNK) -> list[int]:
     return ids
 
 
+_PLAIN_TIMESTAMP = re.compile(r"\A[0-9][0-9 :.T+-]*\Z")
+
+
+def _literal(value) -> str | None:
+    """The SQL text of a value that needs no escaping (integers, NULL, timestamps), else None."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and _PLAIN_TIMESTAMP.match(value) and len(value) <= 32:
+        return f"'{value}'"
+    return None
+
+
 def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
     qn = connection.ops.quote_name
     keys = list(items[0][1])
@@ -122,21 +139,32 @@ def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
     shared = {k for k in keys if all(row[k] == first[k] for _mid, row in items[1:])}
     constant = {k: by_name[k].get_db_prep_save(first[k], connection) for k in shared}
     columns = ", ".join(qn(f.column) for f in fields)
-    row_marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
     created = by_name["created_at"]
+    # Integers, NULLs and timestamps need no escaping: they are written into the statement
+    # (a claim of 200 rows had about 5,800 values escaped one by one by the driver).
+    rest = fields[2:]
+    inlined = {k: text for k, v in constant.items() if (text := _literal(v)) is not None}
+    tail = ", ".join(inlined.get(f.attname, "%s") for f in rest)
+    varying = [f for f in rest if f.attname not in inlined]
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        params = []
+        params: list = []
+        marks = []
         for mid, row in part:
-            params.append(mid)
-            params.append(created.get_db_prep_save(shards.id_time(mid), connection))
+            stamp = created.get_db_prep_save(shards.id_time(mid), connection)
+            stamp_sql = _literal(stamp)
+            if stamp_sql:
+                marks.append(f"({int(mid)}, {stamp_sql}, {tail})")
+            else:  # pragma: no cover - every backend adapts a datetime to a plain string
+                marks.append(f"({int(mid)}, %s, {tail})")
+                params.append(stamp)
             params.extend(
                 constant[f.attname] if f.attname in constant else f.get_db_prep_save(row[f.attname], connection)
-                for f in fields[2:]
+                for f in varying
             )
         with connection.cursor() as cur:
             cur.execute(
-                f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row_marks] * len(part))}",
+                f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join(marks)}",
                 params,
             )
 

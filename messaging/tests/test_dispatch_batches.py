@@ -128,3 +128,16 @@ def test_fallback_to_single_sends_keeps_the_risk_control_bound(world, sim, fast,
     # three accepted, the fourth refused; nothing after it was attempted, one by one or not
     assert len(sim.receipts) == 4 and sim.requests["send_message"] == 4
     assert task.receivers.filter(send_status=RS.PENDING).count() == 16
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "NULL"), (True, "1"), (7, "7"), (2**62, str(2**62)),
+    ("2026-12-04 06:20:00.123456", "'2026-12-04 06:20:00.123456'"),
+    ("it's", None), ("1; DROP TABLE x", None), ("50%", None), ({"a": 1}, None), (1.5, None),
+])
+def test_only_values_that_need_no_escaping_are_written_into_the_statement(value, text):
+    """Message rows are inserted with integers, NULLs and timestamps as literals (no driver
+    escaping); anything else stays a parameter."""
+    from messaging.dispatch.claims import _literal
+
+    assert _literal(value) == text
