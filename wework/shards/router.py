@@ -6,7 +6,6 @@ period of that time, so `get(id)` reads one table and keyset pages walk the shar
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,14 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, connections, models, router as db_router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from wework.ids import id_bounds, id_time, new_id, new_uuid
 
-from . import builder, ddl
+from . import builder, ddl, visibility
 from .conf import (
     all_configs, config_for, instance_suffix, period_of, table_name,
 )
@@ -30,9 +28,10 @@ from .models import ShardState, ShardTable
 
 log = logging.getLogger("wework.shards")
 
-_listing: dict[str, Any] = {}
-_listing_lock = threading.Lock()
-LISTING_TTL = 30
+# Seen by other modules as router.<name> (services, the admin): the visibility of drops.
+announce_change = visibility.announce_change
+version_check_interval = visibility.version_check_interval
+
 
 
 @dataclass
@@ -55,79 +54,6 @@ def is_sharded(base_model: type[models.Model]) -> bool:
         return False
 
 
-def _invalidate_listing(label=None):
-    with _listing_lock:
-        if label is None:
-            _listing.clear()
-        else:
-            _listing.pop(label, None)
-
-
-# --- Seeing other processes' drops ------------------------------------------------------------
-# Each process caches which shard tables exist. A drop (or restore, or move) writes a new value
-# under VERSION_KEY in the shared cache (Redis, or the file cache every process of a host
-# shares); every process reads that key at most once per SHARDING_VERSION_CHECK_S and forgets
-# its caches when it changed. The drop itself marks the registry row first, announces, waits
-# SHARDING_DROP_GRACE_S (longer than the check interval), then drops the table. A query that
-# still meets a missing table (a request that had the class in hand) forgets it and answers
-# as if the shard were empty (see `_missing_table`).
-
-VERSION_KEY = "shards:tables-version"
-_version: dict[str, Any] = {"seen": None, "checked": None}
-
-
-def version_check_interval() -> float:
-    return float(getattr(settings, "SHARDING_VERSION_CHECK_S", 1.0))
-
-
-def check_version(force: bool = False) -> None:
-    """Forget the cached table lists when another process announced a change."""
-    now = time.monotonic()
-    checked = _version["checked"]
-    if not force and checked is not None and now - checked < version_check_interval():
-        return
-    _version["checked"] = now
-    try:
-        from django.core.cache import cache
-
-        current = cache.get(VERSION_KEY)
-    except Exception:  # the cache is down: keep the short TTLs as the fallback
-        log.warning("could not read the shard tables version from the cache", exc_info=True)
-        return
-    if current != _version["seen"]:
-        _version["seen"] = current
-        ddl.forget()
-        _invalidate_listing()
-
-
-def announce_change(label: str | None = None) -> None:
-    """Tell every process that shard tables were dropped, restored or moved."""
-    import uuid
-
-    ddl.forget()
-    _invalidate_listing(label)
-    try:
-        from django.core.cache import cache
-
-        value = uuid.uuid4().hex
-        cache.set(VERSION_KEY, value, timeout=None)
-        _version["seen"] = value
-    except Exception:
-        log.warning("could not announce a shard table change in the cache; other processes "
-                    "see it when their caches expire or on their first error", exc_info=True)
-
-
-def _missing_table(exc: Exception, model: type[models.Model]) -> bool:
-    """True (and the caches forgotten) when `exc` says the shard's table does not exist."""
-    if not ddl.is_missing_table_error(exc):
-        return False
-    table = model._meta.db_table
-    log.warning("shard table %s is gone (dropped by another process); forgetting it", table)
-    ddl.forget(table)
-    _invalidate_listing()
-    return True
-
-
 # --- Shard classes --------------------------------------------------------------------------
 
 def _time_model(base, conf, period):
@@ -147,7 +73,7 @@ def _instance_model(base, conf, instance_id, create):
 
 def _registered(table):
     """True when the registry lists the table as present (cached positively for a while)."""
-    check_version()
+    visibility.check_version()
     if ddl.is_known(table):
         return True
     present = ShardTable.objects.filter(table_name=table).exclude(state=ShardState.DROPPED).exists()
@@ -199,7 +125,7 @@ def ensure_time_shard(base, period, now=None, check_range=True):
         },
         using=db_router.db_for_write(base),
     )
-    _invalidate_listing(conf.label)
+    visibility.invalidate_listing(conf.label)
     return model
 
 
@@ -239,7 +165,7 @@ def model_for(base_model: type[models.Model], when: datetime | None = None, inst
         },
         using=db_router.db_for_write(base),
     )
-    _invalidate_listing(conf.label)
+    visibility.invalidate_listing(conf.label)
     return model
 
 
@@ -397,7 +323,7 @@ def update(base_model: type[models.Model], id: int, instance_id: int | None = No
     try:
         return model._base_manager.filter(pk=id).update(**fields)
     except DatabaseError as exc:
-        if _missing_table(exc, model):
+        if visibility.missing_table(exc, model):
             return 0
         raise
 
@@ -417,7 +343,7 @@ def get(base_model: type[models.Model], id: int, instance_id: int | None = None)
     except model.DoesNotExist:
         raise missing from None
     except DatabaseError as exc:
-        if _missing_table(exc, model):
+        if visibility.missing_table(exc, model):
             raise missing from None
         raise
 
@@ -446,10 +372,10 @@ def for_instance(base_model: type[models.Model], instance_id: int | None,
 
 
 def _present_rows(label):
-    check_version()
-    with _listing_lock:
-        cached = _listing.get(label)
-    if cached and time.monotonic() - cached[0] < LISTING_TTL:
+    visibility.check_version()
+    with visibility.listing_lock:
+        cached = visibility.listing.get(label)
+    if cached and time.monotonic() - cached[0] < visibility.LISTING_TTL:
         return cached[1]
     rows = list(
         ShardTable.objects.filter(model_label=label)
@@ -457,8 +383,8 @@ def _present_rows(label):
         .order_by("-period_start", "-table_name")
         .values("table_name", "suffix", "period_start", "period_end", "instance_id")
     )
-    with _listing_lock:
-        _listing[label] = (time.monotonic(), rows)
+    with visibility.listing_lock:
+        visibility.listing[label] = (time.monotonic(), rows)
     return rows
 
 
@@ -544,7 +470,7 @@ def paginate(base_model: type[models.Model], since: datetime | None = None, unti
         try:
             items.extend(qs[: limit + 1 - len(items)])
         except DatabaseError as exc:
-            if not _missing_table(exc, qs.model):
+            if not visibility.missing_table(exc, qs.model):
                 raise
             continue  # dropped meanwhile: it holds nothing any more
         if len(items) > limit:

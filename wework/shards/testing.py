@@ -21,12 +21,12 @@ def _pattern(extra_bases=()):
 
 
 def reset_caches():
-    from . import builder, conf, ddl, router
+    from . import builder, conf, ddl, visibility
 
     conf.reset()
     builder.forget()
     ddl.forget()
-    router._invalidate_listing()
+    visibility.invalidate_listing()
 
 
 def drop_shard_tables(using="default", extra_bases=()):
