@@ -17,6 +17,7 @@ from django.db import DatabaseError, connections, models, router as db_router, t
 from django.db.models import Q
 from django.utils import timezone
 
+from wework.db.errors import error_code
 from wework.ids import id_bounds, id_time, new_id, new_uuid
 
 from . import builder, ddl, visibility
@@ -27,6 +28,7 @@ from .exceptions import ShardError, ShardMissing, ShardOutOfRange, UnknownShardM
 from .models import ShardState, ShardTable
 
 log = logging.getLogger("wework.shards")
+ER_LOCK_DEADLOCK = 1213
 
 # Seen by other modules as router.<name> (services, the admin): the visibility of drops.
 announce_change = visibility.announce_change
@@ -248,6 +250,30 @@ def _prepare(base, conf, fields, now):
     return when or now
 
 
+ABORT_RETRIES = 3
+
+
+def _retry_aborted(base, write):
+    """Run `write()` again when the database aborted it as a deadlock (1213): on a Galera
+    cluster a new shard's DDL (replicated in total order) brute-force aborts the writes that
+    other nodes are making to the same table at that moment, and two nodes' registry upserts
+    fail certification. Only outside the caller's transaction: an aborted statement in
+    autocommit wrote nothing, and the row's id is fixed before the first try, so the retry
+    writes the same row. Inside a transaction the caller's own retry (run_idempotent) decides."""
+    if connections[db_router.db_for_write(base)].in_atomic_block:
+        return write()
+    for attempt in range(ABORT_RETRIES):
+        try:
+            return write()
+        except DatabaseError as exc:
+            if error_code(exc) != ER_LOCK_DEADLOCK or attempt == ABORT_RETRIES - 1:
+                raise
+            log.warning("write to a shard of %s aborted (deadlock or certification); retrying",
+                        base._meta.label)
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def create(base_model: type[models.Model], instance_id: int | None = None, **fields: Any) -> models.Model:
     """Insert one row into its shard, assigning id (and uuid) from its time field."""
     base = _base(base_model)
@@ -255,12 +281,16 @@ def create(base_model: type[models.Model], instance_id: int | None = None, **fie
     if conf.is_time and instance_id is not None:
         fields["instance_id"] = instance_id  # a column of time-sharded rows (instance_monitors)
     _prepare(base, conf, fields, timezone.now())
-    if conf.is_time:
-        # The id encodes the row's time: its period is the row's shard.
-        model = model_for(base, when=id_time(fields["id"]) if conf.enabled else None)
-    else:
-        model = model_for(base, instance_id=instance_id)
-    return model._default_manager.create(**fields)
+
+    def write():
+        if conf.is_time:
+            # The id encodes the row's time: its period is the row's shard.
+            model = model_for(base, when=id_time(fields["id"]) if conf.enabled else None)
+        else:
+            model = model_for(base, instance_id=instance_id)
+        return model._default_manager.create(**fields)
+
+    return _retry_aborted(base, write)
 
 
 def bulk_create(base_model: type[models.Model], rows: Sequence[Mapping[str, Any]], instance_id: int | None = None,
@@ -272,19 +302,27 @@ def bulk_create(base_model: type[models.Model], rows: Sequence[Mapping[str, Any]
     base = _base(base_model)
     conf = config_for(base)
     now = timezone.now()
-    groups: dict[type[models.Model], list[models.Model]] = {}
+    # rows per shard: {period suffix (time) or None (the instance's one shard): (a time in it, rows)}
+    groups: dict[str | None, tuple[datetime | None, list[dict]]] = {}
     ids: list[int] = []
     for row in rows:
         fields = _row_dict(base, row)
         _prepare(base, conf, fields, now)
+        when = id_time(fields["id"]) if conf.is_time and conf.enabled else None
+        key = period_of(conf.by, when).suffix if when is not None else None
+        groups.setdefault(key, (when, []))[1].append(fields)
+        ids.append(fields["id"])
+
+    def write(when, group):
         if conf.is_time:
-            model = model_for(base, when=id_time(fields["id"])) if conf.enabled else base
+            model = model_for(base, when=when) if conf.enabled else base
         else:
             model = model_for(base, instance_id=instance_id)
-        groups.setdefault(model, []).append(model(**fields))
-        ids.append(fields["id"])
-    for model, objects in groups.items():
-        model._default_manager.bulk_create(objects, batch_size=batch_size, ignore_conflicts=ignore_conflicts)
+        model._default_manager.bulk_create([model(**fields) for fields in group], batch_size=batch_size,
+                                           ignore_conflicts=ignore_conflicts)
+
+    for when, group in groups.values():
+        _retry_aborted(base, lambda when=when, group=group: write(when, group))
     return ids
 
 

@@ -2,13 +2,13 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from messaging.models import Message
 from wework import ids, shards
-from wework.shards import ddl
+from wework.shards import ddl, router
 from wework.shards.conf import period_of, shard_timezone
 from wework.shards.models import ShardState, ShardTable
 from wework.shards.tests.models import ProbeEvent
@@ -148,6 +148,44 @@ def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
     assert ShardTable.objects.filter(table_name=f"probe_events_{suffix}").count() == 1
     model = shards.model_for(ProbeEvent, when=when, create=False)
     assert model.objects.count() == 30 == len(set(made))
+
+
+def test_a_write_aborted_as_a_deadlock_is_run_again_outside_a_transaction(probe_sharding, monkeypatch):
+    """Galera brute-force aborts writes to a table whose DDL another node is running (a new
+    shard's alignment) and fails one of two nodes' registry upserts: 1213, which an autocommit
+    shard write runs again; inside the caller's transaction it is the caller's to retry."""
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:memorydb", ":memory:")):
+        pytest.skip("threads need a file database on SQLite (set TEST_SQLITE_NAME)")
+    real, calls = router.model_for, []
+
+    def aborted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(router, "model_for", aborted_once)
+    monkeypatch.setattr(router.time, "sleep", lambda s: None)
+    when = timezone.now() - timedelta(days=45)
+    result = {}
+
+    def autocommit_writer():
+        try:
+            result["id"] = shards.create(ProbeEvent, body="retried", created_at=when).id
+            result["ids"] = shards.bulk_create(ProbeEvent, [{"body": "bulk", "created_at": when}])
+        except Exception as exc:  # noqa: BLE001
+            result["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=autocommit_writer)
+    thread.start()
+    thread.join()
+    assert "error" not in result, result
+    assert len(calls) == 3  # the aborted try, the retry, the bulk write
+    calls.clear()
+    with pytest.raises(OperationalError), transaction.atomic():  # the caller's transaction
+        shards.create(ProbeEvent, body="in a transaction", created_at=when)
 
 
 def test_shard_creation_inside_a_transaction_keeps_the_callers_work(probe_sharding):
