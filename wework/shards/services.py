@@ -23,6 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from wework import audit as audit_port
+from wework.db.errors import error_code
 
 from . import builder, ddl, fidelity, router
 from .conf import (
@@ -355,6 +356,25 @@ def apply_step(step, now=None):
         drop_shard(row)
 
 
+STEP_ABORT_RETRIES = 3
+
+
+def _apply_step_retrying_aborts(step: Step, now: datetime | None) -> None:
+    """Steps are idempotent (each checks the registry's state first), so one the database
+    aborted as a deadlock runs again: on a Galera cluster, DDL (replicated in total order)
+    brute-force aborts other connections' transactions on the same tables."""
+    for attempt in range(STEP_ABORT_RETRIES):
+        try:
+            apply_step(step, now=now)
+            return
+        except DatabaseError as exc:
+            if (error_code(exc) != 1213 or attempt == STEP_ABORT_RETRIES - 1
+                    or connections[DEFAULT_DB_ALIAS].in_atomic_block):
+                raise
+            log.warning("shard step %s %s aborted (deadlock); running it again", step.action, step.table)
+            time.sleep(0.2 * (attempt + 1))
+
+
 def rotate(now: datetime | None = None, labels: Iterable[str] | None = None,
            ahead: int | None = None, drops: bool = True, dry_run: bool = False,
            on_step: Callable[[Step], Any] | None = None) -> list[Step]:
@@ -368,7 +388,7 @@ def rotate(now: datetime | None = None, labels: Iterable[str] | None = None,
             if step.action == "keep":
                 continue
             try:
-                apply_step(step, now=now)
+                _apply_step_retrying_aborts(step, now)
             except Exception as exc:
                 audit(step.action, step.table, result="FAILURE", error=str(exc))
                 raise

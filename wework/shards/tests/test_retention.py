@@ -113,3 +113,25 @@ def test_demote_without_a_cold_format_keeps_the_table_as_it_is(probe_sharding, s
     if connection.vendor == "mysql":
         assert ddl.row_format(TABLE) != "Compressed"
     assert services.ddl.to_cold_format(TABLE) is None
+
+
+def test_a_rotation_step_aborted_as_a_deadlock_runs_again(probe_sharding, monkeypatch):
+    """Galera's DDL brute-force aborts other connections' transactions on the same tables
+    (1213); rotation steps are idempotent, so an aborted one runs again."""
+    from django.db import OperationalError
+
+    from wework.shards import services
+
+    real, calls = services.apply_step, []
+
+    def aborted_once(step, now=None):
+        calls.append(step.action)
+        if len(calls) == 1:
+            raise OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
+        return real(step, now=now)
+
+    monkeypatch.setattr(services, "apply_step", aborted_once)
+    monkeypatch.setattr(services.time, "sleep", lambda s: None)
+    steps = services.rotate(labels=[MODEL])
+    applied = [s for s in steps if s.action != "keep"]
+    assert applied and len(calls) == len(applied) + 1
