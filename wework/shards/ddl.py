@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from wework.db.errors import error_code
 
-from . import builder, fidelity
+from . import builder, create_table
 from .models import ShardState
 
 log = logging.getLogger("wework.shards")
@@ -80,24 +80,39 @@ DDL_LOCK_WAIT_SECONDS = 30
 
 
 @contextmanager
+def dedicated_connection(using=None):
+    """A new connection of its own (MySQL/MariaDB): autocommit, no transaction, no locks, closed
+    after the block.
+
+    Shard DDL runs here rather than on the caller's connection: DDL commits implicitly, so the
+    caller's transaction (when it has one) stays intact, and on a Galera cluster the connection
+    that runs DDL in total-order isolation holds nothing else (no GET_LOCK, no transaction).
+    """
+    alias = _conn(using).alias
+    other = connections.create_connection(alias)
+    try:
+        # A DDL that waits for a metadata lock held by the caller's own transaction would
+        # wait forever (lock_wait_timeout defaults to a year): fail loudly instead.
+        with other.cursor() as cursor:
+            cursor.execute("SET SESSION lock_wait_timeout = %s", [DDL_LOCK_WAIT_SECONDS])
+        yield other
+    finally:
+        other.close()
+
+
+@contextmanager
 def ddl_connection(using=None):
     """A connection where DDL does not commit the caller's work.
 
-    MySQL/MariaDB commit implicitly on DDL: inside an atomic block, a separate connection is used
-    (autocommit), so the caller's transaction stays intact. SQLite's DDL is transactional and its
-    writers are serialised, so the caller's own connection is used.
+    MySQL/MariaDB commit implicitly on DDL: a dedicated connection is used (see
+    `dedicated_connection`). SQLite's DDL is transactional and its writers are serialised, so
+    the caller's own connection is used (the table then commits or rolls back with the
+    caller's transaction).
     """
     connection = _conn(using)
-    if connection.vendor == "mysql" and connection.in_atomic_block:
-        other = connections.create_connection(connection.alias)
-        try:
-            # A DDL that waits for a metadata lock held by the caller's own transaction would
-            # wait forever (lock_wait_timeout defaults to a year): fail loudly instead.
-            with other.cursor() as cursor:
-                cursor.execute("SET SESSION lock_wait_timeout = %s", [DDL_LOCK_WAIT_SECONDS])
+    if connection.vendor == "mysql":
+        with dedicated_connection(using) as other:
             yield other
-        finally:
-            other.close()
     else:
         yield connection
 
@@ -126,26 +141,18 @@ def named_lock(connection, name, timeout=60):
             cursor.execute("SELECT RELEASE_LOCK(%s)", [key])
 
 
-def run_schema(connection, operation, skip_foreign_keys=False):
+def run_schema(connection, operation):
     """Run `operation(editor)` with a schema editor that also works inside an atomic block.
 
     Django's SQLite schema editor refuses to open inside a transaction because *some* table
     rebuilds need foreign key checks off; creating and dropping tables and adding nullable columns
-    do not, so the editor is driven by hand (its deferred SQL included). `skip_foreign_keys`
-    leaves out the deferred FOREIGN KEY statements (see create_shard).
+    do not, so the editor is driven by hand (its deferred SQL included).
     """
-    from django.db.backends.ddl_references import Statement
-
     editor = connection.schema_editor(atomic=False)
     editor.deferred_sql = []
     operation(editor)
-    skipped = 0
     for sql in editor.deferred_sql:
-        if skip_foreign_keys and isinstance(sql, Statement) and sql.template == editor.sql_create_fk:
-            skipped += 1
-            continue
         editor.execute(sql)
-    return skipped
 
 
 def missing_foreign_keys(model, connection):
@@ -198,43 +205,62 @@ def create_shard(model, registry_values, using=None):
     Safe under concurrent writers: the existence check and CREATE run under a lock. Returns
     True when this call created the table.
     """
+    if _conn(using).vendor == "mysql":
+        return _create_shard_mysql(model, registry_values, using)
     table = model._meta.db_table
     created = False
-    with ddl_connection(using) as connection:
-        with named_lock(connection, table):
+    # SQLite: in the caller's connection and transaction (its DDL is transactional).
+    connection = _conn(using)
+    with named_lock(connection, table):
+        if not table_exists(table, connection):
+            run_schema(connection, lambda editor: editor.create_model(model))
+            created = True
+            log.info("created shard table %s", table)
+        values = dict(registry_values)
+        values["schema_hash"] = builder.schema_fingerprint(model, connection)
+        _registry_upsert(connection, values)
+    if connection.in_atomic_block:
+        # The table and its registry row commit (or roll back) with the caller's work.
+        transaction.on_commit(lambda: remember(table), using=connection.alias)
+    else:
+        remember(table)
+    return created
+
+
+def _create_shard_mysql(model, registry_values, using=None):
+    """MySQL/MariaDB, Galera included. Nothing here can abort or wait for another connection's
+    transaction, the caller's own included:
+
+    - the lock (GET_LOCK) is held by one dedicated connection and the DDL and the registry
+      row are written by another (`dedicated_connection`): autocommit, holding nothing else,
+      so the DDL commits none of the caller's work, and the DDL connection holds no lock that
+      a Galera total-order DDL could conflict with;
+    - the table is created by one CREATE TABLE with its keys, foreign keys, comments and
+      aligned columns (`create_table`): no ALTER TABLE ever runs on a shard that someone may
+      be using, nor on one whose foreign keys point at tables other transactions are writing
+      (on Galera such an ALTER brute-force aborts them with 1213; on a single server it waits
+      for them). The foreign keys are there from the start, also when the caller is inside a
+      transaction (an inline FOREIGN KEY needs no lock on the parent its transaction wrote).
+    """
+    table = model._meta.db_table
+    created = False
+    with dedicated_connection(using) as lock_connection, named_lock(lock_connection, table):
+        with dedicated_connection(using) as connection:
             if not table_exists(table, connection):
-                # On MySQL/MariaDB adding a FOREIGN KEY takes an exclusive metadata lock on the
-                # parent table, which the caller's open transaction may hold (it just inserted an
-                # account): on that path the shard is created without its FOREIGN KEYs, and
-                # `shards sync-schema` (run by every rotation) adds them later.
-                separate = connection is not _conn(using)
                 try:
-                    skipped = run_schema(connection, lambda editor: editor.create_model(model),
-                                         skip_foreign_keys=separate)
+                    create_table.create(model, connection)
                     created = True
-                    # Identical to the base table: its column definitions (ON UPDATE, DEFAULT,
-                    # precision, comments), table comment and keys (MySQL/MariaDB).
-                    fidelity.align(model, connection)
                     log.info("created shard table %s", table)
                 except DatabaseError as exc:
                     # GET_LOCK is per server: on a Galera cluster written through more than one
                     # node, another node's CREATE (replicated in total order) may come first.
                     if error_code(exc) != ER_TABLE_EXISTS:
                         raise
-                    skipped = 0
                     log.info("shard table %s was created by another writer", table)
-                if skipped:
-                    log.warning("created %s inside a transaction without its %s foreign key(s); "
-                                "the next rotation or sync-schema adds them", table, skipped)
             values = dict(registry_values)
             values["schema_hash"] = builder.schema_fingerprint(model, connection)
             _registry_upsert(connection, values)
-            in_callers_transaction = connection is _conn(using) and connection.in_atomic_block
-    if in_callers_transaction:
-        # SQLite: the table and its registry row commit (or roll back) with the caller's work.
-        transaction.on_commit(lambda: remember(table), using=connection.alias)
-    else:
-        remember(table)
+    remember(table)
     return created
 
 
