@@ -55,8 +55,9 @@ def statements(model, connection):
     return plain, foreign_keys
 
 
-def definition(model, connection):
-    """The complete CREATE TABLE statement of the model's shard, aligned with its base table."""
+def definition(model, connection, options=None):
+    """The complete CREATE TABLE statement of the model's shard, aligned with its base table;
+    `options`: table options to add (`ROW_FORMAT = COMPRESSED`)."""
     table = model._meta.db_table
     quote = connection.ops.quote_name
     scratch = scratch_name(table)
@@ -66,6 +67,8 @@ def definition(model, connection):
             for sql in plain:
                 cursor.execute(sql.replace(quote(table), quote(scratch)))
             fidelity.align(model, connection, table=scratch)
+            if options:
+                cursor.execute(f"ALTER TABLE {quote(scratch)} {options}")
             cursor.execute(f"SHOW CREATE TABLE {quote(scratch)}")
             text = cursor.fetchone()[1]
         finally:
@@ -80,8 +83,8 @@ def definition(model, connection):
     return text
 
 
-def create(model, connection):
+def create(model, connection, options=None):
     """Create the model's shard table in one statement (ER_TABLE_EXISTS when it exists)."""
-    sql = definition(model, connection)
+    sql = definition(model, connection, options=options)
     with connection.cursor() as cursor:
         cursor.execute(sql)

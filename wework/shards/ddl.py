@@ -199,14 +199,15 @@ def _registry_upsert(connection, values):
             )
 
 
-def create_shard(model, registry_values, using=None):
+def create_shard(model, registry_values, using=None, cold=False):
     """Create the shard table of `model` unless it exists; upsert its registry row.
 
     Safe under concurrent writers: the existence check and CREATE run under a lock. Returns
-    True when this call created the table.
+    True when this call created the table. `cold`: created in SHARDING_COLD_ROW_FORMAT
+    (MySQL/MariaDB; a restored shard), so that no ALTER TABLE has to rebuild it later.
     """
     if _conn(using).vendor == "mysql":
-        return _create_shard_mysql(model, registry_values, using)
+        return _create_shard_mysql(model, registry_values, using, cold=cold)
     table = model._meta.db_table
     created = False
     # SQLite: in the caller's connection and transaction (its DDL is transactional).
@@ -227,7 +228,7 @@ def create_shard(model, registry_values, using=None):
     return created
 
 
-def _create_shard_mysql(model, registry_values, using=None):
+def _create_shard_mysql(model, registry_values, using=None, cold=False):
     """MySQL/MariaDB, Galera included. Nothing here can abort or wait for another connection's
     transaction, the caller's own included:
 
@@ -248,7 +249,8 @@ def _create_shard_mysql(model, registry_values, using=None):
         with dedicated_connection(using) as connection:
             if not table_exists(table, connection):
                 try:
-                    create_table.create(model, connection)
+                    create_table.create(model, connection,
+                                        options=cold_format_option() if cold else None)
                     created = True
                     log.info("created shard table %s", table)
                 except DatabaseError as exc:
@@ -339,24 +341,36 @@ def row_format(table, using=None):
     return row[0]
 
 
+def cold_format_option():
+    """The table option of SHARDING_COLD_ROW_FORMAT (`ROW_FORMAT = COMPRESSED`), or None."""
+    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
+    if not wanted:
+        return None
+    if wanted not in COLD_ROW_FORMATS:
+        raise ValueError(f"SHARDING_COLD_ROW_FORMAT must be one of {', '.join(sorted(COLD_ROW_FORMATS))}.")
+    return "PAGE_COMPRESSED = 1" if wanted == "PAGE_COMPRESSED" else f"ROW_FORMAT = {wanted}"
+
+
 def to_cold_format(table, using=None):
     """Rebuild a table in SHARDING_COLD_ROW_FORMAT (MySQL/MariaDB); returns the format used.
 
     COMPRESSED (the default) is InnoDB's zlib-compressed pages: reads decompress pages in the
     buffer pool, the table stays queryable as before. The rebuild runs in place without
     blocking reads or writes when the server allows it (LOCK=NONE), else with the default lock.
+    On a Galera cluster this ALTER TABLE brute-force aborts the open transactions that touch
+    the table or the tables its foreign keys point at (see docs/shards.md, "Galera"): the
+    rotation step that runs it is repeated when it is aborted itself, and a restored shard is
+    created in the cold format directly (create_shard(cold=True)) instead.
     """
-    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
     connection = _conn(using)
-    if not wanted or connection.vendor != "mysql":
+    option = cold_format_option()
+    if option is None or connection.vendor != "mysql":
         return None
-    if wanted not in COLD_ROW_FORMATS:
-        raise ValueError(f"SHARDING_COLD_ROW_FORMAT must be one of {', '.join(sorted(COLD_ROW_FORMATS))}.")
+    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
     current = (row_format(table, using) or "").upper()
     if current == wanted:
         return current
     quoted = connection.ops.quote_name(table)
-    option = "PAGE_COMPRESSED = 1" if wanted == "PAGE_COMPRESSED" else f"ROW_FORMAT = {wanted}"
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"ALTER TABLE {quoted} {option}, ALGORITHM = INPLACE, LOCK = NONE")

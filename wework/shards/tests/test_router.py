@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import User
 from messaging.models import Message
 from wework import ids, shards
-from wework.shards import ddl, router
+from wework.shards import ddl, fidelity, router
 from wework.shards.conf import period_of, shard_timezone
 from wework.shards.models import ShardState, ShardTable
 from wework.shards.tests.models import ProbeEvent
@@ -118,6 +118,23 @@ def test_disabled_flag_from_environment(monkeypatch):
     monkeypatch.setenv("SHARDING_MESSAGING_MESSAGE", "1")
     conf.reset()
     assert shards.is_sharded(Message)
+
+
+def test_a_shard_created_inside_a_transaction_is_complete(probe_sharding):
+    """The caller's open transaction has just written the table the shard's foreign key points
+    at: the shard is still created with that foreign key and aligned with its base (one CREATE
+    TABLE on a connection of its own, ddl.create_shard), and the caller's transaction commits."""
+    user = User.objects.create(username="fk-owner")
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+        event = shards.create(ProbeEvent, body="x", user_id=user.pk, created_at=timezone.now())
+    model = type(event)
+    assert model.objects.get(pk=event.pk).user_id == user.pk
+    assert ddl.missing_foreign_keys(model, connection) == []
+    assert fidelity.align(model, connection, apply=False) == []
+    with connection.cursor() as cursor:
+        leftovers = [t for t in connection.introspection.table_names(cursor) if "__new_" in t]
+    assert leftovers == []  # the scratch table of the build is gone
 
 
 def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
