@@ -20,15 +20,43 @@ complete: no writer ever meets a half-aligned shard.
 """
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 
+from django.db import DatabaseError
 from django.db.backends.ddl_references import Statement
+
+from wework.db.errors import error_code
 
 from . import fidelity
 
+log = logging.getLogger("wework.shards")
+
+ER_LOCK_DEADLOCK = 1213
+DDL_ABORT_RETRIES = 3
+
 #: Django's `ALTER TABLE t ADD CONSTRAINT name FOREIGN KEY ...`: the clause after ADD.
 _ADD_CONSTRAINT = re.compile(r"^ALTER TABLE \S+ ADD (CONSTRAINT .+)$", re.S)
+
+
+def execute_ddl(cursor, sql, params=None):
+    """Run one DDL statement; again when it was aborted as a deadlock (1213). On a Galera
+    cluster a DDL statement in total-order isolation can lose to another one or to a
+    replicated write (the DDL of another worker, InnoDB's statistics rows they share); a DDL
+    statement that failed changed nothing (MariaDB's DDL is atomic), so running it again is
+    safe, and one that did run before its error was reported fails again with a clear error
+    (table exists, unknown table) that the callers handle."""
+    for attempt in range(DDL_ABORT_RETRIES):
+        try:
+            return cursor.execute(sql, params)
+        except DatabaseError as exc:
+            if error_code(exc) != ER_LOCK_DEADLOCK or attempt == DDL_ABORT_RETRIES - 1:
+                raise
+            log.warning("DDL aborted as a deadlock; running it again: %s", sql[:120])
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def scratch_name(table):
@@ -65,14 +93,15 @@ def definition(model, connection, options=None):
     with connection.cursor() as cursor:
         try:
             for sql in plain:
-                cursor.execute(sql.replace(quote(table), quote(scratch)))
-            fidelity.align(model, connection, table=scratch)
+                execute_ddl(cursor, sql.replace(quote(table), quote(scratch)))
+            for difference in fidelity.differences(model, connection, table=scratch):
+                execute_ddl(cursor, difference.sql, list(difference.params) or None)
             if options:
-                cursor.execute(f"ALTER TABLE {quote(scratch)} {options}")
+                execute_ddl(cursor, f"ALTER TABLE {quote(scratch)} {options}")
             cursor.execute(f"SHOW CREATE TABLE {quote(scratch)}")
             text = cursor.fetchone()[1]
         finally:
-            cursor.execute(f"DROP TABLE IF EXISTS {quote(scratch)}")
+            execute_ddl(cursor, f"DROP TABLE IF EXISTS {quote(scratch)}")
     head = f"CREATE TABLE {quote(scratch)} "
     if not text.startswith(head):
         raise ValueError(f"Unexpected SHOW CREATE TABLE output for {scratch}: {text[:80]}")
@@ -87,4 +116,4 @@ def create(model, connection, options=None):
     """Create the model's shard table in one statement (ER_TABLE_EXISTS when it exists)."""
     sql = definition(model, connection, options=options)
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        execute_ddl(cursor, sql)

@@ -261,7 +261,17 @@ def _create_shard_mysql(model, registry_values, using=None, cold=False):
                     log.info("shard table %s was created by another writer", table)
             values = dict(registry_values)
             values["schema_hash"] = builder.schema_fingerprint(model, connection)
-            _registry_upsert(connection, values)
+            for attempt in range(create_table.DDL_ABORT_RETRIES):
+                try:
+                    # Autocommit and idempotent (it reads the row first): run again when it
+                    # lost a certification conflict to another node's upsert (1213).
+                    _registry_upsert(connection, values)
+                    break
+                except DatabaseError as exc:
+                    if error_code(exc) != create_table.ER_LOCK_DEADLOCK or \
+                            attempt == create_table.DDL_ABORT_RETRIES - 1:
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
     remember(table)
     return created
 
@@ -270,7 +280,12 @@ def drop_table(model, using=None):
     table = model._meta.db_table
     connection = _conn(using)
     if table_exists(table, connection):
-        run_schema(connection, lambda editor: editor.delete_model(model))
+        if connection.vendor == "mysql":
+            # One statement, run again when Galera aborted it (create_table.execute_ddl).
+            with connection.cursor() as cursor:
+                create_table.execute_ddl(cursor, f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
+        else:
+            run_schema(connection, lambda editor: editor.delete_model(model))
         log.info("dropped shard table %s", table)
     forget(table)
     builder.forget(table)
@@ -373,9 +388,9 @@ def to_cold_format(table, using=None):
     quoted = connection.ops.quote_name(table)
     with connection.cursor() as cursor:
         try:
-            cursor.execute(f"ALTER TABLE {quoted} {option}, ALGORITHM = INPLACE, LOCK = NONE")
+            create_table.execute_ddl(cursor, f"ALTER TABLE {quoted} {option}, ALGORITHM = INPLACE, LOCK = NONE")
         except DatabaseError:
-            cursor.execute(f"ALTER TABLE {quoted} {option}")
+            create_table.execute_ddl(cursor, f"ALTER TABLE {quoted} {option}")
     log.info("rebuilt %s with %s", table, option)
     return wanted
 
