@@ -44,17 +44,43 @@ def _conn(using=None):
     return connections[using or DEFAULT_DB_ALIAS]
 
 
+def read_schema(connection, read):
+    """`read(cursor)`, again when it was aborted as a deadlock (1213), outside a transaction.
+
+    On a Galera cluster a query on information_schema that opens tables (a join over
+    key_column_usage and table_constraints, Django's `get_constraints`) holds a metadata lock on
+    each of them while it reads, and a DDL on any of those tables, run by another connection
+    in total-order isolation, brute-force aborts the query. A read changes nothing: it runs
+    again. Inside a transaction the abort has rolled the whole transaction back already: the
+    error goes to the caller.
+    """
+    attempts = 1 if connection.in_atomic_block or connection.vendor != "mysql" else create_table.DDL_ABORT_RETRIES
+    for attempt in range(attempts):
+        try:
+            with connection.cursor() as cursor:
+                return read(cursor)
+        except DatabaseError as exc:
+            if error_code(exc) != create_table.ER_LOCK_DEADLOCK or attempt == attempts - 1:
+                raise
+            log.warning("a schema read was aborted by another connection's DDL; reading again")
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def table_exists(table, connection=None):
     connection = connection or _conn()
-    with connection.cursor() as cursor:
-        if connection.vendor == "mysql":
-            cursor.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
-                [table],
-            )
-        else:
-            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", [table])
-        return cursor.fetchone() is not None
+    return read_schema(connection, lambda cursor: _table_exists(cursor, connection, table))
+
+
+def _table_exists(cursor, connection, table):
+    if connection.vendor == "mysql":
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
+            [table],
+        )
+    else:
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", [table])
+    return cursor.fetchone() is not None
 
 
 def remember(table):
@@ -159,8 +185,8 @@ def missing_foreign_keys(model, connection):
     """FK fields of the model whose constraint is missing from its table."""
     if connection.vendor != "mysql":  # SQLite declares them inline in CREATE TABLE
         return []
-    with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    constraints = read_schema(
+        connection, lambda cursor: connection.introspection.get_constraints(cursor, model._meta.db_table))
     present = {tuple(c["columns"]) for c in constraints.values() if c.get("foreign_key")}
     return [
         f for f in model._meta.local_fields
@@ -296,13 +322,20 @@ def referencing_tables(table, using=None):
     connection = _conn(using)
     if connection.vendor != "mysql":
         return []
-    with connection.cursor() as cursor:
+
+    def read(cursor):
+        # `table_schema = DATABASE()` keeps the scan in this database: without it the server
+        # opens the tables of every database, and a Galera DDL in any of them (another
+        # platform, another test worker) aborts this read with 1213.
         cursor.execute(
             "SELECT DISTINCT table_name FROM information_schema.key_column_usage "
-            "WHERE referenced_table_schema = DATABASE() AND referenced_table_name = %s",
+            "WHERE table_schema = DATABASE() AND referenced_table_schema = DATABASE() "
+            "AND referenced_table_name = %s",
             [table],
         )
         return [r[0] for r in cursor.fetchall()]
+
+    return read_schema(connection, read)
 
 
 def row_estimate(table, using=None):
@@ -538,9 +571,10 @@ def sync_schema(model, apply=True, using=None):
     connection = _conn(using)
     table = model._meta.db_table
     changes = []
-    with connection.cursor() as cursor:
-        columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
-        existing = set(connection.introspection.get_constraints(cursor, table))
+    columns, existing = read_schema(connection, lambda cursor: (
+        {c.name for c in connection.introspection.get_table_description(cursor, table)},
+        set(connection.introspection.get_constraints(cursor, table)),
+    ))
     missing_fields = [f for f in model._meta.local_fields if f.column not in columns]
     missing_indexes = [
         i for i in model._meta.indexes if physical_name(i.name, table, connection) not in existing
