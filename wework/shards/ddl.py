@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from wework.db.errors import error_code
 
-from . import builder, fidelity
+from . import builder, create_table
 from .models import ShardState
 
 log = logging.getLogger("wework.shards")
@@ -44,17 +44,43 @@ def _conn(using=None):
     return connections[using or DEFAULT_DB_ALIAS]
 
 
+def read_schema(connection, read):
+    """`read(cursor)`, again when it was aborted as a deadlock (1213), outside a transaction.
+
+    On a Galera cluster a query on information_schema that opens tables (a join over
+    key_column_usage and table_constraints, Django's `get_constraints`) holds a metadata lock on
+    each of them while it reads, and a DDL on any of those tables, run by another connection
+    in total-order isolation, brute-force aborts the query. A read changes nothing: it runs
+    again. Inside a transaction the abort has rolled the whole transaction back already: the
+    error goes to the caller.
+    """
+    attempts = 1 if connection.in_atomic_block or connection.vendor != "mysql" else create_table.DDL_ABORT_RETRIES
+    for attempt in range(attempts):
+        try:
+            with connection.cursor() as cursor:
+                return read(cursor)
+        except DatabaseError as exc:
+            if error_code(exc) != create_table.ER_LOCK_DEADLOCK or attempt == attempts - 1:
+                raise
+            log.warning("a schema read was aborted by another connection's DDL; reading again")
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def table_exists(table, connection=None):
     connection = connection or _conn()
-    with connection.cursor() as cursor:
-        if connection.vendor == "mysql":
-            cursor.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
-                [table],
-            )
-        else:
-            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", [table])
-        return cursor.fetchone() is not None
+    return read_schema(connection, lambda cursor: _table_exists(cursor, connection, table))
+
+
+def _table_exists(cursor, connection, table):
+    if connection.vendor == "mysql":
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
+            [table],
+        )
+    else:
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s", [table])
+    return cursor.fetchone() is not None
 
 
 def remember(table):
@@ -80,24 +106,39 @@ DDL_LOCK_WAIT_SECONDS = 30
 
 
 @contextmanager
+def dedicated_connection(using=None):
+    """A new connection of its own (MySQL/MariaDB): autocommit, no transaction, no locks, closed
+    after the block.
+
+    Shard DDL runs here rather than on the caller's connection: DDL commits implicitly, so the
+    caller's transaction (when it has one) stays intact, and on a Galera cluster the connection
+    that runs DDL in total-order isolation holds nothing else (no GET_LOCK, no transaction).
+    """
+    alias = _conn(using).alias
+    other = connections.create_connection(alias)
+    try:
+        # A DDL that waits for a metadata lock held by the caller's own transaction would
+        # wait forever (lock_wait_timeout defaults to a year): fail loudly instead.
+        with other.cursor() as cursor:
+            cursor.execute("SET SESSION lock_wait_timeout = %s", [DDL_LOCK_WAIT_SECONDS])
+        yield other
+    finally:
+        other.close()
+
+
+@contextmanager
 def ddl_connection(using=None):
     """A connection where DDL does not commit the caller's work.
 
-    MySQL/MariaDB commit implicitly on DDL: inside an atomic block, a separate connection is used
-    (autocommit), so the caller's transaction stays intact. SQLite's DDL is transactional and its
-    writers are serialised, so the caller's own connection is used.
+    MySQL/MariaDB commit implicitly on DDL: a dedicated connection is used (see
+    `dedicated_connection`). SQLite's DDL is transactional and its writers are serialised, so
+    the caller's own connection is used (the table then commits or rolls back with the
+    caller's transaction).
     """
     connection = _conn(using)
-    if connection.vendor == "mysql" and connection.in_atomic_block:
-        other = connections.create_connection(connection.alias)
-        try:
-            # A DDL that waits for a metadata lock held by the caller's own transaction would
-            # wait forever (lock_wait_timeout defaults to a year): fail loudly instead.
-            with other.cursor() as cursor:
-                cursor.execute("SET SESSION lock_wait_timeout = %s", [DDL_LOCK_WAIT_SECONDS])
+    if connection.vendor == "mysql":
+        with dedicated_connection(using) as other:
             yield other
-        finally:
-            other.close()
     else:
         yield connection
 
@@ -126,34 +167,26 @@ def named_lock(connection, name, timeout=60):
             cursor.execute("SELECT RELEASE_LOCK(%s)", [key])
 
 
-def run_schema(connection, operation, skip_foreign_keys=False):
+def run_schema(connection, operation):
     """Run `operation(editor)` with a schema editor that also works inside an atomic block.
 
     Django's SQLite schema editor refuses to open inside a transaction because *some* table
     rebuilds need foreign key checks off; creating and dropping tables and adding nullable columns
-    do not, so the editor is driven by hand (its deferred SQL included). `skip_foreign_keys`
-    leaves out the deferred FOREIGN KEY statements (see create_shard).
+    do not, so the editor is driven by hand (its deferred SQL included).
     """
-    from django.db.backends.ddl_references import Statement
-
     editor = connection.schema_editor(atomic=False)
     editor.deferred_sql = []
     operation(editor)
-    skipped = 0
     for sql in editor.deferred_sql:
-        if skip_foreign_keys and isinstance(sql, Statement) and sql.template == editor.sql_create_fk:
-            skipped += 1
-            continue
         editor.execute(sql)
-    return skipped
 
 
 def missing_foreign_keys(model, connection):
     """FK fields of the model whose constraint is missing from its table."""
     if connection.vendor != "mysql":  # SQLite declares them inline in CREATE TABLE
         return []
-    with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    constraints = read_schema(
+        connection, lambda cursor: connection.introspection.get_constraints(cursor, model._meta.db_table))
     present = {tuple(c["columns"]) for c in constraints.values() if c.get("foreign_key")}
     return [
         f for f in model._meta.local_fields
@@ -192,49 +225,80 @@ def _registry_upsert(connection, values):
             )
 
 
-def create_shard(model, registry_values, using=None):
+def create_shard(model, registry_values, using=None, cold=False):
     """Create the shard table of `model` unless it exists; upsert its registry row.
 
     Safe under concurrent writers: the existence check and CREATE run under a lock. Returns
-    True when this call created the table.
+    True when this call created the table. `cold`: created in SHARDING_COLD_ROW_FORMAT
+    (MySQL/MariaDB; a restored shard), so that no ALTER TABLE has to rebuild it later.
+    """
+    if _conn(using).vendor == "mysql":
+        return _create_shard_mysql(model, registry_values, using, cold=cold)
+    table = model._meta.db_table
+    created = False
+    # SQLite: in the caller's connection and transaction (its DDL is transactional).
+    connection = _conn(using)
+    with named_lock(connection, table):
+        if not table_exists(table, connection):
+            run_schema(connection, lambda editor: editor.create_model(model))
+            created = True
+            log.info("created shard table %s", table)
+        values = dict(registry_values)
+        values["schema_hash"] = builder.schema_fingerprint(model, connection)
+        _registry_upsert(connection, values)
+    if connection.in_atomic_block:
+        # The table and its registry row commit (or roll back) with the caller's work.
+        transaction.on_commit(lambda: remember(table), using=connection.alias)
+    else:
+        remember(table)
+    return created
+
+
+def _create_shard_mysql(model, registry_values, using=None, cold=False):
+    """MySQL/MariaDB, Galera included. Nothing here can abort or wait for another connection's
+    transaction, the caller's own included:
+
+    - the lock (GET_LOCK) is held by one dedicated connection and the DDL and the registry
+      row are written by another (`dedicated_connection`): autocommit, holding nothing else,
+      so the DDL commits none of the caller's work, and the DDL connection holds no lock that
+      a Galera total-order DDL could conflict with;
+    - the table is created by one CREATE TABLE with its keys, foreign keys, comments and
+      aligned columns (`create_table`): no ALTER TABLE ever runs on a shard that someone may
+      be using, nor on one whose foreign keys point at tables other transactions are writing
+      (on Galera such an ALTER brute-force aborts them with 1213; on a single server it waits
+      for them). The foreign keys are there from the start, also when the caller is inside a
+      transaction (an inline FOREIGN KEY needs no lock on the parent its transaction wrote).
     """
     table = model._meta.db_table
     created = False
-    with ddl_connection(using) as connection:
-        with named_lock(connection, table):
+    with dedicated_connection(using) as lock_connection, named_lock(lock_connection, table):
+        with dedicated_connection(using) as connection:
             if not table_exists(table, connection):
-                # On MySQL/MariaDB adding a FOREIGN KEY takes an exclusive metadata lock on the
-                # parent table, which the caller's open transaction may hold (it just inserted an
-                # account): on that path the shard is created without its FOREIGN KEYs, and
-                # `shards sync-schema` (run by every rotation) adds them later.
-                separate = connection is not _conn(using)
                 try:
-                    skipped = run_schema(connection, lambda editor: editor.create_model(model),
-                                         skip_foreign_keys=separate)
+                    create_table.create(model, connection,
+                                        options=cold_format_option() if cold else None)
                     created = True
-                    # Identical to the base table: its column definitions (ON UPDATE, DEFAULT,
-                    # precision, comments), table comment and keys (MySQL/MariaDB).
-                    fidelity.align(model, connection)
                     log.info("created shard table %s", table)
                 except DatabaseError as exc:
                     # GET_LOCK is per server: on a Galera cluster written through more than one
                     # node, another node's CREATE (replicated in total order) may come first.
                     if error_code(exc) != ER_TABLE_EXISTS:
                         raise
-                    skipped = 0
                     log.info("shard table %s was created by another writer", table)
-                if skipped:
-                    log.warning("created %s inside a transaction without its %s foreign key(s); "
-                                "the next rotation or sync-schema adds them", table, skipped)
             values = dict(registry_values)
             values["schema_hash"] = builder.schema_fingerprint(model, connection)
-            _registry_upsert(connection, values)
-            in_callers_transaction = connection is _conn(using) and connection.in_atomic_block
-    if in_callers_transaction:
-        # SQLite: the table and its registry row commit (or roll back) with the caller's work.
-        transaction.on_commit(lambda: remember(table), using=connection.alias)
-    else:
-        remember(table)
+            for attempt in range(create_table.DDL_ABORT_RETRIES):
+                try:
+                    # Autocommit and idempotent (it reads the row first): run again when it
+                    # lost a certification conflict to another node's upsert (1213).
+                    _registry_upsert(connection, values)
+                    break
+                except DatabaseError as exc:
+                    if error_code(exc) != create_table.ER_LOCK_DEADLOCK or \
+                            attempt == create_table.DDL_ABORT_RETRIES - 1:
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
+    remember(table)
     return created
 
 
@@ -242,7 +306,12 @@ def drop_table(model, using=None):
     table = model._meta.db_table
     connection = _conn(using)
     if table_exists(table, connection):
-        run_schema(connection, lambda editor: editor.delete_model(model))
+        if connection.vendor == "mysql":
+            # One statement, run again when Galera aborted it (create_table.execute_ddl).
+            with connection.cursor() as cursor:
+                create_table.execute_ddl(cursor, f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
+        else:
+            run_schema(connection, lambda editor: editor.delete_model(model))
         log.info("dropped shard table %s", table)
     forget(table)
     builder.forget(table)
@@ -253,13 +322,20 @@ def referencing_tables(table, using=None):
     connection = _conn(using)
     if connection.vendor != "mysql":
         return []
-    with connection.cursor() as cursor:
+
+    def read(cursor):
+        # `table_schema = DATABASE()` keeps the scan in this database: without it the server
+        # opens the tables of every database, and a Galera DDL in any of them (another
+        # platform, another test worker) aborts this read with 1213.
         cursor.execute(
             "SELECT DISTINCT table_name FROM information_schema.key_column_usage "
-            "WHERE referenced_table_schema = DATABASE() AND referenced_table_name = %s",
+            "WHERE table_schema = DATABASE() AND referenced_table_schema = DATABASE() "
+            "AND referenced_table_name = %s",
             [table],
         )
         return [r[0] for r in cursor.fetchall()]
+
+    return read_schema(connection, read)
 
 
 def row_estimate(table, using=None):
@@ -313,29 +389,41 @@ def row_format(table, using=None):
     return row[0]
 
 
+def cold_format_option():
+    """The table option of SHARDING_COLD_ROW_FORMAT (`ROW_FORMAT = COMPRESSED`), or None."""
+    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
+    if not wanted:
+        return None
+    if wanted not in COLD_ROW_FORMATS:
+        raise ValueError(f"SHARDING_COLD_ROW_FORMAT must be one of {', '.join(sorted(COLD_ROW_FORMATS))}.")
+    return "PAGE_COMPRESSED = 1" if wanted == "PAGE_COMPRESSED" else f"ROW_FORMAT = {wanted}"
+
+
 def to_cold_format(table, using=None):
     """Rebuild a table in SHARDING_COLD_ROW_FORMAT (MySQL/MariaDB); returns the format used.
 
     COMPRESSED (the default) is InnoDB's zlib-compressed pages: reads decompress pages in the
     buffer pool, the table stays queryable as before. The rebuild runs in place without
     blocking reads or writes when the server allows it (LOCK=NONE), else with the default lock.
+    On a Galera cluster this ALTER TABLE brute-force aborts the open transactions that touch
+    the table or the tables its foreign keys point at (see docs/shards.md, "Galera"): the
+    rotation step that runs it is repeated when it is aborted itself, and a restored shard is
+    created in the cold format directly (create_shard(cold=True)) instead.
     """
-    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
     connection = _conn(using)
-    if not wanted or connection.vendor != "mysql":
+    option = cold_format_option()
+    if option is None or connection.vendor != "mysql":
         return None
-    if wanted not in COLD_ROW_FORMATS:
-        raise ValueError(f"SHARDING_COLD_ROW_FORMAT must be one of {', '.join(sorted(COLD_ROW_FORMATS))}.")
+    wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
     current = (row_format(table, using) or "").upper()
     if current == wanted:
         return current
     quoted = connection.ops.quote_name(table)
-    option = "PAGE_COMPRESSED = 1" if wanted == "PAGE_COMPRESSED" else f"ROW_FORMAT = {wanted}"
     with connection.cursor() as cursor:
         try:
-            cursor.execute(f"ALTER TABLE {quoted} {option}, ALGORITHM = INPLACE, LOCK = NONE")
+            create_table.execute_ddl(cursor, f"ALTER TABLE {quoted} {option}, ALGORITHM = INPLACE, LOCK = NONE")
         except DatabaseError:
-            cursor.execute(f"ALTER TABLE {quoted} {option}")
+            create_table.execute_ddl(cursor, f"ALTER TABLE {quoted} {option}")
     log.info("rebuilt %s with %s", table, option)
     return wanted
 
@@ -483,9 +571,10 @@ def sync_schema(model, apply=True, using=None):
     connection = _conn(using)
     table = model._meta.db_table
     changes = []
-    with connection.cursor() as cursor:
-        columns = {c.name for c in connection.introspection.get_table_description(cursor, table)}
-        existing = set(connection.introspection.get_constraints(cursor, table))
+    columns, existing = read_schema(connection, lambda cursor: (
+        {c.name for c in connection.introspection.get_table_description(cursor, table)},
+        set(connection.introspection.get_constraints(cursor, table)),
+    ))
     missing_fields = [f for f in model._meta.local_fields if f.column not in columns]
     missing_indexes = [
         i for i in model._meta.indexes if physical_name(i.name, table, connection) not in existing

@@ -81,12 +81,16 @@ def keys(cursor, table):
     return {(unique[name], tuple(cols)): name for name, cols in columns.items()}
 
 
-def differences(model, connection):
-    """What differs between a shard table and its base table, each with its repair."""
+def differences(model, connection, table=None):
+    """What differs between a shard table and its base table, each with its repair.
+
+    `table`: the physical table to compare, when it is not the model's own (a new shard is
+    built and aligned under a scratch name before it gets its final one, see ddl.create_shard).
+    """
     if connection.vendor != "mysql":
         return []
     base_table = base_table_of(model)
-    table = model._meta.db_table
+    table = table or model._meta.db_table
     if not base_table or base_table == table:
         return []
     found = []
@@ -131,9 +135,14 @@ def differences(model, connection):
     return found
 
 
-def align(model, connection, apply=True):
-    """Report (and with apply=True repair) the differences; returns them as text lines."""
-    found = differences(model, connection)
+def align(model, connection, apply=True, table=None):
+    """Report (and with apply=True repair) the differences; returns them as text lines.
+
+    On a Galera cluster every repair is an ALTER TABLE replicated in total order, which
+    brute-force aborts the open transactions touching the table or one of the tables its
+    foreign keys point at: new shards are therefore aligned before anyone can use them (under
+    a scratch name, `table`), and only `shards sync-schema` aligns tables in use."""
+    found = differences(model, connection, table=table)
     if apply and found:
         with connection.cursor() as cursor:
             for difference in found:

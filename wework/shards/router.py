@@ -254,12 +254,14 @@ ABORT_RETRIES = 3
 
 
 def _retry_aborted(base, write):
-    """Run `write()` again when the database aborted it as a deadlock (1213): on a Galera
-    cluster a new shard's DDL (replicated in total order) brute-force aborts the writes that
-    other nodes are making to the same table at that moment, and two nodes' registry upserts
-    fail certification. Only outside the caller's transaction: an aborted statement in
-    autocommit wrote nothing, and the row's id is fixed before the first try, so the retry
-    writes the same row. Inside a transaction the caller's own retry (run_idempotent) decides."""
+    """Run `write()` again when the database aborted it as a deadlock (1213). On a Galera
+    cluster a DDL (replicated in total order) brute-force aborts the statements touching its
+    table or the tables its foreign keys point at: a new shard no longer runs any such DDL (one
+    CREATE TABLE, see create_table.py), but a rotation's demote or drop and `sync-schema` still
+    do, and writes through two nodes fail certification. Only outside the caller's
+    transaction: an aborted statement in autocommit wrote nothing, and the row's id is fixed
+    before the first try, so the retry writes the same row. Inside a transaction the caller's
+    own retry (run_idempotent) decides."""
     if connections[db_router.db_for_write(base)].in_atomic_block:
         return write()
     for attempt in range(ABORT_RETRIES):

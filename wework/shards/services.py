@@ -361,8 +361,11 @@ STEP_ABORT_RETRIES = 3
 
 def _apply_step_retrying_aborts(step: Step, now: datetime | None) -> None:
     """Steps are idempotent (each checks the registry's state first), so one the database
-    aborted as a deadlock runs again: on a Galera cluster, DDL (replicated in total order)
-    brute-force aborts other connections' transactions on the same tables."""
+    aborted as a deadlock runs again. On a Galera cluster a DDL (replicated in total order)
+    brute-force aborts the transactions on its table and on the tables its foreign keys point
+    at: new shards are created without any such DDL (ddl.create_shard), but a demote (ALTER
+    ... ROW_FORMAT) or a drop of a table in use cannot avoid it, and the step's own registry
+    writes may meet another connection's DDL (docs/shards.md, "Topologies: Galera")."""
     for attempt in range(STEP_ABORT_RETRIES):
         try:
             apply_step(step, now=now)
@@ -472,7 +475,9 @@ def restore_shard(row: ShardTable, keep_days: int = RESTORE_KEEP_DAYS) -> ShardT
         "instance_id": row.instance_id, "state": ShardState.HOT, "created_by_tool": True,
         "schema_version": row.schema_version,
     }
-    ddl.create_shard(model, values)
+    # Cold (it holds a past period) from the start: no ALTER TABLE rebuilds it afterwards (on
+    # Galera that ALTER would abort the transactions writing the tables it references).
+    ddl.create_shard(model, values, cold=row.period_end is not None)
     count = ddl.restore_rows(model, path)
     if row.export_rows is not None and count != row.export_rows:
         ddl.drop_table(model)

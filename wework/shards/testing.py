@@ -6,6 +6,8 @@ import re
 
 from django.db import connections
 
+from .create_table import execute_ddl
+
 
 def _pattern(extra_bases=()):
     from .conf import all_configs
@@ -40,7 +42,8 @@ def drop_shard_tables(using="default", extra_bases=()):
             cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
         try:
             for table in tables:
-                cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
+                # Run again when Galera aborted it (another worker's DDL), see create_table.
+                execute_ddl(cursor, f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
         finally:
             if connection.vendor == "mysql":
                 cursor.execute("SET FOREIGN_KEY_CHECKS = 1")

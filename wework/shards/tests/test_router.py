@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import User
 from messaging.models import Message
 from wework import ids, shards
-from wework.shards import ddl, router
+from wework.shards import ddl, fidelity, router
 from wework.shards.conf import period_of, shard_timezone
 from wework.shards.models import ShardState, ShardTable
 from wework.shards.tests.models import ProbeEvent
@@ -120,6 +120,23 @@ def test_disabled_flag_from_environment(monkeypatch):
     assert shards.is_sharded(Message)
 
 
+def test_a_shard_created_inside_a_transaction_is_complete(probe_sharding):
+    """The caller's open transaction has just written the table the shard's foreign key points
+    at: the shard is still created with that foreign key and aligned with its base (one CREATE
+    TABLE on a connection of its own, ddl.create_shard), and the caller's transaction commits."""
+    user = User.objects.create(username="fk-owner")
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+        event = shards.create(ProbeEvent, body="x", user_id=user.pk, created_at=timezone.now())
+    model = type(event)
+    assert model.objects.get(pk=event.pk).user_id == user.pk
+    assert ddl.missing_foreign_keys(model, connection) == []
+    assert fidelity.align(model, connection, apply=False) == []
+    with connection.cursor() as cursor:
+        leftovers = [t for t in connection.introspection.table_names(cursor) if "__new_" in t]
+    assert leftovers == []  # the scratch table of the build is gone
+
+
 def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:memorydb", ":memory:")):
         pytest.skip("threads need a file database on SQLite (set TEST_SQLITE_NAME)")
@@ -221,10 +238,8 @@ def test_index_names_are_unique_per_table(probe_sharding):
     shards.create(ProbeEvent, body="a")
     shards.create(ProbeEvent, body="b", created_at=period_of("month", now).previous().start + timedelta(hours=1))
     tables = ShardTable.objects.filter(model_label="shards.ProbeEvent").values_list("table_name", flat=True)
-    names = []
-    with connection.cursor() as cursor:
-        for table in tables:
-            names.append(set(connection.introspection.get_constraints(cursor, table)))
+    names = [set(ddl.read_schema(connection, lambda cursor, table=table: connection.introspection.get_constraints(
+        cursor, table))) for table in tables]
     assert all(any("idx_kind" in n for n in s) for s in names)
     if connection.vendor == "sqlite":
         assert not (names[0] & names[1]) - {"__primary__", "fk_0"}  # pseudo names of introspection
