@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import display, permissions
+from . import display, extensions, permissions
 from .errors import MessagingInvalid, SendPermissionDenied
 from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm
 from .models import SendStatus
@@ -92,7 +92,7 @@ def conversation(request, account_id, chat_wxid):
         accounts=conversations.unread_by_account(request.user, conv),
         form=form, can_reply=can_reply, type_fields=TYPE_FIELDS, content_fields=[form[name] for name in CONTENT_FIELDS],
         quick_replies=list(compose_templates().order_by("sort_order", "name")[:QUICK_REPLIES]) if can_reply else [],
-        idempotency_key=uuid.uuid4().hex,
+        idempotency_key=uuid.uuid4().hex, panels=extensions.conversation_panels(request, conv),
         poll_url=reverse("messaging:conversation_poll", args=[conv.account.pk, conv.chat_wxid]),
         read_url=reverse("messaging:conversation_read", args=[conv.account.pk, conv.chat_wxid]),
     ))
