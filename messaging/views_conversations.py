@@ -117,11 +117,13 @@ def conversation_poll(request, account_id, chat_wxid):
     if not after_id.isdigit():
         return JsonResponse({"after_id": [_("Give the id of the newest message shown.")]}, status=400)
     rows = [present(row, conv) for row in conversations.newer(conv, int(after_id))]
+    # ids as strings: Snowflake ids are above 2**53, which a JavaScript number rounds (the page
+    # then asked for the wrong cursor and marked a message that does not exist as read)
     return JsonResponse({
-        "messages": [{"id": r["id"], "inbound": r["inbound"],
+        "messages": [{"id": str(r["id"]), "inbound": r["inbound"],
                       "html": render_to_string("messaging/_conversation_message.html", {"m": r}, request)}
                      for r in rows],
-        "newest_id": rows[-1]["id"] if rows else int(after_id),
+        "newest_id": str(rows[-1]["id"] if rows else int(after_id)),
         "unread": conversations.unread_count(conv.account.pk, conv.chat_wxid),
     })
 
@@ -134,5 +136,5 @@ def conversation_read(request, account_id, chat_wxid):
         marker = conversations.mark_read(request.user, conv, request.POST.get("message_id") or None)
     except MessagingInvalid as exc:
         return JsonResponse(exc.fields or {"message_id": [exc.message]}, status=400)
-    return JsonResponse({"last_read_message_id": marker,
+    return JsonResponse({"last_read_message_id": str(marker),
                          "unread": conversations.unread_count(conv.account.pk, conv.chat_wxid)})

@@ -53,5 +53,5 @@ def inbox_poll(request):
         "conversations": [{"key": f"{r['account_id']}:{r['chat_wxid']}",
                            "html": render_to_string("messaging/_inbox_row.html", {"r": r}, request)}
                           for r in result.items],
-        "newest": result.newest,
+        "newest": str(result.newest),  # a string: Snowflake ids are above 2**53 (JavaScript numbers)
     })

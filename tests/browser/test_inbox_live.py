@@ -37,8 +37,7 @@ def _t(message):
 def setup(live_server, drop_shards):
     from accounts.models import User
 
-    admin = User.objects.create_user("inbox-operator", "i@example.com", PASSWORD, is_superuser=True,
-                                     is_staff=True)
+    admin = User.objects.create_user("inbox-operator", "i@example.com", PASSWORD, is_superuser=True)
     device = otp_services.create_confirmed_totp(admin)
     instance = WeworkInstance.objects.create(instance_uuid=new_uuid(), name="inbox", api_url="http://127.0.0.1:9",
                                              created_by=admin)
