@@ -176,13 +176,6 @@ def _present(rows: list[dict]) -> list[dict]:
     return out
 
 
-def unread_total(user: Any) -> int:
-    """How many conversations the user may read have unread messages, at most MAX_LIMIT + 1
-    (for a badge): `LIMIT` on the index, never a count over the table."""
-    ids = readable_account_ids(user)
-    return len(_walk(ids, Q(), MAX_LIMIT + 1))
-
-
 def unread_after_read(target: int) -> Case:
     """`has_unread` once the read marker is at `target` (the marker's UPDATE sets both)."""
     return Case(When(last_inbound_message_id__gt=target, then=Value(1)), default=Value(0))
