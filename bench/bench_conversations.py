@@ -14,6 +14,9 @@ Measured in one run, on the dedicated bench database (see harness.py), MariaDB:
 * history service   -- `conversations.history` (shards.paginate) vs the same bare SQL.
 * poll              -- GET messages.json?after_id=<newest> (nothing new) vs its bare SQL.
 * EXPLAIN           -- the key and the rows MariaDB expects for the page's query.
+* inbox             -- every conversation's `conversation_reads` row derived from the month
+                       (one in two read); GET /messaging/inbox/ (first page, 5,000 down, one
+                       account) and inbox.json (nothing new) vs the bare SQL of their rows.
 * task stats        -- `stats.task_stats` of a broadcast of R receivers (default 10,000) from
                        account 0 to wx0..wx{R-1}, 24 h window, vs the bare queries it runs (the
                        receivers by id, the shard's received messages of each chunk's contacts
@@ -230,6 +233,8 @@ def main():
     report("poll messages.json (nothing new, with unread)", s["poll"].median_ms, "ms", s["bare"].median_ms,
            "ms (bare SQL of a page)")
 
+    inbox_bench(client, table, accounts, repeats)
+
     # --- statistics -------------------------------------------------------------------------
     wxids = [f"wx{i}" for i in range(receivers)]
     low, high = id_bounds(task_start, task_start + timedelta(seconds=receivers) + timedelta(hours=24))
@@ -280,6 +285,70 @@ def main():
     report(f"CSV export, {receivers:,} rows streamed", s["csv"].median_ms, "ms", s["bare"].median_ms,
            "ms (bare queries of the stats)")
     save_results(args, "conversations")
+
+
+def inbox_bench(client, table, accounts, repeats):
+    """The inbox: every conversation of the loaded month gets its `conversation_reads` row (as
+    the inbound handler keeps it: its newest received message), one in two read; the page
+    (all 200 accounts of the operator's instance: the walk of `idx_unread`; one account: its
+    `idx_account_unread` range), a page 5,000 conversations down and the poll, against the bare
+    SQL of their rows."""
+    from django.db import connection
+    from django.urls import reverse
+
+    with Timer() as t, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO conversation_reads (account_id, chat_wxid, chat_type, last_read_message_id, "
+            "last_inbound_message_id, last_inbound_at, last_inbound_preview, has_unread, updated_at) "
+            "SELECT account_id, chat_wxid, 1, IF(MAX(id) % 2 = 0, MAX(id), 0), MAX(id), MAX(created_at), "
+            f"'message', IF(MAX(id) % 2 = 0, 0, 1), NOW() FROM {table} WHERE task_id IS NULL "
+            "GROUP BY account_id, chat_wxid")
+        cursor.execute("SELECT COUNT(*), SUM(has_unread) FROM conversation_reads")
+        total, unread = cursor.fetchone()
+        cursor.execute("ANALYZE TABLE conversation_reads")
+        cursor.fetchall()
+    print(f"inbox: {total:,} conversations, {int(unread):,} unread ({t.seconds:.1f} s to derive)")
+    sql = ("SELECT id, account_id, chat_wxid, chat_type, last_inbound_message_id, last_inbound_at, "
+           "last_inbound_preview, last_read_message_id FROM conversation_reads WHERE has_unread = 1 {cond} "
+           "ORDER BY last_inbound_message_id DESC LIMIT 31")
+
+    def bare(cond="", params=()):
+        with connection.cursor() as cursor:
+            cursor.execute(sql.format(cond=cond), list(params))
+            return cursor.fetchall()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_inbound_message_id FROM conversation_reads WHERE has_unread = 1 "
+                       "ORDER BY last_inbound_message_id DESC LIMIT 1 OFFSET 5000")
+        deep = cursor.fetchone()[0]
+        cursor.execute("SELECT MAX(last_inbound_message_id) FROM conversation_reads")
+        newest = cursor.fetchone()[0]
+        for label, cond, params in (("all accounts", "", []), ("one account", "AND account_id = %s", [accounts[1]])):
+            cursor.execute("EXPLAIN " + sql.format(cond=cond), params)
+            cols = [c[0] for c in cursor.description]
+            plan = dict(zip(cols, cursor.fetchone()))
+            print(f"EXPLAIN inbox, {label}: key={plan.get('key')} type={plan.get('type')} rows={plan.get('rows')} "
+                  f"extra={plan.get('Extra')}")
+    url, poll = reverse("messaging:inbox"), reverse("messaging:inbox_poll")
+    assert client.get(url).status_code == 200
+    s = time_interleaved({
+        "inbox": lambda: client.get(url),
+        "inbox deep": lambda: client.get(url, {"before": deep}),
+        "inbox account": lambda: client.get(url, {"account": accounts[1]}),
+        "poll": lambda: client.get(poll, {"after": newest}),
+        "bare": bare,
+        "bare deep": lambda: bare("AND last_inbound_message_id < %s", [deep]),
+        "bare account": lambda: bare("AND account_id = %s", [accounts[1]]),
+        "bare poll": lambda: bare("AND last_inbound_message_id > %s", [newest]),
+    }, repeats=repeats)
+    report(f"inbox page, {int(unread):,} unread conversations (GET, rendered)", s["inbox"].median_ms, "ms",
+           s["bare"].median_ms, "ms (bare SQL of its rows)")
+    report("inbox page, 5,000 conversations down (GET ?before=)", s["inbox deep"].median_ms, "ms",
+           s["bare deep"].median_ms, "ms (bare SQL)")
+    report("inbox page, one account (GET ?account=)", s["inbox account"].median_ms, "ms",
+           s["bare account"].median_ms, "ms (bare SQL)")
+    report("inbox poll inbox.json (nothing new)", s["poll"].median_ms, "ms", s["bare poll"].median_ms,
+           "ms (bare SQL)")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,14 @@ os.environ.setdefault("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/wework_
 from harness import Timer, bench_args, environment_line, report, save_results, setup_django, time_call
 
 
+def _extra(parser):
+    parser.add_argument("--rows", type=int, default=None)
+    parser.add_argument("--profile", default="", help="write a cProfile of the bulk tagging to this file")
+
+
 def main():
     args = bench_args("scrm: bulk tagging and segment counts",
-                      extra=lambda p: p.add_argument("--rows", type=int, default=None))
+                      extra=_extra)
     url = setup_django(args)
     rows = args.rows or (10_000 if args.quick else 100_000)
     print(environment_line(url))
@@ -66,8 +71,16 @@ def main():
                             [v for w in part for v in (raw_tag.pk, account.pk, w)])
             cur.execute(f"UPDATE {connection.ops.quote_name(table)} SET tags = %s WHERE account_id = %s",
                         ['["synced", "raw"]', account.pk])
+    profiler = None
+    if args.profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
     with Timer() as service:
         added = tags.tag_contacts(None, account, wxids, [vip])
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     assert added == rows
     report(f"bulk tag {rows} contacts", service.seconds, "s", raw.seconds, "s (raw SQL)")
 

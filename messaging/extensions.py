@@ -1,6 +1,6 @@
 """What apps above messaging add to its rules, registered from their `AppConfig.ready()`
 (docs/development.md, "Layers": a lower app calls up through a handler the higher one
-registers, never by importing it). scrm registers all three.
+registers, never by importing it). scrm registers all four.
 
 - `register_receiver_exclusion(fn)`: `fn(account, receivers)` returns the receivers to leave
   out of a task that is not a single message (a broadcast or a batch), as a set of
@@ -10,6 +10,10 @@ registers, never by importing it). scrm registers all three.
 - `register_content_check(fn)`: `fn(message_type, body)` returns field messages
   (`{"content": ["..."]}`) for content a task or a template may not carry; scrm names the
   sensitive words it contains.
+- `register_conversation_panel(fn)`: `fn(request, conversation)` returns HTML (rendered by the
+  registering app's own template, with its own permission checks and forms posting to its own
+  views) shown beside a conversation, or None; scrm shows the contact's tags with add and
+  remove.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from .errors import invalid_fields
 _exclusions: list[Callable[[Any, list[dict]], set]] = []
 _audiences: dict[str, Callable[[Any, Any, Mapping], Iterable[dict]]] = {}
 _content_checks: list[Callable[[str, Any], Mapping[str, list]]] = []
+_conversation_panels: list[Callable[[Any, Any], str | None]] = []
 
 
 def register_receiver_exclusion(fn: Callable[[Any, list[dict]], set]) -> None:
@@ -35,6 +40,16 @@ def register_audience(key: str, fn: Callable[[Any, Any, Mapping], Iterable[dict]
 def register_content_check(fn: Callable[[str, Any], Mapping[str, list]]) -> None:
     if fn not in _content_checks:
         _content_checks.append(fn)
+
+
+def register_conversation_panel(fn: Callable[[Any, Any], str | None]) -> None:
+    if fn not in _conversation_panels:
+        _conversation_panels.append(fn)
+
+
+def conversation_panels(request, conversation) -> list[str]:
+    """The HTML of every registered panel that has something to show for this conversation."""
+    return [html for html in (fn(request, conversation) for fn in _conversation_panels) if html]
 
 
 def audience_keys() -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from . import conf, content as content_mod, pacing
 from .dispatch.outcomes import Outcome, OutcomeKind as K, backoff_s, status_outcome
 from .dispatch.recording import apply_outcomes
 from .models import ChatType, Message, MessageReceiver, MessageTask, SendStatus
+from .services import inbox
 from .services.counters import count_messages
 from .services.stops import stop_account
 from .services.transitions import finish_if_done, pause_automatically
@@ -192,6 +193,9 @@ def handle_message_received(instance, event: dict) -> dict:
     is_history = row["message_metadata"]["is_history"]
     if not is_history:
         count_messages(account.pk, instance.pk, 1)
+        if not row["message_metadata"]["is_self"] and row["chat_wxid"]:
+            inbox.record_inbound(account.pk, row["chat_wxid"], row["chat_type"], created.pk, row["send_time"],
+                                 inbox.preview_of(row["message_type"], row.get("message_content")))
     return {"stored": True, "duplicate": None, "id": created.pk, "is_history": is_history}
 
 

@@ -443,7 +443,12 @@ class MessageReceiver(models.Model):
 class ConversationRead(models.Model):
     """How far an account's conversation has been read (ours, outside the design): the id of
     the newest message read in (account, chat_wxid). Unread messages are the received ones
-    above it, counted on the messages' (account_id, chat_wxid) index, never over a shard."""
+    above it, counted on the messages' (account_id, chat_wxid) index, never over a shard.
+
+    The row also says what the inbox needs without reading a message shard: the newest
+    received message (id, time, a preview), and `has_unread` (1 while that message is above
+    the marker), kept by the inbound handler and the read marker in the same UPDATE each; the
+    inbox walks `idx_account_unread (account_id, has_unread, last_inbound_message_id)`."""
 
     INSTANCE_PATH = "account__instance"
 
@@ -471,6 +476,15 @@ class ConversationRead(models.Model):
         verbose_name=_("read by"),
         db_comment="最后阅读人",
     )
+    chat_type = TinyIntegerField(_("chat type"), choices=ChatType.choices, default=ChatType.PRIVATE,
+                                 db_default=ChatType.PRIVATE, db_comment="聊天类型:1私聊 2群聊")
+    last_inbound_message_id = UnsignedBigIntegerField(
+        _("last received message ID"), default=0, db_default=0, db_comment="最后收到的消息ID"
+    )
+    last_inbound_at = DateTimeField(_("last received at"), null=True, blank=True, db_comment="最后收到消息时间")
+    last_inbound_preview = models.CharField(_("last received message"), max_length=200, blank=True, default="",
+                                            db_default="", db_comment="最后收到消息摘要")
+    has_unread = TinyIntegerField(_("has unread messages"), default=0, db_default=0, db_comment="是否有未读: 0否 1是")
     updated_at = _updated_at()
 
     class Meta:
@@ -483,6 +497,8 @@ class ConversationRead(models.Model):
         ]
         indexes = [
             TableIndex(fields=["read_by"], name="idx_read_by"),
+            TableIndex(fields=["account", "has_unread", "last_inbound_message_id"], name="idx_account_unread"),
+            TableIndex(fields=["has_unread", "last_inbound_message_id"], name="idx_unread"),
         ]
 
     def __str__(self):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_conversations, views_reports
+from . import views, views_conversations, views_inbox, views_reports
 
 urlpatterns = [
     path("", views.task_list, name="task_list"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("tasks/<int:pk>/report.xlsx", views_reports.task_report_xlsx, name="task_report_xlsx"),
     path("tasks/<int:pk>/<str:action>/", views.task_action, name="task_action"),
     path("templates/<int:pk>/preview/", views.template_preview, name="template_preview"),
+    path("inbox/", views_inbox.inbox, name="inbox"),
+    path("inbox.json", views_inbox.inbox_poll, name="inbox_poll"),
     path("conversations/<int:account_id>/<str:chat_wxid>/", views_conversations.conversation, name="conversation"),
     path("conversations/<int:account_id>/<str:chat_wxid>/messages.json", views_conversations.conversation_poll,
          name="conversation_poll"),

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import display, permissions
+from . import display, extensions, permissions
 from .errors import MessagingInvalid, SendPermissionDenied
 from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm
 from .models import SendStatus
@@ -92,7 +92,7 @@ def conversation(request, account_id, chat_wxid):
         accounts=conversations.unread_by_account(request.user, conv),
         form=form, can_reply=can_reply, type_fields=TYPE_FIELDS, content_fields=[form[name] for name in CONTENT_FIELDS],
         quick_replies=list(compose_templates().order_by("sort_order", "name")[:QUICK_REPLIES]) if can_reply else [],
-        idempotency_key=uuid.uuid4().hex,
+        idempotency_key=uuid.uuid4().hex, panels=extensions.conversation_panels(request, conv),
         poll_url=reverse("messaging:conversation_poll", args=[conv.account.pk, conv.chat_wxid]),
         read_url=reverse("messaging:conversation_read", args=[conv.account.pk, conv.chat_wxid]),
     ))
@@ -117,11 +117,13 @@ def conversation_poll(request, account_id, chat_wxid):
     if not after_id.isdigit():
         return JsonResponse({"after_id": [_("Give the id of the newest message shown.")]}, status=400)
     rows = [present(row, conv) for row in conversations.newer(conv, int(after_id))]
+    # ids as strings: Snowflake ids are above 2**53, which a JavaScript number rounds (the page
+    # then asked for the wrong cursor and marked a message that does not exist as read)
     return JsonResponse({
-        "messages": [{"id": r["id"], "inbound": r["inbound"],
+        "messages": [{"id": str(r["id"]), "inbound": r["inbound"],
                       "html": render_to_string("messaging/_conversation_message.html", {"m": r}, request)}
                      for r in rows],
-        "newest_id": rows[-1]["id"] if rows else int(after_id),
+        "newest_id": str(rows[-1]["id"] if rows else int(after_id)),
         "unread": conversations.unread_count(conv.account.pk, conv.chat_wxid),
     })
 
@@ -134,5 +136,5 @@ def conversation_read(request, account_id, chat_wxid):
         marker = conversations.mark_read(request.user, conv, request.POST.get("message_id") or None)
     except MessagingInvalid as exc:
         return JsonResponse(exc.fields or {"message_id": [exc.message]}, status=400)
-    return JsonResponse({"last_read_message_id": marker,
+    return JsonResponse({"last_read_message_id": str(marker),
                          "unread": conversations.unread_count(conv.account.pk, conv.chat_wxid)})

@@ -16,7 +16,7 @@ class ScrmConfig(AppConfig):
         from messaging import extensions
         from messaging.services import stats
 
-        from .services import events, optouts, segments, sensitive
+        from .services import events, optouts, panels, segments, sensitive
 
         # an opt-out is recorded before anything else is done with the message
         hooks.register_event_observer("message.received", events.before_message_received, before=True)
@@ -26,5 +26,7 @@ class ScrmConfig(AppConfig):
         extensions.register_receiver_exclusion(optouts.broadcast_exclusion)
         extensions.register_audience("segment", segments.audience)
         extensions.register_content_check(sensitive.content_check)
+        # the contact's tags beside a conversation, with add and remove
+        extensions.register_conversation_panel(panels.conversation_tags_panel)
         # mass-send statistics count who opted out after a broadcast reached them
         stats.register_opt_out_source(optouts.opted_out_after_send)

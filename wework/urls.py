@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from wework.api.docs import ApiDocsView
 
-PAGE_APPS = ("accounts", "instances", "contacts", "messaging", "monitoring")
+PAGE_APPS = ("accounts", "instances", "contacts", "messaging", "monitoring", "scrm")
 
 
 def _page_patterns():

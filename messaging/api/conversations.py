@@ -5,6 +5,7 @@ polling), replying through the send path, and the read marker.
     GET  /api/v1/messaging/conversations/?account=<id>&chat_wxid=<wxid>[&after=&limit=|&newer_than=]
     POST /api/v1/messaging/conversations/reply/   {account, chat_wxid, message_type, content, ...}
     POST /api/v1/messaging/conversations/read/    {account, chat_wxid[, message_id]}
+    GET  /api/v1/messaging/conversations/inbox/[?account=&before=&limit=|&after=]
 
 Reading needs `messaging.view_message` on the account's instance (else 404, as for a missing
 conversation); replying the send path's `messaging.send_message` (checked by the service).
@@ -25,7 +26,7 @@ from wework.api.views import KEYSET_PARAMS
 
 from .. import display, permissions
 from ..models import Message, MessageType
-from ..services import conversations
+from ..services import conversations, inbox
 from ..services.requests import TaskRequest
 from .serializers import MessageTaskSerializer
 
@@ -103,13 +104,31 @@ PAGE = inline_serializer("ConversationPage", {
 })
 
 
+class InboxRowSerializer(serializers.Serializer):
+    account = serializers.IntegerField(source="account_id")
+    chat_wxid = serializers.CharField()
+    chat_type = serializers.IntegerField()
+    name = serializers.CharField()
+    last_message_id = serializers.IntegerField(source="last_inbound_message_id")
+    last_message_at = serializers.DateTimeField(source="last_inbound_at", allow_null=True)
+    preview = serializers.CharField()
+    last_read_message_id = serializers.IntegerField()
+
+
+INBOX_PAGE = inline_serializer("InboxPage", {
+    "results": InboxRowSerializer(many=True), "next_before": serializers.IntegerField(allow_null=True),
+    "newest": serializers.IntegerField(),
+})
+
+
 class ConversationViewSet(ViewSet):
     """One account's conversation with a contact or group chat."""
 
     permission_classes = [PlatformPermission]
     queryset = Message.objects.none()
     serializer_class = ConversationMessageSerializer
-    action_permissions = {"reply": [permissions.SEND_MESSAGE], "read": [conversations.VIEW_MESSAGE]}
+    action_permissions = {"reply": [permissions.SEND_MESSAGE], "read": [conversations.VIEW_MESSAGE],
+                          "inbox": [conversations.VIEW_MESSAGE]}
 
     @staticmethod
     def _open(request, data):
@@ -145,6 +164,34 @@ class ConversationViewSet(ViewSet):
         page = conversations.history(conv, after=after, limit=limit)
         return Response({**extra, "results": ConversationMessageSerializer(page.items, many=True).data,
                          "next_after": page.next_after})
+
+    @extend_schema(parameters=[
+        OpenApiParameter("account", OpenApiTypes.INT, description="only this account"),
+        OpenApiParameter("before", OpenApiTypes.INT, description="cursor: the next_before of the previous page"),
+        OpenApiParameter("after", OpenApiTypes.INT,
+                         description="instead of a page: the conversations whose newest received message is "
+                                     "above this id (polling)"),
+        OpenApiParameter("limit", OpenApiTypes.INT, description="1-200 (default 30)"),
+    ], responses=INBOX_PAGE)
+    @action(detail=False, methods=["get"])
+    def inbox(self, request):
+        """Conversations with unread received messages across the accounts you may read,
+        newest first (keyset by `last_inbound_message_id`)."""
+        params = request.query_params
+        unknown = sorted(set(params) - {"account", "before", "after", "limit", "format"})
+        errors = {name: [_("Unknown parameter.")] for name in unknown}
+        for name in ("account", "before", "after", "limit"):
+            if params.get(name, "") and not params[name].isdigit():
+                errors[name] = [_("Not a number.")]
+        if errors:
+            raise ValidationError(errors)
+        limit = int(params.get("limit") or inbox.PAGE_SIZE)
+        if params.get("after"):
+            page = inbox.newer(request.user, int(params["after"]), account=params.get("account"), limit=limit)
+        else:
+            page = inbox.page(request.user, before=params.get("before"), account=params.get("account"), limit=limit)
+        return Response({"results": InboxRowSerializer(page.items, many=True).data,
+                         "next_before": page.next_before, "newest": page.newest})
 
     @extend_schema(request=ReplySerializer, responses={201: MessageTaskSerializer})
     @action(detail=False, methods=["post"])

@@ -12,6 +12,7 @@ commands call these, they hold no rules of their own.
 * counters: task counters and progress, account/instance message counts
 * task_audit: the audit of task status changes (reported to monitoring by a signal)
 * conversations: one account's conversation across month shards, read markers, replies
+* inbox: the conversations with unread received messages across a user's accounts (keyset pages)
 * stats: mass-send statistics (delivered, failed, replied in a window, opted out), opt-out sources
 * exports: a task's receivers and results as CSV (streamed) or Excel (bounded)
 

@@ -29,7 +29,7 @@ from wework.ids import id_time
 from .. import permissions
 from ..errors import invalid
 from ..models import ChatType, ConversationRead, Message, MessageTask, TaskType
-from . import sending
+from . import inbox, sending
 from .requests import TaskRequest
 
 VIEW_MESSAGE = "messaging.view_message"
@@ -233,7 +233,8 @@ def _advance(conversation: Conversation, target: int, user: Any) -> int | None:
             row = qs.select_for_update().values_list("last_read_message_id", flat=True).first() or 0
     if int(row) >= target:
         return None
-    qs.filter(last_read_message_id__lt=target).update(last_read_message_id=target, read_by=reader)
+    qs.filter(last_read_message_id__lt=target).update(last_read_message_id=target, read_by=reader,
+                                                      has_unread=inbox.unread_after_read(target))
     return int(row)
 
 

@@ -172,11 +172,12 @@ def test_page_polls_new_messages_and_marks_read(world, sim, browser):
     assert browser.get(poll, {"after_id": ids[0]}).json()["messages"] == []
     new = to_contact(world, sim, wxid, 2)
     data = browser.get(poll, {"after_id": ids[0]}).json()
-    assert [m["id"] for m in data["messages"]] == new and data["unread"] == 3
+    assert [m["id"] for m in data["messages"]] == [str(i) for i in new] and data["unread"] == 3
+    assert data["newest_id"] == str(new[-1])  # strings: JavaScript numbers round ids above 2**53
     assert f'data-id="{new[0]}"' in data["messages"][0]["html"]
     read = browser.post(reverse("messaging:conversation_read", args=[world.account.pk, wxid]),
                         {"message_id": new[-1]})
-    assert read.json() == {"last_read_message_id": new[-1], "unread": 0}
+    assert read.json() == {"last_read_message_id": str(new[-1]), "unread": 0}
 
 
 def test_pages_are_404_out_of_scope_and_403_for_replies_without_send(world, sim, client, make_operator, outsider):

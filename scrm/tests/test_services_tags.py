@@ -111,3 +111,29 @@ def test_campaign_rule_tags_its_receivers(world, lead):
     assert set(ContactTag.objects.values_list("contact_wxid", flat=True)) == set(world.contacts[:3])
     rule.refresh_from_db()
     assert rule.applied_count == 3
+
+
+def test_a_strict_refusal_in_a_later_chunk_writes_nothing(world, vip, settings):
+    settings.SCRM = {"TAG_CHUNK": 2}
+    before = {w: world.column_tags(w) for w in world.contacts}
+    with pytest.raises(ScrmInvalid) as exc:
+        tags.tag_contacts(world.admin, world.account, [*world.contacts[:5], "nobody"], [vip])
+    assert "nobody" in exc.value.fields["contacts"][0]
+    assert not ContactTag.objects.exists()
+    assert {w: world.column_tags(w) for w in world.contacts} == before
+    # not strict: the stranger is skipped, and nothing at all is no error
+    assert tags.tag_contacts(world.admin, world.account, ["nobody"], [vip], strict=False) == 0
+    assert tags.tag_contacts(world.admin, world.account, [world.contacts[0], "nobody"], [vip], strict=False) == 1
+
+
+def test_the_fast_path_leaves_the_column_as_the_join_table_says(world, vip, lead, settings):
+    settings.SCRM = {"TAG_CHUNK": 3}
+    tags.tag_contacts(world.admin, world.account, world.contacts, [vip])
+    tags.tag_contacts(world.admin, world.account, world.contacts[::2], [lead, vip])
+    tags.untag_contacts(world.admin, world.account, world.contacts[:4], [vip])
+    tags.untag_contacts(world.admin, world.account, world.contacts[1:2], [lead])  # not carried: nothing
+    # recomputing every column from the join table changes nothing
+    assert tags.sync_column(world.account, world.contacts) == 0
+    assert world.column_tags(world.contacts[0]) == ["synced", "lead"]
+    assert world.column_tags(world.contacts[4]) == ["lead", "vip"]
+    assert world.column_tags(world.contacts[5]) == ["vip"]
