@@ -19,6 +19,7 @@ from rest_framework import exceptions, viewsets
 from accounts.scoping import model_perm, scope_queryset
 from wework import routers, shards
 from wework.api.filters import PlatformFilterBackend, query_errors, unknown_errors
+from wework.api.lean import LeanListMixin
 from wework.api.pagination import AfterIdPagination
 from wework.api.permissions import PlatformPermission
 
@@ -28,7 +29,7 @@ def not_found_message(model):
     return _("No such %(name)s.") % {"name": model._meta.verbose_name}
 
 
-class ScopedQuerysetMixin:
+class ScopedQuerysetMixin(LeanListMixin):
     """Filters `get_queryset()` by the user's view (or change) permission and instance grants,
     and refuses creations outside the user's scope."""
 
@@ -113,7 +114,7 @@ class PlatformModelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
 KEYSET_PARAMS = ("after", "limit")
 
 
-class ShardedListViewSet(viewsets.GenericViewSet):
+class ShardedListViewSet(LeanListMixin, viewsets.GenericViewSet):
     """`list` over a sharded model. Subclasses set `base_model`, `serializer_class`, and
     `filterset_class` (a FilterSet of `base_model`) or `filter_form_class` (a Form whose
     `lookups()` gives a Q: the system logs share the admin's), and define
