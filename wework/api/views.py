@@ -18,7 +18,7 @@ from rest_framework import exceptions, viewsets
 
 from accounts.scoping import model_perm, scope_queryset
 from wework import routers, shards
-from wework.api.filters import PlatformFilterBackend, query_errors, unknown_errors
+from wework.api.filters import PlatformFilterBackend, no_filter_asked, query_errors, unknown_errors
 from wework.api.lean import LeanListMixin
 from wework.api.pagination import AfterIdPagination
 from wework.api.permissions import PlatformPermission
@@ -153,7 +153,9 @@ class ShardedListViewSet(LeanListMixin, viewsets.GenericViewSet):
         bad or unknown parameter and a bad `after` or `limit` at once."""
         known = {*self.shard_params, *KEYSET_PARAMS}
         errors = {}
-        if self.filterset_class is not None:
+        if self.filterset_class is not None and no_filter_asked(request.query_params, self.filterset_class, known):
+            filters = None  # nothing to filter: the FilterSet's form is not built
+        elif self.filterset_class is not None:
             filters = self.filterset_class(request.query_params, queryset=self.get_queryset(),
                                            request=request)
             errors.update(query_errors(request.query_params, filters, known))
@@ -174,7 +176,10 @@ class ShardedListViewSet(LeanListMixin, viewsets.GenericViewSet):
         """The arguments of `shards.paginate` besides the page: the shard choice, and the
         filters then the row scope applied to each shard's rows."""
         rows = self.row_scope(request)
-        if self.filterset_class is not None:
+        if filters is None:
+            def apply(qs):
+                return qs.filter(rows)
+        elif self.filterset_class is not None:
             def apply(qs):
                 return filters.filter_queryset(qs).filter(rows)
         else:
