@@ -127,9 +127,10 @@ def serve(args):
 
 
 # --- fills -----------------------------------------------------------------------------------------
-def fill_messages(table, accounts, start, end, rows, offset, batch=500_000):
-    """Server-side INSERT ... SELECT from seq_0_to_N: Snowflake ids of worker 1023 spread over
-    [start, end) by millisecond (distinct), a UUID each, 20 % group chats, 5 % failed."""
+def fill_messages(table, accounts, start, end, rows, offset, worker, batch=500_000):
+    """Server-side INSERT ... SELECT from seq_0_to_N: Snowflake ids of `worker` (one per fill:
+    each fill spreads its rows over [start, end) by millisecond, distinct within the fill), a
+    UUID each, 20 % group chats, 5 % failed."""
     from django.db import connection
 
     from wework.ids import EPOCH_MS, SEQUENCE_BITS, TIME_SHIFT
@@ -147,7 +148,7 @@ def fill_messages(table, accounts, start, end, rows, offset, batch=500_000):
             cursor.execute(
                 f"INSERT INTO `{table}` (id, message_uuid, account_id, chat_type, chat_wxid, message_type,"
                 " message_content, send_status, retry_count, task_id, is_scheduled, created_at, updated_at)"
-                f" SELECT (({ms} - {EPOCH_MS}) << {TIME_SHIFT}) | (1023 << {SEQUENCE_BITS}) | (seq % 2048),"
+                f" SELECT (({ms} - {EPOCH_MS}) << {TIME_SHIFT}) | ({worker} << {SEQUENCE_BITS}) | (seq % 2048),"
                 f" UUID(), ELT(1 + (seq % {len(accounts)}), {acc}), IF(seq % 5 = 0, 2, 1),"
                 " IF(seq % 5 = 0, CONCAT(seq % 2000, '@chatroom'), CONCAT('wxid_c', seq % 20000)),"
                 " 'text', CONCAT('message ', seq), IF(seq % 20 = 0, 3, 2), 0,"
@@ -329,11 +330,12 @@ def main():
             period = period_of("month", now)
             model = shards.model_for(Message, when=now)
             table = model._meta.db_table
-            for size in [int(x) for x in args.steps.split(",") if x]:
+            for step, size in enumerate(int(x) for x in args.steps.split(",") if x):
                 present = model._default_manager.count()
                 if present < size:
                     with Timer() as t:
-                        fill_messages(table, accounts, period.start, now, size - present, present)
+                        fill_messages(table, accounts, period.start, now, size - present, present,
+                                      worker=1020 - step)
                     print(f"# filled {size - present:,} messages in {t.seconds:.1f} s "
                           f"({(size - present) / t.seconds:,.0f} rows/s)")
                 total = model._default_manager.count()
