@@ -3,6 +3,7 @@ everyone), login history (auditors), permissions (read-only)."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import AdminForm
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.models import Group
@@ -253,6 +254,7 @@ class RoleAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
 
 @admin.register(Permission)
 class PermissionAdmin(PlatformModelAdmin):
+    small_table = True  # the platform's permissions (about a hundred): any order
     list_display = ("name", "label", "module", "resource", "action", "status")
     list_filter = ("module", "status")
     search_fields = ("name", "display_name")
@@ -420,11 +422,26 @@ class InstanceGrantForm(forms.ModelForm):
         return data
 
 
+class _GrantChangeList(ChangeList):
+    """The grants' page with their instances' names, read in one query (not one per row)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = list(self.result_list)
+        model = perm_services.instance_model()
+        ids = {int(r.object_pk) for r in rows if str(r.object_pk).isdigit()}
+        names = dict(model.all_objects.filter(pk__in=ids).values_list("pk", "name")) if model and ids else {}
+        for row in rows:
+            row.instance_name = names.get(int(row.object_pk)) if str(row.object_pk).isdigit() else None
+        self.result_list = rows
+
+
 @admin.register(InstanceGrant)
 class InstanceGrantAdmin(PlatformModelAdmin):
     """Per-instance object grants (guardian's table). Viewing: accounts.view_instancegrant;
     granting and revoking: accounts.manage_roles and sudo mode. Only super admins may grant
     themselves."""
+    small_table = True  # users x instances granted (thousands): ordered by user name
 
     form = InstanceGrantForm
     sudo_views = ("changeform_post", "delete_view", "actions")
@@ -445,11 +462,18 @@ class InstanceGrantAdmin(PlatformModelAdmin):
     def user_label(self, obj):
         return obj.user  # guardian's own "user" label is not translated
 
+    def get_changelist(self, request, **kwargs):
+        return _GrantChangeList
+
     @admin.display(description=_("instance"))
     def instance_label(self, obj):
-        model = perm_services.instance_model()
-        instance = model.all_objects.filter(pk=obj.object_pk).only("name").first() if model else None
-        return f"{instance.name} (#{obj.object_pk})" if instance else f"#{obj.object_pk}"
+        if hasattr(obj, "instance_name"):  # the changelist's page: names read at once
+            name = obj.instance_name
+        else:
+            model = perm_services.instance_model()
+            instance = model.all_objects.filter(pk=obj.object_pk).only("name").first() if model else None
+            name = instance.name if instance else None
+        return f"{name} (#{obj.object_pk})" if name else f"#{obj.object_pk}"
 
     @admin.display(description=_("permission"))
     def permission_label(self, obj):

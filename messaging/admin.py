@@ -288,6 +288,7 @@ class MessageReceiverAdmin(PlatformModelAdmin):
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
+    small_table = True  # a few hundred templates: any order
     list_display = ("id", "name", "category", "message_type", "status", "use_count", "last_used_at",
                     "is_public", "is_system", "preview_link")
     list_filter = ("message_type", "status", "category", "is_public", "is_system")

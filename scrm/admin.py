@@ -39,6 +39,7 @@ class OwnedAdmin(PlatformModelAdmin):
 
 @admin.register(TagGroup)
 class TagGroupAdmin(PlatformModelAdmin):
+    small_table = True  # a few dozen groups: any order, their tags counted
     list_display = ["name", "sort_order", "tag_count"]
     search_fields = ["name"]
 
@@ -65,6 +66,7 @@ class TagGroupAdmin(PlatformModelAdmin):
 
 @admin.register(Tag)
 class TagAdmin(PlatformModelAdmin):
+    small_table = True  # hundreds of tags: any order
     list_display = ["name", "group", "color", "sort_order"]
     list_filter = ["group"]
     search_fields = ["name"]

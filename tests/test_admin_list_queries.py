@@ -2,6 +2,7 @@
 its rows, no COUNT over the table, no join into the page, sorting only by indexed columns, and
 searches that an index serves or a sentence that refuses them."""
 import re
+from collections import Counter
 
 import pytest
 from django.contrib import admin
@@ -14,9 +15,11 @@ from contacts.models import Contact, Group, GroupMember
 from instances.models import InstanceMonitor
 from messaging.models import Message, MessageReceiver
 from messaging.tests.factories import MessageReceiverFactory, MessageTaskFactory
-from monitoring.models import AuditLog
+from monitoring.models import AuditLog, SystemLog
 from wework import shards
+from wework.admin import EstimatedCountPaginator
 from wework.admin_large import admin_searchable
+from wework.db.indexes import ordering_served
 from wework.testing.factories import make
 
 from .test_api_list_queries import Rows
@@ -160,3 +163,78 @@ def test_receivers_search_by_task_or_by_wecom_id_within_a_task(verified_admin_cl
     # a WeCom id without its task would read every receiver: refused
     body = client.get(url, {"q": "wxid_other"}).content.decode()
     assert "wxid_other" not in body.split("</form>", 2)[-1] and "index" in body
+
+
+# --- every changelist ---------------------------------------------------------------------------
+#: Changelists that hold their rows in shards need their shard named; others: the registry's row.
+def _every_changelist(rows):
+    special = {table_model: (params, fill, table)
+               for _name, url, params, fill, table in _cases(rows)
+               for table_model in [next(m for m in admin.site._registry
+                                        if reverse(f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist") == url)]}
+    fillers = rows.shard_fillers()
+    log_table = shards.model_for(SystemLog, timezone.now())._meta.db_table
+    special[SystemLog] = ({}, fillers["systemlog"][1], log_table)
+    for model, model_admin in admin.site._registry.items():
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        if model in special:
+            params, fill, table = special[model]
+        else:
+            def fill(model=model):
+                make(model, instance=rows.instance)
+            params, table = {}, model._meta.db_table
+        yield model, model_admin, url, params, fill, table
+
+
+def _shape(sql):
+    return re.sub(r"(N, )+N", "N", re.sub(r"\d+", "N", sql))
+
+
+#: Read again when a short cache or a session's check interval runs out mid-test (a slow,
+#: loaded run): the header's badge of active alerts, the session and its token-session row.
+BADGE = re.compile(r'FROM [`"]alert_records[`"] WHERE [`"]alert_records[`"].[`"]status[`"] IN'
+                   r'|FROM [`"](django_session|user_sessions)[`"]|UPDATE [`"](django_session|user_sessions)[`"]')
+
+
+def test_every_changelist_costs_the_same_queries_whatever_its_rows_and_counts_nothing(verified_admin_client):
+    """Every admin changelist, so that a new one is held to it: the same queries with 1 row as
+    with 5 (no query per row), no COUNT over its table (the paginator reads at most
+    EstimatedCountPaginator.count_cap ids), the default order walks an index (unless the admin
+    says its table stays small: `small_table`), and the large tables are joined to nothing."""
+    client = verified_admin_client
+    rows = Rows()
+    checked, problems = [], []
+    for model, model_admin, url, params, fill, table in _every_changelist(rows):
+        name = model._meta.label
+        if not issubclass(model_admin.paginator, EstimatedCountPaginator) or model_admin.show_full_result_count:
+            problems.append((name, "counts its table"))
+        fill()
+        assert client.get(url, params).status_code == 200, model  # caches warm
+        with CaptureQueriesContext(connection) as few:
+            assert client.get(url, params).status_code == 200, model
+        for _ in range(4):
+            fill()
+        with CaptureQueriesContext(connection) as many:
+            assert client.get(url, params).status_code == 200, model
+        checked.append(name)
+        many = [q for q in many if not BADGE.search(q["sql"])]
+        few = [q for q in few if not BADGE.search(q["sql"])]
+        if len(many) != len(few):
+            shapes = Counter(_shape(q["sql"]) for q in many)
+            shapes.subtract(_shape(q["sql"]) for q in few)
+            problems.append((name, "queries per row", [sql for sql, n in shapes.items() if n]))
+        on_table = _on(table, many)
+        if model_admin.large_table:
+            problems += [(name, "JOIN", sql) for sql in on_table if JOIN.search(sql)]
+        if model_admin.small_table:  # any order; counts of its rows' children (tags of a group)
+            continue
+        problems += [(name, "COUNT", sql) for sql in on_table if COUNT.search(sql)]
+        for sql in on_table:
+            for clause in ORDER_BY.findall(sql):
+                columns = [term.strip().split(".")[-1].split()[0].strip('`"') for term in clause.split(",")]
+                # a number is a selected column's position (the primary key)
+                columns = [model._meta.pk.attname if c.isdigit() else c for c in columns]
+                if not ordering_served(model, columns):
+                    problems.append((name, "ORDER BY", sql))
+    assert not problems, "\n".join(repr(p)[:400] for p in problems)
+    assert len(checked) == len(admin.site._registry) >= 30, checked

@@ -320,3 +320,19 @@ def test_an_audit_resource_id_is_searched_within_its_type(api):
     found = api.get(url, {"search": "42", "resource_type": "user"}).json()["results"]
     assert [r["resource_id"] for r in found] == ["42"]
     assert [r["username"] for r in api.get(url, {"search": "someone"}).json()["results"]] == ["someone"]
+
+
+def test_the_web_process_sets_a_statement_time_limit_below_the_web_servers_timeout():
+    """gunicorn kills a worker after 30 s (its default, docs/deployment.md): MariaDB must stop
+    the worker's statement before, on every connection of the web process (init_command)."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.environ['WEWORK_PROCESS'] = 'web'; "
+            "os.environ['DATABASE_URL'] = 'mysql://root@127.0.0.1:3306/x'; "
+            "from wework import settings as s; "
+            "print(s.DATABASE_STATEMENT_TIMEOUT_S, s.DATABASES['default']['OPTIONS']['init_command'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    limit, init = out.split(" ", 1)
+    assert 0 < float(limit) < 30, limit
+    assert f"max_statement_time={float(limit):g}" in init, init

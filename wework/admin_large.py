@@ -60,6 +60,9 @@ class IndexedChangeList(ChangeList):
 
 class LargeTableAdminMixin:
     large_table = False
+    #: A table that stays small (the shard registry, roles): its default order needs no index
+    #: (tests/test_admin_list_queries.py holds every other changelist to an indexed order).
+    small_table = False
     #: Relations a large table's columns show, loaded after the page (one query each).
     page_prefetch: tuple[str, ...] = ()
 

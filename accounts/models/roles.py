@@ -244,6 +244,13 @@ class InstanceGrant(UserObjectPermission):
         verbose_name = _("instance grant")
         verbose_name_plural = _("instance grants")
 
+    def __str__(self):
+        # guardian's reads the instance (content_object): one query per row of the admin's
+        # page, whose checkboxes are labelled with each row (issue 13)
+        name = getattr(self, "instance_name", None)
+        instance = f"{name} (#{self.object_pk})" if name else f"#{self.object_pk}"
+        return f"{instance} | {self.user} | {self.permission.codename}"
+
     @property
     def permission_name(self):
         codename = self.permission.codename

@@ -165,7 +165,7 @@ class InstanceMonitorViewSet(ShardedListViewSet):
 
     def page_arguments(self, request, scope, filters):
         # since/until choose the weeks and bound the ids (no time index is read)
-        cleaned = filters.form.cleaned_data
+        cleaned = filters.form.cleaned_data if filters is not None else {}  # None: no filter asked
         lookups = {"instance_id": scope["instance_id"]}
         if cleaned.get("metric_name"):
             lookups["metric_name"] = cleaned["metric_name"]

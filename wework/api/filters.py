@@ -75,6 +75,16 @@ def query_errors(query_params, filterset, allowed=(), check_unknown=True):
     return errors
 
 
+def no_filter_asked(query_params, filterset_class, allowed) -> bool:
+    """Whether the query names no filter of `filterset_class` (every parameter is one of
+    `allowed`, the list's own: page, search, ordering, shard) so that the FilterSet would change
+    nothing: its form is then neither built nor validated (issue 13, the request path of a
+    list). A parameter that starts with a filter's name (`created_after` of a range) is a
+    filter's."""
+    names = tuple(filterset_class.base_filters)
+    return all(param in allowed and not param.startswith(names) for param in query_params)
+
+
 def unknown_errors(query_params, known):
     """{parameter: [message]} for the parameters outside `known` (empty when there are none)."""
     known = set(known) | COMMON_PARAMS
@@ -106,8 +116,12 @@ class PlatformFilterBackend(DjangoFilterBackend):
     parameters that are no filter of the list (see the module docstring)."""
 
     def filter_queryset(self, request, queryset, view):
-        filterset = self.get_filterset(request, queryset, view)
         is_list = getattr(view, "action", "list") == "list"
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and no_filter_asked(request.query_params, filterset_class,
+                                                           view_params(view)):
+            return queryset
+        filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             unknown = sorted(set(request.query_params) - view_params(view)) if is_list else []
             if unknown:

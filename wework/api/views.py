@@ -18,7 +18,8 @@ from rest_framework import exceptions, viewsets
 
 from accounts.scoping import model_perm, scope_queryset
 from wework import routers, shards
-from wework.api.filters import PlatformFilterBackend, query_errors, unknown_errors
+from wework.api.filters import PlatformFilterBackend, no_filter_asked, query_errors, unknown_errors
+from wework.api.lean import LeanListMixin
 from wework.api.pagination import AfterIdPagination
 from wework.api.permissions import PlatformPermission
 
@@ -28,7 +29,7 @@ def not_found_message(model):
     return _("No such %(name)s.") % {"name": model._meta.verbose_name}
 
 
-class ScopedQuerysetMixin:
+class ScopedQuerysetMixin(LeanListMixin):
     """Filters `get_queryset()` by the user's view (or change) permission and instance grants,
     and refuses creations outside the user's scope."""
 
@@ -113,7 +114,7 @@ class PlatformModelViewSet(ScopedQuerysetMixin, viewsets.ModelViewSet):
 KEYSET_PARAMS = ("after", "limit")
 
 
-class ShardedListViewSet(viewsets.GenericViewSet):
+class ShardedListViewSet(LeanListMixin, viewsets.GenericViewSet):
     """`list` over a sharded model. Subclasses set `base_model`, `serializer_class`, and
     `filterset_class` (a FilterSet of `base_model`) or `filter_form_class` (a Form whose
     `lookups()` gives a Q: the system logs share the admin's), and define
@@ -152,7 +153,9 @@ class ShardedListViewSet(viewsets.GenericViewSet):
         bad or unknown parameter and a bad `after` or `limit` at once."""
         known = {*self.shard_params, *KEYSET_PARAMS}
         errors = {}
-        if self.filterset_class is not None:
+        if self.filterset_class is not None and no_filter_asked(request.query_params, self.filterset_class, known):
+            filters = None  # nothing to filter: the FilterSet's form is not built
+        elif self.filterset_class is not None:
             filters = self.filterset_class(request.query_params, queryset=self.get_queryset(),
                                            request=request)
             errors.update(query_errors(request.query_params, filters, known))
@@ -173,7 +176,10 @@ class ShardedListViewSet(viewsets.GenericViewSet):
         """The arguments of `shards.paginate` besides the page: the shard choice, and the
         filters then the row scope applied to each shard's rows."""
         rows = self.row_scope(request)
-        if self.filterset_class is not None:
+        if filters is None:
+            def apply(qs):
+                return qs.filter(rows)
+        elif self.filterset_class is not None:
             def apply(qs):
                 return filters.filter_queryset(qs).filter(rows)
         else:

@@ -43,6 +43,32 @@ def index_pairs(model) -> set[tuple[str, str]]:
     return pairs
 
 
+def index_columns(model) -> list[tuple[str, ...]]:
+    """The columns (attnames) of each index, unique constraint and single-column key of
+    `model`, in order."""
+    groups = [index.fields for index in model._meta.indexes if index.fields]
+    groups += [c.fields for c in model._meta.constraints if getattr(c, "fields", None)]
+    groups += [tuple(fields) for fields in model._meta.unique_together]
+    out = []
+    for fields in groups:
+        try:
+            out.append(tuple(model._meta.get_field(name.lstrip("-")).attname for name in fields))
+        except FieldDoesNotExist:
+            continue
+    out += [(name,) for name in index_leads(model)]
+    return out
+
+
+def ordering_served(model, columns) -> bool:
+    """Whether `ORDER BY columns` (attnames, a trailing primary key allowed) walks an index of
+    `model`: the columns are the beginning of one of its indexes."""
+    pk = {"pk", model._meta.pk.attname, model._meta.pk.name}
+    columns = tuple(columns)
+    while len(columns) > 1 and columns[-1] in pk:
+        columns = columns[:-1]
+    return any(index[:len(columns)] == columns for index in index_columns(model))
+
+
 #: Rows one search field contributes at most (the newest): the page is taken from these.
 SEARCH_CAP = 1000
 

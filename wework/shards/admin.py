@@ -19,6 +19,7 @@ from .models import ShardState, ShardTable
 
 @admin.register(ShardTable)
 class ShardTableAdmin(PlatformModelAdmin):
+    small_table = True  # one row per shard table: any order
     list_display = ("table_name", "model_label", "state", "period_start", "period_end",
                     "instance_id", "row_estimate", "created_by_tool", "schema_version", "exported_at")
     list_filter = ("state", "strategy", "created_by_tool", "model_label")

@@ -1,0 +1,63 @@
+"""The lean path of list pages (wework/api/lean.py) answers exactly what DRF's serializer
+answers, on every API list and for the values it reads directly."""
+import datetime
+import zoneinfo
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+
+from accounts.models import User
+from wework.api import lean
+
+from .test_api_list_queries import Rows, _list_cases, api  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _drf(monkeypatch):
+    monkeypatch.setattr(lean.LeanListSerializer, "to_representation",
+                        serializers.ListSerializer.to_representation)
+
+
+def test_every_list_answers_what_drf_answers(api, monkeypatch):  # noqa: F811
+    rows = Rows()
+    compared = []
+    for basename, url, params, fill in _list_cases(rows):
+        for _ in range(3):
+            fill()
+        fast = api.get(url, params)
+        assert fast.status_code == 200, (basename, fast.content[:300])
+        with monkeypatch.context() as m:
+            _drf(m)
+            slow = api.get(url, params)
+        assert fast.json() == slow.json(), basename
+        assert list(fast.json()["results"][0]) == list(slow.json()["results"][0]), basename
+        compared.append(basename)
+    assert len(compared) >= 20, compared
+
+
+class _UserSerializer(serializers.ModelSerializer):
+    big = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "status", "is_superuser", "last_login", "created_at", "big"]
+
+    def get_big(self, obj):
+        return self.context.get("mark")
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
+def test_values_read_directly_match_drf(zone):
+    user = User.objects.create(username="lean-a", email="lean-a@example.com", status=1,
+                               last_login=datetime.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=datetime.UTC))
+    other = User.objects.create(username="lean-b", email="lean-b@example.com", status=0)
+    users = list(User.objects.filter(pk__in=[user.pk, other.pk]).order_by("pk"))
+    users[1].status = 99  # a value outside the choices: DRF gives it back as it is
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        for mark in ("first", "second"):  # the plan is kept; the context is this page's
+            expected = serializers.ListSerializer(child=_UserSerializer(), context={"mark": mark}).to_representation(users)
+            got = lean.LeanListSerializer(child=_UserSerializer(), context={"mark": mark}).to_representation(users)
+            assert got == expected and got[0]["big"] == mark
+    assert (_UserSerializer, zone) in {(cls, tz) for cls, tz in lean._PLANS}
