@@ -1,6 +1,15 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.contrib.admin.apps import AdminConfig
 from django.utils.translation import gettext_lazy as _
+
+if getattr(settings, "DATABASE_SPLIT", False):
+    # Modules on several databases: `transaction.atomic()` spans all of them (wework.db.transactions).
+    # Installed while the apps load (this module is imported first), before any service module
+    # decorates a function with it.
+    from wework.db.transactions import install as _install_transactions
+
+    _install_transactions()
 
 
 class WeworkAdminConfig(AdminConfig):

@@ -19,6 +19,9 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connectio
 from django.utils import timezone
 
 from wework.db.errors import error_code
+from wework.db.layout import alias_for_app, alias_for_model
+
+from wework.db.backends import crosses_databases
 
 from . import builder, fidelity
 from .models import ShardState
@@ -40,12 +43,43 @@ _known_lock = threading.Lock()
 KNOWN_TTL = 300
 
 
-def _conn(using=None):
+def alias_of_table(table):
+    """The database alias of a shard table: its base model's (wework.db.layout); "default"
+    for a table no shard configuration names."""
+    from . import conf
+
+    best = None
+    for config in conf.all_configs():
+        try:
+            base = config.model
+        except LookupError:
+            continue
+        prefix = base._meta.db_table + "_"
+        if table.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, base)
+    if best is None:
+        return DEFAULT_DB_ALIAS
+    return alias_for_model(best[1])
+
+
+def _conn(using=None, table=None, model=None):
+    """The connection of `using`, else of the model's or table's alias (per-module databases),
+    else "default"."""
+    if using is None and model is not None:
+        using = alias_for_model(model)
+    if using is None and table is not None:
+        using = alias_of_table(table)
     return connections[using or DEFAULT_DB_ALIAS]
 
 
+def registry_alias():
+    """The alias of the central shard registry (`shard_tables`, `shard_locks`): the accounts
+    module's database, with the platform's own tables (wework.db.layout)."""
+    return alias_for_app("shards")
+
+
 def table_exists(table, connection=None):
-    connection = connection or _conn()
+    connection = connection or _conn(table=table)
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
             cursor.execute(
@@ -158,6 +192,7 @@ def missing_foreign_keys(model, connection):
     return [
         f for f in model._meta.local_fields
         if f.is_relation and f.db_constraint and (f.column,) not in present
+        and not crosses_databases(model, f)
     ]
 
 
@@ -200,6 +235,7 @@ def create_shard(model, registry_values, using=None):
     """
     table = model._meta.db_table
     created = False
+    using = using or alias_for_model(model)
     with ddl_connection(using) as connection:
         with named_lock(connection, table):
             if not table_exists(table, connection):
@@ -228,7 +264,13 @@ def create_shard(model, registry_values, using=None):
                                 "the next rotation or sync-schema adds them", table, skipped)
             values = dict(registry_values)
             values["schema_hash"] = builder.schema_fingerprint(model, connection)
-            _registry_upsert(connection, values)
+            if registry_alias() == using:
+                _registry_upsert(connection, values)
+            else:
+                # Per-module databases: the central registry is on another alias; its row is
+                # written the same way (outside the caller's transaction on MySQL/MariaDB).
+                with ddl_connection(registry_alias()) as registry:
+                    _registry_upsert(registry, values)
             in_callers_transaction = connection is _conn(using) and connection.in_atomic_block
     if in_callers_transaction:
         # SQLite: the table and its registry row commit (or roll back) with the caller's work.
@@ -240,7 +282,7 @@ def create_shard(model, registry_values, using=None):
 
 def drop_table(model, using=None):
     table = model._meta.db_table
-    connection = _conn(using)
+    connection = _conn(using, model=model)
     if table_exists(table, connection):
         run_schema(connection, lambda editor: editor.delete_model(model))
         log.info("dropped shard table %s", table)
@@ -250,7 +292,7 @@ def drop_table(model, using=None):
 
 def referencing_tables(table, using=None):
     """Tables with a FOREIGN KEY pointing at `table` (MySQL/MariaDB; SQLite: none known)."""
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     if connection.vendor != "mysql":
         return []
     with connection.cursor() as cursor:
@@ -264,7 +306,7 @@ def referencing_tables(table, using=None):
 
 def row_estimate(table, using=None):
     """Rows of a table: the InnoDB estimate on MySQL (no scan); an exact count on SQLite."""
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
             cursor.execute(
@@ -298,7 +340,7 @@ COLD_ROW_FORMATS = {"COMPRESSED", "DYNAMIC", "COMPACT", "REDUNDANT", "PAGE_COMPR
 
 def row_format(table, using=None):
     """The table's row format on MySQL/MariaDB ('Compressed', 'Dynamic', ...); None elsewhere."""
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     if connection.vendor != "mysql":
         return None
     with connection.cursor() as cursor:
@@ -321,7 +363,7 @@ def to_cold_format(table, using=None):
     blocking reads or writes when the server allows it (LOCK=NONE), else with the default lock.
     """
     wanted = (getattr(settings, "SHARDING_COLD_ROW_FORMAT", "") or "").strip().upper()
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     if not wanted or connection.vendor != "mysql":
         return None
     if wanted not in COLD_ROW_FORMATS:
@@ -480,7 +522,7 @@ def sync_schema(model, apply=True, using=None):
     """
     from wework.db.models import physical_name
 
-    connection = _conn(using)
+    connection = _conn(using, model=model)
     table = model._meta.db_table
     changes = []
     with connection.cursor() as cursor:
