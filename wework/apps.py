@@ -4,12 +4,15 @@ from django.contrib.admin.apps import AdminConfig
 from django.utils.translation import gettext_lazy as _
 
 if getattr(settings, "DATABASE_SPLIT", False):
-    # Modules on several databases: `transaction.atomic()` spans all of them (wework.db.transactions).
+    # Modules on several databases: `transaction.atomic()` spans all of them
+    # (wework.db.transactions) and queries never join across them (wework.db.crossdb).
     # Installed while the apps load (this module is imported first), before any service module
-    # decorates a function with it.
+    # decorates a function with `atomic`.
+    from wework.db.crossdb import install as _install_crossdb
     from wework.db.transactions import install as _install_transactions
 
     _install_transactions()
+    _install_crossdb()
 
 
 class WeworkAdminConfig(AdminConfig):
@@ -27,3 +30,10 @@ class WeworkConfig(AppConfig):
     def ready(self):
         # drf-spectacular learns of the bearer token scheme when its extension class is defined
         from wework.api import authentication  # noqa: F401
+
+        if getattr(settings, "DATABASE_SPLIT", False):
+            # References to another module's database are checked before each write
+            # (constraint-free references, wework.db.references).
+            from wework.db import references
+
+            references.install()

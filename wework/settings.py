@@ -161,7 +161,7 @@ def _database(url):
 # Per-module databases (docs/schema.md, "Storage layout"): DATABASE_URL_<MODULE> places a
 # module's tables in its own database (schema) or server; each defaults to DATABASE_URL, and
 # modules with the same URL share one alias, so by default everything is in "default".
-from wework.db.layout import MODULES as _MODULES, build as _build_layout  # noqa: E402
+from wework.db.layout import MODULES as _MODULES, build as _build_layout
 
 DATABASE_MODULE_URLS = {m: env.str(f"DATABASE_URL_{m.upper()}", default="") for m in _MODULES}
 _alias_urls, DATABASE_MODULE_ALIASES = _build_layout(DATABASE_URL, DATABASE_MODULE_URLS)

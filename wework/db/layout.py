@@ -83,6 +83,49 @@ def alias_for_model(model):
     return alias_for_app(model._meta.app_label)
 
 
+def connection_for(app_label):
+    """A proxy for the connection of an app's alias (like `django.db.connection` for
+    "default"), for modules that run raw SQL on their own tables."""
+    from django.db import connections
+
+    return _AppConnection(connections, app_label)
+
+
+def _app_connection_class():
+    from django.utils.connection import ConnectionProxy
+
+    class AppConnection(ConnectionProxy):
+        """Resolves the app's alias at each use (the settings may change in tests)."""
+
+        def __init__(self, connections, app_label):
+            object.__setattr__(self, "_app_label", app_label)
+            super().__init__(connections, "default")
+
+        def __getattr__(self, item):
+            return getattr(self._connections[alias_for_app(self._app_label)], item)
+
+        def __setattr__(self, name, value):
+            return setattr(self._connections[alias_for_app(self._app_label)], name, value)
+
+        def __delattr__(self, name):
+            return delattr(self._connections[alias_for_app(self._app_label)], name)
+
+        def __eq__(self, other):
+            return self._connections[alias_for_app(self._app_label)] == other
+
+    return AppConnection
+
+
+def _AppConnection(connections, app_label):
+    global _app_connection
+    if _app_connection is None:
+        _app_connection = _app_connection_class()
+    return _app_connection(connections, app_label)
+
+
+_app_connection = None
+
+
 def primary_aliases():
     """The distinct primary aliases of the layout ("default" first)."""
     found = ["default"]
@@ -101,7 +144,7 @@ def missing_modules():
     """Modules whose database does not have their tables yet (a split layout being migrated
     alias by alias): checked on each module's first model."""
     from django.apps import apps
-    from django.db import connections
+    from django.db import DatabaseError, connections
 
     missing, tables = [], {}
     for module in MODULES:
@@ -110,7 +153,10 @@ def missing_modules():
             continue
         alias = alias_for_app(module)
         if alias not in tables:
-            tables[alias] = set(connections[alias].introspection.table_names())
+            try:
+                tables[alias] = set(connections[alias].introspection.table_names())
+            except DatabaseError:  # its database is not created yet (test setup, a new server)
+                tables[alias] = set()
         if models[0]._meta.db_table not in tables[alias]:
             missing.append(module)
     return missing
@@ -138,47 +184,66 @@ def _split_path(model, path):
     return path, None, ""
 
 
+def _is_field(model, name):
+    from django.core.exceptions import FieldDoesNotExist
+
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def crossing(model, lookup):
+    """(index, field) of the relation where `lookup` leaves the model's database and goes on
+    to a column or relation of the other side, else None. `account__in=[...]`,
+    `account=obj`, `account__isnull`, `account__pk`: the local column, no crossing."""
+    parts = lookup.split("__")
+    current = model
+    for index, name in enumerate(parts):
+        if not _is_field(current, name):
+            return None
+        field = current._meta.get_field(name)
+        if not field.is_relation or field.related_model is None:
+            return None
+        target = field.related_model
+        if not same_database(model, target):
+            rest = parts[index + 1:]
+            if not rest or not _is_field(target, rest[0]):
+                return None
+            if field.concrete and rest[0] in (field.target_field.name, field.target_field.attname):
+                return None  # the referenced key itself: Django compares the local column
+            return index, field
+        current = target
+    return None
+
+
 def cross_filter(model, lookup, value):
     """A filter dict equivalent to `{lookup: value}` on `model` that never joins to another
     database: the part of the path on another alias is resolved there first, into an
-    `id IN (...)` list (one query per database crossed).
+    `id IN (...)` list on the local column (one query per database crossed).
 
-    `lookup` is a relation path plus an optional final lookup, e.g. "account__instance__in",
-    "account__instance_id", "task__account__instance__in". In the one-database layout the
-    filter is returned unchanged (joins are fine there).
+    E.g. on messages: `account__instance__in=[1, 2]` becomes `account__in=[ids of the accounts
+    of instances 1 and 2]`, `account__nickname__icontains="x"` the same with the accounts
+    whose nickname matches. In the one-database layout the filter is returned unchanged.
     """
     if not is_split():
         return {lookup: value}
+    found = crossing(model, lookup)
+    if found is None:
+        return {lookup: value}
+    index, field = found
     parts = lookup.split("__")
-    # The relation path is the longest prefix of relation fields.
-    current, relations = model, []
-    for name in parts:
-        try:
-            field = current._meta.get_field(name)
-        except Exception:  # noqa: BLE001 - a lookup name ("in", "exact") ends the path
-            break
-        if not field.is_relation or field.related_model is None:
-            break
-        relations.append(name)
-        current = field.related_model
-    if not relations:
-        return {lookup: value}
-    path = "__".join(relations)
-    tail = "__".join(parts[len(relations):]) or "exact"
-    prefix, leaving, rest = _split_path(model, path)
-    if leaving is None:
-        return {lookup: value}
-    target = leaving.related_model
-    if not rest:
-        # The last hop only compares the local column (`account__in=[ids]`, `account=obj`):
-        # no join is needed.
-        local = f"{prefix}__{leaving.name}" if prefix else leaving.name
-        return {f"{local}__{tail}": value}
-    inner = cross_filter(target, f"{rest}__{tail}", value)
-    ids = list(target._base_manager.using(alias_for_model(target)).filter(**inner)
-               .values_list(leaving.target_field.attname, flat=True))
-    local = f"{prefix}__{leaving.name}" if prefix else leaving.name
-    return {f"{local}__in": ids}
+    target = field.related_model
+    inner = cross_filter(target, "__".join(parts[index + 1:]), value)
+    manager = target._base_manager.using(alias_for_model(target))
+    if field.concrete:  # forward: keep the rows whose reference is among the matching rows
+        ids = manager.filter(**inner).values_list(field.target_field.attname, flat=True)
+        local = "__".join(parts[:index + 1])
+    else:  # reverse (instance -> its accounts): the rows the matching rows point at
+        ids = manager.filter(**inner).values_list(field.field.attname, flat=True)
+        local = "__".join([*parts[:index], "pk"])
+    return {f"{local}__in": sorted({i for i in ids if i is not None})}
 
 
 def select_across(qs, *paths):

@@ -49,7 +49,7 @@ def alias_of_table(table):
     from . import conf
 
     best = None
-    for config in conf.all_configs():
+    for config in conf.all_configs().values():
         try:
             base = config.model
         except LookupError:
