@@ -5,14 +5,12 @@ from django.utils.translation import gettext_lazy as _
 
 if getattr(settings, "DATABASE_SPLIT", False):
     # Modules on several databases: `transaction.atomic()` spans all of them
-    # (wework.db.transactions) and queries never join across them (wework.db.crossdb).
+    # (wework.db.transactions).
     # Installed while the apps load (this module is imported first), before any service module
     # decorates a function with `atomic`.
-    from wework.db.crossdb import install as _install_crossdb
     from wework.db.transactions import install as _install_transactions
 
     _install_transactions()
-    _install_crossdb()
 
 
 class WeworkAdminConfig(AdminConfig):
@@ -32,8 +30,9 @@ class WeworkConfig(AppConfig):
         from wework.api import authentication  # noqa: F401
 
         if getattr(settings, "DATABASE_SPLIT", False):
-            # References to another module's database are checked before each write
-            # (constraint-free references, wework.db.references).
-            from wework.db import references
+            # Queries never join across the databases (wework.db.crossdb), and references to
+            # another module's database are checked before each write (wework.db.references).
+            from wework.db import crossdb, references
 
+            crossdb.install()
             references.install()

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from wework.db import errors as db_errors
-from wework.db.layout import alias_for_app
+from wework.db.layout import alias_for_app, is_split
 from wework.db.replicas import check_interval_s, health, max_lag_s
 
 log = logging.getLogger("wework.routers")
@@ -178,8 +178,9 @@ class PrimaryReplicaRouter:
         primary_alias = alias_for_app(model._meta.app_label)
         replicas = replica_aliases(primary_alias)
         if not replicas:
-            # One database and no replica: Django's own choice ("default", or the hint's).
-            return None if primary_alias == "default" else primary_alias
+            # One database and no replica: Django's own choice ("default", or the hint's). With
+            # several databases the model's own, never a related row's (its hint).
+            return primary_alias if is_split() else None
         if not _replica_ok.get() or _force_primary.get():
             return primary_alias
         if model._meta.app_label in PRIMARY_ONLY_APPS:

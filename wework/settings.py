@@ -199,6 +199,10 @@ for _alias in list(_alias_urls):
             DATABASES[_name]["OPTIONS"]["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT_S
         DATABASE_REPLICAS.setdefault(_alias, []).append(_name)
 DATABASE_ROUTERS = ["wework.routers.PrimaryReplicaRouter"]
+if DATABASE_SPLIT:
+    # django-guardian's default stores a grant through a generic relation, which looks the
+    # content type up on the granted object's database; this looks it up on its own.
+    GUARDIAN_GET_CONTENT_TYPE = "wework.db.layout.content_type_of"
 
 DEFAULT_AUTO_FIELD = "wework.db.fields.UnsignedBigAutoField"
 

@@ -127,9 +127,11 @@ _app_connection = None
 
 
 def primary_aliases():
-    """The distinct primary aliases of the layout ("default" first)."""
+    """The distinct primary aliases of the layout, in MIGRATION_ORDER ("default" first)."""
+    aliases = _module_aliases()
     found = ["default"]
-    for alias in _module_aliases().values():
+    for module in MIGRATION_ORDER:
+        alias = aliases.get(module, "default")
         if alias not in found:
             found.append(alias)
     return found
@@ -138,6 +140,13 @@ def primary_aliases():
 def is_split():
     """True when the modules are on more than one database."""
     return len(set(_module_aliases().values())) > 1
+
+
+def content_type_of(obj):
+    """The ContentType of a model or object, read on the content types' own database."""
+    from django.contrib.contenttypes.models import ContentType
+
+    return ContentType.objects.get_for_model(obj)
 
 
 def missing_modules():
