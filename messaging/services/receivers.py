@@ -140,6 +140,8 @@ def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) 
     else:
         model = shards.for_instance(Group, account.instance_id).model
         key, fields = "group_wxid", ("group_wxid", "group_name", "group_name")
+    # The shard is contacts' table: read on contacts' database (per-module databases).
+    connection = connection_for(model._meta.app_label)
     qn = connection.ops.quote_name
     meta = model._meta
     live = (f"{qn(meta.get_field('deleted_at').column)} IS NULL AND "
