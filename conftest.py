@@ -44,6 +44,29 @@ def _require_services():
     return problems
 
 
+def pytest_collection_modifyitems(config, items):
+    """Per-module databases (wework.db.layout): when the modules are on several aliases, every
+    database test uses all of them (pytest-django sets up, wraps and flushes each alias)."""
+    from django.conf import settings
+
+    if not getattr(settings, "DATABASE_SPLIT", False):
+        return
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        names = getattr(item, "fixturenames", ())
+        if marker is None:
+            if "transactional_db" in names or "live_server" in names:
+                marker = pytest.mark.django_db(transaction=True).mark
+            elif "db" in names:
+                marker = pytest.mark.django_db.mark
+            else:
+                continue
+        if "databases" in marker.kwargs:
+            continue
+        item.add_marker(pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__"),
+                        append=False)
+
+
 def pytest_configure(config):
     if os.environ.get("REQUIRE_SERVICES") in ("1", "true", "yes"):
         problems = _require_services()

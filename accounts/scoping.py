@@ -7,11 +7,14 @@ Rules (see docs/access-control.md):
 * super admins and holders of a role that includes the permission see every row;
 * a user with object grants of the permission sees the rows of those instances only;
 * models without INSTANCE_PATH are global: a role grant or nothing;
-* sharded per-instance tables are reached through an instance: `can_access_instance()`.
+* sharded per-instance tables are reached through an instance: `can_access_instance()`;
+* in a split layout (per-module databases) the path to the instance never joins across
+  databases: `scope_filter` resolves it into id lists (wework.db.layout.cross_filter).
 """
 from django.contrib.auth import get_permission_codename
 
 from accounts.backends import resolve_access
+from wework.db.layout import cross_filter
 
 
 def _active(user):
@@ -53,10 +56,13 @@ def may_use_model(user, perm, model=None):
 
 
 def scope_filter(model, ids):
+    """The filter that keeps the rows below the instances `ids`. When the path crosses into
+    another module's database (a split layout), the rows' own references are compared with id
+    lists read there first (wework.db.layout.cross_filter): no join across databases."""
     path = getattr(model, "INSTANCE_PATH", None)
     if path == "":
         return {"pk__in": ids}
-    return {f"{path}__in": ids}
+    return cross_filter(model, f"{path}__in", ids)
 
 
 def scope_queryset(qs, user, perm, *extra_perms):

@@ -15,6 +15,7 @@ from accounts.services import auth as auth_services
 from accounts.services import otp as otp_services
 from accounts.services import permissions as perm_services
 from accounts.services import sessions as session_services
+from wework.db.layout import alias_for_app, is_split, missing_modules
 
 
 @receiver(post_migrate)
@@ -27,6 +28,13 @@ def sync_after_migrate(sender, app_config=None, using="default", **kwargs):
     if app_config is None or app_config.label != last.label:
         return
     plan_apps = kwargs.get("apps", apps)
+    if is_split():
+        # Per-module databases (wework.db.layout): permissions and roles live on the accounts
+        # alias, whichever alias was just migrated; they are seeded (and audited, in
+        # monitoring) once every module's database has its tables, i.e. after the last alias.
+        using = alias_for_app("accounts")
+        if Role._meta.db_table not in connections[using].introspection.table_names() or missing_modules():
+            return
     for config in configs:
         create_permissions(config, verbosity=0, using=using, apps=plan_apps)
     if Role._meta.db_table not in connections[using].introspection.table_names():

@@ -6,12 +6,16 @@ have `reset()` (called after a failure). Sinks run in the log writer thread only
 import logging
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from wework import shards
+from wework.db.layout import connection_for
 from wework.db.retry import run_idempotent
 
 from .models import SystemLog
+
+# Raw SQL on this app's own tables: its database (per-module databases, wework.db.layout).
+connection = connection_for("monitoring")
 
 logger = logging.getLogger("monitoring.logging_handler")
 

@@ -18,7 +18,10 @@ a read still goes to the primary when
 A pure read that fails on a replica (connection lost, table not there yet) marks the replica
 failed and runs again on the primary: a replica outage costs no error.
 
-With no replica configured the router answers None and Django uses the primary.
+Per-module databases (wework.db.layout, docs/schema.md "Storage layout"): every model is first
+placed on its module's alias ("default" unless DATABASE_URL_<MODULE> puts the module elsewhere);
+the replica choice above then runs among that alias's replicas. Migrations run on each alias for
+the apps placed there only.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 
 from wework.db import errors as db_errors
+from wework.db.layout import alias_for_app, is_split
 from wework.db.replicas import check_interval_s, health, max_lag_s
 
 log = logging.getLogger("wework.routers")
@@ -44,8 +48,15 @@ _request_state = contextvars.ContextVar("wework_db_request_state", default=None)
 _used = contextvars.ContextVar("wework_db_used_replicas", default=None)
 
 
-def replica_aliases():
-    return [alias for alias in settings.DATABASES if alias.startswith("replica_")]
+def replica_aliases(primary_alias=None):
+    """The replica aliases of `primary_alias`, or of every primary."""
+    replicas = getattr(settings, "DATABASE_REPLICAS", None)
+    if replicas is None:  # settings without the per-module layout
+        found = [alias for alias in settings.DATABASES if alias.startswith("replica_")]
+        return found if primary_alias in (None, "default") else []
+    if primary_alias is None:
+        return [alias for aliases in replicas.values() for alias in aliases]
+    return list(replicas.get(primary_alias, ()))
 
 
 def pin_seconds():
@@ -164,21 +175,24 @@ def _note_write():
 
 class PrimaryReplicaRouter:
     def db_for_read(self, model, **hints):
-        replicas = replica_aliases()
+        primary_alias = alias_for_app(model._meta.app_label)
+        replicas = replica_aliases(primary_alias)
         if not replicas:
-            return None
+            # One database and no replica: Django's own choice ("default", or the hint's). With
+            # several databases the model's own, never a related row's (its hint).
+            return primary_alias if is_split() else None
         if not _replica_ok.get() or _force_primary.get():
-            return "default"
+            return primary_alias
         if model._meta.app_label in PRIMARY_ONLY_APPS:
-            return "default"
-        if connections["default"].in_atomic_block:
-            return "default"
+            return primary_alias
+        if connections[primary_alias].in_atomic_block:
+            return primary_alias
         state = _request_state.get()
         if state is not None and state.wrote:
-            return "default"
+            return primary_alias
         healthy = health.healthy(replicas)
         if not healthy:
-            return "default"
+            return primary_alias
         alias = random.choice(healthy)
         used = _used.get()
         if used is not None:
@@ -189,10 +203,12 @@ class PrimaryReplicaRouter:
         # Tables that are always read from the primary need no pin (a session's last activity).
         if model._meta.app_label not in PRIMARY_ONLY_APPS:
             _note_write()
-        return "default"
+        return alias_for_app(model._meta.app_label)
 
     def allow_relation(self, obj1, obj2, **hints):
+        # References across modules are constraint-free in a split layout (wework.db.layout):
+        # assigning an account to a message stays allowed on any alias.
         return True
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
-        return db == "default"
+        return db == alias_for_app(app_label)

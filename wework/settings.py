@@ -158,23 +158,51 @@ def _database(url):
     return config
 
 
-DATABASES = {"default": _database(DATABASE_URL)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_SQLITE_NAME", default="") or None}
+# Per-module databases (docs/schema.md, "Storage layout"): DATABASE_URL_<MODULE> places a
+# module's tables in its own database (schema) or server; each defaults to DATABASE_URL, and
+# modules with the same URL share one alias, so by default everything is in "default".
+from wework.db.layout import MODULES as _MODULES, build as _build_layout
+
+DATABASE_MODULE_URLS = {m: env.str(f"DATABASE_URL_{m.upper()}", default="") for m in _MODULES}
+_alias_urls, DATABASE_MODULE_ALIASES = _build_layout(DATABASE_URL, DATABASE_MODULE_URLS)
+DATABASE_SPLIT = len(_alias_urls) > 1
+
+DATABASES = {}
+for _alias, _url in _alias_urls.items():
+    DATABASES[_alias] = _database(_url)
+    if DATABASE_SPLIT and DATABASES[_alias]["ENGINE"] in ("django.db.backends.mysql", "django.db.backends.sqlite3"):
+        # The same backends, whose schema editor leaves out foreign keys to another alias
+        # (constraint-free cross-module references, wework/db/backends).
+        DATABASES[_alias]["ENGINE"] = DATABASES[_alias]["ENGINE"].replace("django.db.backends.", "wework.db.backends.")
+    if DATABASES[_alias]["ENGINE"].endswith("sqlite3"):
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        DATABASES[_alias]["TEST"] = {"NAME": env.str("TEST_SQLITE_NAME", default="") or None}
+        if _alias != "default":
+            DATABASES[_alias]["TEST"]["NAME"] = None  # one in-memory database per alias
 
 # Read replicas: comma-separated URLs (docs/deployment.md, "Topologies"). Tests mirror them onto
 # the primary's test database (on the replica's own server when it is a real replica).
+# DATABASE_REPLICA_URLS are the replicas of "default"; DATABASE_REPLICA_URLS_<MODULE> those of
+# a module on its own alias (aliases "replica_<n>" and "replica_<alias>_<n>").
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 DATABASE_REPLICA_MAX_LAG_S = env.float("DATABASE_REPLICA_MAX_LAG_S", default=5.0)
 DATABASE_REPLICA_CHECK_INTERVAL_S = env.float("DATABASE_REPLICA_CHECK_INTERVAL_S", default=1.0)
 DATABASE_REPLICA_CONNECT_TIMEOUT_S = env.int("DATABASE_REPLICA_CONNECT_TIMEOUT_S", default=2)
-for _index, _url in enumerate(DATABASE_REPLICA_URLS):
-    DATABASES[f"replica_{_index}"] = {**_database(_url), "TEST": {"MIRROR": "default"}}
-    if DATABASES[f"replica_{_index}"]["ENGINE"] == "django.db.backends.mysql":
-        # A replica that does not answer is skipped after this long, not after minutes.
-        DATABASES[f"replica_{_index}"]["OPTIONS"]["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT_S
+DATABASE_REPLICAS = {}  # primary alias -> its replica aliases
+for _alias in list(_alias_urls):
+    _urls = DATABASE_REPLICA_URLS if _alias == "default" else env.list(f"DATABASE_REPLICA_URLS_{_alias.upper()}", default=[])
+    for _index, _url in enumerate(_urls):
+        _name = f"replica_{_index}" if _alias == "default" else f"replica_{_alias}_{_index}"
+        DATABASES[_name] = {**_database(_url), "TEST": {"MIRROR": _alias}}
+        if DATABASES[_name]["ENGINE"] == "django.db.backends.mysql":
+            # A replica that does not answer is skipped after this long, not after minutes.
+            DATABASES[_name]["OPTIONS"]["connect_timeout"] = DATABASE_REPLICA_CONNECT_TIMEOUT_S
+        DATABASE_REPLICAS.setdefault(_alias, []).append(_name)
 DATABASE_ROUTERS = ["wework.routers.PrimaryReplicaRouter"]
+if DATABASE_SPLIT:
+    # django-guardian's default stores a grant through a generic relation, which looks the
+    # content type up on the granted object's database; this looks it up on its own.
+    GUARDIAN_GET_CONTENT_TYPE = "wework.db.layout.content_type_of"
 
 DEFAULT_AUTO_FIELD = "wework.db.fields.UnsignedBigAutoField"
 

@@ -28,9 +28,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+
+from wework.db.layout import connection_for
 
 from ..models import InstanceEvent
+
+# Raw SQL on this app's own tables: its database (per-module databases, wework.db.layout).
+connection = connection_for("instances")
 
 logger = logging.getLogger("wework.instances")
 

@@ -14,16 +14,19 @@ import logging
 import re
 from datetime import datetime, timedelta
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from wework import shards
+from wework.db.layout import connection_for
 from wework.db.retry import run_idempotent
 
 from ..models import Message, MessageReceiver, ReceiverSendStatus as RS, TaskStatus
 from .heartbeat import lease_s as heartbeat_lease_s
+
+# Raw SQL on this app's own tables: its database (per-module databases, wework.db.layout).
+connection = connection_for("messaging")
 
 log = logging.getLogger("messaging.dispatch")
 

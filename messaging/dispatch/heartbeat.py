@@ -23,13 +23,15 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from django.db import connection
-
+from wework.db.layout import connection_for
 from wework.db.retry import run_idempotent
 
 from .. import conf
 from ..clock import Clock
 from ..models import MessageReceiver, ReceiverSendStatus as RS
+
+# Raw SQL on this app's own tables: its database (per-module databases, wework.db.layout).
+connection = connection_for("messaging")
 
 log = logging.getLogger("messaging.dispatch")
 

@@ -6,19 +6,21 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from wework import shards
+from wework.db.layout import connection_for
 from wework.db.models import SoftDeleteManager
 
 from .. import conf, extensions
 from ..errors import invalid
 from ..models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, ReceiverType
+
+# Raw SQL on this app's own tables: its database (per-module databases, wework.db.layout).
+connection = connection_for("messaging")
 
 MENTIONS_KEY = "@mentions"  # reserved keys in template_variables / receiver variables
 REPLY_TO_KEY = "@reply_to"
@@ -138,6 +140,8 @@ def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) 
     else:
         model = shards.for_instance(Group, account.instance_id).model
         key, fields = "group_wxid", ("group_wxid", "group_name", "group_name")
+    # The shard is contacts' table: read on contacts' database (per-module databases).
+    connection = connection_for(model._meta.app_label)
     qn = connection.ops.quote_name
     meta = model._meta
     live = (f"{qn(meta.get_field('deleted_at').column)} IS NULL AND "

@@ -12,18 +12,22 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact, WeworkAccount
 from messaging.models import MessageReceiver, ReceiverType
 from wework import audit, shards
+from wework.db.layout import connection_for
 
 from .. import conf
 from ..errors import invalid
 from ..models import ContactTag, Tag, TagRule, TagSource
 from . import access, matching
+
+# Raw SQL on this app's own tables: its database (per-module databases, wework.db.layout).
+connection = connection_for("scrm")
 
 
 def resolve_tags(tags: Iterable[Tag | str | int]) -> list[Tag]:

@@ -18,7 +18,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
+from wework.db.backends import crosses_databases
 from wework.db.errors import error_code
+from wework.db.layout import alias_for_app, alias_for_model
 
 from . import builder, create_table
 from .models import ShardState
@@ -40,8 +42,39 @@ _known_lock = threading.Lock()
 KNOWN_TTL = 300
 
 
-def _conn(using=None):
+def alias_of_table(table):
+    """The database alias of a shard table: its base model's (wework.db.layout); "default"
+    for a table no shard configuration names."""
+    from . import conf
+
+    best = None
+    for config in conf.all_configs().values():
+        try:
+            base = config.model
+        except LookupError:
+            continue
+        prefix = base._meta.db_table + "_"
+        if table.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, base)
+    if best is None:
+        return DEFAULT_DB_ALIAS
+    return alias_for_model(best[1])
+
+
+def _conn(using=None, table=None, model=None):
+    """The connection of `using`, else of the model's or table's alias (per-module databases),
+    else "default"."""
+    if using is None and model is not None:
+        using = alias_for_model(model)
+    if using is None and table is not None:
+        using = alias_of_table(table)
     return connections[using or DEFAULT_DB_ALIAS]
+
+
+def registry_alias():
+    """The alias of the central shard registry (`shard_tables`, `shard_locks`): the accounts
+    module's database, with the platform's own tables (wework.db.layout)."""
+    return alias_for_app("shards")
 
 
 def read_schema(connection, read):
@@ -68,7 +101,7 @@ def read_schema(connection, read):
 
 
 def table_exists(table, connection=None):
-    connection = connection or _conn()
+    connection = connection or _conn(table=table)
     return read_schema(connection, lambda cursor: _table_exists(cursor, connection, table))
 
 
@@ -191,6 +224,7 @@ def missing_foreign_keys(model, connection):
     return [
         f for f in model._meta.local_fields
         if f.is_relation and f.db_constraint and (f.column,) not in present
+        and not crosses_databases(model, f)
     ]
 
 
@@ -232,6 +266,7 @@ def create_shard(model, registry_values, using=None, cold=False):
     True when this call created the table. `cold`: created in SHARDING_COLD_ROW_FORMAT
     (MySQL/MariaDB; a restored shard), so that no ALTER TABLE has to rebuild it later.
     """
+    using = using or alias_for_model(model)
     if _conn(using).vendor == "mysql":
         return _create_shard_mysql(model, registry_values, using, cold=cold)
     table = model._meta.db_table
@@ -245,7 +280,11 @@ def create_shard(model, registry_values, using=None, cold=False):
             log.info("created shard table %s", table)
         values = dict(registry_values)
         values["schema_hash"] = builder.schema_fingerprint(model, connection)
-        _registry_upsert(connection, values)
+        if registry_alias() == using:
+            _registry_upsert(connection, values)
+        else:
+            # Per-module databases: the central registry is on another alias.
+            _registry_upsert(_conn(registry_alias()), values)
     if connection.in_atomic_block:
         # The table and its registry row commit (or roll back) with the caller's work.
         transaction.on_commit(lambda: remember(table), using=connection.alias)
@@ -291,7 +330,13 @@ def _create_shard_mysql(model, registry_values, using=None, cold=False):
                 try:
                     # Autocommit and idempotent (it reads the row first): run again when it
                     # lost a certification conflict to another node's upsert (1213).
-                    _registry_upsert(connection, values)
+                    if registry_alias() == using:
+                        _registry_upsert(connection, values)
+                    else:
+                        # Per-module databases: the central registry is on another alias,
+                        # written the same way (outside the caller's transaction).
+                        with dedicated_connection(registry_alias()) as registry:
+                            _registry_upsert(registry, values)
                     break
                 except DatabaseError as exc:
                     if error_code(exc) != create_table.ER_LOCK_DEADLOCK or \
@@ -304,7 +349,7 @@ def _create_shard_mysql(model, registry_values, using=None, cold=False):
 
 def drop_table(model, using=None):
     table = model._meta.db_table
-    connection = _conn(using)
+    connection = _conn(using, model=model)
     if table_exists(table, connection):
         if connection.vendor == "mysql":
             # One statement, run again when Galera aborted it (create_table.execute_ddl).
@@ -319,7 +364,7 @@ def drop_table(model, using=None):
 
 def referencing_tables(table, using=None):
     """Tables with a FOREIGN KEY pointing at `table` (MySQL/MariaDB; SQLite: none known)."""
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     if connection.vendor != "mysql":
         return []
 
@@ -340,7 +385,7 @@ def referencing_tables(table, using=None):
 
 def row_estimate(table, using=None):
     """Rows of a table: the InnoDB estimate on MySQL (no scan); an exact count on SQLite."""
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     with connection.cursor() as cursor:
         if connection.vendor == "mysql":
             cursor.execute(
@@ -374,7 +419,7 @@ COLD_ROW_FORMATS = {"COMPRESSED", "DYNAMIC", "COMPACT", "REDUNDANT", "PAGE_COMPR
 
 def row_format(table, using=None):
     """The table's row format on MySQL/MariaDB ('Compressed', 'Dynamic', ...); None elsewhere."""
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     if connection.vendor != "mysql":
         return None
     with connection.cursor() as cursor:
@@ -410,7 +455,7 @@ def to_cold_format(table, using=None):
     rotation step that runs it is repeated when it is aborted itself, and a restored shard is
     created in the cold format directly (create_shard(cold=True)) instead.
     """
-    connection = _conn(using)
+    connection = _conn(using, table=table)
     option = cold_format_option()
     if option is None or connection.vendor != "mysql":
         return None
@@ -568,7 +613,7 @@ def sync_schema(model, apply=True, using=None):
     """
     from wework.db.models import physical_name
 
-    connection = _conn(using)
+    connection = _conn(using, model=model)
     table = model._meta.db_table
     changes = []
     columns, existing = read_schema(connection, lambda cursor: (

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from wework.db.errors import error_code
+from wework.db.layout import cross_filter
 from wework.ids import id_bounds, id_time, new_id, new_uuid
 
 from . import builder, ddl, visibility
@@ -405,7 +406,10 @@ def for_instance(base_model: type[models.Model], instance_id: int | None,
     if not conf.enabled:
         # One plain table for every instance: filter by the model's path to its instance.
         path = getattr(base, "INSTANCE_PATH", "instance")
-        return base._default_manager.filter(**{f"{path}_id" if path else "pk": instance_id})
+        if not path:
+            return base._default_manager.filter(pk=instance_id)
+        # No join into another module's database (wework.db.layout).
+        return base._default_manager.filter(**cross_filter(base, f"{path}_id", instance_id))
     if conf.is_time:
         raise ShardError(f"{conf.label} is sharded by time; use paginate() with a filter on the instance.")
     return model_for(base, instance_id=instance_id, create=create)._default_manager.all()

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from wework import audit as audit_port
 from wework.db.errors import error_code
+from wework.db.layout import alias_for_model, primary_aliases
 
 from . import builder, ddl, fidelity, router
 from .conf import (
@@ -259,9 +260,14 @@ def plan(now: datetime | None = None, labels: Iterable[str] | None = None,
          ahead: int | None = None, drops: bool = True) -> list[Step]:
     """The steps a rotation would take at `now` (a list of Step), without changing anything."""
     now = now or timezone.now()
-    physical = _physical_tables()
+    physical_by_alias = {}
     steps = []
     for conf in selected_configs(labels):
+        # Each model's shards are on its module's database (wework.db.layout).
+        alias = alias_for_model(conf.model)
+        if alias not in physical_by_alias:
+            physical_by_alias[alias] = _physical_tables(alias)
+        physical = physical_by_alias[alias]
         rows = {r.table_name: r for r in ShardTable.objects.filter(model_label=conf.label)}
         pattern = _shard_pattern(conf)
         for table in sorted(physical):
@@ -322,7 +328,7 @@ def apply_step(step, now=None):
                                           instance_id=None if conf.is_time else int(step.suffix)))
         values = {"model_label": conf.label, "suffix": step.suffix, "strategy": conf.by,
                   "state": ShardState.HOT, "created_by_tool": False,
-                  "schema_hash": builder.schema_fingerprint(model, connections[DEFAULT_DB_ALIAS])}
+                  "schema_hash": builder.schema_fingerprint(model, connections[alias_for_model(model)])}
         if conf.is_time:
             period = parse_suffix(conf.by, step.suffix)
             values.update(period_start=period.start, period_end=period.end)
@@ -372,7 +378,7 @@ def _apply_step_retrying_aborts(step: Step, now: datetime | None) -> None:
             return
         except DatabaseError as exc:
             if (error_code(exc) != 1213 or attempt == STEP_ABORT_RETRIES - 1
-                    or connections[DEFAULT_DB_ALIAS].in_atomic_block):
+                    or any(connections[alias].in_atomic_block for alias in primary_aliases())):
                 raise
             log.warning("shard step %s %s aborted (deadlock); running it again", step.action, step.table)
             time.sleep(0.2 * (attempt + 1))
@@ -421,7 +427,7 @@ def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> l
             if not ddl.table_exists(row.table_name):
                 continue
             model = model_from_row(row)
-            connection = connections[DEFAULT_DB_ALIAS]
+            connection = connections[alias_for_model(model)]
             if not row.created_by_tool:
                 # Tables the tool did not create are reported, never altered.
                 found = ddl.sync_schema(model, apply=False) + fidelity.align(model, connection, apply=False)
@@ -432,7 +438,7 @@ def sync_schema(labels: Iterable[str] | None = None, dry_run: bool = False) -> l
             found += fidelity.align(model, connection, apply=not dry_run)
             changes.extend(found)
             if found and not dry_run:
-                digest = builder.schema_fingerprint(model, connections[DEFAULT_DB_ALIAS])
+                digest = builder.schema_fingerprint(model, connection)
                 ShardTable.objects.filter(pk=row.pk).update(
                     schema_hash=digest, schema_version=row.schema_version + 1, updated_at=timezone.now()
                 )

@@ -31,21 +31,27 @@ def reset_caches():
     visibility.invalidate_listing()
 
 
-def drop_shard_tables(using="default", extra_bases=()):
-    connection = connections[using]
+def drop_shard_tables(using=None, extra_bases=()):
+    """Drop the shard tables on `using`, or on every primary alias (per-module databases)."""
+    from wework.db.layout import primary_aliases
+
     pattern = _pattern(extra_bases)
-    with connection.cursor() as cursor:
-        tables = [t for t in connection.introspection.table_names(cursor) if pattern.match(t)]
-        # Children (group members) before the tables their foreign keys point at.
-        tables.sort(key=lambda t: not t.startswith("group_members"))
-        if connection.vendor == "mysql":
-            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
-        try:
-            for table in tables:
-                # Run again when Galera aborted it (another worker's DDL), see create_table.
-                execute_ddl(cursor, f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
-        finally:
+    dropped = []
+    for alias in [using] if using else primary_aliases():
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            tables = [t for t in connection.introspection.table_names(cursor) if pattern.match(t)]
+            # Children (group members) before the tables their foreign keys point at.
+            tables.sort(key=lambda t: not t.startswith("group_members"))
             if connection.vendor == "mysql":
-                cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+                cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
+            try:
+                for table in tables:
+                    # Run again when Galera aborted it (another worker's DDL), see create_table.
+                    execute_ddl(cursor, f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
+            finally:
+                if connection.vendor == "mysql":
+                    cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+        dropped.extend(tables)
     reset_caches()
-    return tables
+    return dropped

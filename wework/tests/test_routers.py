@@ -27,7 +27,7 @@ MESSAGES = _Model("messaging")
 @pytest.fixture
 def replica(monkeypatch):
     """One replica alias, in rotation unless a test says otherwise."""
-    monkeypatch.setattr(routers, "replica_aliases", lambda: ["replica_0"])
+    monkeypatch.setattr(routers, "replica_aliases", lambda primary_alias=None: ["replica_0"] if primary_alias in (None, "default") else [])
     health.force("replica_0", True)
     yield "replica_0"
     health.force("replica_0", None)

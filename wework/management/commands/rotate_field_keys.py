@@ -1,7 +1,7 @@
 """Re-encrypt every encrypted column under the first key of FIELD_ENCRYPTION_KEYS."""
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, transaction
+from django.db import connections, router, transaction
 
 from wework.db.fields import EncryptedTextField, field_cipher, rotate_token
 
@@ -30,16 +30,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run=False, **options):
         field_cipher()  # fails with a clear ImproperlyConfigured when no key is set
-        quote = connection.ops.quote_name
         total = 0
         for model, field in encrypted_columns():
+            # Each table on its module's database (per-module databases, wework.db.layout).
+            connection = connections[router.db_for_write(model)]
+            quote = connection.ops.quote_name
             table, pk, column = (
                 quote(model._meta.db_table), quote(model._meta.pk.column), quote(field.column)
             )
             rotated = 0
             last_pk = None
             while True:
-                with transaction.atomic():
+                with transaction.atomic(using=connection.alias):
                     with connection.cursor() as cursor:
                         where = f"{column} IS NOT NULL AND {column} <> ''"
                         params = []

@@ -1,0 +1,13 @@
+"""django.db.backends.mysql with cross-database foreign keys left out (wework.db.backends)."""
+from django.db.backends.mysql import base
+from django.db.backends.mysql.schema import DatabaseSchemaEditor as _Editor
+
+from wework.db.backends import CrossDatabaseSchemaMixin
+
+
+class DatabaseSchemaEditor(CrossDatabaseSchemaMixin, _Editor):
+    pass
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    SchemaEditorClass = DatabaseSchemaEditor
