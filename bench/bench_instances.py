@@ -17,6 +17,7 @@
 Run: `.venv/bin/python bench/bench_instances.py [--quick]`; set BENCH_REDIS_URL to a Redis db
 for the Celery broker and the cache (else the embedded filesystem broker is used).
 """
+import datetime
 import json
 import os
 import subprocess
@@ -40,6 +41,9 @@ def _extra(parser):
     parser.add_argument("--serve", type=int, default=None, help=argparse_hidden())
     parser.add_argument("--contacts", type=int, default=None)
     parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--only", choices=("sync", "webhook"), default=None)
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="cProfile the two syncs into FILE")
 
 
 def argparse_hidden():
@@ -51,11 +55,71 @@ def argparse_hidden():
 # --- sync ------------------------------------------------------------------------------------
 
 
+def _raw_upsert_baseline(connection, model, rows, update_fields):
+    """Raw multi-row `INSERT ... ON DUPLICATE KEY UPDATE` of `rows` (500 a statement, one
+    commit each) into a copy of the shard table: the first pass inserts, the second updates.
+    Values are prepared before the clock starts. Returns (insert_seconds, update_seconds)."""
+    from django.db import transaction
+
+    from harness import Timer
+    from wework import shards
+
+    table = model._meta.db_table
+    copy = f"{table}_rawcopy"
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {qn(copy)}")
+        if connection.vendor == "mysql":
+            cursor.execute(f"CREATE TABLE {qn(copy)} LIKE {qn(table)}")
+        else:
+            cursor.execute(f"CREATE TABLE {qn(copy)} AS SELECT * FROM {qn(table)} WHERE 0")
+    fields = [f for f in model._meta.concrete_fields]
+    columns = ", ".join(qn(f.column) for f in fields)
+    prepared = []
+    for row in rows:
+        values = []
+        for f in fields:
+            if f.primary_key:
+                values.append(shards.new_id())
+                continue
+            value = row.get(f.attname, row.get(f.name, f.get_default()))
+            values.append(f.get_db_prep_save(value, connection))
+        prepared.append(values)
+    update_columns = [model._meta.get_field(name).column for name in update_fields]
+    tail = " ON DUPLICATE KEY UPDATE " + ", ".join(
+        f"{qn(c)} = VALUES({qn(c)})" for c in update_columns)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # the second pass writes a later sync stamp, as a re-sync does (an unchanged row would be
+    # left alone by MariaDB)
+    later = [i for i, f in enumerate(fields) if f.attname in ("last_sync_time", "updated_at")]
+    passes = [prepared, [list(r) for r in prepared]]
+    for r in passes[1]:
+        for i in later:
+            later_value = datetime.datetime.fromisoformat(r[i]) + datetime.timedelta(seconds=1)
+            r[i] = str(later_value)  # the naive UTC text the backend wrote
+    seconds = []
+    for prepared in passes:
+        with Timer() as raw:
+            for start in range(0, len(prepared), 500):
+                chunk = prepared[start:start + 500]
+                sql = (f"INSERT INTO {qn(copy)} ({columns}) VALUES "
+                       + ", ".join([placeholders] * len(chunk)) + tail)
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(sql, [v for r in chunk for v in r])
+        seconds.append(raw.seconds)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {qn(copy)}")
+        assert cursor.fetchone()[0] == len(rows)
+        cursor.execute(f"DROP TABLE {qn(copy)}")
+    return seconds
+
+
 def bench_sync(args, admin):
     from django.db import connection, transaction
 
     from contacts import services as contact_services
     from contacts.models import Contact
+    from contacts.services.rows import CONTACT_UPDATE_FIELDS
     from instances import services
     from simulator.server import Simulator
     from wework import shards
@@ -64,21 +128,33 @@ def bench_sync(args, admin):
     sim = Simulator(port=0, token="bench", accounts=1, contacts=count, rooms=0, members=0,
                     seed=3, chatter_per_min=0, duplicate_rate=0)
     sim.start()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
     try:
         instance = services.register_instance(name="bench-sync", api_url=sim.url, token="bench",
                                                created_by=admin, push=False).instance
         wxid = next(iter(sim.accounts))
         account = contact_services.ensure_account(instance, wxid)
         contact_services.ensure_instance_shards(instance.pk)
+        model = shards.model_for(Contact, instance_id=instance.pk)
 
+        if profiler:
+            profiler.enable()
         with Timer() as synced:
             result = contact_services.sync_account(account, scopes=("contacts",),
                                                    page_limit=500)
         assert result["contacts"] == count, result
         with Timer() as resynced:
             contact_services.sync_account(account, scopes=("contacts",), page_limit=500)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+            print(f"profile of the two syncs written to {args.profile}")
 
-        # the same rows, fetched once, for the baseline
+        # the same rows, fetched once, for the baselines
         client = services.client_for(instance)
         rows = []
         with Timer() as fetched:
@@ -89,49 +165,24 @@ def bench_sync(args, admin):
         client.close()
         assert len(rows) == count
 
-        model = shards.model_for(Contact, instance_id=instance.pk)
-        table = model._meta.db_table
-        copy = f"{table}_rawcopy"
-        qn = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {qn(copy)}")
-            if connection.vendor == "mysql":
-                cursor.execute(f"CREATE TABLE {qn(copy)} LIKE {qn(table)}")
-            else:
-                cursor.execute(f"CREATE TABLE {qn(copy)} AS SELECT * FROM {qn(table)} WHERE 0")
-        fields = [f for f in model._meta.concrete_fields]
-        columns = ", ".join(qn(f.column) for f in fields)
-        ids = [shards.new_id() for _ in rows]
-        prepared = []
-        for new_id, row in zip(ids, rows):
-            values = []
-            for f in fields:
-                if f.primary_key:
-                    values.append(new_id)
-                    continue
-                value = row.get(f.attname, row.get(f.name, f.get_default()))
-                values.append(f.get_db_prep_save(value, connection))
-            prepared.append(values)
-        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        with Timer() as raw:
-            for start in range(0, len(prepared), 500):
-                chunk = prepared[start:start + 500]
-                sql = (f"INSERT INTO {qn(copy)} ({columns}) VALUES "
-                       + ", ".join([placeholders] * len(chunk)))
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute(sql, [v for r in chunk for v in r])
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM {qn(copy)}")
-            assert cursor.fetchone()[0] == count
-            cursor.execute(f"DROP TABLE {qn(copy)}")
+        # the platform's upsert alone (rows already fetched), into the shard holding them
+        with Timer() as upserted:
+            for start in range(0, len(rows), 500):
+                with transaction.atomic():
+                    contact_services.upsert_contacts(instance.pk, rows[start:start + 500])
+        raw_insert_s, raw_update_s = _raw_upsert_baseline(connection, model, rows,
+                                                          CONTACT_UPDATE_FIELDS)
     finally:
         sim.stop()
 
     label = f"{count // 1000}k"
-    report(f"sync {label} contacts (fetch + upsert)", count / synced.seconds, "rows/s",
-           count / raw.seconds, "rows/s (raw multi-row INSERT)")
-    report(f"re-sync {label} contacts (all updates)", count / resynced.seconds, "rows/s",
-           count / raw.seconds, "rows/s (raw multi-row INSERT)")
+    raw_label = "rows/s (raw multi-row upsert, new rows)"
+    report(f"sync {label} contacts (fetch + upsert, new)", count / synced.seconds, "rows/s",
+           count / raw_insert_s, raw_label)
+    report(f"re-sync {label} contacts (fetch + upsert, all updates)", count / resynced.seconds,
+           "rows/s", count / raw_update_s, "rows/s (raw multi-row upsert, all updates)")
+    report(f"upsert {label} contacts alone (all updates)", count / upserted.seconds, "rows/s",
+           count / raw_update_s, "rows/s (raw multi-row upsert, all updates)")
     report(f"fetch {label} contacts from the simulator", count / fetched.seconds, "rows/s",
            note="HTTP + JSON + protocol validation, no database")
 
@@ -278,8 +329,10 @@ def main():
     from django.contrib.auth import get_user_model
 
     admin = get_user_model().objects.create_superuser("bench-admin", "b@example.com", "x")
-    bench_sync(args, admin)
-    bench_webhook(args, admin, url)
+    if args.only in (None, "sync"):
+        bench_sync(args, admin)
+    if args.only in (None, "webhook"):
+        bench_webhook(args, admin, url)
     save_results(args)
     return 0
 

@@ -13,6 +13,7 @@ besides the id on MySQL (ON DUPLICATE KEY fires on any unique key).
 from django.db import connections, models, router
 
 from wework import shards
+from wework.db import literals
 
 _NEEDS_PREP = (models.JSONField, models.DateTimeField, models.DateField, models.DecimalField,
                models.UUIDField)
@@ -39,21 +40,54 @@ def upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_si
         conflict = ", ".join(qn(opts.get_field(name).column) for name in unique_fields)
         tail = f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(
             f"{qn(c)} = excluded.{qn(c)}" for c in update_columns)
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     table = qn(opts.db_table)
+    # Per value, the cheapest conversion that gives the field's database value: dates through
+    # a UTC fast path, other prepared types through the field, the rest as they are.
+    preparers = []
+    for field, needs in zip(fields, prep):
+        if not needs:
+            preparers.append(None)
+        elif isinstance(field, models.DateTimeField):
+            preparers.append(literals.datetime_preparer(field, connection))
+        else:
+            preparers.append(lambda value, f=field: f.get_db_prep_save(value, connection))
+    inline = literals.inline_literal
     with connection.cursor() as cursor:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
+            # Values every row of the chunk shares (account, sync stamp, states) are converted
+            # once; integers, NULLs and timestamps are written into the statement, so the
+            # driver escapes only the strings and JSON (20 values a contact row before, 8 now).
+            first = chunk[0]
+            shared = {}
+            for i, key in enumerate(keys, start=1):
+                value = first[key]
+                if all(row[key] == value for row in chunk):
+                    if value is not None and preparers[i] is not None:
+                        value = preparers[i](value)
+                    shared[i] = value
+            shared_sql = {i: inline(v) for i, v in shared.items()}
             params = []
+            marks = []
             for row in chunk:
-                values = [row.get("id") or shards.new_id()] + [row[k] for k in keys]
-                for i, field in enumerate(fields):
-                    if prep[i] and values[i] is not None:
-                        values[i] = field.get_db_prep_save(values[i], connection)
-                params.extend(values)
+                parts = [str(int(row.get("id") or shards.new_id()))]
+                for i, key in enumerate(keys, start=1):
+                    text = shared_sql.get(i)
+                    if text is None:
+                        if i in shared:
+                            value = shared[i]
+                        else:
+                            value = row[key]
+                            if value is not None and preparers[i] is not None:
+                                value = preparers[i](value)
+                            text = inline(value)
+                        if text is None:
+                            params.append(value)
+                            text = "%s"
+                    parts.append(text)
+                marks.append("(" + ", ".join(parts) + ")")
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES "
-                + ", ".join([row_sql] * len(chunk)) + tail,
+                f"INSERT INTO {table} ({columns}) VALUES " + ", ".join(marks) + tail,
                 params,
             )
     return len(rows)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime
 
 from django.core.cache import cache
@@ -304,17 +306,38 @@ def _save_progress(account, state):
     cache.touch(_sync_lock_key(account.pk), SYNC_LOCK_TTL)  # a long sync keeps its lock
 
 
+def _pages_ahead(fetch, cursor):
+    """The pages `fetch(cursor)` returns, following `next_cursor`; the next page is fetched in
+    a thread while the caller writes the current one (the fetch is HTTP and JSON, the write
+    waits on the database: overlapped, a 50,000-contact sync no longer pays both in turn).
+
+    Nothing changes for resuming: the caller saves a page's `next_cursor` only after writing
+    the page, and a failed fetch raises where its page would have been taken. Close the
+    generator (`contextlib.closing`) before closing the client: that waits for a fetch under way.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contacts-sync-fetch") as pool:
+        future = pool.submit(fetch, cursor)
+        while True:
+            page = future.result()
+            if page.next_cursor is not None:
+                future = pool.submit(fetch, page.next_cursor)
+            yield page
+            if page.next_cursor is None:
+                return
+
+
 def _sync_contacts(client, account, state, stamp, limit):
-    while True:
-        page = client.list_contacts(account.wxid, cursor=state["cursor"], limit=limit)
-        rows = [contact_row(account.pk, item, stamp) for item in page.items]
-        with transaction.atomic():
-            upsert_contacts(account.instance_id, rows)
-        state["counts"]["contacts_seen"] = state["counts"].get("contacts_seen", 0) + len(rows)
-        state["cursor"] = page.next_cursor
-        _save_progress(account, state)
-        if page.next_cursor is None:
-            break
+    def fetch(cursor):
+        return client.list_contacts(account.wxid, cursor=cursor, limit=limit)
+
+    with closing(_pages_ahead(fetch, state["cursor"])) as pages:
+        for page in pages:
+            rows = [contact_row(account.pk, item, stamp) for item in page.items]
+            with transaction.atomic():
+                upsert_contacts(account.instance_id, rows)
+            state["counts"]["contacts_seen"] = state["counts"].get("contacts_seen", 0) + len(rows)
+            state["cursor"] = page.next_cursor
+            _save_progress(account, state)
     with transaction.atomic():
         gone = contacts_of(account).filter(
             Q(last_sync_time__lt=stamp) | Q(last_sync_time__isnull=True)
@@ -323,16 +346,17 @@ def _sync_contacts(client, account, state, stamp, limit):
 
 
 def _sync_groups(client, account, state, stamp, limit):
-    while True:
-        page = client.list_rooms(account.wxid, cursor=state["cursor"], limit=limit)
-        rows = [group_row(account.pk, item, stamp) for item in page.items]
-        with transaction.atomic():
-            upsert_groups(account.instance_id, rows)
-        state["counts"]["groups_seen"] = state["counts"].get("groups_seen", 0) + len(rows)
-        state["cursor"] = page.next_cursor
-        _save_progress(account, state)
-        if page.next_cursor is None:
-            break
+    def fetch(cursor):
+        return client.list_rooms(account.wxid, cursor=cursor, limit=limit)
+
+    with closing(_pages_ahead(fetch, state["cursor"])) as pages:
+        for page in pages:
+            rows = [group_row(account.pk, item, stamp) for item in page.items]
+            with transaction.atomic():
+                upsert_groups(account.instance_id, rows)
+            state["counts"]["groups_seen"] = state["counts"].get("groups_seen", 0) + len(rows)
+            state["cursor"] = page.next_cursor
+            _save_progress(account, state)
     with transaction.atomic():
         gone = groups_of(account).filter(
             Q(last_sync_time__lt=stamp) | Q(last_sync_time__isnull=True)

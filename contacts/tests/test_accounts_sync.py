@@ -333,3 +333,38 @@ def test_account_update_from_a_report_keeps_counters_written_meanwhile(registere
     services.ensure_account(registered, "wx_1", profile=RecountMeanwhile(nickname="新名字"))
     account.refresh_from_db()
     assert (account.nickname, account.contact_count, account.group_count) == ("新名字", 7, 2)
+
+
+def test_resync_updates_rows_keeps_platform_columns_and_revives_returning_contacts(registered,
+                                                                                   simulator):
+    """The multi-row upsert (values written into the statement, the rest escaped by the driver):
+    changed names are updated, awkward text round-trips, tags and ids set on the platform are
+    kept, a contact deleted by one sync and back in the next is live again; pages are fetched
+    ahead while the previous one is written."""
+    account = login_account(registered, simulator)
+    sim_acc = simulator.accounts[account.wxid]
+    services.sync_account(account, page_limit=3)
+    model = shards.model_for(Contact, instance_id=registered.pk)
+    first, second = sim_acc.contacts[0], sim_acc.contacts[1]
+    row = model.objects.get(account=account, wxid=first["contact_id"])
+    model.objects.filter(pk=row.pk).update(tags=["vip", "北京"])
+
+    awkward = "O'Brien \\ 100% \"quoted\" 张三 ; DROP TABLE x"
+    first["name"] = awkward
+    first["remark"] = "2026-12-04 10:00:00"  # looks like a timestamp: still text
+    gone = sim_acc.contacts.pop(1)
+    services.sync_account(account, page_limit=3)
+    assert model.all_objects.get(account=account, wxid=second["contact_id"]).deleted_at is not None
+
+    sim_acc.contacts.append(gone)
+    services.sync_account(account, page_limit=3)
+    updated = model.objects.get(pk=row.pk)
+    assert updated.nickname == awkward
+    assert updated.remark == "2026-12-04 10:00:00"
+    assert updated.tags == ["vip", "北京"]
+    assert updated.created_at == row.created_at
+    assert updated.last_sync_time > row.last_sync_time
+    revived = model.objects.get(account=account, wxid=second["contact_id"])
+    assert revived.deleted_at is None
+    assert model.objects.filter(account=account).count() == len(sim_acc.contacts)
+    assert model.all_objects.filter(account=account).count() == len(sim_acc.contacts)

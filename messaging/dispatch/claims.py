@@ -11,7 +11,6 @@ run again. The design has no claim-token column:
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
@@ -20,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from wework import shards
 from wework.db.layout import connection_for
+from wework.db.literals import inline_literal
 from wework.db.retry import run_idempotent
 
 from ..models import Message, MessageReceiver, ReceiverSendStatus as RS, TaskStatus
@@ -116,22 +116,6 @@ def insert_messages(rows: list[dict], chunk: int = INSERT_CHUNK) -> list[int]:
     return ids
 
 
-_PLAIN_TIMESTAMP = re.compile(r"\A[0-9][0-9 :.T+-]*\Z")
-
-
-def _literal(value) -> str | None:
-    """The SQL text of a value that needs no escaping (integers, NULL, timestamps), else None."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and _PLAIN_TIMESTAMP.match(value) and len(value) <= 32:
-        return f"'{value}'"
-    return None
-
-
 def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
     qn = connection.ops.quote_name
     keys = list(items[0][1])
@@ -146,7 +130,7 @@ def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
     # Integers, NULLs and timestamps need no escaping: they are written into the statement
     # (a claim of 200 rows had about 5,800 values escaped one by one by the driver).
     rest = fields[2:]
-    inlined = {k: text for k, v in constant.items() if (text := _literal(v)) is not None}
+    inlined = {k: text for k, v in constant.items() if (text := inline_literal(v)) is not None}
     tail = ", ".join(inlined.get(f.attname, "%s") for f in rest)
     varying = [f for f in rest if f.attname not in inlined]
     for start in range(0, len(items), chunk):
@@ -155,7 +139,7 @@ def _insert_into(model, items: list[tuple[int, dict]], chunk: int) -> None:
         marks = []
         for mid, row in part:
             stamp = created.get_db_prep_save(shards.id_time(mid), connection)
-            stamp_sql = _literal(stamp)
+            stamp_sql = inline_literal(stamp)
             if stamp_sql:
                 marks.append(f"({int(mid)}, {stamp_sql}, {tail})")
             else:  # pragma: no cover - every backend adapts a datetime to a plain string

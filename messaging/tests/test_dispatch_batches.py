@@ -138,6 +138,6 @@ def test_fallback_to_single_sends_keeps_the_risk_control_bound(world, sim, fast,
 def test_only_values_that_need_no_escaping_are_written_into_the_statement(value, text):
     """Message rows are inserted with integers, NULLs and timestamps as literals (no driver
     escaping); anything else stays a parameter."""
-    from messaging.dispatch.claims import _literal
+    from wework.db.literals import inline_literal
 
-    assert _literal(value) == text
+    assert inline_literal(value) == text

@@ -1,0 +1,41 @@
+"""SQL text for values that need no escaping, and a fast conversion of UTC datetimes.
+
+Multi-row statements built from plain values (the dispatcher's message rows, the contact
+sync's upserts) write integers, NULLs and plain timestamps into the statement instead of
+handing each to the driver: MySQLdb's `literal()` costs a few microseconds a value, which on
+tens of thousands of rows is most of the Python time of the write.
+"""
+import re
+from datetime import UTC, datetime
+
+_PLAIN_TIMESTAMP = re.compile(r"\A[0-9][0-9 :.T+-]*\Z")
+
+
+def inline_literal(value) -> str | None:
+    """The SQL text of a value that needs no escaping (integers, NULL, timestamps), else None."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and len(value) <= 32 and _PLAIN_TIMESTAMP.match(value):
+        return f"'{value}'"
+    return None
+
+
+def datetime_preparer(field, connection):
+    """A function preparing `field`'s values for `connection` as `get_db_prep_save` does.
+
+    For a connection in UTC (the default of the MySQL and SQLite backends with USE_TZ) an
+    aware UTC datetime becomes its naive text directly, as Django's backends write it
+    (`str()` of the naive value); anything else goes through the field.
+    """
+    fast = getattr(connection, "timezone_name", None) == "UTC"
+
+    def prepare(value):
+        if fast and type(value) is datetime and value.tzinfo is UTC:
+            return str(value.replace(tzinfo=None))
+        return field.get_db_prep_save(value, connection)
+
+    return prepare
