@@ -158,3 +158,22 @@ def test_api_lists_across_modules_and_a_missing_reference_is_400(api_client_for,
     assert response.status_code == 400, response.content
     assert "account" in response.json()
     assert not MessageTask.objects.exists()
+
+
+@split
+@pytest.mark.django_db(transaction=True)
+def test_an_idempotent_transaction_spans_every_module_database():
+    """`run_idempotent` without `using` (the dispatcher's claims, for one) opens its transaction
+    on every alias: rows of messaging can be locked (select_for_update) and users written in
+    the same run, and both commit. With the transaction on "default" alone, the lock raised
+    TransactionManagementError on the messaging database and no broadcast was ever sent."""
+    from messaging.models import MessageReceiver
+    from wework.db.retry import run_idempotent
+
+    def work():
+        assert all(connections[alias].in_atomic_block for alias in layout.primary_aliases())
+        list(MessageReceiver.objects.select_for_update().values("id")[:1])
+        return User.objects.create(username="spanning")
+
+    user = run_idempotent(work)
+    assert User.objects.filter(pk=user.pk).exists()

@@ -243,7 +243,9 @@ def test_materialized_rows_carry_every_column_and_deleted_contacts_are_unknown(w
     """The receiver rows written with constants inlined in the statement hold what the model
     would; a soft-deleted contact is refused like an unknown one (the raw lookup keeps the
     default manager's filter)."""
-    from django.db import connection
+    from wework.db.layout import connection_for
+
+    connection = connection_for("messaging")  # the receivers' database (per-module layout)
     from django.test.utils import CaptureQueriesContext
 
     contact_model = shards.for_instance(Contact, world.instance.pk)

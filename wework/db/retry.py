@@ -41,6 +41,7 @@ from typing import TypeVar
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils.translation import gettext_lazy as _
 
+from wework.db.layout import is_split, primary_aliases
 from wework.errors import UnavailableError
 
 from .errors import UNAVAILABLE, classify, error_code
@@ -77,17 +78,26 @@ def run_idempotent(
     """Run the idempotent `fn()` in a transaction on `using` (default: the primary), again
     after a conflict or a lost connection, up to `attempts` runs in all. See the module
     docstring for what `fn` may do."""
-    alias = using or DEFAULT_DB_ALIAS
-    connection = connections[alias]
+    # Without `using`, the transaction is the platform's default one: in a split layout
+    # (per-module databases) it spans every primary alias (wework.db.transactions), so that `fn`
+    # may lock and write rows of any module, as it does on one database.
+    if using is None and is_split():
+        aliases = primary_aliases()
+    else:
+        aliases = [using or DEFAULT_DB_ALIAS]
     label = name or getattr(fn, "__qualname__", type(fn).__qualname__)
-    if connection.in_atomic_block:
-        with transaction.atomic(using=alias):
+
+    def atomic():
+        return transaction.atomic(using=using) if using else transaction.atomic()
+
+    if any(connections[alias].in_atomic_block for alias in aliases):
+        with atomic():
             return fn()
     attempt = 0
     while True:
         committing = False
         try:
-            with transaction.atomic(using=alias):
+            with atomic():
                 result = fn()
                 committing = True  # the next statement is the COMMIT in atomic's __exit__
             return result
@@ -98,7 +108,8 @@ def run_idempotent(
             if kind == UNAVAILABLE:
                 # The connection is dead or points at a node that left the cluster: a new
                 # one (through the proxy, to a healthy node) is needed for the next attempt.
-                _discard(connection)
+                for alias in aliases:
+                    _discard(connections[alias])
             attempt += 1
             where = "at COMMIT (outcome unknown)" if committing else "before COMMIT"
             if attempt >= attempts:
