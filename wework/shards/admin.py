@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _, ngettext
 
 from wework.admin import PlatformModelAdmin
 
-from . import services
+from . import exports, services
 from .exceptions import ShardError
 from .models import ShardState, ShardTable
 
@@ -123,7 +123,7 @@ class ShardTableAdmin(PlatformModelAdmin):
             "problems": problems,
             "action": "drop_selected",
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "export_dir": str(services.ddl.export_dir()),
+            "export_dir": str(exports.export_dir()),
             "needs_sudo": not self.in_sudo(request),
         }
         return TemplateResponse(request, "admin/shards/drop_confirmation.html", context)

@@ -26,7 +26,7 @@ from wework import audit as audit_port
 from wework.db.errors import error_code
 from wework.db.layout import alias_for_model, primary_aliases
 
-from . import builder, ddl, fidelity, router
+from . import builder, ddl, exports, fidelity, router
 from .conf import (
     all_configs, config_for, instance_suffix, is_installed, parse_suffix, period_of, shard_timezone,
     table_name,
@@ -84,8 +84,8 @@ def export_shard(row: ShardTable, fmt: str | None = None) -> ShardTable:
     if row.state == ShardState.DROPPED:
         raise ShardError(f"{row.table_name} was dropped; nothing to export.")
     model = model_from_row(row)
-    path, rows, digest = ddl.export_table(model, fmt=fmt)
-    host = ddl.export_host()
+    path, rows, digest = exports.export_table(model, fmt=fmt)
+    host = exports.export_host()
     ShardTable.objects.filter(pk=row.pk).update(
         export_path=path, export_rows=rows, export_sha256=digest, export_host=host,
         exported_at=timezone.now(), updated_at=timezone.now(),
@@ -466,11 +466,11 @@ def restore_shard(row: ShardTable, keep_days: int = RESTORE_KEEP_DAYS) -> ShardT
         raise ShardError(f"{table} has no export to restore from.")
     path = row.export_path
     if not os.path.exists(path):
-        here = ddl.export_host()
+        here = exports.export_host()
         where = f" on host {row.export_host}" if row.export_host and row.export_host != here else ""
         raise ShardError(f"The export of {table} is not at {path} here; it was written{where or ' there'}: "
                          "copy it to that path (or restore on that host).")
-    if row.export_sha256 and ddl.file_sha256(path) != row.export_sha256:
+    if row.export_sha256 and exports.file_sha256(path) != row.export_sha256:
         raise ShardError(f"The export {path} does not match its recorded SHA-256; {table} was not restored.")
     if ddl.table_exists(table):
         raise ShardError(f"A table named {table} exists already; it was not restored.")
@@ -484,7 +484,7 @@ def restore_shard(row: ShardTable, keep_days: int = RESTORE_KEEP_DAYS) -> ShardT
     # Cold (it holds a past period) from the start: no ALTER TABLE rebuilds it afterwards (on
     # Galera that ALTER would abort the transactions writing the tables it references).
     ddl.create_shard(model, values, cold=row.period_end is not None)
-    count = ddl.restore_rows(model, path)
+    count = exports.restore_rows(model, path)
     if row.export_rows is not None and count != row.export_rows:
         ddl.drop_table(model)
         ShardTable.objects.filter(pk=row.pk).update(state=ShardState.DROPPED, dropped_at=timezone.now())

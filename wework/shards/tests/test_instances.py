@@ -10,7 +10,7 @@ from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from instances.models import InstanceMonitor, WeworkInstance
 from messaging.models import Message
 from wework import ids, shards
-from wework.shards import ddl
+from wework.shards import ddl, exports
 from wework.shards.models import ShardState, ShardTable
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,7 +92,7 @@ def test_drop_needs_confirmation_and_exports_first(instance, account):
     for table in (f"contacts_{instance.pk}", f"groups_{instance.pk}", f"group_members_{instance.pk}"):
         assert not ddl.table_exists(table)
         assert ShardTable.objects.get(table_name=table).state == ShardState.DROPPED
-    assert len(ddl.read_export(row.export_path)) == 1
+    assert len(exports.read_export(row.export_path)) == 1
     with pytest.raises(CommandError, match="has no shard tables"):
         call_command("shards", "drop", "--instance", str(instance.pk), "--yes", stdout=out)
 

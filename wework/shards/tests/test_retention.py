@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from wework import ids, shards
-from wework.shards import ddl, services
+from wework.shards import ddl, exports, services
 from wework.shards.conf import shard_timezone
 from wework.shards.models import ShardState, ShardTable
 from wework.shards.tests.models import ProbeEvent
@@ -43,7 +43,7 @@ def fill(count=25):
 def test_a_shard_goes_hot_cold_exported_dropped_and_restored_identical(probe_sharding, settings):
     settings.SHARDING_EXPORT_HOST = "storage-host-1"
     model = fill()
-    before = ddl.rows_digest(model)
+    before = exports.rows_digest(model)
     assert ShardTable.objects.get(table_name=TABLE).state == ShardState.HOT
     # Past the hot window: cold, in the compressed row format on MariaDB, still queryable.
     run("rotate", "--model", MODEL, "--now", "2025-03-15", "--yes")
@@ -52,18 +52,18 @@ def test_a_shard_goes_hot_cold_exported_dropped_and_restored_identical(probe_sha
         assert ddl.row_format(TABLE) == "Compressed"
     page = shards.paginate(ProbeEvent, since=local(2025, 1, 1), until=local(2025, 2, 1), limit=10)
     assert len(page.items) == 10 and page.next_after
-    assert ddl.rows_digest(model) == before
+    assert exports.rows_digest(model) == before
     # Past the cold window: exported (with its host and checksum) then dropped.
     run("rotate", "--model", MODEL, "--now", "2026-02-15", "--yes")
     row = ShardTable.objects.get(table_name=TABLE)
     assert row.state == ShardState.DROPPED and not ddl.table_exists(TABLE)
     assert row.export_host == "storage-host-1" and row.export_rows == 25
-    assert ddl.file_sha256(row.export_path) == row.export_sha256
+    assert exports.file_sha256(row.export_path) == row.export_sha256
     assert f"storage-host-1:{row.export_path}" in run("list", "--model", MODEL, "--all")
     # Restored: the same rows (checksum over every column), archived, kept from the next drops.
     output = run("restore", "--table", TABLE, "--keep-days", "10")
     assert f"Restored {TABLE}: 25 rows" in output
-    assert ddl.rows_digest(model) == before
+    assert exports.rows_digest(model) == before
     row.refresh_from_db()
     assert row.state == ShardState.ARCHIVED and row.restored_at and row.dropped_at is None
     if connection.vendor == "mysql":
@@ -99,10 +99,10 @@ def test_restore_refusals_are_sentences(probe_sharding, settings):
 def test_csv_exports_restore_too(probe_sharding, settings):
     settings.SHARDING_EXPORT_FORMAT = "csv"
     model = fill(6)
-    before = ddl.rows_digest(model)
+    before = exports.rows_digest(model)
     run("rotate", "--model", MODEL, "--now", "2026-02-15", "--yes")
     run("restore", "--table", TABLE)
-    assert ddl.rows_digest(model) == before
+    assert exports.rows_digest(model) == before
 
 
 def test_demote_without_a_cold_format_keeps_the_table_as_it_is(probe_sharding, settings):

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, models
 
 from wework import ids, shards
-from wework.shards import builder, ddl, services
+from wework.shards import builder, ddl, exports, services
 from wework.shards.conf import period_of, shard_timezone
 from wework.shards.exceptions import RotationLocked
 from wework.shards.models import ShardState, ShardTable
@@ -94,7 +94,7 @@ def test_export_then_drop_one_table(probe_sharding):
     assert "Dropped probe_events_202506" in output
     row = ShardTable.objects.get(table_name="probe_events_202506")
     assert row.state == ShardState.DROPPED and row.export_rows == 4
-    assert Path(row.export_path).exists() and len(ddl.read_export(row.export_path)) == 4
+    assert Path(row.export_path).exists() and len(exports.read_export(row.export_path)) == 4
     assert not ddl.table_exists("probe_events_202506")
     assert "already dropped" in run("drop", "--table", "probe_events_202506", "--yes")
 
@@ -106,7 +106,7 @@ def test_csv_export(probe_sharding, settings):
     run("drop", "--table", "probe_events_202506", "--yes", "--now", "2025-09-01")
     row = ShardTable.objects.get(table_name="probe_events_202506")
     assert row.export_path.endswith(".csv.gz")
-    assert [r["body"] for r in ddl.read_export(row.export_path)] == ["row 0", "row 1"]
+    assert [r["body"] for r in exports.read_export(row.export_path)] == ["row 0", "row 1"]
 
 
 def test_tables_not_created_by_the_tool_are_never_dropped(probe_sharding):

@@ -5,7 +5,7 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from wework.shards import services
+from wework.shards import exports, services
 from wework.shards.conf import config_for, shard_timezone
 from wework.shards.exceptions import ShardError
 from wework.shards.models import ShardState, ShardTable
@@ -200,7 +200,7 @@ class Command(BaseCommand):
         if not row.created_by_tool:
             raise CommandError(f"{row.table_name} was not created by the shard tool, so it is not dropped.")
         services.check_droppable(row, now)
-        self.stdout.write(f"  drop {row.table_name} (export to {services.ddl.export_dir()})")
+        self.stdout.write(f"  drop {row.table_name} (export to {exports.export_dir()})")
         if options["dry_run"]:
             return
         if not self._confirm(options, f"This exports then drops {row.table_name}."):
