@@ -55,29 +55,37 @@ def test_past_time_ids_made_while_live_ids_are_made_are_unique():
                for v in explicit if abs((ids.id_time(v) - past).total_seconds()) < 5)
 
 
-def _mixed(queue, past):
+def _mixed(queue, past, release):
     out = []
     for i in range(3000):
         out.append(ids.new_id())
         out.append(ids.new_id(past + timedelta(milliseconds=i % 7)))
         out.append(ids.new_id(datetime.now(dt_timezone.utc)))
     queue.put((ids._generator._lease.worker, out))
+    # Stay alive (holding the worker id) until every process has reported: a process that
+    # exited gives its worker id back, and a later process may rightly take it.
+    release.wait(120)
 
 
 def test_ids_of_both_kinds_are_unique_across_many_processes():
     past = datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt_timezone.utc)
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_mixed, args=(queue, past)) for _ in range(6)]
+    queue, release = ctx.Queue(), ctx.Event()
+    ids.new_id()  # this process holds its worker id for the whole test (the children re-lease)
+    parent_worker = ids._generator._lease.worker
+    procs = [ctx.Process(target=_mixed, args=(queue, past, release)) for _ in range(6)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
+    try:
+        results = [queue.get(timeout=120) for _ in procs]
+    finally:
+        release.set()
+        for p in procs:
+            p.join(30)
     every = [v for _worker, batch in results for v in batch]
     every += [ids.new_id(past) for _ in range(3000)] + [ids.new_id() for _ in range(3000)]
     assert len(set(every)) == len(every)
-    workers = [worker for worker, _batch in results] + [ids._generator._lease.worker]
+    workers = [worker for worker, _batch in results] + [parent_worker]
     assert len(set(workers)) == len(workers)  # live processes never share a worker id
 
 
