@@ -326,42 +326,34 @@ def _pages_ahead(fetch, cursor):
                 return
 
 
-def _sync_contacts(client, account, state, stamp, limit):
-    def fetch(cursor):
-        return client.list_contacts(account.wxid, cursor=cursor, limit=limit)
-
+def _sync_listed(account, state, stamp, fetch, to_row, upsert, existing, kind, removed):
+    """A listed phase (contacts, groups): every page upserted, its cursor saved after it is
+    written, then the rows this sync did not see marked deleted (plus the `removed` fields)."""
     with closing(_pages_ahead(fetch, state["cursor"])) as pages:
         for page in pages:
-            rows = [contact_row(account.pk, item, stamp) for item in page.items]
+            rows = [to_row(account.pk, item, stamp) for item in page.items]
             with transaction.atomic():
-                upsert_contacts(account.instance_id, rows)
-            state["counts"]["contacts_seen"] = state["counts"].get("contacts_seen", 0) + len(rows)
+                upsert(account.instance_id, rows)
+            state["counts"][f"{kind}_seen"] = state["counts"].get(f"{kind}_seen", 0) + len(rows)
             state["cursor"] = page.next_cursor
             _save_progress(account, state)
     with transaction.atomic():
-        gone = contacts_of(account).filter(
+        gone = existing.filter(
             Q(last_sync_time__lt=stamp) | Q(last_sync_time__isnull=True)
-        ).update(deleted_at=timezone.now(), sync_status=SyncStatus.NOT_SYNCED)
-    state["counts"]["contacts_removed"] = gone
+        ).update(deleted_at=timezone.now(), sync_status=SyncStatus.NOT_SYNCED, **removed)
+    state["counts"][f"{kind}_removed"] = gone
+
+
+def _sync_contacts(client, account, state, stamp, limit):
+    _sync_listed(account, state, stamp,
+                 lambda cursor: client.list_contacts(account.wxid, cursor=cursor, limit=limit),
+                 contact_row, upsert_contacts, contacts_of(account), "contacts", {})
 
 
 def _sync_groups(client, account, state, stamp, limit):
-    def fetch(cursor):
-        return client.list_rooms(account.wxid, cursor=cursor, limit=limit)
-
-    with closing(_pages_ahead(fetch, state["cursor"])) as pages:
-        for page in pages:
-            rows = [group_row(account.pk, item, stamp) for item in page.items]
-            with transaction.atomic():
-                upsert_groups(account.instance_id, rows)
-            state["counts"]["groups_seen"] = state["counts"].get("groups_seen", 0) + len(rows)
-            state["cursor"] = page.next_cursor
-            _save_progress(account, state)
-    with transaction.atomic():
-        gone = groups_of(account).filter(
-            Q(last_sync_time__lt=stamp) | Q(last_sync_time__isnull=True)
-        ).update(deleted_at=timezone.now(), is_active=False, sync_status=SyncStatus.NOT_SYNCED)
-    state["counts"]["groups_removed"] = gone
+    _sync_listed(account, state, stamp,
+                 lambda cursor: client.list_rooms(account.wxid, cursor=cursor, limit=limit),
+                 group_row, upsert_groups, groups_of(account), "groups", {"is_active": False})
 
 
 def _sync_members(client, account, state, stamp, limit):
