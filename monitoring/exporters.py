@@ -22,10 +22,12 @@ import logging
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 
 from instances.models import InstanceMonitor
 from wework import shards
+from wework.shards import ddl
 
 from .models import SystemLog
 
@@ -51,12 +53,8 @@ def ascending_rows(base_model, start_id, limit, values):
         qs = model._default_manager.filter(pk__gte=start_id).order_by("pk").values(*values)
         try:
             rows.extend(qs[: limit - len(rows)])
-        except Exception as exc:
-            from django.db import DatabaseError
-
-            from wework.shards import ddl
-
-            if isinstance(exc, DatabaseError) and ddl.is_missing_table_error(exc):
+        except DatabaseError as exc:
+            if ddl.is_missing_table_error(exc):
                 continue  # dropped meanwhile (past its retention): nothing to export
             raise
         if len(rows) >= limit:
