@@ -12,6 +12,7 @@ from django.db import close_old_connections, connection, connections, transactio
 from django.db.models import F
 from django.utils import timezone
 
+from wework.testing.concurrency import run_at_once
 from wework.testing.fixtures import login_verified
 from messaging.models import MessageTemplate
 from messaging.tests.factories import MessageTemplateFactory
@@ -218,28 +219,15 @@ def test_concurrent_writers_create_a_shard_without_a_deadlock(monkeypatch):
     monkeypatch.setattr(router, "ABORT_RETRIES", 1)
     account = WeworkAccountFactory()
     when = timezone.now() - timezone.timedelta(days=200)
-    errors, made = [], []
-    barrier = threading.Barrier(6)
+    made = []
 
     def writer(n):
-        try:
-            barrier.wait()
-            for i in range(3):
-                made.append(shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid=f"c{n}",
-                                          message_type="text", message_content=f"{n}-{i}",
-                                          created_at=when).id)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
+        for i in range(3):
+            made.append(shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid=f"c{n}",
+                                      message_type="text", message_content=f"{n}-{i}",
+                                      created_at=when).id)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_at_once(writer, 6) == []
     assert shards.model_for(Message, when=when, create=False)._default_manager.count() == 18 == len(set(made))
 
 

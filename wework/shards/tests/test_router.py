@@ -2,7 +2,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -12,6 +12,7 @@ from wework.shards import ddl, fidelity, router
 from wework.shards.conf import period_of, shard_timezone
 from wework.shards.models import ShardState, ShardTable
 from wework.shards.tests.models import ProbeEvent
+from wework.testing.concurrency import run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,26 +142,13 @@ def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:memorydb", ":memory:")):
         pytest.skip("threads need a file database on SQLite (set TEST_SQLITE_NAME)")
     when = timezone.now() - timedelta(days=40)
-    errors, made = [], []
-    barrier = threading.Barrier(6)
+    made = []
 
     def writer(n):
-        try:
-            barrier.wait()
-            for i in range(5):
-                made.append(shards.create(ProbeEvent, body=f"{n}-{i}", created_at=when).id)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-        finally:
-            close_old_connections()
-            connection.close()
+        for i in range(5):
+            made.append(shards.create(ProbeEvent, body=f"{n}-{i}", created_at=when).id)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_at_once(writer, 6) == []
     suffix = period_of("month", when).suffix
     assert ShardTable.objects.filter(table_name=f"probe_events_{suffix}").count() == 1
     model = shards.model_for(ProbeEvent, when=when, create=False)
