@@ -4,6 +4,9 @@ shards), logged-in browsers and operators, a fake clock, and a record of account
 
 Fixtures other apps' tests could use too (the simulator, a verified admin client, personas)
 belong in the project's shared test plugin once it exists; they are here until then."""
+import time
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone, translation
@@ -13,6 +16,7 @@ from wework.testing.fixtures import login_verified
 from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
 from instances import services as instance_services
 from simulator.server import Simulator
+from messaging import inbound
 from messaging.clock import FakeClock
 from messaging.services import sending
 from messaging.services.requests import TaskRequest
@@ -143,3 +147,30 @@ def _english(settings):
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield
+
+
+_inbound_clock = {"ms": 0}
+
+
+def inbound_from(world, sim, wxid, n=1, *, account=None, is_self=False, is_history=False, room=False,
+                 text="message", start=None):
+    """`n` inbound messages in the conversation with `wxid` (simulator events redirected to it),
+    handled as the webhook intake does; their stored ids, in order. Times are `start` plus a
+    minute each (history), or strictly increasing around now: the simulator's own jitter."""
+    account = account or world.account
+    ids = []
+    for i, e in enumerate(sim.chatter(n, account_id=world.sim_account.account_id, conversation_type="single")):
+        e["account_id"] = account.wxid
+        e["data"].update(conversation_id=wxid, sender={"id": wxid, "name": "Peer"}, is_self=is_self,
+                         is_history=is_history, type="text", content={"text": f"{text} {e['event_id']}"},
+                         conversation_type="room" if room else "single")
+        if start is not None:
+            e["data"]["sent_at_ms"] = int((start + timedelta(minutes=i)).timestamp() * 1000)
+            e["data"]["is_history"] = True
+        else:
+            _inbound_clock["ms"] = max(_inbound_clock["ms"] + 5, int(time.time() * 1000) - 60_000)
+            e["data"]["sent_at_ms"] = _inbound_clock["ms"]
+        result = inbound.handle_instance_event(world.instance, e)
+        assert result["stored"], result
+        ids.append(result["id"])
+    return ids

@@ -3,7 +3,6 @@ new messages, replies through the send path (permissions, idempotency), pages an
 messages come from the simulator's `message.received` events through the inbound handler."""
 from datetime import datetime, timedelta, timezone as tz
 
-import time
 
 import pytest
 from django.urls import reverse
@@ -20,6 +19,8 @@ from wework import shards
 from wework.testing.factories import make
 from wework.testing.fixtures import api_client_for, login_verified
 
+from .conftest import inbound_from
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -34,26 +35,9 @@ def receive(world, sim, n=1, conversation_type="single"):
     return events
 
 
-_clock = {"ms": 0}
-
-
 def to_contact(world, sim, wxid, n, start=None):
-    """`n` inbound messages from `wxid` (simulator events redirected to that conversation, in
-    order: the simulator's own times jitter by a second and a half)."""
-    ids = []
-    for i, e in enumerate(sim.chatter(n, account_id=world.sim_account.account_id, conversation_type="single")):
-        e["data"].update(conversation_id=wxid, sender={"id": wxid, "name": "Peer"}, is_self=False,
-                         type="text", content={"text": f"message {e['event_id']}"})
-        if start is not None:
-            e["data"]["sent_at_ms"] = int((start + timedelta(minutes=i)).timestamp() * 1000)
-            e["data"]["is_history"] = True
-        else:
-            _clock["ms"] = max(_clock["ms"] + 5, int(time.time() * 1000) - 60_000)
-            e["data"]["sent_at_ms"] = _clock["ms"]
-        result = inbound.handle_instance_event(world.instance, e)
-        assert result["stored"], result
-        ids.append(result["id"])
-    return ids
+    """`n` inbound messages from `wxid`, in order (from `start` a minute apart, as history)."""
+    return inbound_from(world, sim, wxid, n, start=start)
 
 
 def test_history_is_newest_first_across_month_shards_paged_by_id(world, sim):

@@ -1,38 +1,23 @@
 """The inbox: conversations with unread received messages across the accounts a user may
 read, newest first, keyset paged, O(page); kept by the inbound handler and the read marker;
 the page, its polling endpoint and the API, with their permission checks."""
-import time
 
 import pytest
 from django.urls import reverse
 
 from contacts.models import AccountStatus, WeworkAccount
-from messaging import inbound
 from messaging.models import ConversationRead
 from messaging.services import conversations, inbox
 from wework.testing.fixtures import api_client_for, login_verified
 
+from .conftest import inbound_from
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
-_clock = {"ms": 0}
-
-
 def say(world, sim, wxid, n=1, *, account=None, is_self=False, is_history=False, room=False, text="hello"):
-    """`n` inbound messages in the conversation with `wxid`, handled as the webhook intake
-    does; their stored ids (in order)."""
-    account = account or world.account
-    ids = []
-    for e in sim.chatter(n, account_id=world.sim_account.account_id, conversation_type="single"):
-        e["account_id"] = account.wxid
-        e["data"].update(conversation_id=wxid, sender={"id": wxid, "name": "Peer"}, is_self=is_self,
-                         is_history=is_history, type="text", content={"text": f"{text} {e['event_id']}"},
-                         conversation_type="room" if room else "single")
-        _clock["ms"] = max(_clock["ms"] + 5, int(time.time() * 1000) - 60_000)
-        e["data"]["sent_at_ms"] = _clock["ms"]
-        result = inbound.handle_instance_event(world.instance, e)
-        assert result["stored"], result
-        ids.append(result["id"])
-    return ids
+    """`n` inbound messages in the conversation with `wxid`; their stored ids (in order)."""
+    return inbound_from(world, sim, wxid, n, account=account, is_self=is_self, is_history=is_history,
+                        room=room, text=text)
 
 
 def keys(page):

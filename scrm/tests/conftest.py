@@ -10,6 +10,7 @@ from importlib import import_module
 
 from instances import services as instance_services
 from scrm.models import OptOutKeyword
+from scrm.tests.factories import TagFactory
 from simulator.server import Simulator
 from wework import shards
 
@@ -71,3 +72,13 @@ def world(transactional_db, sim):
                                      for r in w.sim_account.rooms for m in w.sim_account.members[r["room_id"]]],
                        instance_id=w.instance.pk)
     return w
+
+
+@pytest.fixture
+def vip(world):
+    return TagFactory(name="vip")
+
+
+@pytest.fixture
+def lead(world):
+    return TagFactory(name="lead")

@@ -8,20 +8,9 @@ from accounts.services.permissions import grant_instance
 from monitoring.models import AuditLog
 from scrm.models import ContactTag
 from scrm.services import tags
-from scrm.tests.factories import TagFactory
 from wework.testing.fixtures import login_verified
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def vip(world):
-    return TagFactory(name="vip")
-
-
-@pytest.fixture
-def lead(world):
-    return TagFactory(name="lead")
 
 
 def _urls(world, wxid):

@@ -8,19 +8,8 @@ from messaging.services.requests import TaskRequest
 from scrm.errors import ScrmInvalid, ScrmPermissionDenied
 from scrm.models import ContactTag, Segment, TagRule, TagSource
 from scrm.services import optouts, segments, tags
-from scrm.tests.factories import TagFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def vip(world):
-    return TagFactory(name="vip")
-
-
-@pytest.fixture
-def lead(world):
-    return TagFactory(name="lead")
 
 
 def test_tag_and_untag_keep_the_column_in_step(world, vip, lead):
