@@ -32,7 +32,8 @@ class WeworkConfig(AppConfig):
         if getattr(settings, "DATABASE_SPLIT", False):
             # Queries never join across the databases (wework.db.crossdb), and references to
             # another module's database are checked before each write (wework.db.references).
-            from wework.db import crossdb, references
+            from wework.db import crossdb, deletion, references
 
             crossdb.install()
             references.install()
+            deletion.install()

@@ -8,4 +8,10 @@ BEAT_SCHEDULE = {
         "task": "shards.rotate",
         "schedule": crontab(hour=3, minute=17),
     },
+    # Per-module databases: references across databases naming a missing row (a no-op on one
+    # database; docs/schema.md, "Storage layout").
+    "database-report-orphans-nightly": {
+        "task": "database.report_orphans",
+        "schedule": crontab(hour=4, minute=41),
+    },
 }

@@ -1,0 +1,138 @@
+"""Delete rules across databases (wework/db/deletion.py) and the orphan report
+(wework/db/orphans.py, `manage.py orphans`, the nightly `database.report_orphans`).
+
+On five schemas (.ci/run's per-module section) a hard delete does to the rows of the other
+databases what the foreign keys do on one database: cascade, set null, or refuse; and rows
+orphaned behind the platform's back are reported and repaired by their rule. On one database
+the command and the task say the keys hold every reference, and `--all-references` checks
+anyway (it finds nothing)."""
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.db.models import ProtectedError
+
+from contacts.models import WeworkAccount
+from contacts.tests.factories import WeworkAccountFactory
+from instances.models import WeworkInstance
+from instances.tests.factories import WeworkInstanceFactory
+from messaging.models import MessageTask
+from messaging.tests.factories import MessageTaskFactory
+from monitoring.models import AlertRecord, AuditLog
+from monitoring.tests.factories import AlertRecordFactory
+from scrm.models import OptOut, Segment, TagRule
+from scrm.tests.factories import OptOutFactory, SegmentFactory, TagRuleFactory
+from wework.db.layout import connection_for
+from wework.tasks import report_orphans
+
+SPLIT = getattr(settings, "DATABASE_SPLIT", False)
+split = pytest.mark.skipif(not SPLIT, reason="needs the per-module layout (DATABASE_URL_<MODULE>)")
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(*args):
+    out = StringIO()
+    try:
+        call_command("orphans", *args, stdout=out)
+    except CommandError as exc:
+        return 1, out.getvalue() + str(exc)
+    return 0, out.getvalue()
+
+
+def _delete_behind_the_platforms_back(model, pk):
+    with connection_for(model._meta.app_label).cursor() as cursor:
+        cursor.execute("SET FOREIGN_KEY_CHECKS = 0" if cursor.db.vendor == "mysql" else "SELECT 1")
+        cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE id = %s", [pk])
+
+
+@split
+def test_deleting_an_instance_cascades_and_empties_across_databases():
+    instance = WeworkInstanceFactory()
+    account = WeworkAccountFactory(instance=instance)
+    segment = SegmentFactory(instance=instance)
+    alert = AlertRecordFactory(instance=instance)
+
+    WeworkInstance.objects.filter(pk=instance.pk).hard_delete()
+
+    assert not WeworkAccount._base_manager.filter(pk=account.pk).exists()  # DB_CASCADE, contacts' database
+    assert not Segment.objects.filter(pk=segment.pk).exists()  # DB_CASCADE, scrm on contacts' database
+    alert.refresh_from_db()
+    assert alert.instance_id is None  # DB_SET_NULL, monitoring's database
+
+
+@split
+def test_deleting_a_task_cascades_its_tag_rules_and_empties_opt_out_confirmations():
+    task = MessageTaskFactory()
+    rule = TagRuleFactory(task=task, account=task.account)
+    opt_out = OptOutFactory(account=task.account, confirmation_task=task)
+
+    MessageTask.objects.filter(pk=task.pk).delete()
+
+    assert not TagRule.objects.filter(pk=rule.pk).exists()
+    opt_out = OptOut.objects.get(pk=opt_out.pk)
+    assert opt_out.confirmation_task_id is None
+
+
+@split
+def test_a_row_referenced_by_a_refusing_reference_is_not_deleted():
+    task = MessageTaskFactory()
+    account = task.account
+    with pytest.raises(ProtectedError, match="refer to it"):
+        WeworkAccount._base_manager.filter(pk=account.pk).hard_delete()
+    assert WeworkAccount._base_manager.filter(pk=account.pk).exists()
+    assert MessageTask.objects.filter(pk=task.pk).exists()
+
+
+@split
+def test_orphans_are_reported_and_fixed_by_their_rule():
+    instance = WeworkInstanceFactory()
+    account = WeworkAccountFactory(instance=instance)
+    segment = SegmentFactory(instance=instance)
+    alert = AlertRecordFactory(instance=instance)
+    _delete_behind_the_platforms_back(WeworkInstance, instance.pk)
+
+    status, out = _run()
+    assert status == 1 and "orphan rows remain" in out
+    assert "wework_accounts.instance_id -> wework_instances: 1 rows name 1 missing rows (rule: cascade)" in out
+    assert "alert_records.instance_id -> wework_instances: 1 rows" in out
+    assert report_orphans()["orphans"]["scrm_segments.instance_id -> wework_instances"] == 1
+
+    status, out = _run("--fix")
+    assert status == 0, out
+    assert not WeworkAccount._base_manager.filter(pk=account.pk).exists()
+    assert not Segment.objects.filter(pk=segment.pk).exists()
+    alert.refresh_from_db()
+    assert alert.instance_id is None
+    assert AuditLog.objects.filter(operation="database.orphans_fixed").count() == 3
+    status, out = _run()
+    assert status == 0 and "No orphan rows remain" in out
+
+
+@split
+def test_orphans_of_a_refusing_reference_are_listed_not_fixed():
+    task = MessageTaskFactory()
+    _delete_behind_the_platforms_back(WeworkAccount, task.account_id)
+    status, out = _run("--fix")
+    assert status == 1
+    assert "message_tasks.account_id -> wework_accounts: 1 rows" in out and "not fixed" in out
+    assert MessageTask.objects.filter(pk=task.pk).exists()
+
+
+def test_page_must_be_positive():
+    status, out = _run("--page", "0")
+    assert status == 1 and "--page must be a positive number" in out
+
+
+@pytest.mark.skipif(SPLIT, reason="the one-database layout")
+def test_on_one_database_the_keys_hold_and_all_references_finds_nothing():
+    task = MessageTaskFactory()
+    AlertRecordFactory(instance=task.account.instance)
+    assert _run() == (0, "One database: its foreign keys hold every reference between modules "
+                         "(--all-references checks them anyway).\n")
+    status, out = _run("--all-references")
+    assert status == 0 and "No orphan rows remain" in out
+    assert "message_tasks.account_id -> wework_accounts: no orphan (1 ids" in out
+    assert report_orphans() == {"skipped": "one database: its foreign keys hold every reference"}
+    assert AlertRecord.objects.filter(instance=task.account.instance).count() == 1  # nothing changed
