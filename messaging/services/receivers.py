@@ -170,7 +170,7 @@ def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) 
         for start in range(0, len(items), 5000):
             chunk = items[start : start + 5000]
             if quote is not None:  # escaped by the driver's C function, no parameters
-                cursor.execute(select + "(" + ", ".join([quote(r["wxid"]) for r in chunk]) + ")")
+                cursor.execute(select + "(" + ", ".join([quote(r["wxid"]) for r in chunk]) + ")", [])
             else:
                 cursor.execute(select + "(" + ", ".join(["%s"] * len(chunk)) + ")", [r["wxid"] for r in chunk])
             _fill_names(rtype, chunk, {row[0]: row for row in cursor.fetchall()}, unknown)
@@ -398,7 +398,7 @@ def materialize_receivers(task: MessageTask, receivers: list[Receiver], now: dat
                     rows.append(f"{lead}{int(r['type'])}, {quote(r['wxid'])}, "
                                 f"{quote(str(name)[:100]) if name else 'NULL'}{tail}"
                                 f"{quote(dumps(variables)) if variables else 'NULL'}{end}")
-                cursor.execute(insert + ", ".join(rows))
+                cursor.execute(insert + ", ".join(rows), [])  # [] : the driver undoes the quoted %%
                 continue
             params: list = []
             add = params.extend

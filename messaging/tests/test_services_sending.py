@@ -295,11 +295,14 @@ def test_explicit_receivers_resolve_alike_by_in_lists_or_one_read_of_the_account
         make_task(world, start=False, message_type="text", content="hi", receivers=[*known, *strangers])
     (message,) = exc.value.fields["receivers"]
     assert message.startswith("4 receivers") and all(w in message for w in strangers)
+    awkward = "O'Brien \\ 100% \"q\" 张 %s"
     task = make_task(world, start=False, message_type="text", content="hi {{ receiver_name }}",
-                     receivers=[known[0], known[1], *({"wxid": w, "name": "Given"} for w in known[2:])])
+                     receivers=[known[0], {"wxid": known[1], "variables": {"code": awkward}},
+                                *({"wxid": w, "name": awkward} for w in known[2:])])
     rows = {r.receiver_wxid: r for r in MessageReceiver.objects.filter(task_id=task.pk)}
     assert len(rows) == n_known
     assert rows[known[0]].receiver_name == known[0]  # no nickname: the wxid, never the remark
     assert rows[known[0]].variables == {"receiver_remark": "备注"}
     assert rows[known[1]].receiver_name == "Bo"
-    assert all(rows[w].receiver_name == "Given" for w in known[2:])
+    assert rows[known[1]].variables["code"] == awkward  # quotes, backslash, % round-trip
+    assert all(rows[w].receiver_name == awkward for w in known[2:])
