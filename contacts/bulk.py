@@ -49,15 +49,19 @@ def upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_si
             preparers.append(None)
         elif isinstance(field, models.DateTimeField):
             preparers.append(literals.datetime_preparer(field, connection))
+        elif isinstance(field, models.JSONField):
+            preparers.append(literals.json_preparer(field, connection))
         else:
             preparers.append(lambda value, f=field: f.get_db_prep_save(value, connection))
-    inline = literals.inline_literal
     with connection.cursor() as cursor:
+        # MySQL/MariaDB: strings (and JSON text) escaped by the driver's C function into the
+        # statement as well, so nothing is left to the driver's per-value `literal()`.
+        inline = literals.value_writer(connection)
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             # Values every row of the chunk shares (account, sync stamp, states) are converted
-            # once; integers, NULLs and timestamps are written into the statement, so the
-            # driver escapes only the strings and JSON (20 values a contact row before, 8 now).
+            # once; integers, NULLs and timestamps are written into the statement, and on
+            # MySQL/MariaDB the strings and JSON too (value_writer): no per-value `literal()`.
             first = chunk[0]
             shared = {}
             for i, key in enumerate(keys, start=1):
@@ -86,8 +90,7 @@ def upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_si
                             text = "%s"
                     parts.append(text)
                 marks.append("(" + ", ".join(parts) + ")")
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES " + ", ".join(marks) + tail,
-                params,
-            )
+            # always a list, an empty one too: the driver's %-formatting undoes the quoted %%
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES " + ", ".join(marks) + tail, params)
     return len(rows)
+

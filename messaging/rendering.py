@@ -138,6 +138,10 @@ class Compiled:
             raise MissingVariablesError(missing)
         return _render_tree(self._tree, values)
 
+    def render_complete(self, values):
+        """`render` for values the caller has checked with `missing()` (a KeyError otherwise)."""
+        return _render_tree(self._tree, values)
+
 
 def compile_content(content):
     """`Compiled` for a string, or a dict/list of them; raises TemplateSyntaxError."""

@@ -38,6 +38,7 @@ class Acknowledgements:
         self.stats = stats
         self.inflight: list[Prepared] = []
         self.cursor: int | None = None  # the event feed's last sequence read; None: no feed
+        self.read_at = float("-inf")  # when the feed was last read (the run's monotonic clock)
 
     def open(self) -> None:
         """Start reading the feed at the instance's current sequence (when ACK_FROM_EVENTS)."""
@@ -63,6 +64,7 @@ class Acknowledgements:
             return []
         by_uuid = {i.message_uuid: i for i in self.inflight}
         found: list[Ack] = []
+        self.read_at = self.clock.monotonic()
         for _page in range(FEED_PAGES):
             try:
                 data = self.client.events_after(self.cursor, limit=FEED_PAGE_SIZE)
@@ -90,6 +92,19 @@ class Acknowledgements:
             done = {id(r[0]) for r in results}
             self.inflight = [i for i in self.inflight if id(i) not in done]
         return results
+
+    def look_due(self, every_s: float) -> bool:
+        """Whether a look between claims is worth its requests: without a feed (polls only),
+        when the feed was last read `every_s` ago or more, or a message is due for a poll. A
+        look right after a flush read the feed would mostly find nothing new, and its
+        acknowledgements are taken by the next flush (or the final settle) anyway."""
+        if not self.inflight:
+            return False
+        now = self.clock.monotonic()
+        if self.cursor is None or now - self.read_at >= every_s:
+            return True
+        poll_after = max(float(conf.get("ACK_POLL_AFTER_S")), float(conf.get("ACK_FEED_GRACE_S")))
+        return any(now - i.sent_at >= poll_after for i in self.inflight)
 
     def look(self) -> list[Ack]:
         """One look for acknowledgements: the feed, then a poll of each message unconfirmed for

@@ -48,6 +48,12 @@ OLDER_TASKS_LIMIT = 200
 PACED_CLAIM_S = 100.0
 #: A running dispatcher hands back its task's expired claims (a dead worker's) at most this often.
 TAKEOVER_EVERY_S = 2.0
+#: A "queued" answer is written (message SENDING) only when its acknowledgement has not come
+#: within this time; usually it comes first and the send is written once, with its final state
+#: (two UPDATEs of every message and receiver row were a fifth of a broadcast's statements). The
+#: receiver stays SENDING and linked to its message meanwhile, and its claim is renewed by the
+#: lease, so a crash in between re-sends it with the same uuid, as before.
+QUEUED_HOLD_S = 1.0
 
 
 @dataclass
@@ -77,6 +83,8 @@ class Dispatcher:
         # the receivers this run claimed and holds, renewed while it runs (handed back if it fails)
         self.lease = ClaimLease(self.task_id, self.clock, on_renew=self._renew_dispatcher_lease)
         self._takeover_at: float | None = None
+        # "queued" answers not written yet: {receiver_id: (Outcome, held since)}, see QUEUED_HOLD_S
+        self._held_queued: dict[int, tuple[Outcome, float]] = {}
         return task
 
     def _claim_size(self) -> int:
@@ -125,7 +133,9 @@ class Dispatcher:
         self.connect()
         self.lease.start()
         try:
-            return self._loop()
+            reason = self._loop()
+            self.apply([], write_held=True)  # answers still unconfirmed: recorded as handed over
+            return reason
         except ClaimLeaseLost as exc:
             # Its claims may be another dispatcher's now: send, record and hand back nothing more
             # (what it handed over is re-sent with the same uuid by the next holder).
@@ -334,8 +344,8 @@ class Dispatcher:
             return DEFERRED
         if res.code == pacing.RESERVED:
             if res.wait_s > 0:
-                if res.wait_s > 1 and outcomes:
-                    self.flush(outcomes)
+                if res.wait_s > 1 and (outcomes or self._held_queued):
+                    self.flush(outcomes, write_held=True)
                     outcomes.clear()
                 self.wait(res.wait_s)
                 # The operator may have paused or cancelled the task while this run waited for
@@ -388,6 +398,8 @@ class Dispatcher:
         rest to the reclaim."""
         if not self.acks.inflight:
             return
+        if not final and not self.acks.look_due(float(conf.get("FLUSH_INTERVAL_S"))):
+            return
         limit = self.clock.monotonic() + float(conf.get("ACK_WAIT_S"))
         while self.acks.inflight:
             outcomes, stop = self.acks.outcomes(self.acks.look())
@@ -404,24 +416,46 @@ class Dispatcher:
         stops.stop_account(self.account.pk, stop.code or "risk_control", stop.error)
         self.acks.forget_all()
 
-    def apply(self, outcomes: list[Outcome]) -> None:
+    def apply(self, outcomes: list[Outcome], write_held: bool = False) -> None:
+        """Record `outcomes`; "queued" answers wait up to QUEUED_HOLD_S for their final state
+        (all of them are written when `write_held`)."""
+        outcomes = self._hold_queued(outcomes, write_held)
         if outcomes:
             self.guard()
             apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk, now=self.clock.now())
             self.lease.discard(o.receiver_id for o in outcomes if o.kind != K.QUEUED)
 
-    def flush(self, outcomes: list[Outcome]) -> None:
+    def _hold_queued(self, outcomes: list[Outcome], write_all: bool) -> list[Outcome]:
+        """`outcomes` without the "queued" answers to hold, with the held ones now due: those
+        held for QUEUED_HOLD_S, or all when `write_all`. Any other outcome of a receiver (its
+        acknowledgement, a retry) supersedes its held answer."""
+        held = self._held_queued
+        now = self.clock.monotonic()
+        out = []
+        for o in outcomes:
+            if o.kind == K.QUEUED:
+                held.setdefault(o.receiver_id, (o, now))
+            else:
+                held.pop(o.receiver_id, None)
+                out.append(o)
+        if held:
+            due = [rid for rid, (_o, since) in held.items() if write_all or now - since >= QUEUED_HOLD_S]
+            out.extend(held.pop(rid)[0] for rid in due)
+        return out
+
+    def flush(self, outcomes: list[Outcome], write_held: bool = False) -> None:
         """Record outcomes. Sends answered "queued" whose acknowledgement is already in the
-        instance's event feed are recorded with their final state in the same write."""
-        if not outcomes:
+        instance's event feed are recorded with their final state in the same write; the
+        others are held (`apply`)."""
+        if not outcomes and not write_held:
             return
         stop = None
-        if any(o.kind == K.QUEUED for o in outcomes):
+        if self._held_queued or any(o.kind == K.QUEUED for o in outcomes):
             results = self.acks.take_from_feed()
             if results:
                 acked, stop = self.acks.outcomes(results)
                 outcomes = list(outcomes) + acked
-        self.apply(outcomes)
+        self.apply(outcomes, write_held=write_held)
         if stop is not None:
             self._stop_after_ack(stop)
 

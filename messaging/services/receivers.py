@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from wework import shards
+from wework.db import literals
 from wework.db.layout import connection_for
 from wework.db.models import SoftDeleteManager
 
@@ -59,31 +60,35 @@ def normalize_receivers(items: Sequence | None) -> list[Receiver]:
     out = []
     seen = set()
     contact = int(ReceiverType.CONTACT)
+    fast_keys = _FAST_KEYS
+    # The usual shapes ("wxid", {"wxid": .., "variables": {..}}) are read inline (a call per
+    # receiver is a measurable share of a 100,000-receiver task); anything else, or anything
+    # odd in them, goes through `_normalize_receiver` (same result, or its error).
     for index, item in enumerate(items):
-        receiver = _fast_receiver(item, contact) or _normalize_receiver(index, item)
-        key = (receiver["type"], receiver["wxid"])
+        receiver = None
+        if type(item) is str:
+            wxid = item.strip()
+            if wxid and len(wxid) <= 100:
+                receiver = {"type": contact, "wxid": wxid, "name": None, "variables": {}}
+        elif type(item) is dict and item.keys() <= fast_keys and "wxid" in item:
+            wxid = item["wxid"]
+            variables = item.get("variables") or {}
+            if type(wxid) is str and type(variables) is dict:
+                wxid = wxid.strip()
+                if wxid and len(wxid) <= 100:
+                    receiver = {"type": contact, "wxid": wxid, "name": item.get("name"), "variables": variables}
+        if receiver is None:
+            receiver = _normalize_receiver(index, item)
+            key = (receiver["type"], receiver["wxid"])
+        else:
+            key = (contact, wxid)
         if key not in seen:
             seen.add(key)
             out.append(receiver)
     return out
 
 
-def _fast_receiver(item, contact: int) -> Receiver | None:
-    """The usual shapes ("wxid", {"wxid": .., "variables": {..}}) without building messages;
-    None sends anything else through `_normalize_receiver` (same result, or its error)."""
-    if isinstance(item, str):
-        wxid = item.strip()
-        if wxid and len(wxid) <= 100:
-            return {"type": contact, "wxid": wxid, "name": None, "variables": {}}
-        return None
-    if type(item) is dict and len(item) <= 3 and "wxid" in item and item.keys() <= {"wxid", "variables", "name"}:
-        wxid = item["wxid"]
-        variables = item.get("variables") or {}
-        if isinstance(wxid, str) and isinstance(variables, dict):
-            wxid = wxid.strip()
-            if wxid and len(wxid) <= 100:
-                return {"type": contact, "wxid": wxid, "name": item.get("name"), "variables": variables}
-    return None
+_FAST_KEYS = frozenset(("wxid", "variables", "name"))
 
 
 def _normalize_receiver(index: int, item) -> Receiver:
@@ -133,7 +138,11 @@ def resolve_explicit_receivers(account: WeworkAccount, receivers: list[Receiver]
 def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) -> list[str]:
     """Fill the names of `items` (all of `rtype`) from the account's shard; return unknown wxids.
 
-    Raw SELECTs of 5,000 ids each (the ORM built a dict per row: 100,000 for a broadcast)."""
+    Raw SELECTs (the ORM built a dict per row: 100,000 for a broadcast). When the account has
+    at most twice as many of them as there are items (a broadcast to most of its contacts), one
+    read of the account's rows (0.17 s for 100,000) instead of IN lists of 5,000 ids (MariaDB
+    took about 1 s for 100,000 ids that way); otherwise, or on a bigger account, the IN lists.
+    Either way at most O(items) rows are read."""
     if rtype == ReceiverType.CONTACT:
         model = shards.for_instance(Contact, account.instance_id).model
         key, fields = "wxid", ("wxid", "nickname", "remark")
@@ -146,28 +155,40 @@ def _resolve_of_type(account: WeworkAccount, rtype: int, items: list[Receiver]) 
     meta = model._meta
     live = (f"{qn(meta.get_field('deleted_at').column)} IS NULL AND "
             if isinstance(model._default_manager, SoftDeleteManager) else "")  # as the default manager
-    select = (f"SELECT {', '.join(qn(meta.get_field(f).column) for f in fields)} "
-              f"FROM {qn(meta.db_table)} WHERE {live}{qn(meta.get_field('account').column)} = %s "
-              f"AND {qn(meta.get_field(key).column)} IN ")
-    unknown = []
+    of_account = (f"SELECT {', '.join(qn(meta.get_field(f).column) for f in fields)} "
+                  f"FROM {qn(meta.db_table)} WHERE {live}{qn(meta.get_field('account').column)} = {int(account.pk)}")
+    select = f"{of_account} AND {qn(meta.get_field(key).column)} IN "
+    unknown: list[str] = []
     with connection.cursor() as cursor:
+        bound = 2 * len(items)
+        cursor.execute(f"{of_account} LIMIT {bound + 1}")
+        rows = cursor.fetchall()
+        if len(rows) <= bound:
+            _fill_names(rtype, items, {row[0]: row for row in rows}, unknown)
+            return unknown
+        quote = literals.string_quoter(connection)
         for start in range(0, len(items), 5000):
             chunk = items[start : start + 5000]
-            cursor.execute(select + "(" + ", ".join(["%s"] * len(chunk)) + ")",
-                           [account.pk, *(r["wxid"] for r in chunk)])
-            found = {row[0]: row for row in cursor.fetchall()}
-            for r in chunk:
-                row = found.get(r["wxid"])
-                if row is None:
-                    unknown.append(r["wxid"])
-                elif not r.get("name"):
-                    if rtype == ReceiverType.CONTACT:
-                        r["name"] = row[1] or row[0]  # _contact_name: never the remark
-                        if row[2]:
-                            r["variables"] = {REMARK_VARIABLE: row[2], **(r.get("variables") or {})}
-                    else:
-                        r["name"] = row[1] or row[0]
+            if quote is not None:  # escaped by the driver's C function, no parameters
+                cursor.execute(select + "(" + ", ".join([quote(r["wxid"]) for r in chunk]) + ")", [])
+            else:
+                cursor.execute(select + "(" + ", ".join(["%s"] * len(chunk)) + ")", [r["wxid"] for r in chunk])
+            _fill_names(rtype, chunk, {row[0]: row for row in cursor.fetchall()}, unknown)
     return unknown
+
+
+def _fill_names(rtype: int, items: list[Receiver], found: dict, unknown: list[str]) -> None:
+    """Names (and a contact's remark variable) from `found` rows (wxid, name, remark) by wxid,
+    exactly as given; the wxids not found go to `unknown`."""
+    contact = rtype == ReceiverType.CONTACT
+    for r in items:
+        row = found.get(r["wxid"])
+        if row is None:
+            unknown.append(r["wxid"])
+        elif not r.get("name"):
+            r["name"] = row[1] or row[0]  # a contact's own name (_contact_name): never the remark
+            if contact and row[2]:
+                r["variables"] = {REMARK_VARIABLE: row[2], **(r.get("variables") or {})}
 
 
 def select_receivers(account: WeworkAccount, filters: Mapping) -> list[Receiver]:
@@ -265,12 +286,24 @@ def _filtered_groups(account: WeworkAccount, search: str, tags: TagFilter):
 
 def receiver_values(task_variables: Mapping | None, receiver: Mapping, defaults: Mapping | None = None) -> dict:
     """Variables for one receiver: built-ins < template defaults < task < receiver."""
-    name = receiver.get("name") or receiver["wxid"]
-    values = {"receiver_name": name, REMARK_VARIABLE: name, "receiver_wxid": receiver["wxid"]}
-    if defaults:
-        values.update(defaults)
-    for source in (task_variables or {}, receiver.get("variables") or {}):
-        values.update({k: v for k, v in source.items() if not k.startswith("@")})
+    return values_for_receivers(task_variables, defaults)(receiver)
+
+
+def values_for_receivers(task_variables: Mapping | None, defaults: Mapping | None = None):
+    """`receiver_values` for many receivers of one task: what the task gives (defaults, task
+    variables) is merged once, each receiver adds its built-ins and own variables."""
+    shared = dict(defaults or {})
+    shared.update({k: v for k, v in (task_variables or {}).items() if not k.startswith("@")})
+
+    def values(receiver: Mapping) -> dict:
+        name = receiver.get("name") or receiver["wxid"]
+        out = {"receiver_name": name, REMARK_VARIABLE: name, "receiver_wxid": receiver["wxid"]}
+        out.update(shared)
+        own = receiver.get("variables")
+        if own:
+            out.update({k: v for k, v in own.items() if not k.startswith("@")})
+        return out
+
     return values
 
 
@@ -350,8 +383,23 @@ def materialize_receivers(task: MessageTask, receivers: list[Receiver], now: dat
               f"({', '.join(qn(c) for c in RECEIVER_COLUMNS)}) VALUES ")
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     with connection.cursor() as cursor:
+        quote = literals.string_quoter(connection)
         for start in range(0, len(receivers), chunk):
             part = receivers[start : start + chunk]
+            if quote is not None:
+                # MySQL/MariaDB: the strings escaped by the driver's C function into the
+                # statement, no parameters (the per-value `literal()` was most of the Python).
+                lead, tail = f"({int(task.pk)}, ", f", {int(RS.PENDING)}, 0, "
+                end = f", '{ts}', '{ts}')"
+                rows = []
+                for r in part:
+                    variables = r.get("variables")
+                    name = r.get("name")
+                    rows.append(f"{lead}{int(r['type'])}, {quote(r['wxid'])}, "
+                                f"{quote(str(name)[:100]) if name else 'NULL'}{tail}"
+                                f"{quote(dumps(variables)) if variables else 'NULL'}{end}")
+                cursor.execute(insert + ", ".join(rows), [])  # [] : the driver undoes the quoted %%
+                continue
             params: list = []
             add = params.extend
             for r in part:

@@ -278,14 +278,15 @@ def _check_rendering(message_type: str, body: dict, declarations: list, variable
     media_urls: set[str] = set()
     try:
         template = rendering.compile_content(body)  # parsed once, rendered per receiver
+        values_of = receivers_mod.values_for_receivers(variables, defaults)
         for r in resolved:
-            values = receivers_mod.receiver_values(variables, r, defaults)
+            values = values_of(r)
             missing = template.missing(values)
             if missing:
                 for name in missing:
                     missing_by_name.setdefault(name, []).append(r["wxid"])
                 continue
-            rendered = template.render(values)
+            rendered = template.render_complete(values)
             if first_rendered is None:
                 first_rendered = content_mod.validate_content(message_type, rendered, check_media=False)
             elif message_type == "text" and len(rendered.get("text", "")) > limit:

@@ -187,3 +187,24 @@ def test_messages_are_inserted_into_their_shard_with_their_ids(world):
     assert [m.message_content for m in stored] == ["m0", "m1", "m2"]
     # created_at is the id's time (DATETIME keeps whole seconds)
     assert all(m.created_at.replace(microsecond=0) == shards.id_time(m.pk).replace(microsecond=0) for m in stored)
+
+
+def test_queued_answers_are_held_until_their_final_state_or_the_hold_time():
+    """A "queued" answer is not written at once: an acknowledgement (or any other outcome of
+    the receiver) within QUEUED_HOLD_S replaces it, so the send is written once; after the hold,
+    or when the run ends (write_held), it is written as handed over."""
+    from messaging.clock import FakeClock
+
+    clock = FakeClock()
+    d = worker.Dispatcher(1, clock=clock)
+    d._held_queued = {}
+    q1, q2, q3 = (Outcome(i, 10 + i, OutcomeKind.QUEUED) for i in (1, 2, 3))
+    assert d._hold_queued([q1, q2], write_all=False) == []
+    clock.advance(worker.QUEUED_HOLD_S / 2)
+    s1 = Outcome(1, 11, OutcomeKind.SUCCESS)
+    assert d._hold_queued([s1], write_all=False) == [s1]  # q1 superseded, never written
+    assert d._hold_queued([q2], write_all=False) == []  # a repeat keeps the first hold time
+    clock.advance(worker.QUEUED_HOLD_S / 2 + 0.01)
+    assert d._hold_queued([], write_all=False) == [q2]  # held long enough: written as queued
+    assert d._hold_queued([q3], write_all=True) == [q3]  # the run ends: everything held
+    assert d._hold_queued([], write_all=True) == [] and d._held_queued == {}

@@ -271,3 +271,38 @@ def test_materialized_rows_carry_every_column_and_deleted_contacts_are_unknown(w
     assert b.receiver_name == "Bo" and b.variables == {"receiver_remark": "r2"}
     assert a.created_at == a.updated_at == b.created_at
     assert abs((timezone.now() - a.created_at).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("n_known", [2, 40])  # 60 contacts: IN lists for 2, one read of the account's for 40
+def test_explicit_receivers_resolve_alike_by_in_lists_or_one_read_of_the_account(world, n_known):
+    """Both ways of checking explicit receivers give the same names and refuse the same wxids:
+    a soft-deleted contact, another account's contact in the same shard, a wxid that differs
+    only by case, and one with quotes, a backslash and a percent sign (escaped, not SQL)."""
+    from contacts.models import WeworkAccount
+
+    contact_model = shards.for_instance(Contact, world.instance.pk)
+    known = world.contacts[:n_known]
+    contact_model.filter(account_id=world.account.pk, wxid=known[0]).update(nickname="", remark="备注")
+    contact_model.filter(account_id=world.account.pk, wxid=known[1]).update(nickname="Bo")
+    gone = world.contacts[-1]
+    contact_model.filter(account_id=world.account.pk, wxid=gone).update(deleted_at=timezone.now())
+    other = WeworkAccount.objects.create(instance=world.instance, wxid="other-account")
+    shards.bulk_create(Contact, [{"account_id": other.pk, "wxid": "wxid_of_other", "contact_type": 1}],
+                       instance_id=world.instance.pk)
+    odd = "50%'off\\\"x"
+    strangers = [gone, "wxid_of_other", known[1].upper(), odd]
+    with pytest.raises(MessagingInvalid) as exc:
+        make_task(world, start=False, message_type="text", content="hi", receivers=[*known, *strangers])
+    (message,) = exc.value.fields["receivers"]
+    assert message.startswith("4 receivers") and all(w in message for w in strangers)
+    awkward = "O'Brien \\ 100% \"q\" 张 %s"
+    task = make_task(world, start=False, message_type="text", content="hi {{ receiver_name }}",
+                     receivers=[known[0], {"wxid": known[1], "variables": {"code": awkward}},
+                                *({"wxid": w, "name": awkward} for w in known[2:])])
+    rows = {r.receiver_wxid: r for r in MessageReceiver.objects.filter(task_id=task.pk)}
+    assert len(rows) == n_known
+    assert rows[known[0]].receiver_name == known[0]  # no nickname: the wxid, never the remark
+    assert rows[known[0]].variables == {"receiver_remark": "备注"}
+    assert rows[known[1]].receiver_name == "Bo"
+    assert rows[known[1]].variables["code"] == awkward  # quotes, backslash, % round-trip
+    assert all(rows[w].receiver_name == awkward for w in known[2:])

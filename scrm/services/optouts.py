@@ -137,6 +137,14 @@ def opted_out_wxids(account_id: int, wxids: Iterable[str] | None = None) -> set[
     if wxids is None:
         return set(qs.values_list("contact_wxid", flat=True))
     wxids = list(wxids)
+    if not wxids:
+        return set()
+    # An account has usually far fewer opt-outs than a broadcast has receivers: one indexed
+    # read of them (at most one row more than there are wxids, so never worse than O(wxids))
+    # instead of an IN query per 1,000 receivers (100 queries for a 100,000-receiver task).
+    head = list(qs.values_list("contact_wxid", flat=True)[: len(wxids) + 1])
+    if len(head) <= len(wxids):
+        return set(head).intersection(wxids)
     found: set[str] = set()
     for start in range(0, len(wxids), 1000):
         found |= set(qs.filter(contact_wxid__in=wxids[start:start + 1000]).values_list("contact_wxid", flat=True))

@@ -63,6 +63,24 @@ def test_broadcast_leaves_out_opted_out_contacts(world):
     assert "opted out" in str(exc.value.fields["receivers"])
 
 
+def test_opted_out_wxids_reads_few_opt_outs_at_once_and_many_by_chunks(world):
+    """The same answer whether the account has fewer opt-outs than the wxids asked about (one
+    read of them all) or more (IN queries by chunk): only this account's, only opted out."""
+    account = world.account
+    OptOut.objects.bulk_create([OptOut(account=account, contact_wxid=f"w{i}") for i in range(6)]
+                               + [OptOut(account=account, contact_wxid="back", is_opted_out=False)])
+    other = type(account).objects.create(instance=account.instance, wxid="other-account")
+    OptOut.objects.create(account=other, contact_wxid="w-other")
+    asked = ["w1", "w4", "back", "w-other", "nobody"]
+    assert len(asked) < 6  # more opt-outs than wxids asked: chunked IN queries
+    assert optouts.opted_out_wxids(account.pk, asked) == {"w1", "w4"}
+    asked = [*asked, "x1", "x2", "x3"]
+    assert len(asked) > 6  # fewer: one read of the account's opt-outs
+    assert optouts.opted_out_wxids(account.pk, asked) == {"w1", "w4"}
+    assert optouts.opted_out_wxids(account.pk, []) == set()
+    assert optouts.opted_out_wxids(other.pk, asked) == {"w-other"}
+
+
 def test_opt_in_again(world):
     row, changed = optouts.opt_out(world.account, world.contacts[2])
     assert changed
