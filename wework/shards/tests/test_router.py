@@ -2,7 +2,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import OperationalError, close_old_connections, connection, transaction
+from django.db import OperationalError, close_old_connections, connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -153,7 +153,7 @@ def test_concurrent_writers_create_a_missing_shard_once(probe_sharding):
             errors.append(exc)
         finally:
             close_old_connections()
-            connection.close()
+            connections.close_all()  # every alias (per-module layout), not only default
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
     for t in threads:
@@ -193,7 +193,7 @@ def test_a_write_aborted_as_a_deadlock_is_run_again_outside_a_transaction(probe_
         except Exception as exc:  # noqa: BLE001
             result["error"] = exc
         finally:
-            connection.close()
+            connections.close_all()  # every alias (per-module layout), not only default
 
     thread = threading.Thread(target=autocommit_writer)
     thread.start()
