@@ -52,6 +52,23 @@ def test_one_database_by_default_and_filters_unchanged():
         assert router.allow_migrate("default", model._meta.app_label)
 
 
+@pytest.mark.django_db
+def test_query_counts_see_every_database_in_the_order_the_queries_ran(django_assert_num_queries):
+    """Tests count queries on every alias (wework.testing.queries): a list that queried another
+    module once per row would otherwise pass an O(page) test on five databases."""
+    from wework.testing.queries import capture_queries
+
+    with capture_queries() as queries:
+        MessageTask.objects.exists()
+        AuditLog.objects.exists()
+        User.objects.exists()
+    assert [q["alias"] for q in queries] == [layout.alias_for_model(m) for m in (MessageTask, AuditLog, User)]
+    assert ["message_tasks" in queries[0]["sql"], "audit_logs" in queries[1]["sql"]] == [True, True]
+    with django_assert_num_queries(2):
+        MessageTask.objects.exists()
+        AuditLog.objects.exists()
+
+
 # --- five schemas -------------------------------------------------------------------------------
 
 EXPECTED = {

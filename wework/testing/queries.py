@@ -64,7 +64,15 @@ def capture_queries():
 
 
 @contextmanager
-def assert_num_queries(config, num, exact=True, info=None):
+def assert_num_queries(config, num, exact=True, connection=None, info=None, *, using=None):
+    """pytest-django's assertion, counted on every alias; with `connection` or `using` (as
+    pytest-django's), on that one only."""
+    if connection is not None or using is not None:
+        from pytest_django.fixtures import _assert_num_queries
+
+        with _assert_num_queries(config, num, exact, connection, info, using=using) as context:
+            yield context
+        return
     with capture_queries() as queries:
         yield queries
     done = len(queries)
