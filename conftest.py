@@ -95,3 +95,23 @@ def _clear_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def django_assert_num_queries(pytestconfig):
+    """pytest-django's, counted on every database of the layout (wework.testing.queries)."""
+    from functools import partial
+
+    from wework.testing.queries import assert_num_queries
+
+    return partial(assert_num_queries, pytestconfig)
+
+
+@pytest.fixture
+def django_assert_max_num_queries(pytestconfig):
+    """pytest-django's, counted on every database of the layout (wework.testing.queries)."""
+    from functools import partial
+
+    from wework.testing.queries import assert_num_queries
+
+    return partial(assert_num_queries, pytestconfig, exact=False)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from wework import shards
-from wework.db.layout import connection_for
+from wework.db.layout import alias_for_app, connection_for
 from wework.db.retry import run_idempotent
 
 from .models import SystemLog
@@ -43,8 +43,10 @@ class DatabaseSink:
             shards.bulk_create(SystemLog, [dict(e) for e in entries], batch_size=self.batch_size,
                                ignore_conflicts=len(attempts) > 1)
 
-        run_idempotent(insert, attempts=self.retry_attempts, base_delay=0.1, max_delay=2.0,
-                       name="system log batch")
+        # On the logs' own database only (a per-module layout would otherwise open a transaction
+        # on every module's database for each batch).
+        run_idempotent(insert, using=alias_for_app("monitoring"), attempts=self.retry_attempts,
+                       base_delay=0.1, max_delay=2.0, name="system log batch")
 
     def reset(self):
         try:

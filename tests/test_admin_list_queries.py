@@ -6,8 +6,6 @@ from collections import Counter
 
 import pytest
 from django.contrib import admin
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,6 +21,7 @@ from wework.db.indexes import ordering_served
 from wework.testing.factories import make
 
 from .test_api_list_queries import Rows
+from wework.testing.queries import capture_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,12 +75,12 @@ def test_large_changelists_cost_the_same_whatever_their_rows_and_count_and_join_
     for name, url, params, fill, table in _cases(rows):
         fill()
         assert client.get(url, params).status_code == 200, name  # caches warm
-        with CaptureQueriesContext(connection) as few:
+        with capture_queries() as few:
             first = client.get(url, params)
         assert first.status_code == 200, name
         for _ in range(4):
             fill()
-        with CaptureQueriesContext(connection) as many:
+        with capture_queries() as many:
             page = client.get(url, params)
         assert page.status_code == 200, name
         assert len(many) == len(few), (name, [q["sql"] for q in many])
@@ -100,7 +99,7 @@ def test_large_changelists_sort_only_by_indexed_columns(verified_admin_client):
             f"admin:{m._meta.app_label}_{m._meta.model_name}_changelist") == url)
         columns = list(model_admin.get_list_display(None))
         for index in range(len(columns)):
-            with CaptureQueriesContext(connection) as queries:
+            with capture_queries() as queries:
                 response = client.get(url, {**params, "o": str(index)})
             assert response.status_code == 200, (name, index)
             leads = model_admin.indexed_orderings()
@@ -133,7 +132,7 @@ def test_contacts_search_uses_indexed_lookups_and_refuses_a_scan(verified_admin_
     ], instance_id=inst)
     url = reverse("admin:contacts_contact_changelist")
     table = shards.model_for(Contact, instance_id=inst)._meta.db_table
-    with CaptureQueriesContext(connection) as queries:
+    with capture_queries() as queries:
         body = client.get(url, {"instance": inst, "q": "alice"}).content.decode()
     # the start of a nickname or remark (LIKE 'alice%', an index range), never '%alice%'
     assert "wxid_alice" in body and "wxid_bob" in body
@@ -210,11 +209,11 @@ def test_every_changelist_costs_the_same_queries_whatever_its_rows_and_counts_no
             problems.append((name, "counts its table"))
         fill()
         assert client.get(url, params).status_code == 200, model  # caches warm
-        with CaptureQueriesContext(connection) as few:
+        with capture_queries() as few:
             assert client.get(url, params).status_code == 200, model
         for _ in range(4):
             fill()
-        with CaptureQueriesContext(connection) as many:
+        with capture_queries() as many:
             assert client.get(url, params).status_code == 200, model
         checked.append(name)
         many = [q for q in many if not BADGE.search(q["sql"])]

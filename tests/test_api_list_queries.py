@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 from django.db import OperationalError, connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -20,8 +19,10 @@ from messaging.models import Message
 from monitoring.models import SystemLog
 from wework import shards
 from wework.api.urls import _modules
+from wework.db.layout import connection_for
 from wework.testing.factories import make
 from wework.testing.fixtures import login_verified
+from wework.testing.queries import capture_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,12 +142,12 @@ def test_every_list_runs_the_same_queries_whatever_its_rows_and_counts_nothing(a
     for basename, url, params, fill in _list_cases(rows):
         fill()
         api.get(url, params)  # caches (shard listing, permissions) warm
-        with CaptureQueriesContext(connection) as few:
+        with capture_queries() as few:
             first = api.get(url, params)
         assert first.status_code == 200, (basename, first.status_code, first.content[:300])
         for _ in range(4):
             fill()
-        with CaptureQueriesContext(connection) as many:
+        with capture_queries() as many:
             response = api.get(url, params)
         body = response.json()
         assert "count" not in body and body["results"], (basename, body)
@@ -191,7 +192,7 @@ def test_the_messages_page_reads_the_month_shard_alone_for_a_scoped_user(persona
                                   "chat_wxid": f"wxid_{i}", "message_type": "text", "created_at": now}
                                  for i, acc in enumerate([account, other, account])])
     client = personas.api_client("object_grantee")
-    with CaptureQueriesContext(connection) as queries:
+    with capture_queries() as queries:
         body = client.get("/api/v1/messaging/messages/").json()
     assert [r["account"] for r in body["results"]] == [account.pk, account.pk]
     table = shards.model_for(Message, now)._meta.db_table
@@ -230,7 +231,7 @@ def test_a_statement_stopped_at_the_time_limit_is_a_503_saying_so(api, settings)
     rows = Rows()
     rows.shard_fillers()["message"][1]()
     table = shards.model_for(Message, timezone.now())._meta.db_table
-    with connection.execute_wrapper(_interrupt(table)):
+    with connection_for("messaging").execute_wrapper(_interrupt(table)):  # the shard's database
         response = api.get("/api/v1/messaging/messages/")
     assert response.status_code == 503, response.content
     assert response["Retry-After"]
@@ -240,7 +241,7 @@ def test_a_statement_stopped_at_the_time_limit_is_a_503_saying_so(api, settings)
 
 def test_an_admin_page_stopped_at_the_time_limit_is_a_503_page(verified_admin_client, settings):
     settings.DATABASE_STATEMENT_TIMEOUT_S = 25
-    with connection.execute_wrapper(_interrupt("audit_logs")):
+    with connection_for("monitoring").execute_wrapper(_interrupt("audit_logs")):
         response = verified_admin_client.get("/admin/monitoring/auditlog/")
     assert response.status_code == 503 and response["Retry-After"]
     assert "25" in response.content.decode()
@@ -289,7 +290,7 @@ def test_a_shard_search_asks_each_indexed_field_alone_and_refuses_a_scan(api):
     ], instance_id=inst)
     table = shards.model_for(Contact, instance_id=inst)._meta.db_table
     url = reverse("api:contact-list")
-    with CaptureQueriesContext(connection) as queries:
+    with capture_queries() as queries:
         body = api.get(url, {"instance": inst, "search": "ALICE"}).json()
     assert sorted(r["wxid"] for r in body["results"]) == ["wxid_alice", "wxid_bob"]
     on_table = [q["sql"] for q in queries if table in q["sql"]]

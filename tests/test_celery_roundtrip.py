@@ -43,7 +43,8 @@ BEAT = textwrap.dedent(
 def _env(tmp_path, **extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
-                        "CELERY_TASK_ALWAYS_EAGER", "DJANGO_SETTINGS_MODULE")}
+                        "CELERY_TASK_ALWAYS_EAGER", "DJANGO_SETTINGS_MODULE")
+           and not k.startswith("DATABASE_URL_")}  # the modules' databases too: embedded default
     # CELERY_ROUTINE_LOG_LEVEL=INFO: the worker's "Task ... succeeded" lines are what this test
     # reads (they are at WARNING by default, routine noise in production)
     env.update(DJANGO_SETTINGS_MODULE="wework.settings", DJANGO_DEBUG="1", CELERY_ROUTINE_LOG_LEVEL="INFO",

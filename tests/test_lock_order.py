@@ -5,13 +5,12 @@ dispatcher's flushes, 29 deadlocks in one run)."""
 import re
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from contacts.models import AccountStatus, WeworkAccount
 from instances import services as instance_services
 from instances.tests.factories import WeworkInstanceFactory
 from wework.testing.instances import heartbeat_data, make_event
+from wework.testing.queries import capture_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +36,7 @@ def test_heartbeat_locks_accounts_before_their_instance():
                                  status=AccountStatus.OFFLINE, is_logged_in=False)
     event = make_event(instance, "instance.heartbeat",
                        heartbeat_data(accounts=[{"account_id": "wxid_a", "status": "online"}]), seq=1)
-    with CaptureQueriesContext(connection) as ctx:
+    with capture_queries() as ctx:
         instance_services.dispatch_event(instance, event)
     order = [t for t in written_tables(ctx.captured_queries) if t in ("wework_accounts", "wework_instances")]
     assert order == ["wework_accounts", "wework_instances"], order

@@ -52,6 +52,23 @@ def test_one_database_by_default_and_filters_unchanged():
         assert router.allow_migrate("default", model._meta.app_label)
 
 
+@pytest.mark.django_db
+def test_query_counts_see_every_database_in_the_order_the_queries_ran(django_assert_num_queries):
+    """Tests count queries on every alias (wework.testing.queries): a list that queried another
+    module once per row would otherwise pass an O(page) test on five databases."""
+    from wework.testing.queries import capture_queries
+
+    with capture_queries() as queries:
+        MessageTask.objects.exists()
+        AuditLog.objects.exists()
+        User.objects.exists()
+    assert [q["alias"] for q in queries] == [layout.alias_for_model(m) for m in (MessageTask, AuditLog, User)]
+    assert ["message_tasks" in queries[0]["sql"], "audit_logs" in queries[1]["sql"]] == [True, True]
+    with django_assert_num_queries(2):
+        MessageTask.objects.exists()
+        AuditLog.objects.exists()
+
+
 # --- five schemas -------------------------------------------------------------------------------
 
 EXPECTED = {
@@ -177,3 +194,40 @@ def test_an_idempotent_transaction_spans_every_module_database():
 
     user = run_idempotent(work)
     assert User.objects.filter(pk=user.pk).exists()
+
+
+@split
+@pytest.mark.django_db(transaction=True)
+def test_work_on_one_modules_rows_opens_a_transaction_on_that_database_only(monkeypatch):
+    """The system log sink's batches and the claim leases' renewal name their database: one
+    BEGIN/COMMIT per batch or renewal, not one on each of the five databases."""
+    import logging
+
+    from messaging.clock import Clock
+    from messaging.dispatch.heartbeat import ClaimLease
+    from monitoring.logging_handler import build_entry
+    from monitoring.sinks import DatabaseSink
+    from wework import shards
+
+    def open_transactions():
+        return {alias for alias in layout.primary_aliases() if connections[alias].in_atomic_block}
+
+    seen = []
+    real_bulk_create = shards.bulk_create
+
+    def bulk_create(*args, **kwargs):
+        seen.append(open_transactions())
+        return real_bulk_create(*args, **kwargs)
+
+    monkeypatch.setattr(shards, "bulk_create", bulk_create)
+    entry = build_entry(logging.LogRecord("tests.layout", logging.WARNING, __file__, 1, "one", (), None), "test")
+    entry["log_uuid"] = shards.new_uuid()
+    DatabaseSink(retry_attempts=1).write([entry])
+    assert seen == [{layout.alias_for_app("monitoring")}]
+
+    renewing = []
+    monkeypatch.setattr(ClaimLease, "_renew_part", staticmethod(lambda part, now: renewing.append(open_transactions()) or part))
+    lease = ClaimLease(task_id=1, clock=Clock())
+    lease.held.update({1, 2})
+    assert lease.renew() == 2
+    assert renewing == [{layout.alias_for_app("messaging")}]

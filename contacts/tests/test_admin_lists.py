@@ -1,14 +1,13 @@
 """Contact, group and member lists in the admin: they name the account (nickname and WeCom id)
 and the group, in a fixed number of queries whatever the page size, and link to each other."""
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from instances.tests.factories import WeworkInstanceFactory
 from wework import shards
 from wework.testing.fixtures import login_verified
+from wework.testing.queries import capture_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,10 +30,10 @@ def test_lists_name_the_account_without_a_query_per_row(client, django_user_mode
         url = reverse(f"admin:{name}") + f"?instance={instance.pk}"
         page = client.get(url).content.decode()
         assert "客服小王 (wxid_owner)" in page, name
-        with CaptureQueriesContext(connection) as few:
+        with capture_queries() as few:
             client.get(url)
         _rows_more = _rows(20)
-        with CaptureQueriesContext(connection) as many:
+        with capture_queries() as many:
             client.get(reverse(f"admin:{name}") + f"?instance={_rows_more.pk}")
         assert len(many) == len(few), (name, len(few), len(many))
 

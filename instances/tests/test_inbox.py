@@ -6,12 +6,12 @@ from unittest import mock
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from instances.models import EventState, InstanceEvent
 from instances.services import inbox
 from instances.tests.factories import WeworkInstanceFactory
 from wework.testing.instances import heartbeat_data, make_event
+from wework.testing.queries import capture_queries
 
 
 def _row(instance, event, replayed=False):
@@ -30,7 +30,7 @@ def _pending(instance, seq, *, event_id=None, publish=True):
 def test_a_batch_is_one_insert_and_every_row_gets_its_id():
     instance = WeworkInstanceFactory()
     batch = [_pending(instance, seq) for seq in range(1, 31)]
-    with CaptureQueriesContext(connection) as queries:
+    with capture_queries() as queries:
         inbox.write_batch(batch)
     if connection.features.can_return_rows_from_bulk_insert:
         assert len(queries) == 1, [q["sql"][:80] for q in queries]

@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from wework.db.layout import connection_for
+from wework.db.layout import alias_for_app, connection_for
 from wework.db.retry import run_idempotent
 
 from .. import conf
@@ -131,7 +131,10 @@ class ClaimLease:
             live: set[int] = set()
             for start in range(0, len(ids), RENEW_CHUNK):
                 part = ids[start : start + RENEW_CHUNK]
-                live.update(run_idempotent(lambda part=part: self._renew_part(part, now), name="ClaimLease.renew"))
+                # Receivers only: a transaction on messaging's database alone (without `using`
+                # it would span every module's database in a per-module layout).
+                live.update(run_idempotent(lambda part=part: self._renew_part(part, now),
+                                           using=alias_for_app("messaging"), name="ClaimLease.renew"))
             with self._lock:
                 self.held.difference_update(set(ids) - live)
                 self.renewed_at = max(self.renewed_at, started)

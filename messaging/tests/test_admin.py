@@ -158,13 +158,12 @@ def test_admin_message_list_of_an_instance_scoped_user(client, two_instances):
 def test_admin_message_list_reads_the_shard_by_id_and_searches_on_indexes(client, two_instances):
     """A month holds millions of rows: no join to the accounts, no sort but by id, and a search
     that is one indexed equality (issue 13)."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+    from wework.testing.queries import capture_queries
 
     user, rows = two_instances
     client.force_login(user)
     table = type(rows["mine"])._meta.db_table
-    with CaptureQueriesContext(connection) as queries:
+    with capture_queries() as queries:
         r = client.get("/admin/messaging/message/", {"o": "2"})  # the created_at column
     assert r.status_code == 200 and rows["mine"].chat_wxid.encode() in r.content
     on_shard = [q["sql"] for q in queries if table in q["sql"]]

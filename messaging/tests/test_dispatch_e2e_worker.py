@@ -20,6 +20,7 @@ from simulator.server import Simulator
 from messaging.models import MessageReceiver, ReceiverSendStatus as RS, TaskStatus
 from messaging.services import counters, lifecycle
 from wework.celery import app
+from wework.testing.databases import database_env
 
 from .conftest import TOKEN, build_world, make_task
 
@@ -35,18 +36,11 @@ WORKER_SETTINGS = {
 }
 
 
-def _db_url():
-    s = connection.settings_dict
-    if connection.vendor == "mysql":
-        return f"mysql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 3306}/{s['NAME']}"
-    return f"sqlite:///{s['NAME']}"
-
-
 def _start_worker(log, worker_settings):
     env = dict(os.environ)
     env.update({
         "DJANGO_SETTINGS_MODULE": "wework.test_settings",
-        "DATABASE_URL": _db_url(),
+        **database_env(),  # every module's test database
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "MESSAGING_SETTINGS": json.dumps(worker_settings),

@@ -3,13 +3,14 @@ connection is lost before its COMMIT or during it (wework.db.retry)."""
 import logging
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connections
 from django.utils import timezone
 
 from monitoring.logging_handler import build_entry
 from monitoring.models import SystemLog
 from monitoring.sinks import DatabaseSink
 from wework import shards
+from wework.db.layout import alias_for_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,6 +32,7 @@ def _stored(tag):
 
 
 def _fail_commit_once(monkeypatch, after_commit):
+    connection = connections[alias_for_app("monitoring")]  # the logs' database
     real_commit = connection.commit
     calls = []
 

@@ -19,6 +19,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from wework.testing.databases import database_env
+
 # Playwright's sync API keeps an event loop on the test's thread; Django would then refuse the
 # test's own database calls as "async" (they are not: the loop only waits for the browser).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
@@ -106,13 +108,6 @@ def new_page(request, playwright_browser):
         context.close()
 
 
-def _db_url():
-    s = connection.settings_dict
-    if connection.vendor == "mysql":
-        return f"mysql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 3306}/{s['NAME']}"
-    return f"sqlite:///{s['NAME']}"
-
-
 @pytest.fixture
 def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_factory):
     """A real Celery worker (one process, four threads) on the test database and the broker of
@@ -126,7 +121,7 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
                                                or not connection.settings_dict["NAME"]):
             pytest.fail("the browser suite's worker needs a database file: run it through "
                         "scripts/test-browser (it sets TEST_SQLITE_NAME) or on MariaDB.", pytrace=False)
-        db_url = _db_url()
+        db_env = database_env()
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):
         folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
         shutil.rmtree(folder, ignore_errors=True)
@@ -136,7 +131,7 @@ def celery_worker(django_db_setup, django_db_blocker, live_server, tmp_path_fact
             conn.default_channel.queue_purge(app.conf.task_default_queue)
     env = dict(os.environ)
     env.update({
-        "DJANGO_SETTINGS_MODULE": "wework.test_settings", "DATABASE_URL": db_url,
+        "DJANGO_SETTINGS_MODULE": "wework.test_settings", **db_env,
         "CELERY_TASK_ALWAYS_EAGER": "0", "MESSAGING_SETTINGS": json.dumps(WORKER_MESSAGING),
         "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
         "PLATFORM_BASE_URL": live_server.url,

@@ -71,7 +71,7 @@ class AfterIdPagination(BasePagination):
         raw_after = (request.query_params.get(self.after_query_param) or "").strip()
         after = None
         if raw_after:
-            if raw_after.isdigit():
+            if raw_after.isdigit() and int(raw_after) < 2 ** 63:  # an id is a BIGINT
                 after = int(raw_after)
             else:
                 errors[self.after_query_param] = [str(AFTER_ERROR)]

@@ -6,8 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
+
+from wework.db.layout import alias_for_model, primary_aliases
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKUP = ROOT / "scripts" / "backup"
@@ -40,6 +42,20 @@ def restore_db():
     _sql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+@pytest.fixture
+def restore_dbs():
+    """{alias: the scratch database its dump is restored into}: one per module database (one,
+    "default", unless the modules are on several: docs/schema.md, "Storage layout")."""
+    if connection.vendor != "mysql":
+        pytest.skip("scripts/backup works on MariaDB/MySQL (the SQLite default is a file: copy it)")
+    names = {alias: connections[alias].settings_dict["NAME"] + "_restore" for alias in primary_aliases()}
+    for name in names.values():
+        _sql(f"DROP DATABASE IF EXISTS `{name}`")
+    yield names
+    for name in names.values():
+        _sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
 def _populate():
     from contacts.models import Contact
     from contacts.tests.factories import WeworkAccountFactory
@@ -68,30 +84,43 @@ def _populate():
     }
 
 
-def test_a_dump_restores_into_a_fresh_database_with_equal_rows_and_checksums(restore_db, tmp_path):
-    tables = _populate()
-    source = _url(connection.settings_dict["NAME"])
-    dump = _run("dump", source, str(tmp_path / "backup.sql.gz"))
-    assert dump.returncode == 0, dump.stderr
-    assert (tmp_path / "backup.sql.gz.sha256").exists()
+def test_a_dump_restores_into_a_fresh_database_with_equal_rows_and_checksums(restore_dbs, tmp_path):
+    """Each database of the layout is dumped, restored and verified (a per-module layout is
+    backed up database by database: docs/deployment.md, "Backup and restore")."""
+    from contacts.models import Contact
+    from messaging.models import Message, MessageTemplate
+    from monitoring.models import SystemLog
+    from wework.shards.models import ShardTable
 
-    restored = _run("restore", str(tmp_path / "backup.sql.gz"), _url(restore_db))
-    assert restored.returncode == 0, restored.stderr
-    verified = _run("verify", source, _url(restore_db))
-    assert verified.returncode == 0, verified.stdout
-    assert verified.stdout.startswith("identical:")
-    with connection.cursor() as cursor:
-        for table, rows in ((tables["contacts"], 120), (tables["messages"], 200), (tables["logs"], 50)):
-            cursor.execute(f"SELECT COUNT(*) FROM `{restore_db}`.`{table}`")
+    tables = _populate()
+    for alias, restored_name in restore_dbs.items():
+        source = _url(connections[alias].settings_dict["NAME"])
+        dump = _run("dump", source, str(tmp_path / f"{alias}.sql.gz"))
+        assert dump.returncode == 0, dump.stderr
+        assert (tmp_path / f"{alias}.sql.gz.sha256").exists()
+        restored = _run("restore", str(tmp_path / f"{alias}.sql.gz"), _url(restored_name))
+        assert restored.returncode == 0, restored.stderr
+        verified = _run("verify", source, _url(restored_name))
+        assert verified.returncode == 0, verified.stdout
+        assert verified.stdout.startswith("identical:")
+
+    def restored(model):  # the scratch database holding the model's tables
+        return restore_dbs[alias_for_model(model)]
+
+    with connection.cursor() as cursor:  # one server: any connection reads every schema
+        for model, table, rows in ((Contact, tables["contacts"], 120), (Message, tables["messages"], 200),
+                                   (SystemLog, tables["logs"], 50)):
+            cursor.execute(f"SELECT COUNT(*) FROM `{restored(model)}`.`{table}`")
             assert cursor.fetchone()[0] == rows, table
-        cursor.execute(f"SELECT COUNT(*) FROM `{restore_db}`.shard_tables")
+        cursor.execute(f"SELECT COUNT(*) FROM `{restored(ShardTable)}`.shard_tables")
         assert cursor.fetchone()[0] >= 3  # the registry came along: no migrate, no rotation needed
-        cursor.execute(f"SELECT name FROM `{restore_db}`.message_templates")
+        cursor.execute(f"SELECT name FROM `{restored(MessageTemplate)}`.message_templates")
         assert cursor.fetchone()[0] == "模板 ✓"
 
     # verify can fail: one changed value in one shard is found.
-    _sql(f"UPDATE `{restore_db}`.`{tables['messages']}` SET message_content = 'changed' ORDER BY id LIMIT 1")
-    different = _run("verify", source, _url(restore_db))
+    messages_db = restored(Message)
+    _sql(f"UPDATE `{messages_db}`.`{tables['messages']}` SET message_content = 'changed' ORDER BY id LIMIT 1")
+    different = _run("verify", _url(connections[alias_for_model(Message)].settings_dict["NAME"]), _url(messages_db))
     assert different.returncode == 1 and tables["messages"] in different.stdout
 
 

@@ -3,14 +3,14 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.db import connection
 
 from instances.tests.factories import WeworkInstanceFactory
 from wework.db.fields import field_cipher
+from wework.db.layout import connection_for
 
 
 def _raw_proxy_password(instance_id):
-    with connection.cursor() as cursor:
+    with connection_for("instances").cursor() as cursor:
         cursor.execute(
             "SELECT proxy_password_encrypted FROM wework_instances WHERE id = %s", [instance_id]
         )

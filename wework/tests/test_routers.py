@@ -8,6 +8,7 @@ from django.test import RequestFactory
 
 from accounts.tests.factories import UserFactory
 from wework import routers
+from wework.db.layout import alias_for_app, is_split
 from wework.db.replicas import ReplicaHealth, ReplicaStatus, health
 
 
@@ -22,12 +23,15 @@ class _Model:
 
 
 MESSAGES = _Model("messaging")
+# Messaging's primary: "default" on one database, its own alias in a per-module layout
+# (wework.db.layout); the replica below is that primary's.
+PRIMARY = alias_for_app("messaging")
 
 
 @pytest.fixture
 def replica(monkeypatch):
     """One replica alias, in rotation unless a test says otherwise."""
-    monkeypatch.setattr(routers, "replica_aliases", lambda primary_alias=None: ["replica_0"] if primary_alias in (None, "default") else [])
+    monkeypatch.setattr(routers, "replica_aliases", lambda primary_alias=None: ["replica_0"] if primary_alias in (None, PRIMARY) else [])
     health.force("replica_0", True)
     yield "replica_0"
     health.force("replica_0", None)
@@ -35,24 +39,26 @@ def replica(monkeypatch):
 
 def test_router_does_nothing_without_replicas():
     router = routers.PrimaryReplicaRouter()
-    assert router.db_for_read(MESSAGES) is None
+    # One database: Django's own choice (None); several: the module's alias, never a hint's.
+    expected = PRIMARY if is_split() else None
+    assert router.db_for_read(MESSAGES) == expected
     with routers.replica_reads():
-        assert router.db_for_read(MESSAGES) is None
+        assert router.db_for_read(MESSAGES) == expected
 
 
 def test_reads_go_to_the_primary_unless_declared_pure(replica):
     router = routers.PrimaryReplicaRouter()
     # Services, tasks, claims, update views: no declaration, so the primary.
-    assert router.db_for_read(MESSAGES) == "default"
+    assert router.db_for_read(MESSAGES) == PRIMARY
     with routers.replica_reads():
         assert router.db_for_read(MESSAGES) == replica
         # Auth, sessions, permissions and the shard registry are read from the primary always.
         for label in ("accounts", "auth", "sessions", "shards"):
-            assert router.db_for_read(_Model(label)) == "default"
+            assert router.db_for_read(_Model(label)) == alias_for_app(label)
         with routers.primary():
-            assert router.db_for_read(MESSAGES) == "default"
+            assert router.db_for_read(MESSAGES) == PRIMARY
         assert router.db_for_read(MESSAGES) == replica
-    assert router.db_for_read(MESSAGES) == "default"
+    assert router.db_for_read(MESSAGES) == PRIMARY
 
 
 def test_pure_reads_stay_on_the_primary_in_a_transaction_and_after_a_write(replica, monkeypatch):
@@ -63,20 +69,20 @@ def test_pure_reads_stay_on_the_primary_in_a_transaction_and_after_a_write(repli
         router.db_for_write(_Model("accounts"))
         assert state.wrote is False
         assert router.db_for_read(MESSAGES) == replica
-        assert router.db_for_write(MESSAGES) == "default"
+        assert router.db_for_write(MESSAGES) == PRIMARY
         assert state.wrote is True
-        assert router.db_for_read(MESSAGES) == "default"
+        assert router.db_for_read(MESSAGES) == PRIMARY
     with routers.request_scope(), routers.replica_reads():
         assert router.db_for_read(MESSAGES) == replica
-        monkeypatch.setattr(connections["default"], "in_atomic_block", True)
-        assert router.db_for_read(MESSAGES) == "default"
+        monkeypatch.setattr(connections[PRIMARY], "in_atomic_block", True)
+        assert router.db_for_read(MESSAGES) == PRIMARY
 
 
 def test_an_unhealthy_replica_is_out_of_rotation(replica):
     router = routers.PrimaryReplicaRouter()
     health.force(replica, False)
     with routers.replica_reads():
-        assert router.db_for_read(MESSAGES) == "default"
+        assert router.db_for_read(MESSAGES) == PRIMARY
     health.force(replica, True)
     with routers.replica_reads():
         assert router.db_for_read(MESSAGES) == replica
@@ -86,7 +92,7 @@ def test_request_scope_does_not_leak_replica_reads(replica):
     router = routers.PrimaryReplicaRouter()
     with routers.replica_reads():
         with routers.request_scope():
-            assert router.db_for_read(MESSAGES) == "default"
+            assert router.db_for_read(MESSAGES) == PRIMARY
         assert router.db_for_read(MESSAGES) == replica
 
 
@@ -97,7 +103,7 @@ def _read(router, failure):
     def read():
         alias = router.db_for_read(MESSAGES)
         calls.append(alias)
-        if alias != "default":
+        if alias != PRIMARY:
             raise failure
         return "rows from the primary"
 
@@ -116,7 +122,7 @@ def test_a_failed_replica_read_runs_again_on_the_primary(replica, failure):
     health._status[replica] = ReplicaStatus(replica, True, 0.0, "ok", health.clock())
     try:
         assert routers.read_only_call(read) == "rows from the primary"
-        assert calls == [replica, "default"]
+        assert calls == [replica, PRIMARY]
         assert health.status(replica).healthy is False  # out until its next check
     finally:
         health.reset()
@@ -138,14 +144,14 @@ def test_a_user_who_wrote_reads_from_the_primary_for_a_while(replica, settings, 
     user = UserFactory()
     other = UserFactory()
     # As outside the test case's transaction (a request in autocommit).
-    monkeypatch.setattr(connections["default"], "in_atomic_block", False)
+    monkeypatch.setattr(connections[PRIMARY], "in_atomic_block", False)
 
     def read():
         return router.db_for_read(MESSAGES)
 
     assert routers.read_only_call(read, user=user) == replica
     routers.pin_user(user)
-    assert routers.read_only_call(read, user=user) == "default"
+    assert routers.read_only_call(read, user=user) == PRIMARY
     assert routers.read_only_call(read, user=other) == replica
     # Longer than the worst lag a replica in rotation may have, plus one check interval.
     assert routers.pin_seconds() == 4.0

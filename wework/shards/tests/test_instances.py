@@ -10,6 +10,7 @@ from contacts.models import Contact, Group, GroupMember, WeworkAccount
 from instances.models import InstanceMonitor, WeworkInstance
 from messaging.models import Message
 from wework import ids, shards
+from wework.db.layout import connection_for
 from wework.shards import ddl, exports
 from wework.shards.models import ShardState, ShardTable
 
@@ -38,7 +39,8 @@ def test_shards_are_created_with_their_instance(instance):
         row = ShardTable.objects.get(table_name=table)
         assert row.instance_id == instance.pk and row.strategy == "instance" and row.created_by_tool
     if connection.vendor == "mysql":
-        constraints = ddl.read_schema(connection, lambda cursor: connection.introspection.get_constraints(
+        contacts_db = connection_for("contacts")  # the shards' database (per-module layout)
+        constraints = ddl.read_schema(contacts_db, lambda cursor: contacts_db.introspection.get_constraints(
             cursor, f"group_members_{instance.pk}"))
         targets = {c["foreign_key"] for c in constraints.values() if c.get("foreign_key")}
         assert (f"groups_{instance.pk}", "id") in targets  # members point at the same instance's groups
@@ -102,7 +104,7 @@ def test_deleting_an_instance_archives_its_shards(instance, account):
                        ["account", "wxid"], ["nickname"])
     pk = instance.pk
 
-    with connection.cursor() as cursor:
+    with connection_for("instances").cursor() as cursor:  # the instance's own database
         if connection.vendor == "mysql":
             cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
         WeworkInstance.all_objects.filter(pk=pk).hard_delete()

@@ -7,12 +7,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from accounts.models import User
 from contacts.models import Contact, Group
 from instances.models import WeworkInstance
 from wework import ids, shards
+from wework.db.layout import connection_for
 from wework.shards import ddl, fidelity, router
 from wework.shards.conf import shard_timezone
 from wework.shards.models import ShardState, ShardTable
@@ -20,6 +21,8 @@ from wework.shards.tests.models import ProbeEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# The instance shards' tables are on the contacts module's database (per-module layout).
+CONTACTS_DB = connection_for("contacts")
 mysql_only = pytest.mark.skipif("connection.vendor != 'mysql'")
 
 
@@ -50,8 +53,8 @@ def account(instance):
 
 
 def _definitions(table):
-    with connection.cursor() as cursor:
-        return fidelity.column_definitions(cursor, connection, table)
+    with CONTACTS_DB.cursor() as cursor:
+        return fidelity.column_definitions(cursor, CONTACTS_DB, table)
 
 
 @mysql_only
@@ -60,12 +63,12 @@ def test_instance_shards_are_identical_to_their_base_tables(instance):
         table = f"{base}_{instance.pk}"
         assert _definitions(table) == _definitions(base), table
         assert "ON UPDATE current_timestamp()" in _definitions(table)["updated_at"]
-        with connection.cursor() as cursor:
+        with CONTACTS_DB.cursor() as cursor:
             assert fidelity.table_comment(cursor, table) == fidelity.table_comment(cursor, base)
             base_keys = set(fidelity.keys(cursor, base))
             assert base_keys <= set(fidelity.keys(cursor, table)), table
     model = shards.model_for(Group, instance_id=instance.pk, create=False)
-    assert fidelity.differences(model, connection) == []
+    assert fidelity.differences(model, CONTACTS_DB) == []
 
 
 @mysql_only
@@ -73,7 +76,7 @@ def test_a_status_change_stamps_updated_at_in_the_shard(instance, account):
     shards.bulk_upsert(Group, instance.pk, [{"account_id": account.pk, "group_wxid": "g1"}],
                        ["account", "group_wxid"], ["group_name"])
     group = shards.for_instance(Group, instance.pk).get()
-    with connection.cursor() as cursor:
+    with CONTACTS_DB.cursor() as cursor:
         cursor.execute(f"UPDATE groups_{instance.pk} SET updated_at = '2021-01-01 00:00:00'")
     assert shards.update(Group, group.pk, instance_id=instance.pk, group_name="renamed") == 1
     group = shards.get(Group, group.pk, instance_id=instance.pk)
@@ -84,7 +87,7 @@ def test_a_status_change_stamps_updated_at_in_the_shard(instance, account):
 def test_sync_schema_detects_and_repairs_differences_with_the_base(instance):
     table = f"contacts_{instance.pk}"
     expected = _definitions(table)
-    with connection.cursor() as cursor:
+    with CONTACTS_DB.cursor() as cursor:
         cursor.execute(f"ALTER TABLE {table} MODIFY updated_at datetime(6) NOT NULL COMMENT 'x'")
         cursor.execute(f"ALTER TABLE {table} COMMENT = 'changed'")
         keys = fidelity.keys(cursor, table)
@@ -100,7 +103,7 @@ def test_sync_schema_detects_and_repairs_differences_with_the_base(instance):
     assert f"{table}: column updated_at" in output
     assert _definitions(table) == expected
     model = shards.model_for(Contact, instance_id=instance.pk, create=False)
-    assert fidelity.differences(model, connection) == []
+    assert fidelity.differences(model, CONTACTS_DB) == []
     assert "Every shard matches" in run("sync-schema", "--model", "contacts.Contact")
 
 
@@ -193,7 +196,7 @@ def test_a_drop_is_seen_by_another_process_serving_the_shard(probe_sharding, set
     rows = _two_months(probe_sharding)
     since, until = local(2025, 1, 1), local(2025, 3, 1)
     assert len(shards.paginate(ProbeEvent, since=since, until=until).items) == 2
-    connection.close()
+    connections.close_all()  # every alias (per-module layout), not only default
     ctx = multiprocessing.get_context("fork")
     ready, stop, queue = ctx.Event(), ctx.Event(), ctx.Queue()
     child = ctx.Process(target=_serve_in_child,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, models
+from django.db import connection, connections, models
 
 from wework import ids, shards
 from wework.shards import builder, ddl, exports, services
@@ -184,7 +184,7 @@ def _racing(probe_sharding):
         except Exception as exc:  # noqa: BLE001
             results["first"] = exc
         finally:
-            connection.close()
+            connections.close_all()  # every alias (per-module layout), not only default
 
     def second():
         started.wait(10)
@@ -194,7 +194,7 @@ def _racing(probe_sharding):
             results["second"] = exc
         finally:
             second_done.set()
-            connection.close()
+            connections.close_all()  # every alias (per-module layout), not only default
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for t in threads:
@@ -283,7 +283,7 @@ def test_two_rotations_racing_in_processes(probe_sharding):
 
     if connection.vendor != "mysql":
         pytest.skip("processes share the test database only on MySQL/MariaDB")
-    connection.close()
+    connections.close_all()  # every alias (per-module layout), not only default
     ctx = multiprocessing.get_context("fork")
     queue, refused = ctx.Queue(), ctx.Event()
     now = local(2025, 1, 10).isoformat()

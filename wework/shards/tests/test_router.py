@@ -2,7 +2,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -181,7 +181,7 @@ def test_a_write_aborted_as_a_deadlock_is_run_again_outside_a_transaction(probe_
         except Exception as exc:  # noqa: BLE001
             result["error"] = exc
         finally:
-            connection.close()
+            connections.close_all()  # every alias (per-module layout), not only default
 
     thread = threading.Thread(target=autocommit_writer)
     thread.start()
