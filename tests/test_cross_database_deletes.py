@@ -23,6 +23,7 @@ from monitoring.models import AlertRecord, AuditLog
 from monitoring.tests.factories import AlertRecordFactory
 from scrm.models import OptOut, Segment, TagRule
 from scrm.tests.factories import OptOutFactory, SegmentFactory, TagRuleFactory
+from wework.api.exceptions import exception_handler
 from wework.db.layout import connection_for
 from wework.tasks import report_orphans
 
@@ -136,3 +137,11 @@ def test_on_one_database_the_keys_hold_and_all_references_finds_nothing():
     assert "message_tasks.account_id -> wework_accounts: no orphan (1 ids" in out
     assert report_orphans() == {"skipped": "one database: its foreign keys hold every reference"}
     assert AlertRecord.objects.filter(instance=task.account.instance).count() == 1  # nothing changed
+
+
+def test_a_refused_delete_is_a_409_with_its_sentence_in_the_api(rf):
+    error = ProtectedError("Cannot delete: message tasks rows of another module still refer to it "
+                           "(message_tasks.account_id -> wework_accounts).", [])
+    response = exception_handler(error, {"request": rf.delete("/api/v1/accounts/1/")})
+    assert response.status_code == 409
+    assert response.data == {"detail": str(error.args[0]), "code": "protected"}

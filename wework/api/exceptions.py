@@ -2,7 +2,7 @@
 
 Maps the platform's `DomainError`, Django's `ValidationError` and `PermissionDenied` to the right
 status, in the same shapes as DRF's own errors: `{"detail", "code"}`, or field messages as
-`{"<field>": ["..."]}`. A database that cannot serve the request now (unreachable, switching
+`{"<field>": ["..."]}`; a delete refused because other rows refer to the row is a 409. A database that cannot serve the request now (unreachable, switching
 over to another node, a conflict that outlived its retries: wework.db.errors) is a 503 with
 Retry-After, never a 500.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError, RestrictedError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from django.utils.translation import gettext_lazy as _
@@ -44,6 +45,10 @@ def exception_handler(exc, context):
     elif code == outages.STATEMENT_TIMEOUT:
         db_errors.log_unavailable(exc, context.get("request"))
         exc = UnavailableError(outages.message(code), code=code)
+    if isinstance(exc, (ProtectedError, RestrictedError)):
+        # A delete that rows elsewhere still refer to (a foreign key, or a reference of another
+        # module's database: wework.db.deletion): the client's sentence, not a 500.
+        exc = DomainError(exc.args[0], code="protected", status=409)
     if isinstance(exc, DomainError):
         headers = {}
         if isinstance(exc, UnavailableError) and exc.retry_after:
