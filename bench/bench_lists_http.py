@@ -21,7 +21,8 @@ alternate a list and its bare view. Requests carry the session cookie of a super
 
 Every bare view checks `request.user.is_authenticated` behind the same middleware.
 Run: `.venv/bin/python bench/bench_lists_http.py [--steps 100000,1000000,5000000]
-[--contacts N] [--seconds S] [--rounds R] [--reuse-db --keep-db]`.
+[--contacts N] [--seconds S] [--rounds R] [--reuse-db --keep-db] [--fill-only]`.
+`--fill-only` fills and measures nothing, so the measuring run can hold the bench lock alone.
 """
 import json
 import os
@@ -63,6 +64,8 @@ def _extra(parser):
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--only", default="", help="comma-separated: users,contacts,messages")
+    parser.add_argument("--fill-only", action="store_true",
+                        help="fill the shards and measure nothing (run it before taking the lock)")
 
 
 # --- the served process --------------------------------------------------------------------------
@@ -205,6 +208,8 @@ def wrk(port, path, cookie, args):
 def measure(port, cookie, args, pairs):
     """pairs: {name: (path, bare_path)}; rounds alternate the list and its bare view."""
     results = {}
+    if args.fill_only:
+        return results
     for name, (path, bare_path) in pairs.items():
         wrk(port, path, cookie, argparse_short(args))  # warm
         wrk(port, bare_path, cookie, argparse_short(args))

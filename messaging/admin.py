@@ -1,15 +1,16 @@
 """Admin for messaging: messages (by month shard), tasks with progress and actions, receivers,
 templates with preview."""
 import re
+from urllib.parse import quote
 
 from django.contrib import admin, messages as flash
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import prefetch_related_objects
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.http import urlencode
-from django.utils.translation import gettext_lazy as _
+from django.utils.http import RFC3986_SUBDELIMS, urlencode
+from django.utils.translation import get_language, gettext_lazy as _
 
 from contacts.models import WeworkAccount
 from wework import shards
@@ -62,6 +63,44 @@ class ShardPageChangeList(ChangeList):
         prefetch_related_objects(rows, "account")
         self.result_list = rows
 
+    def url_for_result(self, result):
+        # reverse() once a page, not once a row (about 5 % of the page's time at 50 rows)
+        pk = getattr(result, self.pk_attname)
+        if not isinstance(pk, int):
+            return super().url_for_result(result)
+        if getattr(self, "_change_url", None) is None:
+            self._change_url = split_around(super().url_for_result(result), f"/{pk}/", 1)
+        head, tail = self._change_url
+        return f"{head}{pk}{tail}"
+
+
+def split_around(url, marker, keep):
+    """(before, after) the last `marker` in `url`, keeping `keep` characters of each side."""
+    at = url.rindex(marker)
+    return url[:at + keep], url[at + len(marker) - keep:]
+
+
+class ConversationLinks:
+    """messaging:conversation's path for (account id, chat WeCom ID) from one reverse(): the
+    same path as reverse() (its quoting of a path, RFC 3986), for the 50 rows of a page."""
+
+    def __init__(self):
+        self._parts = {}  # by (script prefix, urlconf): what reverse() depends on
+
+    def __call__(self, account_id, chat_wxid):
+        if not chat_wxid or "/" in chat_wxid:  # what <str:> refuses: reverse() says so
+            return reverse("messaging:conversation", args=[account_id, chat_wxid])
+        key = (get_script_prefix(), get_urlconf())
+        parts = self._parts.get(key)
+        if parts is None:
+            parts = self._parts[key] = split_around(
+                reverse("messaging:conversation", args=[1, "c"]), "/1/c/", 1)
+        head, tail = parts
+        return f"{head}{int(account_id)}/{quote(chat_wxid, safe=PATH_SAFE)}{tail}"
+
+
+PATH_SAFE = RFC3986_SUBDELIMS + "/~:@"
+
 
 @admin.register(Message)
 class MessageAdmin(ShardedModelAdmin):
@@ -86,6 +125,17 @@ class MessageAdmin(ShardedModelAdmin):
     ordering = ("-id",)
     readonly_fields = [f.name for f in Message._meta.fields]
     show_full_result_count = False
+    conversation_url = ConversationLinks()
+
+    def get_empty_value_display(self):
+        # called for each cell: the translated dash once a language, not 550 gettext() calls
+        language = get_language()
+        cached = self._empty_display
+        if cached is None or cached[0] != language:
+            cached = self._empty_display = (language, super().get_empty_value_display())
+        return cached[1]
+
+    _empty_display = None
 
     def shard_choices(self, request):
         months = [model._shard_suffix for model in shards.shard_models(Message)
@@ -147,7 +197,7 @@ class MessageAdmin(ShardedModelAdmin):
 
     @admin.display(description=_("chat WeCom ID"), ordering="chat_wxid")
     def conversation_link(self, obj):
-        return format_html('<a href="{}">{}</a>', reverse("messaging:conversation", args=[obj.account_id, obj.chat_wxid]),
+        return format_html('<a href="{}">{}</a>', self.conversation_url(obj.account_id, obj.chat_wxid),
                            obj.chat_wxid)
 
     @admin.display(description=_("content"))

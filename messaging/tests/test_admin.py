@@ -184,3 +184,21 @@ def test_admin_message_list_of_a_month_without_shard(browser, world):
     month = (timezone.localdate().replace(day=1) - timezone.timedelta(days=400)).strftime("%Y%m")
     r = browser.get("/admin/messaging/message/", {"month": month})
     assert r.status_code == 200 and not list(r.context["cl"].result_list)
+
+
+def test_admin_message_list_links_are_those_of_reverse(browser, world):
+    """The page builds its change and conversation links from one reverse() each (issue 13):
+    the same paths as reverse() a row, quoting included."""
+    from django.utils.html import escape
+
+    now = timezone.now()
+    chats = ["wm_plain", "群聊 #1?a=b&c%", "wo_~:@!$'()*+,;="]
+    rows = [shards.create(Message, account_id=world.account.pk, chat_type=1, chat_wxid=chat, created_at=now,
+                          message_type="text", message_content="x") for chat in chats]
+    body = browser.get(reverse("admin:messaging_message_changelist")).content.decode()
+    for row in rows:
+        conversation = reverse("messaging:conversation", args=[row.account_id, row.chat_wxid])
+        assert f'<a href="{escape(conversation)}">{escape(row.chat_wxid)}</a>' in body, row.chat_wxid
+        change = reverse("admin:messaging_message_change", args=[row.pk])
+        assert f'href="{change}"' in body
+    assert body.count('class="field-error_code">-</td>') >= len(rows)  # the empty value, translated
