@@ -45,6 +45,8 @@ def _extra(parser):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--profile", default=None, help="cProfile the intake in-process to FILE")
+    parser.add_argument("--profile-wsgi", default=None,
+                        help="cProfile whole WSGI requests (intake, then bare view) to FILE")
 
 
 def build_urls():
@@ -260,6 +262,75 @@ def profile_intake(args, admin, path):
     pstats.Stats(path).sort_stats("cumulative").print_stats(25)
 
 
+def _environ(path, body, headers):
+    import io
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "REMOTE_ADDR": "127.0.0.1",
+               "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "127.0.0.1",
+               "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+               "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+               "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
+    for key, value in headers.items():
+        if key.lower() != "content-type":
+            environ["HTTP_" + key.upper().replace("-", "_")] = value
+    return environ
+
+
+def profile_wsgi(args, admin, path):
+    """cProfile of whole requests through the served WSGI application, one thread: where the
+    request path (handler, middleware, view) spends its time, for the intake and the bare view."""
+    import cProfile
+    import pstats
+
+    from django.conf import settings
+    from django.db import connection
+
+    from instances import services
+
+    os.environ["WEWORK_PROCESS"] = "web"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    instance = services.register_instance(name="bench-wsgi", api_url="http://127.0.0.1:9",
+                                          token="t", webhook_secret=SECRET, created_by=admin,
+                                          push=False).instance
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {BARE_TABLE}")
+        kind = "BIGINT AUTO_INCREMENT" if connection.vendor == "mysql" else "INTEGER"
+        cursor.execute(f"CREATE TABLE {BARE_TABLE} (id {kind} PRIMARY KEY, body TEXT)")
+    settings.ROOT_URLCONF = __name__
+    urlpatterns[:] = build_urls()
+    from wework.wsgi import application
+
+    hook_path = f"/api/v1/instances/{instance.instance_uuid}/events"
+    n = args.events or 2000
+    for label, target in (("intake", hook_path), ("bare view", "/bench/bare-events")):
+        events = [_environ(target, b, h) for b, h in signed_events(instance.instance_uuid, n + 100, 1 + n * 2 * (label == "bare view"))]
+        statuses = []
+
+        def start_response(status, _headers, _exc=None):
+            statuses.append(int(status[:3]))
+
+        for environ in events[:100]:
+            b"".join(application(environ, start_response))
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        for environ in events[100:]:
+            response = application(environ, start_response)
+            b"".join(response)
+            response.close()
+        profiler.disable()
+        seconds = time.perf_counter() - start
+        assert set(statuses) == {202}, sorted(set(statuses))
+        print(f"# {label}: {n / seconds:.0f} requests/s in one thread under cProfile, "
+              f"{seconds / n * 1000:.3f} ms a request")
+        out = f"{path}.{label.replace(' ', '-')}"
+        profiler.dump_stats(out)
+        pstats.Stats(out).sort_stats("cumulative").print_stats(45)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {BARE_TABLE}")
+
+
 def main():
     args = bench_args(__doc__.splitlines()[0], extra=_extra)
     if args.serve:
@@ -269,7 +340,9 @@ def main():
     from django.contrib.auth import get_user_model
 
     admin = get_user_model().objects.create_superuser("bench-admin", "b@example.com", "x")
-    if args.profile:
+    if args.profile_wsgi:
+        profile_wsgi(args, admin, args.profile_wsgi)
+    elif args.profile:
         profile_intake(args, admin, args.profile)
     else:
         bench_webhook(args, admin, url)
