@@ -6,6 +6,8 @@
              (`--workers`, `--threads` for gthread). Celery publishes to the broker
              (BENCH_REDIS_URL) with no worker running: the intake only checks, stores and
              enqueues. Every 2xx must be a stored row: the bench counts the inbox afterwards.
+             The webhook takes wework.wsgi's lean route (wework/webhook_wsgi.py) unless
+             `--django-only`, which serves it through the full middleware and URLconf.
 * baseline -- a bare Django view in the same gunicorn that does one INSERT of the body
              (autocommit) and answers 202, behind the same middleware.
 
@@ -14,7 +16,8 @@ connection per request as gunicorn's sync workers close them), `--connections` i
 the rounds alternate intake and baseline so machine noise falls on both.
 
 Run: `BENCH_REDIS_URL=redis://127.0.0.1:6379/<db> .venv/bin/python bench/bench_intake.py
-[--quick] [--events N] [--rounds R] [--workers W] [--threads T] [--connections C]`.
+[--quick] [--events N] [--rounds R] [--workers W] [--threads T] [--connections C]
+[--django-only]`.
 """
 import asyncio
 import json
@@ -47,6 +50,9 @@ def _extra(parser):
     parser.add_argument("--profile", default=None, help="cProfile the intake in-process to FILE")
     parser.add_argument("--profile-wsgi", default=None,
                         help="cProfile whole WSGI requests (intake, then bare view) to FILE")
+    parser.add_argument("--django-only", action="store_true",
+                        help="serve the webhook through the full Django stack, not wework.wsgi's "
+                             "lean webhook route")
 
 
 def build_urls():
@@ -89,7 +95,11 @@ def serve(args):
 
             settings.ROOT_URLCONF = __name__
             urlpatterns[:] = build_urls()
-            return get_wsgi_application()
+            if args.django_only:
+                return get_wsgi_application()
+            from wework.webhook_wsgi import wrap
+
+            return wrap(get_wsgi_application())  # as wework/wsgi.py: the bare view stays on Django
 
     App().run()
 
@@ -176,6 +186,8 @@ def bench_webhook(args, admin, database_url):
                "--threads", str(args.threads)]
     if args.redis_url:
         command += ["--redis-url", args.redis_url]
+    if args.django_only:
+        command.append("--django-only")
     server = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL,
                               stderr=sys.stderr)
     hook_path = f"/api/v1/instances/{instance.instance_uuid}/events"
@@ -225,6 +237,7 @@ def bench_webhook(args, admin, database_url):
         server.wait(20)
     total = per_round * rounds
     kind = f"{args.workers} workers" + (f" x {args.threads} threads" if args.threads > 1 else "")
+    kind += ", full Django stack" if args.django_only else ", lean webhook route"
     report(f"webhook intake ({kind}, {args.connections} in flight)", total / hook_s, "events/s",
            total / bare_s, "req/s (bare view, one INSERT)")
     report("webhook intake p50", percentile(hook_lat, 50) * 1000, "ms",
