@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import ProtectedError
+from django.utils import timezone
 
 from contacts.models import WeworkAccount
 from contacts.tests.factories import WeworkAccountFactory
@@ -145,3 +146,53 @@ def test_a_refused_delete_is_a_409_with_its_sentence_in_the_api(rf):
     response = exception_handler(error, {"request": rf.delete("/api/v1/accounts/1/")})
     assert response.status_code == 409
     assert response.data == {"detail": str(error.args[0]), "code": "protected"}
+
+
+def test_an_account_with_messages_in_a_time_shard_is_not_deleted():
+    """messages are sharded by month: the refusal looks in every shard, as each shard's own
+    FOREIGN KEY does on one database (the base `messages` table is empty)."""
+    from django.db import IntegrityError
+
+    from messaging.models import Message
+    from wework import shards
+
+    account = WeworkAccountFactory()
+    message = shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid="wxid_peer",
+                            message_type=1, message_content="hi", send_time=timezone.now())
+    assert type(message)._meta.db_table != Message._meta.db_table
+    with pytest.raises((ProtectedError, IntegrityError)):
+        WeworkAccount._base_manager.filter(pk=account.pk).hard_delete()
+    assert WeworkAccount._base_manager.filter(pk=account.pk).exists()
+    assert shards.get(Message, message.pk).account_id == account.pk
+
+
+@split
+def test_an_orphan_in_a_time_shard_is_reported_with_its_shard():
+    from messaging.models import Message
+    from wework import shards
+
+    account = WeworkAccountFactory()
+    message = shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid="wxid_peer",
+                            message_type=1, message_content="hi", send_time=timezone.now())
+    _delete_behind_the_platforms_back(WeworkAccount, account.pk)
+    status, out = _run()
+    assert status == 1
+    assert (f"messages.account_id -> wework_accounts: 1 rows name 1 missing rows (rule: refuse); "
+            f"e.g. {type(message)._meta.db_table} id {message.pk} -> {account.pk}") in out
+
+
+def test_a_cascade_that_reaches_a_refused_row_deletes_nothing_on_any_database():
+    """An instance's accounts cascade, but an account with a task refuses: on one database the
+    key fails the statement; on five the refusal rolls back the instance's delete on its
+    database too (one transaction over every database)."""
+    from django.db import IntegrityError
+
+    task = MessageTaskFactory()
+    instance = task.account.instance
+    alert = AlertRecordFactory(instance=instance)
+    with pytest.raises((ProtectedError, IntegrityError)):
+        WeworkInstance._base_manager.filter(pk=instance.pk).hard_delete()
+    assert WeworkInstance._base_manager.filter(pk=instance.pk).exists()
+    assert WeworkAccount._base_manager.filter(pk=task.account_id).exists()
+    alert.refresh_from_db()
+    assert alert.instance_id == instance.pk  # the set-null on monitoring's database was rolled back
