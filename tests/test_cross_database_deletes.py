@@ -196,3 +196,25 @@ def test_a_cascade_that_reaches_a_refused_row_deletes_nothing_on_any_database():
     assert WeworkAccount._base_manager.filter(pk=task.account_id).exists()
     alert.refresh_from_db()
     assert alert.instance_id == instance.pk  # the set-null on monitoring's database was rolled back
+
+
+def test_every_reference_between_modules_leads_an_index_of_its_table():
+    """The refusal, the cascades and the orphan report's keyset pages read a reference by its
+    column (`WHERE col IN`, `DISTINCT col ... WHERE col > last ORDER BY col LIMIT n`); without
+    a key starting with the column each would scan its table. On five schemas no FOREIGN KEY
+    brings an implicit index, so the key must be declared."""
+    from django.db import connections
+
+    from wework.db.deletion import references_between_databases
+
+    unindexed = []
+    for reference in references_between_databases(include_same=True):
+        for table in reference.tables():
+            connection = connections[reference.alias]
+            with connection.cursor() as cursor:
+                constraints = connection.introspection.get_constraints(cursor, table._meta.db_table)
+            # a unique constraint is an index too (SQLite reports it as a constraint only)
+            if not any((c["index"] or c["unique"]) and c["columns"] and c["columns"][0] == reference.field.column
+                       for c in constraints.values()):
+                unindexed.append(f"{table._meta.db_table}.{reference.field.column}")
+    assert not unindexed
