@@ -218,3 +218,20 @@ def test_every_reference_between_modules_leads_an_index_of_its_table():
                        for c in constraints.values()):
                 unindexed.append(f"{table._meta.db_table}.{reference.field.column}")
     assert not unindexed
+
+
+def test_deleting_a_task_in_the_admin_applies_the_rules_on_the_contacts_database(verified_admin_client):
+    """The admin's delete view (a hard delete: tasks have no deleted_at) cascades the task's tag
+    rules and empties the opt-outs it confirmed, on five schemas as the keys do on one."""
+    from django.urls import reverse
+
+    task = MessageTaskFactory()
+    rule = TagRuleFactory(task=task, account=task.account)
+    opt_out = OptOutFactory(account=task.account, confirmation_task=task)
+    url = reverse("admin:messaging_messagetask_delete", args=[task.pk])
+    assert verified_admin_client.get(url).status_code == 200
+    response = verified_admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302, response.content[:500]
+    assert not MessageTask.objects.filter(pk=task.pk).exists()
+    assert not TagRule.objects.filter(pk=rule.pk).exists()
+    assert OptOut.objects.get(pk=opt_out.pk).confirmation_task_id is None
