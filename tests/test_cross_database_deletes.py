@@ -235,3 +235,23 @@ def test_deleting_a_task_in_the_admin_applies_the_rules_on_the_contacts_database
     assert not MessageTask.objects.filter(pk=task.pk).exists()
     assert not TagRule.objects.filter(pk=rule.pk).exists()
     assert OptOut.objects.get(pk=opt_out.pk).confirmation_task_id is None
+
+
+@split
+def test_the_nightly_report_raises_an_alert_per_reference_and_resolves_it_when_fixed():
+    instance = WeworkInstanceFactory()
+    WeworkAccountFactory(instance=instance)
+    _delete_behind_the_platforms_back(WeworkInstance, instance.pk)
+
+    report_orphans()
+    report_orphans()  # one open alert per reference, refreshed, not repeated
+    source = "wework_accounts.instance_id -> wework_instances"
+    alert = AlertRecord.objects.get(rule_name="database.orphans", source_id=source)
+    assert (alert.status, alert.alert_level, alert.metric_value) == ("ACTIVE", "ERROR", 1)
+    assert "1 rows name 1 missing rows" in alert.alert_message and "--fix" in alert.alert_message
+
+    assert _run("--fix")[0] == 0
+    report_orphans()
+    alert.refresh_from_db()
+    assert alert.status == "RESOLVED"
+    assert not AlertRecord.objects.filter(rule_name="database.orphans", status="ACTIVE").exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import models
+from django.dispatch import Signal
 
 from wework import audit
 
@@ -28,6 +29,10 @@ from .layout import alias_for_model
 
 PAGE = 1_000
 EXAMPLES = 5
+
+# Sent by the nightly report with its findings (one per reference): monitoring raises an alert
+# per reference with orphans and resolves it once the reference is clean (monitoring/orphan_alerts).
+checked = Signal()  # findings=list[Finding]
 
 
 @dataclass
@@ -126,4 +131,4 @@ def report(page: int = PAGE, fix_found: bool = False, include_same: bool = False
     return findings
 
 
-__all__ = ["Finding", "check", "fix", "report"]
+__all__ = ["Finding", "check", "checked", "fix", "report"]
