@@ -13,7 +13,7 @@ class MonitoringConfig(AppConfig):
 
     def ready(self):
 
-        from . import audit, commands, messaging_receivers, signals  # noqa: F401 - connects receivers
+        from . import audit, commands, messaging_receivers, orphan_alerts, signals  # noqa: F401 - connects receivers
         from .services import alerts
 
         audit.connect_model_signals()

@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import ProtectedError
+from django.utils import timezone
 
 from contacts.models import WeworkAccount
 from contacts.tests.factories import WeworkAccountFactory
@@ -145,3 +146,112 @@ def test_a_refused_delete_is_a_409_with_its_sentence_in_the_api(rf):
     response = exception_handler(error, {"request": rf.delete("/api/v1/accounts/1/")})
     assert response.status_code == 409
     assert response.data == {"detail": str(error.args[0]), "code": "protected"}
+
+
+def test_an_account_with_messages_in_a_time_shard_is_not_deleted():
+    """messages are sharded by month: the refusal looks in every shard, as each shard's own
+    FOREIGN KEY does on one database (the base `messages` table is empty)."""
+    from django.db import IntegrityError
+
+    from messaging.models import Message
+    from wework import shards
+
+    account = WeworkAccountFactory()
+    message = shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid="wxid_peer",
+                            message_type=1, message_content="hi", send_time=timezone.now())
+    assert type(message)._meta.db_table != Message._meta.db_table
+    with pytest.raises((ProtectedError, IntegrityError)):
+        WeworkAccount._base_manager.filter(pk=account.pk).hard_delete()
+    assert WeworkAccount._base_manager.filter(pk=account.pk).exists()
+    assert shards.get(Message, message.pk).account_id == account.pk
+
+
+@split
+def test_an_orphan_in_a_time_shard_is_reported_with_its_shard():
+    from messaging.models import Message
+    from wework import shards
+
+    account = WeworkAccountFactory()
+    message = shards.create(Message, account_id=account.pk, chat_type=1, chat_wxid="wxid_peer",
+                            message_type=1, message_content="hi", send_time=timezone.now())
+    _delete_behind_the_platforms_back(WeworkAccount, account.pk)
+    status, out = _run()
+    assert status == 1
+    assert (f"messages.account_id -> wework_accounts: 1 rows name 1 missing rows (rule: refuse); "
+            f"e.g. {type(message)._meta.db_table} id {message.pk} -> {account.pk}") in out
+
+
+def test_a_cascade_that_reaches_a_refused_row_deletes_nothing_on_any_database():
+    """An instance's accounts cascade, but an account with a task refuses: on one database the
+    key fails the statement; on five the refusal rolls back the instance's delete on its
+    database too (one transaction over every database)."""
+    from django.db import IntegrityError
+
+    task = MessageTaskFactory()
+    instance = task.account.instance
+    alert = AlertRecordFactory(instance=instance)
+    with pytest.raises((ProtectedError, IntegrityError)):
+        WeworkInstance._base_manager.filter(pk=instance.pk).hard_delete()
+    assert WeworkInstance._base_manager.filter(pk=instance.pk).exists()
+    assert WeworkAccount._base_manager.filter(pk=task.account_id).exists()
+    alert.refresh_from_db()
+    assert alert.instance_id == instance.pk  # the set-null on monitoring's database was rolled back
+
+
+def test_every_reference_between_modules_leads_an_index_of_its_table():
+    """The refusal, the cascades and the orphan report's keyset pages read a reference by its
+    column (`WHERE col IN`, `DISTINCT col ... WHERE col > last ORDER BY col LIMIT n`); without
+    a key starting with the column each would scan its table. On five schemas no FOREIGN KEY
+    brings an implicit index, so the key must be declared."""
+    from django.db import connections
+
+    from wework.db.deletion import references_between_databases
+
+    unindexed = []
+    for reference in references_between_databases(include_same=True):
+        for table in reference.tables():
+            connection = connections[reference.alias]
+            with connection.cursor() as cursor:
+                constraints = connection.introspection.get_constraints(cursor, table._meta.db_table)
+            # a unique constraint is an index too (SQLite reports it as a constraint only)
+            if not any((c["index"] or c["unique"]) and c["columns"] and c["columns"][0] == reference.field.column
+                       for c in constraints.values()):
+                unindexed.append(f"{table._meta.db_table}.{reference.field.column}")
+    assert not unindexed
+
+
+def test_deleting_a_task_in_the_admin_applies_the_rules_on_the_contacts_database(verified_admin_client):
+    """The admin's delete view (a hard delete: tasks have no deleted_at) cascades the task's tag
+    rules and empties the opt-outs it confirmed, on five schemas as the keys do on one."""
+    from django.urls import reverse
+
+    task = MessageTaskFactory()
+    rule = TagRuleFactory(task=task, account=task.account)
+    opt_out = OptOutFactory(account=task.account, confirmation_task=task)
+    url = reverse("admin:messaging_messagetask_delete", args=[task.pk])
+    assert verified_admin_client.get(url).status_code == 200
+    response = verified_admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302, response.content[:500]
+    assert not MessageTask.objects.filter(pk=task.pk).exists()
+    assert not TagRule.objects.filter(pk=rule.pk).exists()
+    assert OptOut.objects.get(pk=opt_out.pk).confirmation_task_id is None
+
+
+@split
+def test_the_nightly_report_raises_an_alert_per_reference_and_resolves_it_when_fixed():
+    instance = WeworkInstanceFactory()
+    WeworkAccountFactory(instance=instance)
+    _delete_behind_the_platforms_back(WeworkInstance, instance.pk)
+
+    report_orphans()
+    report_orphans()  # one open alert per reference, refreshed, not repeated
+    source = "wework_accounts.instance_id -> wework_instances"
+    alert = AlertRecord.objects.get(rule_name="database.orphans", source_id=source)
+    assert (alert.status, alert.alert_level, alert.metric_value) == ("ACTIVE", "ERROR", 1)
+    assert "1 rows name 1 missing rows" in alert.alert_message and "--fix" in alert.alert_message
+
+    assert _run("--fix")[0] == 0
+    report_orphans()
+    alert.refresh_from_db()
+    assert alert.status == "RESOLVED"
+    assert not AlertRecord.objects.filter(rule_name="database.orphans", status="ACTIVE").exists()

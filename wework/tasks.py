@@ -16,9 +16,11 @@ def report_orphans():
     if not is_split():
         return {"skipped": "one database: its foreign keys hold every reference"}
     found = {}
-    for finding in orphans.report():
+    findings = orphans.report()
+    for finding in findings:
         if finding.orphan_rows:
             found[str(finding.reference)] = finding.orphan_rows
             log.warning("orphans: %d rows of %s name %d missing rows (e.g. %s); run manage.py orphans",
                         finding.orphan_rows, finding.reference, len(finding.missing_ids), finding.examples[:3])
+    orphans.checked.send(sender=report_orphans, findings=findings)  # the alerts (monitoring)
     return {"orphans": found}

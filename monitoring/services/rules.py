@@ -155,24 +155,31 @@ def _task_failure_rate(rule, now):
     firing = {}
     rows = (MessageTask.objects
             .filter(Q(started_at__gte=since) | Q(completed_at__gte=since) | Q(status=1))
-            .values("id", "task_name", "success_count", "fail_count", "target_count",
-                    "account__instance_id"))
+            .values("id", "task_name", "success_count", "fail_count", "target_count", "account_id"))
+    failing = []
     for row in rows:
         processed = (row["success_count"] or 0) + (row["fail_count"] or 0)
         if processed < minimum:
             continue
         rate = decimal.Decimal(row["fail_count"] or 0) * 100 / processed
         if compare(rate, rule.comparison, threshold):
-            firing[("message_task", str(row["id"]))] = {
-                "title": Text(gettext_noop("Task %(name)s fails %(rate).1f%% of its sends"),
-                              name=row["task_name"], rate=float(rate)),
-                "message": Text(gettext_noop("%(f)d of %(p)d sends failed."),
-                                f=row["fail_count"], p=processed),
-                "metric_name": "failure_rate", "metric_value": rate,
-                "threshold_value": threshold,
-                # the task's instance: the alert shows on that instance's scoped dashboard
-                "instance": row["account__instance_id"],
-            }
+            failing.append((row, processed, rate))
+    # The tasks' instances, read on the accounts' own database: on per-module databases a
+    # values("account__instance_id") joined message_tasks to wework_accounts across two.
+    account_ids = {row["account_id"] for row, _processed, _rate in failing}
+    instance_of = dict(WeworkAccount._base_manager.filter(pk__in=account_ids).values_list("pk", "instance_id")
+                       ) if account_ids else {}
+    for row, processed, rate in failing:
+        firing[("message_task", str(row["id"]))] = {
+            "title": Text(gettext_noop("Task %(name)s fails %(rate).1f%% of its sends"),
+                          name=row["task_name"], rate=float(rate)),
+            "message": Text(gettext_noop("%(f)d of %(p)d sends failed."),
+                            f=row["fail_count"], p=processed),
+            "metric_name": "failure_rate", "metric_value": rate,
+            "threshold_value": threshold,
+            # the task's instance: the alert shows on that instance's scoped dashboard
+            "instance": instance_of.get(row["account_id"]),
+        }
     return firing
 
 

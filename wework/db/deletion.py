@@ -28,6 +28,8 @@ from django.db import models, transaction
 from django.db.models.deletion import DB_CASCADE, DB_SET_NULL, DO_NOTHING, Collector, ProtectedError
 from django.utils.translation import gettext as _
 
+from wework import shards
+
 from .layout import alias_for_model
 
 CASCADE, SET_NULL, REFUSE = "cascade", "set_null", "refuse"
@@ -49,6 +51,18 @@ class Reference:
 
     def referencing(self, target_ids):
         return self.model._base_manager.using(self.alias).filter(**{f"{self.field.attname}__in": list(target_ids)})
+
+    def tables(self) -> list[type[models.Model]]:
+        """The referencing model, and its shard tables when it is sharded (`messages` rows live
+        in `messages_YYYYMM`, each with its own FOREIGN KEY on one database)."""
+        found = [self.model]
+        if shards.is_sharded(self.model):
+            found.extend(m for m in shards.shard_models(self.model) if m._meta.db_table != self.model._meta.db_table)
+        return found
+
+    def per_table(self) -> list[Reference]:
+        """This reference once per table of `tables()` (one query each: shards walked in turn)."""
+        return [self if m is self.model else Reference(m, self.field, self.target, self.rule) for m in self.tables()]
 
     def __str__(self) -> str:
         return f"{self.model._meta.db_table}.{self.field.column} -> {self.target._meta.db_table}"
@@ -94,7 +108,11 @@ def refuse_if_referenced(model: type[models.Model], ids) -> None:
     for reference in _by_target().get(model._meta.concrete_model, ()):
         if reference.rule != REFUSE or not ids:
             continue
-        blocking = list(reference.referencing(ids)[:5])
+        blocking: list = []
+        for table in reference.per_table():
+            blocking = list(table.referencing(ids)[:5])
+            if blocking:
+                break
         if blocking:
             raise ProtectedError(
                 _("Cannot delete: %(model)s rows of another module still refer to it (%(column)s).") % {
@@ -118,10 +136,11 @@ def apply_rules(model: type[models.Model], ids) -> int:
     for reference in _by_target().get(model._meta.concrete_model, ()):
         if not ids:
             break
-        if reference.rule == CASCADE:
-            changed += remove(reference.referencing(ids))
-        elif reference.rule == SET_NULL:
-            changed += reference.referencing(ids).update(**{reference.field.name: None})
+        for table in reference.per_table():
+            if reference.rule == CASCADE:
+                changed += remove(table.referencing(ids))
+            elif reference.rule == SET_NULL:
+                changed += table.referencing(ids).update(**{reference.field.name: None})
     return changed
 
 

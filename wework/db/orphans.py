@@ -20,14 +20,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import models
+from django.dispatch import Signal
 
-from wework import audit, shards
+from wework import audit
 
 from .deletion import CASCADE, REFUSE, SET_NULL, Reference, references_between_databases, remove
 from .layout import alias_for_model
 
 PAGE = 1_000
 EXAMPLES = 5
+
+# Sent by the nightly report with its findings (one per reference): monitoring raises an alert
+# per reference with orphans and resolves it once the reference is clean (monitoring/orphan_alerts).
+checked = Signal()  # findings=list[Finding]
 
 
 @dataclass
@@ -43,15 +48,6 @@ class Finding:
     @property
     def unfixed(self) -> int:
         return self.orphan_rows - self.fixed_rows
-
-
-def _tables(reference: Reference) -> list[type[models.Model]]:
-    """The referencing model, and its shards when it is sharded."""
-    base = reference.model
-    found = [base]
-    if shards.is_sharded(base):
-        found.extend(m for m in shards.shard_models(base) if m._meta.db_table != base._meta.db_table)
-    return found
 
 
 def _distinct_ids(model: type[models.Model], column: str, page: int):
@@ -74,7 +70,7 @@ def check(reference: Reference, page: int = PAGE) -> Finding:
     column = reference.field.attname
     target = reference.target._base_manager.using(alias_for_model(reference.target))
     missing_all: set = set()
-    for model in _tables(reference):
+    for model in reference.tables():
         finding.tables += 1
         for ids in _distinct_ids(model, column, page):
             finding.referenced_ids += len(ids)
@@ -97,9 +93,8 @@ def fix(finding: Finding) -> int:
     if reference.rule == REFUSE or not finding.missing_ids:
         return 0
     changed = 0
-    for model in _tables(reference):
-        shard_reference = Reference(model, reference.field, reference.target, reference.rule)
-        changed += _apply(shard_reference, finding.missing_ids)
+    for table in reference.per_table():
+        changed += _apply(table, finding.missing_ids)
     finding.fixed_rows = changed
     audit.record("database.orphans_fixed", resource_type=reference.model._meta.db_table,
                  resource_id=reference.field.column, resource_name=str(reference), operation_type="DELETE"
@@ -136,4 +131,4 @@ def report(page: int = PAGE, fix_found: bool = False, include_same: bool = False
     return findings
 
 
-__all__ = ["Finding", "check", "fix", "report"]
+__all__ = ["Finding", "check", "checked", "fix", "report"]
