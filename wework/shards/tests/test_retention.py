@@ -73,7 +73,9 @@ def test_a_shard_goes_hot_cold_exported_dropped_and_restored_identical(probe_sha
     assert f"keep    {TABLE}" in plan and "restored, kept until" in plan
     assert "drop    " + TABLE not in plan
     # Once the keep window has passed, the rotation drops it again (its export is kept).
-    later = (row.keep_until + timedelta(days=1)).date().isoformat()
+    # The date is taken in the shards' zone, as --now reads it: a UTC date runs a day behind
+    # from 16:00 UTC, when its local midnight falls before keep_until.
+    later = (row.keep_until.astimezone(shard_timezone()) + timedelta(days=1)).date().isoformat()
     run("rotate", "--model", MODEL, "--now", later, "--yes")
     assert not ddl.table_exists(TABLE)
 
