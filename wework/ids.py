@@ -24,6 +24,13 @@ lives and deleted at exit) when `REDIS_URL` is set (a Redis Cluster too); else a
 lock under `DATA_DIR/ids/` (held by the process, released by the kernel when it dies). Forked
 children lease their own worker id. A process whose lease was lost (Redis flushed, a pause
 longer than the TTL) takes a new worker id before its next id.
+
+Redis losing its data (FLUSHALL, a restart without persistence) deletes every lease while their
+holders keep making ids. Holders check their lease every `WEWORK_ID_LEASE_CHECK_S` (1 s): a
+lease found missing is taken back, one found taken by another process is given up. A process
+that leases while Redis's data is younger than 2.5 checks (`DATA_SINCE_KEY`) waits that long
+before its first id, so that it never makes ids beside an earlier holder of the same worker id
+that has not checked yet, and starts at a random epoch (the counters were lost too).
 """
 import atexit
 import logging
@@ -55,6 +62,18 @@ LAST_MS_TTL = 24 * 3600
 
 def lease_ttl() -> int:
     return max(3, int(os.environ.get("WEWORK_ID_LEASE_TTL_S", "30")))
+
+
+def lease_check_s() -> float:
+    """How often a holder checks (and renews) its lease: it bounds how long a holder can go on
+    with a worker id that Redis forgot and a newcomer took (a flush, a restart without data)."""
+    return min(lease_ttl() / 3, max(0.05, float(os.environ.get("WEWORK_ID_LEASE_CHECK_S", "1"))))
+
+
+def fresh_data_fence_s() -> float:
+    """After Redis lost its data, a newcomer waits this long before its first id: by then every
+    earlier holder has checked its lease once, found it gone or taken, and stopped using it."""
+    return 2.5 * lease_check_s()
 
 
 class IdError(RuntimeError):
@@ -97,12 +116,17 @@ def _epoch_key(worker: int) -> str:
     return f"wework:ids:epoch:{worker}"
 
 
+# Set (NX, no expiry) by the first lease after Redis started empty; its value is Redis's clock
+# then. Missing or young means the leases of earlier holders may have been lost with the data.
+DATA_SINCE_KEY = "wework:ids:data-since"
+
+
 # Renew our lease; when Redis lost it (restarted empty, FLUSHALL) and nobody took the id since,
 # take it again rather than leave it to the next process while we still make ids with it.
 _RENEW = (
     "local v = redis.call('get', KEYS[1]) "
     "if v == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) "
-    "elseif not v then redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 "
+    "elseif not v then redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 2 "
     "else return 0 end"
 )
 # The next epoch of a worker id, never at or below the caller's own (the counter may have been
@@ -184,14 +208,38 @@ class _WorkerLease:
                 last = self._redis.get(_last_key(candidate))
                 self.worker, self._source = candidate, "redis"
                 self.floor_ms = int(last) if last else -1
+                wait_s = self._fresh_data_wait()
+                if wait_s is not None:
+                    # Redis lost the epoch counters too: start at a random one rather than at
+                    # the one an earlier holder of this worker id may still be using.
+                    self.epoch = max(self.epoch, random.getrandbits(EXPLICIT_EPOCH_BITS))
                 # never at or below our previous epoch: we may take back the same worker id
                 # after Redis lost its counter, with ids of that epoch already made
                 self.epoch = int(self._redis.eval(_NEXT_EPOCH, 1, _epoch_key(candidate), self.epoch))
                 self._start_renewal(ttl)
+                if wait_s:
+                    log.warning("Redis lost its data %.1f s ago: worker id %s waits %.1f s before its "
+                                "first id, until earlier holders have seen their leases gone",
+                                fresh_data_fence_s() - wait_s, candidate, wait_s)
+                    time.sleep(wait_s)
                 self._register_release()
                 log.debug("leased worker id %s from Redis (epoch %s)", candidate, self.epoch)
                 return
         raise IdError("All 1024 worker ids are leased in Redis; set WEWORK_WORKER_ID.")
+
+    def _fresh_data_wait(self):
+        """None when Redis has kept its data for longer than the fence; else the seconds still
+        to wait (0 or more). Another process may still believe it holds our worker id: its
+        lease vanished with the data and we took it; it sees that at its next check."""
+        seconds, micros = self._redis.time()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        if not self._redis.set(DATA_SINCE_KEY, now_ms, nx=True):
+            since = self._redis.get(DATA_SINCE_KEY)
+            age_ms = now_ms - int(since) if since else 0
+            if age_ms >= fresh_data_fence_s() * 1000:
+                return None
+            return fresh_data_fence_s() - age_ms / 1000
+        return fresh_data_fence_s()
 
     def _start_renewal(self, ttl):
         self._stop.set()  # a previous lease's thread ends
@@ -199,7 +247,7 @@ class _WorkerLease:
         token, worker, client = self._token, self.worker, self._redis
 
         def renew():
-            while not stop.wait(ttl / 3):
+            while not stop.wait(lease_check_s()):
                 try:
                     ok = client.eval(_RENEW, 1, _worker_key(worker), token, ttl)
                 except Exception:  # Redis away: try again; the TTL decides

@@ -9,6 +9,7 @@ os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdHMtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+os.environ.setdefault("WEWORK_ID_LEASE_CHECK_S", "0.1")  # every test flushes Redis: short id fences
 os.environ.setdefault("SYSTEM_LOG_DB", "0")  # the log writer thread stays off in tests
 os.environ.setdefault("EMBEDDED_CACHE", "locmem")  # without REDIS_URL: one cache per test process
 os.environ.setdefault("WEWORK_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test-data"))
