@@ -16,9 +16,18 @@ them: `fork` (os.fork of this drill, which imported the module once; the child's
 as a new process does after a fork) and `spawn` (a new `python` interpreter each: the cold start
 of a cron command; about 5x dearer on the shared box, so fewer by default).
 
+`--flushall H,N`: Redis loses its data while H processes make ids, and N newcomers start right
+after the loss (FLUSHDB of the target's database, or of every master of a cluster); all of them
+make live ids in bursts for `--flush-seconds`. With 1,024 worker ids, some newcomers lease a
+worker id that a holder still believes it has (its lease vanished with the data). Checked: ids
+distinct over all processes (expected: all), how many newcomers took a holder's worker id, and
+how long newcomers waited before their first id (`wework/ids.py`: the fence after a data loss).
+
 Run: `.venv/bin/python bench/drill_id_leases.py --targets redis://127.0.0.1:6379/5,redis+cluster://127.0.0.1:7101
-[--processes 10000] [--spawn 500] [--live 16]`; without --targets, REDIS_URL.
+[--processes 10000] [--spawn 500] [--live 16] [--flushall 64,256]`; without --targets, REDIS_URL.
 """
+import array
+import tempfile
 import argparse
 import json
 import os
@@ -123,6 +132,83 @@ def run(mode, total, live, hold_s, ids):
     return results, time.perf_counter() - t0, most
 
 
+def burst_child(ids, path, until, ready_fd=None):
+    """Make live ids in bursts of 50 (one every ms or so) until `until`; save them to `path`."""
+    values = array.array("q")
+    started = time.time()
+    worker = ids._generator._lease.get()
+    first = time.time()
+    values.append(ids.new_id())
+    if ready_fd is not None:
+        os.write(ready_fd, b"r")
+    while time.time() < until:
+        for _ in range(50):
+            values.append(ids.new_id())
+        time.sleep(0.001)
+    with open(path, "wb") as handle:
+        handle.write(json.dumps({"worker": worker, "first_worker": worker, "waited": first - started,
+                                 "last_worker": ids._generator._lease.worker}).encode() + b"\n")
+        values.tofile(handle)
+    atexit_exit()
+
+
+def atexit_exit():
+    import atexit
+
+    atexit._run_exitfuncs()
+    os._exit(0)
+
+
+def flushall(ids, url, holders, newcomers, seconds):
+    """The drill of `--flushall`: returns its figures."""
+    from wework import redis_conn
+
+    folder = Path(tempfile.mkdtemp(prefix="drill-ids-"))
+    client = redis_conn.client(url)
+    if hasattr(ids, "DATA_SINCE_KEY"):  # (absent before the fence: the drill runs on older trees too)
+        seconds_now, micros = client.time()  # the holders' data is an hour old: no fence for them
+        client.set(ids.DATA_SINCE_KEY, int(seconds_now) * 1000 + int(micros) // 1000 - 3_600_000)
+    pids, until = [], time.time() + 3 + seconds
+    ready_r, ready_w = os.pipe()
+    for n in range(holders):
+        pid = os.fork()
+        if pid == 0:
+            burst_child(ids, folder / f"holder-{n}", until, ready_w)
+        pids.append(pid)
+    got = 0
+    while got < holders:
+        got += len(os.read(ready_r, holders))
+    time.sleep(0.2)
+    client.flushdb() if not url.startswith("redis+cluster://") else client.flushall()
+    lost_at = time.time()
+    for n in range(newcomers):
+        pid = os.fork()
+        if pid == 0:
+            burst_child(ids, folder / f"newcomer-{n}", lost_at + seconds)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    everything, holder_workers, newcomer_workers, waits = [], set(), [], []
+    for path in sorted(folder.iterdir()):
+        with open(path, "rb") as handle:
+            head = json.loads(handle.readline())
+            values = array.array("q")
+            values.frombytes(handle.read())
+        everything.extend(values)
+        if path.name.startswith("holder"):
+            holder_workers.add(head["first_worker"])
+        else:
+            newcomer_workers.append(head["first_worker"])
+            waits.append(head["waited"])
+        path.unlink()
+    folder.rmdir()
+    return {"target": url, "holders": holders, "newcomers": newcomers, "ids": len(everything),
+            "ids_distinct": len(set(everything)),
+            "newcomers_on_a_holders_worker_id": sum(1 for w in newcomer_workers if w in holder_workers),
+            "newcomer_wait_s_max": round(max(waits), 2) if waits else 0.0,
+            "newcomer_wait_s_min": round(min(waits), 2) if waits else 0.0}
+
+
 def check(results):
     failed = [r for r in results if "error" in r]
     values = [v for r in results if "ids" in r for v in r["ids"]]
@@ -150,6 +236,8 @@ def main():
     parser.add_argument("--spawn", type=int, default=500, help="new interpreters per target")
     parser.add_argument("--live", type=int, default=16, help="processes alive at once")
     parser.add_argument("--hold-ms", type=float, default=20.0)
+    parser.add_argument("--flushall", default="", help="H,N: Redis loses its data under H holders; N newcomers")
+    parser.add_argument("--flush-seconds", type=float, default=4.0)
     args = parser.parse_args()
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)  # minimal: ids reads REDIS_URL from the environment
     os.environ.pop("WEWORK_WORKER_ID", None)
@@ -163,6 +251,16 @@ def main():
     summary = []
     for url in targets:
         os.environ["REDIS_URL"] = url
+        if args.flushall:
+            holders, newcomers = (int(v) for v in args.flushall.split(","))
+            figures = flushall(ids, url, holders, newcomers, args.flush_seconds)
+            summary.append(figures)
+            print(f"drill_id_leases ({url}, flushall): {holders} holders, {newcomers} newcomers, "
+                  f"{figures['newcomers_on_a_holders_worker_id']} newcomers leased a holder's worker id, "
+                  f"{figures['ids_distinct']}/{figures['ids']} ids distinct, newcomers waited "
+                  f"{figures['newcomer_wait_s_min']}-{figures['newcomer_wait_s_max']} s before their first id",
+                  flush=True)
+            failures += figures["ids"] - figures["ids_distinct"]
         for mode, total in (("fork", args.processes), ("spawn", args.spawn)):
             if not total:
                 continue
