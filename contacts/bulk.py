@@ -10,13 +10,10 @@ name comes from the model; nothing here formats one), preparing only the values 
 theirs. Same contract as `shards.bulk_upsert`: the unique key must be the table's only unique key
 besides the id on MySQL (ON DUPLICATE KEY fires on any unique key).
 """
-from django.db import connections, models, router
+from django.db import connections, router
 
 from wework import shards
 from wework.db import literals
-
-_NEEDS_PREP = (models.JSONField, models.DateTimeField, models.DateField, models.DecimalField,
-               models.UUIDField)
 
 
 def upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_size=500):
@@ -30,7 +27,6 @@ def upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_si
     opts = model._meta
     keys = [k for k in rows[0] if k != "id"]
     fields = [opts.pk] + [opts.get_field(k) for k in keys]
-    prep = [isinstance(f, _NEEDS_PREP) for f in fields]
     columns = ", ".join(qn(f.column) for f in fields)
     update_columns = [opts.get_field(name).column for name in update_fields]
     if connection.vendor == "mysql":
@@ -41,18 +37,8 @@ def upsert(base_model, instance_id, rows, unique_fields, update_fields, batch_si
         tail = f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(
             f"{qn(c)} = excluded.{qn(c)}" for c in update_columns)
     table = qn(opts.db_table)
-    # Per value, the cheapest conversion that gives the field's database value: dates through
-    # a UTC fast path, other prepared types through the field, the rest as they are.
-    preparers = []
-    for field, needs in zip(fields, prep):
-        if not needs:
-            preparers.append(None)
-        elif isinstance(field, models.DateTimeField):
-            preparers.append(literals.datetime_preparer(field, connection))
-        elif isinstance(field, models.JSONField):
-            preparers.append(literals.json_preparer(field, connection))
-        else:
-            preparers.append(lambda value, f=field: f.get_db_prep_save(value, connection))
+    # Per value, the cheapest conversion that gives the field's database value.
+    preparers = literals.field_preparers(fields, connection)
     with connection.cursor() as cursor:
         # MySQL/MariaDB: strings (and JSON text) escaped by the driver's C function into the
         # statement as well, so nothing is left to the driver's per-value `literal()`.

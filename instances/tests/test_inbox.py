@@ -144,3 +144,35 @@ def test_process_events_processes_each_once():
     pks = [item.row.pk for item in batch]
     assert services.process_events(pks + pks) == 3  # a repeated message claims nothing
     assert set(InstanceEvent.objects.values_list("state", flat=True)) == {EventState.DONE}
+
+
+AWKWARD = {"text": "50% off 100%% \\ 'quoted' \"double\" 表情😀 \\n %s %(x)s", "nested": [None, True, 1.5]}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("batched", [False, True], ids=["one row", "batch"])
+def test_rows_are_stored_exactly_as_given_whatever_their_text(batched):
+    """The values are written into the statement (strings by the driver's escaping): %, quotes,
+    backslashes, placeholders and 4-byte characters come back unchanged, on both paths."""
+    from django.utils import timezone
+
+    instance = WeworkInstanceFactory()
+    received = timezone.now().replace(microsecond=0)  # the column keeps seconds
+    items = []
+    for seq, wxid in ((1, "wxid_50%_o'k"), (2, None)):
+        event = make_event(instance, "message.received", AWKWARD, seq=seq, event_id=f"evt_%s_{seq}'\\")
+        row = _row(instance, event, replayed=seq == 2)
+        row.account_wxid, row.received_at = wxid, received
+        items.append(inbox.Pending(row, False, 100))
+    if batched:
+        inbox.write_batch(items)
+    else:
+        for item in items:
+            inbox.write_batch([item])
+    stored = {r.seq: r for r in InstanceEvent.objects.filter(instance=instance)}
+    for item in items:
+        row = stored[item.row.seq]
+        assert row.pk == item.row.pk
+        assert (row.event_id, row.account_wxid, row.replayed, row.received_at) == (
+            item.row.event_id, item.row.account_wxid, item.row.replayed, received)
+        assert row.payload == item.row.payload and row.payload["data"] == AWKWARD

@@ -92,6 +92,27 @@ def json_preparer(field, connection):
     return prepare
 
 
+_NEEDS_PREP = (models.JSONField, models.DateTimeField, models.DateField, models.DecimalField,
+               models.UUIDField)
+
+
+def field_preparers(fields, connection) -> list:
+    """Per field, a function giving the value `get_db_prep_save` would write, or None where the
+    value is written as it is (integers, text, booleans, relations' ids): the cheapest path for
+    datetimes and JSON, the field itself for the other prepared types."""
+    preparers = []
+    for field in fields:
+        if not isinstance(field, _NEEDS_PREP):
+            preparers.append(None)
+        elif isinstance(field, models.DateTimeField):
+            preparers.append(datetime_preparer(field, connection))
+        elif isinstance(field, models.JSONField):
+            preparers.append(json_preparer(field, connection))
+        else:
+            preparers.append(lambda value, f=field: f.get_db_prep_save(value, connection))
+    return preparers
+
+
 def value_writer(connection):
     """A function giving the SQL text of a value to write into a statement, or None for a
     value that must stay a parameter: `inline_literal`'s text, and on MySQL/MariaDB strings
