@@ -61,3 +61,29 @@ def test_values_read_directly_match_drf(zone):
             got = lean.LeanListSerializer(child=_UserSerializer(), context={"mark": mark}).to_representation(users)
             assert got == expected and got[0]["big"] == mark
     assert (_UserSerializer, zone) in {(cls, tz) for cls, tz in lean._PLANS}
+
+
+class _MessageSerializer(serializers.ModelSerializer):
+    raw = serializers.JSONField(source="at_members", binary=True, read_only=True)
+
+    class Meta:
+        from messaging.models import Message
+
+        model = Message
+        fields = ["id", "message_metadata", "at_members", "raw"]
+
+
+def test_json_columns_read_directly_match_drf():
+    """A JSON column is given back decoded, as DRF's JSONField does (None, dicts, lists,
+    scalars); a `binary` one still goes through DRF (it answers the JSON text)."""
+    from messaging.models import Message
+
+    rows = [Message(id=1, message_metadata={"direction": "in", "n": [1, 2]}, at_members=["wxid_a"]),
+            Message(id=2, message_metadata=None, at_members=None),
+            Message(id=3, message_metadata="text", at_members=[])]
+    kinds = {key: kind for key, kind, *_rest in lean._plan(_MessageSerializer())}
+    assert kinds == {"id": lean._DIRECT, "message_metadata": lean._JSON, "at_members": lean._JSON,
+                     "raw": lean._DRF}
+    expected = serializers.ListSerializer(child=_MessageSerializer()).to_representation(rows)
+    got = lean.LeanListSerializer(child=_MessageSerializer()).to_representation(rows)
+    assert got == expected and got[0]["raw"] == b'["wxid_a"]'

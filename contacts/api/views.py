@@ -20,7 +20,13 @@ from instances import permissions
 from instances.models import WeworkInstance
 from instances.services import ServiceError
 from wework import shards
-from wework.api.filters import PlatformOrderingFilter, PlatformSearchFilter, query_errors, view_params
+from wework.api.filters import (
+    PlatformOrderingFilter,
+    PlatformSearchFilter,
+    no_filter_asked,
+    query_errors,
+    view_params,
+)
 from wework.api.views import PlatformReadOnlyViewSet, ScopedQuerysetMixin
 
 from .serializers import (
@@ -121,16 +127,18 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
 
     def filter_queryset(self, queryset):
         """django-filter's backend insists on the FilterSet's model; a shard model has the
-        same fields but another class, so the FilterSet is applied here directly."""
-        filterset = self.filterset_class(self.request.query_params, queryset=queryset,
-                                         request=self.request)
-        # bad values (and, on lists, unknown parameters) answer 400, as on every other list
-        errors = query_errors(self.request.query_params, filterset,
-                              view_params(self) | {"instance"} | set(self.extra_params),
-                              check_unknown=getattr(self, "action", "list") == "list")
-        if errors:
-            raise ValidationError(errors)
-        queryset = filterset.qs
+        same fields but another class, so the FilterSet is applied here directly. A query that
+        names no filter (`?instance=&limit=`) builds no FilterSet form: it would change nothing."""
+        params = self.request.query_params
+        allowed = view_params(self) | {"instance"} | set(self.extra_params)
+        if not no_filter_asked(params, self.filterset_class, allowed):
+            filterset = self.filterset_class(params, queryset=queryset, request=self.request)
+            # bad values (and, on lists, unknown parameters) answer 400, as on every other list
+            errors = query_errors(params, filterset, allowed,
+                                  check_unknown=getattr(self, "action", "list") == "list")
+            if errors:
+                raise ValidationError(errors)
+            queryset = filterset.qs
         for backend in (PlatformSearchFilter, PlatformOrderingFilter):
             queryset = backend().filter_queryset(self.request, queryset, self)
         return queryset

@@ -11,6 +11,7 @@ more directly:
   `IntegerField` of an int, `BooleanField` of a bool, ...): the attribute, as is;
 * a choice whose value DRF gives back unchanged (an int or str among the choices);
 * a foreign key shown as its id (`PrimaryKeyRelatedField`, no `pk_field`): the `*_id` attribute;
+* a JSON column (`JSONField`, not `binary`): the decoded attribute, as DRF gives it back;
 * an aware datetime shown as ISO 8601 (`DateTimeField`'s default): `astimezone(<the field's
   time zone>).isoformat()`, "+00:00" written "Z", as `DateTimeField.to_representation` does;
 * a method field: the serializer's `get_<name>(row)`;
@@ -40,7 +41,7 @@ IDENTITY = {
     f.CharField: str, f.EmailField: str, f.SlugField: str, f.URLField: str, f.IPAddressField: str,
     f.IntegerField: int, f.BooleanField: bool, f.FloatField: float,
 }
-_DIRECT, _FK, _DRF, _DATETIME, _METHOD, _CHOICE = 0, 1, 2, 3, 4, 5
+_DIRECT, _FK, _DRF, _DATETIME, _METHOD, _CHOICE, _JSON = 0, 1, 2, 3, 4, 5, 6
 #: Fields whose value depends on the row alone (not on the request's context): a plan made of
 #: these is kept for the serializer class (_cached_plan).
 CONTEXT_FREE = (*IDENTITY, f.BigIntegerField, f.ChoiceField, f.DateTimeField, f.DateField, f.TimeField, f.DecimalField,
@@ -88,6 +89,8 @@ def _plan(child):
                 # the choices DRF gives back unchanged (choice_strings_to_values[str(v)] is v)
                 kind, wanted = _CHOICE, frozenset(
                     v for text, v in field.choice_strings_to_values.items() if type(v) in (int, str) and str(v) == text)
+            elif type(field) is f.JSONField and not field.binary and columns[name] == name:
+                kind = _JSON  # JSONField.to_representation gives a non-binary value back as is
             elif type(field) is f.DateTimeField and columns[name] == name:
                 wanted = _iso_timezone(field)
                 kind = _DATETIME if wanted is not None else _DRF
@@ -101,7 +104,7 @@ def _row(instance, plan, child):
         if kind == _METHOD:  # on this page's serializer: its context
             out[key] = getattr(child, name)(instance)
             continue
-        if kind == _FK:
+        if kind == _FK or kind == _JSON:
             out[key] = getattr(instance, name)
             continue
         if kind == _DIRECT:
