@@ -19,6 +19,10 @@ alternate a list and its bare view. Requests carry the session cookie of a super
 * admin      -- GET /admin/messaging/message/ (first page) at each step | bare: the same
                 `.values()` page
 
+The contacts and messages lists are also measured against a bare view of every column
+(`?columns=all`, `.values()` of the whole row): the API's rows carry 25-26 fields, the narrow
+bare views 7 and 12, and that width alone is about 0.4 ms of CPU a page.
+
 Every bare view checks `request.user.is_authenticated` behind the same middleware.
 Run: `.venv/bin/python bench/bench_lists_http.py [--steps 100000,1000000,5000000]
 [--contacts N] [--seconds S] [--rounds R] [--reuse-db --keep-db] [--fill-only]`.
@@ -86,13 +90,17 @@ def build_urls():
             return JsonResponse({"results": rows(request)})
         return view
 
+    def columns(request, narrow):
+        # ?columns=all: every column of the table, as wide as the API's rows (25-26 fields)
+        return () if request.GET.get("columns") == "all" else narrow
+
     def messages(request):
         model = shards.model_for(Message, when=timezone.now())
-        return list(model._default_manager.order_by("-id").values(*MESSAGE_COLUMNS)[:51])
+        return list(model._default_manager.order_by("-id").values(*columns(request, MESSAGE_COLUMNS))[:51])
 
     def contacts(request):
         model = shards.model_for(Contact, instance_id=int(request.GET["instance"]))
-        return list(model._default_manager.order_by("-id").values(*CONTACT_COLUMNS)[:51])
+        return list(model._default_manager.order_by("-id").values(*columns(request, CONTACT_COLUMNS))[:51])
 
     def users(request):
         return list(User.objects.order_by("id").values(*USER_COLUMNS)[:51])
@@ -206,24 +214,30 @@ def wrk(port, path, cookie, args):
 
 
 def measure(port, cookie, args, pairs):
-    """pairs: {name: (path, bare_path)}; rounds alternate the list and its bare view."""
+    """pairs: {name: (path, bare_path[, bare_all_path])}; rounds alternate the list and its bare
+    views (the bare view of the same page with the bench's columns, and with all columns)."""
     results = {}
     if args.fill_only:
         return results
-    for name, (path, bare_path) in pairs.items():
-        wrk(port, path, cookie, argparse_short(args))  # warm
-        wrk(port, bare_path, cookie, argparse_short(args))
-        api, bare = [], []
+    for name, paths in pairs.items():
+        for each in paths:
+            wrk(port, each, cookie, argparse_short(args))  # warm
+        runs = [[] for _ in paths]
         for _ in range(args.rounds):
-            api.append(wrk(port, path, cookie, args))
-            bare.append(wrk(port, bare_path, cookie, args))
-        results[name] = (combine(api), combine(bare))
-        a, b = results[name]
+            for each, out in zip(paths, runs):
+                out.append(wrk(port, each, cookie, args))
+        results[name] = [combine(r) for r in runs]
+        a, b = results[name][:2]
         load = os.getloadavg()[0]
         report(f"{name} req/s", a["rps"], "req/s", b["rps"], "req/s (bare view)")
         report(f"{name} p50", a["p50"], "ms", b["p50"], "ms (bare view p50)")
         report(f"{name} p95", a["p95"], "ms", b["p95"], "ms (bare view p95)")
-        print(f"#   {name}: {a['rps']:.0f} req/s (bare {b['rps']:.0f}, ratio {a['rps'] / b['rps']:.2f}), "
+        wide = ""
+        if len(paths) > 2:
+            c = results[name][2]
+            report(f"{name} req/s", a["rps"], "req/s", c["rps"], "req/s (bare view, all columns)")
+            wide = f"; bare, all columns {c['rps']:.0f}, ratio {a['rps'] / c['rps']:.2f}"
+        print(f"#   {name}: {a['rps']:.0f} req/s (bare {b['rps']:.0f}, ratio {a['rps'] / b['rps']:.2f}{wide}), "
               f"p50 {a['p50']:.1f} ms, p95 {a['p95']:.1f} ms (bare p95 {b['p95']:.1f} ms), load {load:.1f}",
               flush=True)
     return results
@@ -329,7 +343,8 @@ def main():
                   flush=True)
             measure(args.port, cookie, args, {
                 "contacts API list": (f"/api/v1/contacts/?instance={instance.pk}&limit=50",
-                                      f"/bench/bare/contacts?instance={instance.pk}")})
+                                      f"/bench/bare/contacts?instance={instance.pk}",
+                                      f"/bench/bare/contacts?instance={instance.pk}&columns=all")})
         if "messages" in only:
             now = timezone.now()
             period = period_of("month", now)
@@ -347,7 +362,8 @@ def main():
                 print(f"\n## messages shard {table}: {total:,} rows", flush=True)
                 measure(args.port, cookie, args, {
                     f"messages API list ({total:,})": ("/api/v1/messaging/messages/?limit=50",
-                                                       "/bench/bare/messages"),
+                                                       "/bench/bare/messages",
+                                                       "/bench/bare/messages?columns=all"),
                     f"messages admin first page ({total:,})": ("/admin/messaging/message/",
                                                                "/bench/bare/messages")})
     finally:
