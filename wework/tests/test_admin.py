@@ -8,6 +8,7 @@ from django.utils import translation
 
 from accounts.services import permissions as perm_services
 from accounts.services import roles as role_services
+from accounts.models import UserStatus
 from accounts.tests.factories import UserFactory
 from instances.tests.factories import WeworkInstanceFactory
 from messaging.models import MessageTemplate
@@ -84,6 +85,13 @@ def test_the_app_list_follows_a_permission_change_at_once(client, django_user_mo
     assert _models_shown(client) == first | {"MessageTemplate", "WeworkAccount"}
     perm_services.revoke_role(user, role)
     assert _models_shown(client) == (first - {"MessageTask"}) | {"WeworkAccount"}
+    user.status = UserStatus.DISABLED  # deactivated: no admin page, no app list
+    user.save()
+    assert client.get(reverse("admin:index")).status_code == 302
+    request = RequestFactory().get("/admin/")
+    request.user = user
+    assert django_admin.site.get_app_list(request) == []
+    user.status = UserStatus.ENABLED
     user.is_superuser = True
     user.save()
     login_verified(client, user)
