@@ -12,7 +12,7 @@ from accounts.models import UserStatus
 from accounts.tests.factories import UserFactory
 from instances.tests.factories import WeworkInstanceFactory
 from messaging.models import MessageTemplate
-from wework.admin import TagListFormField
+from wework.admin import EstimatedCountPaginator, TagListFormField
 from wework.testing.fixtures import login_verified, role_with
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +114,15 @@ def test_the_kept_app_list_is_djangos(verified_admin_client, client, django_user
                 assert kept == again == fresh, (user, language)
                 assert [str(app["name"]) for app in kept] == [str(app["name"]) for app in fresh]
 
+
+
+def test_the_paginator_counts_up_to_its_cap_on_the_server(monkeypatch):
+    """The capped count is counted by the server over at most count_cap + 1 ids: the same number
+    as reading them."""
+    monkeypatch.setattr(EstimatedCountPaginator, "count_cap", 3)
+    for n in (0, 2, 3, 4, 9):
+        UserFactory.reset_sequence(n * 100)
+        users = [UserFactory().pk for _ in range(n)]
+        rows = UserFactory._meta.model.objects.filter(pk__in=users).order_by("-id")
+        assert EstimatedCountPaginator(rows, 2).count == min(n, 4)
+        assert EstimatedCountPaginator(list(range(n)), 2).count == min(n, 4)
