@@ -68,6 +68,10 @@ def _extra(parser):
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--only", default="", help="comma-separated: users,contacts,messages")
+    parser.add_argument("--stock-admin", action="store_true",
+                        help="serve the admin with Django's row renderer and an app list built every page (baseline)")
+    parser.add_argument("--cpu", type=int, default=50,
+                        help="admin first pages timed in-process (process_time), planned and stock alternately")
     parser.add_argument("--fill-only", action="store_true",
                         help="fill the shards and measure nothing (run it before taking the lock)")
 
@@ -109,6 +113,52 @@ def build_urls():
             path("bench/bare/users", bare(users)), path("", include("wework.urls"))]
 
 
+def stock_admin(on):
+    """Django's own changelist rows and an app list built on every page (the baseline), or
+    the platform's (wework/admin_rows.py, WeworkAdminSite.get_app_list)."""
+    from django.contrib import admin
+
+    from wework.admin_rows import planned_results
+    from wework.templatetags import admin_rows
+
+    admin.site.name  # noqa: B018 -- admin.site is a lazy object: set up the site itself
+    site = admin.site._wrapped
+    admin_rows.planned_results = (lambda cl: None) if on else planned_results
+    if on:
+        site._app_list_key = lambda request, app_label: None  # no key: built every time
+    else:
+        vars(site).pop("_app_list_key", None)
+
+
+def admin_cpu(cookie, repeats, path="/admin/messaging/message/"):
+    """CPU (process_time) of the admin page in this process, the platform's renderer and the
+    stock one alternately: the median of `repeats` pages each, after 5 of each."""
+    import statistics
+
+    from django.conf import settings
+    from django.test import Client
+
+    name, value = cookie.split("=", 1)
+    client = Client(HTTP_ACCEPT_LANGUAGE="zh-hans")
+    client.cookies[name] = value
+    times = {False: [], True: []}
+    for i in range(repeats + 5):
+        for stock in (False, True):
+            stock_admin(stock)
+            start = time.process_time()
+            response = client.get(path)
+            spent = time.process_time() - start
+            if response.status_code != 200:
+                raise SystemExit(f"{path}: {response.status_code}")
+            if i >= 5:
+                times[stock].append(spent * 1000)
+    stock_admin(False)
+    planned, stock = statistics.median(times[False]), statistics.median(times[True])
+    report("admin first page CPU in-process", planned, "ms", stock, "ms (Django's rows and app list)")
+    print(f"#   admin page CPU: {planned:.1f} ms planned, {stock:.1f} ms stock "
+          f"(load {os.getloadavg()[0]:.1f}, {settings.LANGUAGE_CODE})", flush=True)
+
+
 def serve(args):
     from gunicorn.app.base import BaseApplication
 
@@ -132,7 +182,10 @@ def serve(args):
 
             settings.ROOT_URLCONF = __name__
             urlpatterns[:] = build_urls()
-            return get_wsgi_application()
+            application = get_wsgi_application()
+            if args.stock_admin:
+                stock_admin(True)
+            return application
 
     App().run()
 
@@ -278,6 +331,8 @@ def session_cookie(admin):
 def start_server(args, url):
     command = [sys.executable, __file__, "--serve", str(args.port), "--database-url", url,
                "--reuse-db", "--keep-db", "--workers", str(args.workers)]
+    if args.stock_admin:
+        command.append("--stock-admin")
     if args.redis_url:
         command += ["--redis-url", args.redis_url]
     server = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=sys.stderr)
@@ -366,6 +421,8 @@ def main():
                                                        "/bench/bare/messages?columns=all"),
                     f"messages admin first page ({total:,})": ("/admin/messaging/message/",
                                                                "/bench/bare/messages")})
+                if args.cpu and not args.fill_only:
+                    admin_cpu(cookie, args.cpu)
     finally:
         server.terminate()
         server.wait(20)

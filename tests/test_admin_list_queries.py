@@ -26,6 +26,9 @@ from wework.testing.queries import capture_queries
 pytestmark = pytest.mark.django_db(transaction=True)
 
 COUNT = re.compile(r"\bCOUNT\(", re.IGNORECASE)
+#: the paginator's capped count: the server counts at most count_cap + 1 ids
+CAPPED_COUNT = re.compile(rf"^SELECT COUNT\(\*\) FROM \(SELECT .* LIMIT {EstimatedCountPaginator.count_cap + 1}\) subquery$",
+                          re.IGNORECASE | re.DOTALL)
 JOIN = re.compile(r"\bJOIN\b", re.IGNORECASE)
 ORDER_BY = re.compile(r"ORDER BY (.*?)(?: LIMIT|$)", re.IGNORECASE | re.DOTALL)
 LARGE = (Contact, Group, GroupMember, MessageReceiver, AuditLog, InstanceMonitor, Message)
@@ -86,7 +89,7 @@ def test_large_changelists_cost_the_same_whatever_their_rows_and_count_and_join_
         assert len(many) == len(few), (name, [q["sql"] for q in many])
         on_table = _on(table, many)
         assert on_table, (name, table, [q["sql"] for q in many])
-        assert not [sql for sql in on_table if COUNT.search(sql)], (name, on_table)
+        assert not [sql for sql in on_table if COUNT.search(sql) and not CAPPED_COUNT.match(sql)], (name, on_table)
         assert not [sql for sql in on_table if JOIN.search(sql)], (name, on_table)
 
 
@@ -227,7 +230,7 @@ def test_every_changelist_costs_the_same_queries_whatever_its_rows_and_counts_no
             problems += [(name, "JOIN", sql) for sql in on_table if JOIN.search(sql)]
         if model_admin.small_table:  # any order; counts of its rows' children (tags of a group)
             continue
-        problems += [(name, "COUNT", sql) for sql in on_table if COUNT.search(sql)]
+        problems += [(name, "COUNT", sql) for sql in on_table if COUNT.search(sql) and not CAPPED_COUNT.match(sql)]
         for sql in on_table:
             for clause in ORDER_BY.findall(sql):
                 columns = [term.strip().split(".")[-1].split()[0].strip('`"') for term in clause.split(",")]

@@ -16,6 +16,7 @@ An admin with `large_table = True` (every ShardedModelAdmin, and the big unshard
   Each field is asked on its own (wework.db.indexes.indexed_search), never an OR that no
   index serves. A term no field can take (too long, not a number for a number, words with spaces for exact fields) is refused
   with a sentence naming the fields.
+- renders its rows from a plan made once per columns (wework/admin_rows.py), Django's HTML.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from django.db.models import prefetch_related_objects
 from django.utils.functional import lazy
 from django.utils.translation import gettext, gettext_lazy as _
 
+from wework.admin_rows import ChangeUrlsOnce
 from wework.db.indexes import (
     SEARCH_REFUSED, describe_search, index_leads, indexed_search, searchable_through_an_index,
 )
@@ -34,8 +36,9 @@ from wework.db.indexes import (
 SEARCH_HELP = _("One value, exactly (names: their beginning): %(fields)s.")
 
 
-class IndexedChangeList(ChangeList):
-    """See the module docstring: indexed orderings, relations after the page."""
+class IndexedChangeList(ChangeUrlsOnce, ChangeList):
+    """See the module docstring: indexed orderings, relations after the page; change links
+    from one reverse() a page."""
 
     def get_ordering(self, request, queryset):
         allowed = self.model_admin.indexed_orderings()
@@ -65,6 +68,11 @@ class LargeTableAdminMixin:
     small_table = False
     #: Relations a large table's columns show, loaded after the page (one query each).
     page_prefetch: tuple[str, ...] = ()
+
+    @property
+    def planned_rows(self) -> bool:
+        """Rows rendered from a plan made once (wework/admin_rows.py): the large tables."""
+        return self.large_table
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
