@@ -120,9 +120,9 @@ CONTACT_COMPARED_FIELDS = [f for f in CONTACT_UPDATE_FIELDS if f not in ("last_s
 
 def sync_contacts(instance_id, rows):
     """`upsert_contacts` for a sync's page of `contact_row`s (one account, one stamp): rows
-    stored with the same values are only stamped (`last_sync_time`, one UPDATE by id, so the
-    sweep keeps them and their `updated_at` stays the time they last changed); new and changed
-    rows are upserted as before. A re-sync of a mostly unchanged address book writes little."""
+    stored with the same values are only stamped (`last_sync_time` and `updated_at`, as the
+    upsert wrote them, in one UPDATE by id: the sweep keeps them); new and changed rows are
+    upserted as before. A re-sync of a mostly unchanged address book writes little."""
     if not rows:
         return 0
     model = shards.model_for(Contact, instance_id=instance_id)
@@ -150,7 +150,10 @@ def sync_contacts(instance_id, rows):
         else:
             changed.append(row)
     if same:
-        model.all_objects.filter(pk__in=same).update(last_sync_time=rows[0]["last_sync_time"])
+        # updated_at too: MariaDB's `ON UPDATE CURRENT_TIMESTAMP` (the design's DDL) would set it
+        # anyway, and every backend keeps what the upsert wrote before
+        model.all_objects.filter(pk__in=same).update(last_sync_time=rows[0]["last_sync_time"],
+                                                     updated_at=rows[0]["updated_at"])
     upsert_contacts(instance_id, changed)
     return len(rows)
 
