@@ -412,11 +412,11 @@ class InstanceClient:
         ``batch_send_max`` > 0; others answer ``target_not_found`` (an unknown command).
         """
         messages = list(messages)
-        for index, body in enumerate(messages):
-            errors = protocol.schema_errors("request", "send_message", body)
-            if errors:
-                raise InvalidRequest(f"messages[{index}]: {'; '.join(errors[:5])}", command="send_messages",
-                                     details={"errors": errors, "index": index})
+        invalid = protocol.first_item_errors("request", "send_message", messages)
+        if invalid is not None:
+            index, errors = invalid
+            raise InvalidRequest(f"messages[{index}]: {'; '.join(errors[:5])}", command="send_messages",
+                                 details={"errors": errors, "index": index})
         data = self._call("send_messages", account_id=account_id, json={"messages": messages})
         results = data.get("results")
         if not isinstance(results, list) or len(results) != len(messages):

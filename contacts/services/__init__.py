@@ -87,6 +87,7 @@ from .rows import (
     members_of,
     recount_contacts,
     recount_members,
+    sync_contacts,
     upsert_contacts,
     upsert_groups,
     upsert_members,

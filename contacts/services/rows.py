@@ -2,7 +2,7 @@
 the instance's shards, listings and recounts."""
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connections, router, transaction
 
 from wework import shards
 
@@ -111,6 +111,51 @@ def upsert_contacts(instance_id, rows):
         return 0
     return bulk.upsert(Contact, instance_id, rows, ["account", "wxid"],
                               CONTACT_UPDATE_FIELDS)
+
+
+#: What a sync writes that tells whether a stored contact changed (its update fields without the
+#: sync's own stamps).
+CONTACT_COMPARED_FIELDS = [f for f in CONTACT_UPDATE_FIELDS if f not in ("last_sync_time", "updated_at")]
+
+
+def sync_contacts(instance_id, rows):
+    """`upsert_contacts` for a sync's page of `contact_row`s (one account, one stamp): rows
+    stored with the same values are only stamped (`last_sync_time` and `updated_at`, as the
+    upsert wrote them, in one UPDATE by id: the sweep keeps them); new and changed rows are
+    upserted as before. A re-sync of a mostly unchanged address book writes little."""
+    if not rows:
+        return 0
+    model = shards.model_for(Contact, instance_id=instance_id)
+    connection = connections[router.db_for_write(model)]
+    # DATETIME keeps whole seconds on MySQL/MariaDB (wework.db.fields): a stored add_time is
+    # the protocol's milliseconds truncated (MariaDB; MySQL rounds, so there a rounded-up value
+    # reads as changed and is written again, as before)
+    seconds_only = connection.vendor == "mysql"
+    stored = {
+        wxid: values for wxid, *values in model.all_objects.filter(
+            account_id=rows[0]["account_id"], wxid__in=[row["wxid"] for row in rows],
+        ).values_list("wxid", "id", *CONTACT_COMPARED_FIELDS)
+    }
+    changed, same = [], []
+    for row in rows:
+        hit = stored.get(row["wxid"])
+        if hit is None:
+            changed.append(row)
+            continue
+        wanted = [row[name] for name in CONTACT_COMPARED_FIELDS]
+        if seconds_only and row["add_time"] is not None:
+            wanted[CONTACT_COMPARED_FIELDS.index("add_time")] = row["add_time"].replace(microsecond=0)
+        if hit[1:] == wanted:
+            same.append(hit[0])
+        else:
+            changed.append(row)
+    if same:
+        # updated_at too: MariaDB's `ON UPDATE CURRENT_TIMESTAMP` (the design's DDL) would set it
+        # anyway, and every backend keeps what the upsert wrote before
+        model.all_objects.filter(pk__in=same).update(last_sync_time=rows[0]["last_sync_time"],
+                                                     updated_at=rows[0]["updated_at"])
+    upsert_contacts(instance_id, changed)
+    return len(rows)
 
 
 def upsert_groups(instance_id, rows):

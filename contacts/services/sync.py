@@ -36,7 +36,7 @@ from .rows import (
     members_of,
     recount_contacts,
     recount_members,
-    upsert_contacts,
+    sync_contacts,
     upsert_groups,
     upsert_members,
 )
@@ -347,7 +347,7 @@ def _sync_listed(account, state, stamp, fetch, to_row, upsert, existing, kind, r
 def _sync_contacts(client, account, state, stamp, limit):
     _sync_listed(account, state, stamp,
                  lambda cursor: client.list_contacts(account.wxid, cursor=cursor, limit=limit),
-                 contact_row, upsert_contacts, contacts_of(account), "contacts", {})
+                 contact_row, sync_contacts, contacts_of(account), "contacts", {})
 
 
 def _sync_groups(client, account, state, stamp, limit):

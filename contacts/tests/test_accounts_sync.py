@@ -7,6 +7,8 @@ import pytest
 
 from contacts import services
 from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
+from contacts.services import rows as rows_module
+from contacts.services.rows import CONTACT_COMPARED_FIELDS
 from instances.exceptions import InstanceInternalError
 from instances.models import EventState, InstanceEvent, InstanceStatus
 from instances.services import ServiceError
@@ -368,3 +370,47 @@ def test_resync_updates_rows_keeps_platform_columns_and_revives_returning_contac
     assert revived.deleted_at is None
     assert model.objects.filter(account=account).count() == len(sim_acc.contacts)
     assert model.all_objects.filter(account=account).count() == len(sim_acc.contacts)
+
+
+def test_resync_stamps_unchanged_contacts_and_writes_only_changed_ones(registered, simulator,
+                                                                      monkeypatch):
+    """A re-sync compares each page with the stored rows: unchanged contacts are only stamped
+    (kept by the sweep), changed ones are upserted, one changed by the platform meanwhile is
+    written back, a new one is inserted."""
+    account = login_account(registered, simulator)
+    sim_acc = simulator.accounts[account.wxid]
+    services.sync_account(account, page_limit=4)
+    model = shards.model_for(Contact, instance_id=registered.pk)
+    renamed, added_late, platform_changed = sim_acc.contacts[0], sim_acc.contacts[1], sim_acc.contacts[2]
+    model.objects.filter(account=account, wxid=platform_changed["contact_id"]).update(friend_status=2)
+    before = {c.wxid: c for c in model.objects.filter(account=account)}
+    renamed["name"] = "Renamed 改名"
+    added_late["added_at_ms"] = added_late["added_at_ms"] + 86_400_123
+    newcomer = dict(sim_acc.contacts[3], contact_id="wx-newcomer-1", name="Newcomer")
+    sim_acc.contacts.append(newcomer)
+    upserted = []
+    real_upsert = rows_module.upsert_contacts
+
+    def spy(instance_id, rows):
+        upserted.extend(row["wxid"] for row in rows)
+        return real_upsert(instance_id, rows)
+
+    monkeypatch.setattr(rows_module, "upsert_contacts", spy)
+    services.sync_account(account, page_limit=4)
+    after = {c.wxid: c for c in model.objects.filter(account=account)}
+    assert set(after) == set(before) | {"wx-newcomer-1"}
+    # written exactly when a synced column differs (the simulator's background changes, if any,
+    # count as changes too)
+    changed = {wxid for wxid, row in before.items() if any(
+        getattr(row, f) != getattr(after[wxid], f) for f in CONTACT_COMPARED_FIELDS)}
+    assert {renamed["contact_id"], added_late["contact_id"], platform_changed["contact_id"]} <= changed
+    assert sorted(upserted) == sorted(changed | {"wx-newcomer-1"}) and len(changed) < len(before)
+    stamp = after["wx-newcomer-1"].last_sync_time
+    assert stamp > max(c.last_sync_time for c in before.values())
+    assert {(c.last_sync_time, c.updated_at) for c in after.values()} == {(stamp, stamp)}
+    assert after[renamed["contact_id"]].nickname == "Renamed 改名"
+    assert after[added_late["contact_id"]].add_time > before[added_late["contact_id"]].add_time
+    assert after[platform_changed["contact_id"]].friend_status == 1
+    assert after["wx-newcomer-1"].nickname == "Newcomer"
+    account.refresh_from_db()
+    assert account.contact_count == len(sim_acc.contacts)

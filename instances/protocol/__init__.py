@@ -103,6 +103,7 @@ from .events import (
 from .validation import (
     all_schemas,
     schema_errors,
+    first_item_errors,
     event_errors,
 )
 
@@ -189,5 +190,6 @@ __all__ = [
     "EVENT_ENVELOPE_SCHEMA",
     "all_schemas",
     "schema_errors",
+    "first_item_errors",
     "event_errors",
 ]

@@ -98,6 +98,22 @@ def schema_errors(kind, name, instance):
     return []
 
 
+def first_item_errors(kind, name, instances):
+    """(index, messages) of the first of ``instances`` that is not valid against the schema, or
+    None when all are: one validator lookup and one exception frame for a whole batch instead of
+    ``schema_errors`` per item (a batch send checks 100 message bodies)."""
+    from fastjsonschema import JsonSchemaValueException
+
+    validate = _validator_for(kind, name)
+    index = 0
+    try:
+        for index, instance in enumerate(instances):
+            validate(instance)
+    except JsonSchemaValueException:
+        return index, schema_errors(kind, name, instances[index])
+    return None
+
+
 def event_errors(event):
     """Validate a whole event (envelope and data); list of messages, empty if valid."""
     errors = schema_errors("envelope", "event", event)

@@ -4,9 +4,13 @@ import threading
 
 import pytest
 import redis
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from messaging.dispatch import leases, worker
-from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
+from messaging.dispatch import leases, recording, worker
+from messaging.dispatch.outcomes import Outcome, OutcomeKind
+from messaging.models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, SendStatus, TaskStatus
+from wework import shards
 
 from .conftest import make_task
 
@@ -73,9 +77,9 @@ def test_a_deadlocked_flush_is_retried_at_once_and_counts_once(world, monkeypatc
     real = recording._apply_success
     calls = []
 
-    def deadlock_once(items, now):
+    def deadlock_once(items, now, later):
         calls.append(1)
-        n = real(items, now)
+        n = real(items, now, later)
         if len(calls) == 1:  # after the writes, as a deadlock on the counter rows would be
             raise OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
         return n
@@ -89,3 +93,41 @@ def test_a_deadlocked_flush_is_retried_at_once_and_counts_once(world, monkeypatc
     task.refresh_from_db()
     world.account.refresh_from_db()
     assert task.success_count == 1 and world.account.total_messages == 1
+
+
+def _receiver_reads(queries) -> int:
+    """SELECTs of receiver rows (the locking read of a flush; FOR UPDATE is not written on SQLite)."""
+    return sum(1 for q in queries if q["sql"].lstrip().upper().startswith("SELECT") and "message_receivers" in q["sql"])
+
+
+def test_a_flush_of_live_claims_needs_no_locking_read_and_a_late_outcome_changes_nothing(world):
+    """A flush whose receivers are all SENDING is proved so by its conditional UPDATEs (no
+    locking read first); one late outcome among them rolls that back and records the flush
+    with its receivers locked and filtered: the late receiver's message keeps the state it had,
+    and only the live receivers count."""
+    task = _task(world, 4)
+    d = worker.Dispatcher(task.pk)
+    d.load()
+    prepared, _failed = d.claim(0)
+    assert len(prepared) == 4
+    first, late, *rest = prepared
+    with CaptureQueriesContext(connection) as live:
+        done = recording.apply_outcomes(task.pk, [Outcome(first.row["id"], first.message_id, OutcomeKind.SUCCESS)],
+                                        world.account.pk, world.instance.pk)
+    assert done["success"] == 1 and _receiver_reads(live.captured_queries) == 0
+    # the status webhook settled `late` as failed before the dispatcher's flush of its answer
+    MessageReceiver.objects.filter(pk=late.row["id"]).update(send_status=RS.FAILED)
+    recording.update_messages([late.message_id], send_status=SendStatus.FAILED, error_code="target_not_found")
+    outcomes = [Outcome(late.row["id"], late.message_id, OutcomeKind.SUCCESS)] + [
+        Outcome(p.row["id"], p.message_id, OutcomeKind.SUCCESS) for p in rest]
+    with CaptureQueriesContext(connection) as mixed:
+        done = recording.apply_outcomes(task.pk, outcomes, world.account.pk, world.instance.pk)
+    assert done["success"] == 2 and _receiver_reads(mixed.captured_queries) >= 1
+    late_message = shards.get(Message, late.message_id)
+    assert late_message.send_status == SendStatus.FAILED and late_message.error_code == "target_not_found"
+    assert MessageReceiver.objects.get(pk=late.row["id"]).send_status == RS.FAILED
+    assert all(shards.get(Message, p.message_id).send_status == SendStatus.SUCCESS for p in [first, *rest])
+    task.refresh_from_db()
+    world.account.refresh_from_db()
+    assert (task.success_count, task.fail_count, world.account.total_messages) == (3, 0, 3)
+    assert float(task.progress) == 75.0
