@@ -4,13 +4,12 @@ import threading
 
 import pytest
 import redis
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from messaging.dispatch import leases, recording, worker
 from messaging.dispatch.outcomes import Outcome, OutcomeKind
 from messaging.models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, SendStatus, TaskStatus
 from wework import shards
+from wework.testing.queries import capture_queries
 
 from .conftest import make_task
 
@@ -111,7 +110,7 @@ def test_a_flush_of_live_claims_needs_no_locking_read_and_a_late_outcome_changes
     prepared, _failed = d.claim(0)
     assert len(prepared) == 4
     first, late, *rest = prepared
-    with CaptureQueriesContext(connection) as live:
+    with capture_queries() as live:
         done = recording.apply_outcomes(task.pk, [Outcome(first.row["id"], first.message_id, OutcomeKind.SUCCESS)],
                                         world.account.pk, world.instance.pk)
     assert done["success"] == 1 and _receiver_reads(live.captured_queries) == 0
@@ -120,7 +119,7 @@ def test_a_flush_of_live_claims_needs_no_locking_read_and_a_late_outcome_changes
     recording.update_messages([late.message_id], send_status=SendStatus.FAILED, error_code="target_not_found")
     outcomes = [Outcome(late.row["id"], late.message_id, OutcomeKind.SUCCESS)] + [
         Outcome(p.row["id"], p.message_id, OutcomeKind.SUCCESS) for p in rest]
-    with CaptureQueriesContext(connection) as mixed:
+    with capture_queries() as mixed:
         done = recording.apply_outcomes(task.pk, outcomes, world.account.pk, world.instance.pk)
     assert done["success"] == 2 and _receiver_reads(mixed.captured_queries) >= 1
     late_message = shards.get(Message, late.message_id)
