@@ -88,6 +88,8 @@ from .rows import (
     recount_contacts,
     recount_members,
     sync_contacts,
+    sync_groups,
+    sync_members,
     upsert_contacts,
     upsert_groups,
     upsert_members,

@@ -113,38 +113,50 @@ def upsert_contacts(instance_id, rows):
                               CONTACT_UPDATE_FIELDS)
 
 
-#: What a sync writes that tells whether a stored contact changed (its update fields without the
-#: sync's own stamps).
-CONTACT_COMPARED_FIELDS = [f for f in CONTACT_UPDATE_FIELDS if f not in ("last_sync_time", "updated_at")]
+def _compared(update_fields, stamps):
+    """A model's update fields without the sync's own stamps: what tells whether a stored row
+    changed."""
+    return [f for f in update_fields if f not in stamps]
 
 
-def sync_contacts(instance_id, rows):
-    """`upsert_contacts` for a sync's page of `contact_row`s (one account, one stamp): rows
-    stored with the same values are only stamped (`last_sync_time` and `updated_at`, as the
-    upsert wrote them, in one UPDATE by id: the sweep keeps them); new and changed rows are
-    upserted as before. A re-sync of a mostly unchanged address book writes little."""
+CONTACT_STAMPS = ("last_sync_time", "updated_at")
+GROUP_STAMPS = ("last_sync_time", "updated_at")
+MEMBER_STAMPS = ("updated_at",)
+CONTACT_COMPARED_FIELDS = _compared(CONTACT_UPDATE_FIELDS, CONTACT_STAMPS)
+GROUP_COMPARED_FIELDS = _compared(GROUP_UPDATE_FIELDS, GROUP_STAMPS)
+MEMBER_COMPARED_FIELDS = _compared(MEMBER_UPDATE_FIELDS, MEMBER_STAMPS)
+
+
+def _sync_rows(model, instance_id, rows, scope, key, compared, stamps, upsert):
+    """`upsert` for a sync's page of rows (one scope, one stamp): rows stored with the same
+    values are only stamped (`stamps`, as the upsert wrote them, in one UPDATE by id: the sweep
+    that follows the sync keeps them); new and changed rows are upserted as before. A re-sync of
+    a mostly unchanged address book writes little."""
     if not rows:
         return 0
-    model = shards.model_for(Contact, instance_id=instance_id)
+    model = shards.model_for(model, instance_id=instance_id)
     connection = connections[router.db_for_write(model)]
-    # DATETIME keeps whole seconds on MySQL/MariaDB (wework.db.fields): a stored add_time is
-    # the protocol's milliseconds truncated (MariaDB; MySQL rounds, so there a rounded-up value
-    # reads as changed and is written again, as before)
+    # DATETIME keeps whole seconds on MySQL/MariaDB (wework.db.fields): a stored join or add time
+    # is the protocol's milliseconds truncated (MariaDB; MySQL rounds, so there a rounded-up
+    # value reads as changed and is written again, as before)
     seconds_only = connection.vendor == "mysql"
+    times = [i for i, name in enumerate(compared) if name in ("add_time", "join_time")]
     stored = {
-        wxid: values for wxid, *values in model.all_objects.filter(
-            account_id=rows[0]["account_id"], wxid__in=[row["wxid"] for row in rows],
-        ).values_list("wxid", "id", *CONTACT_COMPARED_FIELDS)
+        found: values for found, *values in model._base_manager.filter(
+            **{scope: rows[0][scope], f"{key}__in": [row[key] for row in rows]},
+        ).values_list(key, "id", *compared)
     }
     changed, same = [], []
     for row in rows:
-        hit = stored.get(row["wxid"])
+        hit = stored.get(row[key])
         if hit is None:
             changed.append(row)
             continue
-        wanted = [row[name] for name in CONTACT_COMPARED_FIELDS]
-        if seconds_only and row["add_time"] is not None:
-            wanted[CONTACT_COMPARED_FIELDS.index("add_time")] = row["add_time"].replace(microsecond=0)
+        wanted = [row[name] for name in compared]
+        if seconds_only:
+            for i in times:
+                if wanted[i] is not None:
+                    wanted[i] = wanted[i].replace(microsecond=0)
         if hit[1:] == wanted:
             same.append(hit[0])
         else:
@@ -152,10 +164,27 @@ def sync_contacts(instance_id, rows):
     if same:
         # updated_at too: MariaDB's `ON UPDATE CURRENT_TIMESTAMP` (the design's DDL) would set it
         # anyway, and every backend keeps what the upsert wrote before
-        model.all_objects.filter(pk__in=same).update(last_sync_time=rows[0]["last_sync_time"],
-                                                     updated_at=rows[0]["updated_at"])
-    upsert_contacts(instance_id, changed)
+        model._base_manager.filter(pk__in=same).update(**{name: rows[0][name] for name in stamps})
+    upsert(instance_id, changed)
     return len(rows)
+
+
+def sync_contacts(instance_id, rows):
+    """A sync's page of `contact_row`s (one account): see `_sync_rows`."""
+    return _sync_rows(Contact, instance_id, rows, "account_id", "wxid", CONTACT_COMPARED_FIELDS,
+                      CONTACT_STAMPS, upsert_contacts)
+
+
+def sync_groups(instance_id, rows):
+    """A sync's page of `group_row`s (one account): see `_sync_rows`."""
+    return _sync_rows(Group, instance_id, rows, "account_id", "group_wxid", GROUP_COMPARED_FIELDS,
+                      GROUP_STAMPS, upsert_groups)
+
+
+def sync_members(instance_id, rows):
+    """A sync's page of `member_row`s (one group): see `_sync_rows`."""
+    return _sync_rows(GroupMember, instance_id, rows, "group_id", "member_wxid",
+                      MEMBER_COMPARED_FIELDS, MEMBER_STAMPS, upsert_members)
 
 
 def upsert_groups(instance_id, rows):

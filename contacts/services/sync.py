@@ -37,8 +37,8 @@ from .rows import (
     recount_contacts,
     recount_members,
     sync_contacts,
-    upsert_groups,
-    upsert_members,
+    sync_groups,
+    sync_members,
 )
 
 logger = logging.getLogger("wework.contacts")
@@ -353,7 +353,7 @@ def _sync_contacts(client, account, state, stamp, limit):
 def _sync_groups(client, account, state, stamp, limit):
     _sync_listed(account, state, stamp,
                  lambda cursor: client.list_rooms(account.wxid, cursor=cursor, limit=limit),
-                 group_row, upsert_groups, groups_of(account), "groups", {"is_active": False})
+                 group_row, sync_groups, groups_of(account), "groups", {"is_active": False})
 
 
 def _sync_members(client, account, state, stamp, limit):
@@ -371,7 +371,7 @@ def _sync_members(client, account, state, stamp, limit):
                 raise
             rows = [member_row(group_id, item, stamp) for item in page.items]
             with transaction.atomic():
-                upsert_members(account.instance_id, rows)
+                sync_members(account.instance_id, rows)
             state["counts"]["members_seen"] = state["counts"].get("members_seen", 0) + len(rows)
             state["cursor"] = page.next_cursor
             _save_progress(account, state)

@@ -8,7 +8,11 @@ import pytest
 from contacts import services
 from contacts.models import AccountStatus, Contact, Group, GroupMember, WeworkAccount
 from contacts.services import rows as rows_module
-from contacts.services.rows import CONTACT_COMPARED_FIELDS
+from contacts.services.rows import (
+    CONTACT_COMPARED_FIELDS,
+    GROUP_COMPARED_FIELDS,
+    MEMBER_COMPARED_FIELDS,
+)
 from instances.exceptions import InstanceInternalError
 from instances.models import EventState, InstanceEvent, InstanceStatus
 from instances.services import ServiceError
@@ -414,3 +418,65 @@ def test_resync_stamps_unchanged_contacts_and_writes_only_changed_ones(registere
     assert after["wx-newcomer-1"].nickname == "Newcomer"
     account.refresh_from_db()
     assert account.contact_count == len(sim_acc.contacts)
+
+
+def test_resync_stamps_unchanged_groups_and_members_and_writes_only_changed_ones(registered,
+                                                                                simulator,
+                                                                                monkeypatch):
+    """Groups and members are re-synced as contacts are: unchanged rows only stamped (kept by
+    the sweeps, which go by those stamps), a renamed group, a member with a new alias and a
+    newcomer upserted, a member gone from the room marked as left."""
+    account = login_account(registered, simulator)
+    sim_acc = simulator.accounts[account.wxid]
+    services.sync_account(account, page_limit=3)
+    groups = shards.model_for(Group, instance_id=registered.pk)
+    members = shards.model_for(GroupMember, instance_id=registered.pk)
+    room = next(r for r in sim_acc.rooms if len(sim_acc.members[r["room_id"]]) >= 3)
+    group_id = groups.objects.get(account=account, group_wxid=room["room_id"]).pk
+    before_groups = {g.group_wxid: g for g in groups.objects.filter(account=account)}
+    before_members = {(m.group_id, m.member_wxid): m for m in members.objects.all()}
+    room["topic"] = "改名后的群 Renamed"
+    aliased, leaving = sim_acc.members[room["room_id"]][1], sim_acc.members[room["room_id"]][2]
+    aliased["room_alias"] = "新群昵称"
+    sim_acc.members[room["room_id"]].remove(leaving)
+    sim_acc.members[room["room_id"]].append(dict(leaving, member_id="wx-member-newcomer"))
+    upserted = {"groups": [], "members": []}
+    real_groups, real_members = rows_module.upsert_groups, rows_module.upsert_members
+
+    def spy_groups(instance_id, rows):
+        upserted["groups"].extend(row["group_wxid"] for row in rows)
+        return real_groups(instance_id, rows)
+
+    def spy_members(instance_id, rows):
+        upserted["members"].extend((row["group_id"], row["member_wxid"]) for row in rows)
+        return real_members(instance_id, rows)
+
+    monkeypatch.setattr(rows_module, "upsert_groups", spy_groups)
+    monkeypatch.setattr(rows_module, "upsert_members", spy_members)
+    services.sync_account(account, page_limit=3)
+
+    after_groups = {g.group_wxid: g for g in groups.objects.filter(account=account)}
+    after_members = {(m.group_id, m.member_wxid): m for m in members.objects.all()}
+    changed_groups = {wxid for wxid, g in before_groups.items() if any(
+        getattr(g, f) != getattr(after_groups[wxid], f) for f in GROUP_COMPARED_FIELDS)}
+    assert room["room_id"] in changed_groups
+    assert sorted(upserted["groups"]) == sorted(changed_groups)
+    assert len(changed_groups) < len(before_groups)
+    assert after_groups[room["room_id"]].group_name == "改名后的群 Renamed"
+    stamp = after_groups[room["room_id"]].last_sync_time
+    assert {(g.last_sync_time, g.updated_at) for g in after_groups.values()} == {(stamp, stamp)}
+
+    live_before = {key for key, m in before_members.items() if m.left_at is None}
+    changed_members = {key for key in live_before if key in after_members and any(
+        getattr(before_members[key], f) != getattr(after_members[key], f)
+        for f in MEMBER_COMPARED_FIELDS if f not in ("is_active", "left_at"))}
+    newcomer = (group_id, "wx-member-newcomer")
+    assert (group_id, aliased["member_id"]) in changed_members
+    assert sorted(upserted["members"]) == sorted(changed_members | {newcomer})
+    assert after_members[(group_id, aliased["member_id"])].group_nickname == "新群昵称"
+    assert after_members[newcomer].is_active and after_members[newcomer].left_at is None
+    gone = after_members[(group_id, leaving["member_id"])]
+    assert gone.left_at is not None and not gone.is_active
+    assert {m.updated_at for key, m in after_members.items() if key != (group_id, leaving["member_id"])
+            and m.left_at is None} == {stamp}
+    assert groups.objects.get(pk=group_id).member_count == len(sim_acc.members[room["room_id"]])
