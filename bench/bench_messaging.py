@@ -250,7 +250,9 @@ def run_broadcast(n, workers, sample_memory=False, **overrides):
             if time.monotonic() - last_kick > 15:
                 lifecycle.kick()
                 last_kick = time.monotonic()
-            time.sleep(0.2)
+            # finely: the poll's interval is added to the dispatcher's side only (0.2 s was
+            # up to 15 % of a 5,000-receiver run); completed_at cannot serve, it keeps whole seconds
+            time.sleep(0.02)
         seconds = time.perf_counter() - t0
     finally:
         app.conf.task_always_eager = True
