@@ -8,16 +8,23 @@
              enqueues. Every 2xx must be a stored row: the bench counts the inbox afterwards.
              The webhook takes wework.wsgi's lean route (wework/webhook_wsgi.py) unless
              `--django-only`, which serves it through the full middleware and URLconf.
+             `--batch 1,10,50`: events per request (protocol 1.2 batched deliveries, one
+             signed `{"events": [...]}` body; 1 = one event a request as before).
 * baseline -- a bare Django view in the same gunicorn that does one INSERT of the body
-             (autocommit) and answers 202, behind the same middleware.
+             (autocommit) and answers 202, behind the same middleware; for batches, a bare view
+             that parses the body and writes its events by one multi-row INSERT.
 
-The load generator is asyncio on raw sockets (requests prepared and signed beforehand, one
-connection per request as gunicorn's sync workers close them), `--connections` in flight;
-the rounds alternate intake and baseline so machine noise falls on both.
+The load generator is asyncio on raw sockets (requests prepared and signed beforehand),
+`--connections` in flight, one connection per request (gunicorn's sync workers close them), or
+with `--keep-alive` one persistent connection per client (what the simulator's and the bridge's
+HTTP clients do; gthread workers keep them open, sync workers close them after each answer and
+the client reconnects); the rounds alternate intake and baseline so machine noise falls on both.
+Latencies are per request; every event of a batch waits for its request's answer, so they are
+the per-event figures too.
 
 Run: `BENCH_REDIS_URL=redis://127.0.0.1:6379/<db> .venv/bin/python bench/bench_intake.py
 [--quick] [--events N] [--rounds R] [--workers W] [--threads T] [--connections C]
-[--django-only]`.
+[--batch 1,10,50] [--keep-alive] [--django-only]`.
 """
 import asyncio
 import json
@@ -34,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import bench_args, environment_line, percentile, report, save_results, setup_django
 
 BARE_TABLE = "bench_bare_events"
+BARE_PATH = "/bench/bare-events"
+BARE_BATCH_PATH = "/bench/bare-events-batch"
 SECRET = "bench-webhook-secret"
 urlpatterns = []  # ROOT_URLCONF of the served process
 
@@ -47,6 +56,10 @@ def _extra(parser):
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--batch", default="1",
+                        help="events per request, comma-separated sizes measured in turn")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="one persistent connection per client instead of one per request")
     parser.add_argument("--profile", default=None, help="cProfile the intake in-process to FILE")
     parser.add_argument("--profile-wsgi", default=None,
                         help="cProfile whole WSGI requests (intake, then bare view) to FILE")
@@ -68,7 +81,17 @@ def build_urls():
                            [request.body.decode("utf-8")])
         return JsonResponse({"ok": True}, status=202)
 
-    return [path("bench/bare-events", bare), path("", include("wework.urls"))]
+    @csrf_exempt
+    def bare_batch(request):
+        events = json.loads(request.body)["events"]
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {BARE_TABLE} (body) VALUES "
+                           + ", ".join(["(%s)"] * len(events)),
+                           [json.dumps(event) for event in events])
+        return JsonResponse({"ok": True}, status=202)
+
+    return [path(BARE_PATH[1:], bare), path(BARE_BATCH_PATH[1:], bare_batch),
+            path("", include("wework.urls"))]
 
 
 def serve(args):
@@ -105,9 +128,10 @@ def serve(args):
 
 
 # --- load generator --------------------------------------------------------------------------
-def request_bytes(path, body, headers):
+def request_bytes(path, body, headers, keep_alive=False):
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", "Connection: close"]
+             f"Content-Length: {len(body)}",
+             "Connection: keep-alive" if keep_alive else "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-type"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -122,29 +146,90 @@ async def _one(port, raw):
     return status, time.perf_counter() - start
 
 
-async def _load(port, requests, connections):
+class _KeptConnection:
+    """One persistent HTTP/1.1 connection: reads each answer by its Content-Length; reconnects
+    when the server closed it (`Connection: close`, or an idle connection dropped before the
+    request was answered)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.reader = self.writer = None
+
+    async def request(self, raw):
+        start = time.perf_counter()
+        for _attempt in range(2):
+            fresh = self.writer is None
+            if fresh:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.writer.write(raw)
+            try:
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                self.close()
+                if fresh:
+                    return 0, time.perf_counter() - start
+                continue  # the server had closed the idle connection: once more on a new one
+            length, close = 0, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _sep, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            await self.reader.readexactly(length)
+            if close:
+                self.close()
+            status_line = head.split(b"\r\n", 1)[0]
+            if not status_line.startswith(b"HTTP/"):  # out of step with the server: start over
+                self.close()
+                return 0, time.perf_counter() - start
+            return int(status_line[9:12]), time.perf_counter() - start
+        return 0, time.perf_counter() - start
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _load(port, requests, connections, keep_alive=False):
     queue = list(reversed(requests))
     statuses, latencies = [], []
 
     async def worker():
+        kept = _KeptConnection(port) if keep_alive else None
         while queue:
             raw = queue.pop()
-            status, seconds = await _one(port, raw)
+            status, seconds = await (kept.request(raw) if kept else _one(port, raw))
             statuses.append(status)
             latencies.append(seconds)
+        if kept:
+            kept.close()
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     return time.perf_counter() - start, statuses, latencies
 
 
-def load(port, requests, connections):
-    return asyncio.run(_load(port, requests, connections))
+def load(port, requests, connections, keep_alive=False):
+    return asyncio.run(_load(port, requests, connections, keep_alive))
 
 
-def signed_events(instance_uuid, n, seq0):
+def signed_events(instance_uuid, n, seq0, batch=1):
+    """n signed heartbeat events from seq0, `batch` a request: [(body, headers)]."""
     from instances import protocol
 
+    if batch > 1:
+        out = []
+        for start in range(0, n, batch):
+            events = [json.loads(body) for body, _h in
+                      signed_events(instance_uuid, min(batch, n - start), seq0 + start)]
+            body = json.dumps({"events": events}).encode()
+            out.append((body, protocol.signature_headers(
+                body, SECRET, event_id=events[0]["event_id"], seq=events[0]["seq"],
+                count=len(events))))
+        return out
     out = []
     for i in range(n):
         event = {
@@ -167,6 +252,9 @@ def bench_webhook(args, admin, database_url):
     from instances.models import InstanceEvent
 
     per_round = args.events or (500 if args.quick else 2000)
+    if int(os.environ.get("INSTANCE_WEBHOOK_BATCH_MAX", "100")) < max(
+            int(size) for size in str(args.batch).split(",")):
+        raise SystemExit("--batch is above INSTANCE_WEBHOOK_BATCH_MAX")
     rounds = args.rounds or (2 if args.quick else 4)
     instance = services.register_instance(name="bench-hook", api_url="http://127.0.0.1:9",
                                           token="t", webhook_secret=SECRET, created_by=admin,
@@ -191,7 +279,8 @@ def bench_webhook(args, admin, database_url):
     server = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL,
                               stderr=sys.stderr)
     hook_path = f"/api/v1/instances/{instance.instance_uuid}/events"
-    bare_path = "/bench/bare-events"
+    bare_path = BARE_PATH
+    sizes = [int(size) for size in str(args.batch).split(",") if size.strip()]
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -205,29 +294,36 @@ def bench_webhook(args, admin, database_url):
                 raise SystemExit("gunicorn did not answer")
             time.sleep(0.3)
         seq = 1
+        keep = args.keep_alive
         warm = signed_events(instance.instance_uuid, 200, seq)
         seq += 200
-        load(port, [request_bytes(hook_path, b, h) for b, h in warm], args.connections)
-        load(port, [request_bytes(bare_path, b, h) for b, h in warm], args.connections)
+        load(port, [request_bytes(hook_path, b, h, keep) for b, h in warm], args.connections, keep)
+        load(port, [request_bytes(bare_path, b, h, keep) for b, h in warm], args.connections, keep)
         accepted = len(warm)
-        hook_s = bare_s = 0.0
-        hook_lat, bare_lat, hook_status, bare_status = [], [], [], []
-        for _round in range(rounds):
-            events = signed_events(instance.instance_uuid, per_round, seq)
-            seq += per_round
-            seconds, statuses, lat = load(port, [request_bytes(hook_path, b, h) for b, h in events],
-                                          args.connections)
-            hook_s += seconds
-            hook_status += statuses
-            hook_lat += lat
-            accepted += sum(1 for s in statuses if s == 202)
-            seconds, statuses, lat = load(port, [request_bytes(bare_path, b, h) for b, h in events],
-                                          args.connections)
-            bare_s += seconds
-            bare_status += statuses
-            bare_lat += lat
-        assert set(hook_status) == {202}, sorted(set(hook_status))
-        assert set(bare_status) == {202}, sorted(set(bare_status))
+        results = []
+        for batch in sizes:
+            hook_s = bare_s = 0.0
+            hook_lat, bare_lat, hook_status, bare_status = [], [], [], []
+            target = bare_path if batch == 1 else BARE_BATCH_PATH
+            for _round in range(rounds):
+                events = signed_events(instance.instance_uuid, per_round, seq, batch)
+                seq += per_round
+                seconds, statuses, lat = load(
+                    port, [request_bytes(hook_path, b, h, keep) for b, h in events],
+                    args.connections, keep)
+                hook_s += seconds
+                hook_status += statuses
+                hook_lat += lat
+                accepted += sum(batch for s in statuses if s == 202)
+                seconds, statuses, lat = load(
+                    port, [request_bytes(target, b, h, keep) for b, h in events],
+                    args.connections, keep)
+                bare_s += seconds
+                bare_status += statuses
+                bare_lat += lat
+            assert set(hook_status) == {202}, sorted(set(hook_status))
+            assert set(bare_status) == {202}, sorted(set(bare_status))
+            results.append((batch, hook_s, bare_s, hook_lat, bare_lat))
         stored = InstanceEvent.objects.filter(instance=instance).count()
         assert stored == accepted, (stored, accepted)
         with connection.cursor() as cursor:
@@ -238,12 +334,16 @@ def bench_webhook(args, admin, database_url):
     total = per_round * rounds
     kind = f"{args.workers} workers" + (f" x {args.threads} threads" if args.threads > 1 else "")
     kind += ", full Django stack" if args.django_only else ", lean webhook route"
-    report(f"webhook intake ({kind}, {args.connections} in flight)", total / hook_s, "events/s",
-           total / bare_s, "req/s (bare view, one INSERT)")
-    report("webhook intake p50", percentile(hook_lat, 50) * 1000, "ms",
-           percentile(bare_lat, 50) * 1000, "ms (bare view p50)")
-    report("webhook intake p99", percentile(hook_lat, 99) * 1000, "ms",
-           percentile(bare_lat, 99) * 1000, "ms (bare view p99)")
+    kind += ", keep-alive" if keep else ", a connection per request"
+    for batch, hook_s, bare_s, hook_lat, bare_lat in results:
+        each = "1 event a request" if batch == 1 else f"{batch} events a request"
+        bare = "bare view, one INSERT" if batch == 1 else "bare view, one multi-row INSERT"
+        report(f"webhook intake, {each} ({kind}, {args.connections} in flight)", total / hook_s,
+               "events/s", total / bare_s, f"events/s ({bare})")
+        report(f"webhook intake, {each}, p50 per event", percentile(hook_lat, 50) * 1000, "ms",
+               percentile(bare_lat, 50) * 1000, "ms (bare view p50)")
+        report(f"webhook intake, {each}, p99 per event", percentile(hook_lat, 99) * 1000, "ms",
+               percentile(bare_lat, 99) * 1000, "ms (bare view p99)")
     print(f"# {stored} events stored, {accepted} acknowledged with 202")
 
 

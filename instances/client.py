@@ -290,6 +290,7 @@ class InstanceClient:
         rate_limits=None,
         clear_proxy=False,
         puppet_services=None,
+        webhook_batch_max=None,
     ):
         """``PUT /v1/config``: set the given keys (None = unchanged). ``proxy`` is a dict
         {host, port, username?, password?, scheme?}; ``clear_proxy=True`` removes it. Returns
@@ -304,6 +305,7 @@ class InstanceClient:
                 "proxy": proxy,
                 "rate_limits": rate_limits,
                 "puppet_services": puppet_services,
+                "webhook_batch_max": webhook_batch_max,
             }.items()
             if v is not None
         }

@@ -58,6 +58,7 @@ class CommandsMixin:
             "webhook_url": cfg["webhook_url"],
             "webhook_secret_set": bool(cfg["webhook_secret"]),
             "heartbeat_interval_s": cfg["heartbeat_interval_s"],
+            "webhook_batch_max": cfg.get("webhook_batch_max"),
             "proxy": None
             if not proxy
             else {

@@ -57,7 +57,19 @@ class EventsMixin:
                 return self.events[index]
             return None
 
+    def _backlog(self):
+        """The next events to push: one, or (when the platform announced ``webhook_batch_max``
+        in the config push, protocol 1.2) up to that many consecutive ones of the backlog."""
+        limit = max(1, int(self.config.get("webhook_batch_max") or 1))
+        with self.lock:
+            first = self._event_by_seq(self.deliver_seq + 1)
+            if first is None or limit == 1:
+                return [first] if first is not None else []
+            start = first["seq"] - self.events[0]["seq"]
+            return self.events[start : start + limit]
+
     def _deliver_loop(self):
+        # one client for the loop: deliveries reuse their connection (HTTP keep-alive)
         http = httpx.Client(timeout=self.webhook_timeout_s, trust_env=False)
         try:
             while not self._stop.is_set():
@@ -70,24 +82,46 @@ class EventsMixin:
                         return
                     if self.events and self.deliver_seq < self.events[0]["seq"] - 1:
                         self.deliver_seq = self.events[0]["seq"] - 1  # trimmed: replay only
-                    event = self._event_by_seq(self.deliver_seq + 1)
-                if event is None:
+                    events = self._backlog()
+                if not events:
                     with self.lock:
                         self.deliver_seq += 1
                     continue
-                self._deliver_one(http, event)
+                self._deliver(http, events)
                 with self.lock:
-                    self.deliver_seq = max(self.deliver_seq, event["seq"])
+                    self.deliver_seq = max(self.deliver_seq, events[-1]["seq"])
                 if self.redeliver_rate and self.rng.random() < self.redeliver_rate:
                     self.delivery["redelivered"] += 1
-                    self._deliver_one(http, event)
+                    self._deliver(http, events)
         finally:
             http.close()
 
+    def _deliver(self, http, events):
+        """Push one event, or a batch; a batch the platform refuses (4xx: too many, an item it
+        does not take, batches not accepted) is pushed again one event at a time, so each event
+        meets the platform's verdict on its own."""
+        outcome = self._deliver_one(http, events[0]) if len(events) == 1 else \
+            self._push(http, events)
+        if len(events) > 1 and outcome.startswith("http_4") and outcome not in ("http_408", "http_429"):
+            self.delivery["batches_split"] += 1
+            for event in events:
+                if self._stop.is_set():
+                    break
+                self._deliver_one(http, event)
+        return outcome
+
     def _deliver_one(self, http, event):
-        """Push one event until acknowledged (2xx), refused (4xx other than 408/429), or out of
-        attempts; back-off doubles from ``retry_base_s`` with jitter, honouring Retry-After."""
-        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        return self._push(http, [event])
+
+    def _push(self, http, events):
+        """Push one event (the event as the body) or a batch (``{"events": [...]}``) until
+        acknowledged (2xx), refused (4xx other than 408/429), or out of attempts; back-off
+        doubles from ``retry_base_s`` with jitter, honouring Retry-After."""
+        batch = len(events) > 1
+        first = events[0]
+        document = {"events": events} if batch else first
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        what = f"batch seq={first['seq']}..{events[-1]['seq']}" if batch else f"event seq={first['seq']}"
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
@@ -95,7 +129,8 @@ class EventsMixin:
             if not url:
                 return "no_webhook"
             headers = protocol.signature_headers(
-                body, secret or "", event_id=event["event_id"], seq=event["seq"], instance_id=self.instance_id
+                body, secret or "", event_id=first["event_id"], seq=first["seq"], instance_id=self.instance_id,
+                count=len(events) if batch else None,
             )
             if not secret:
                 headers.pop(protocol.SIGNATURE_HEADER)
@@ -115,21 +150,24 @@ class EventsMixin:
                 status, outcome = None, f"error:{type(exc).__name__}"
             self.delivery["attempts"] += 1
             with self.lock:
-                self.delivery_log.append((event["seq"], event["event_id"], attempt, outcome))
+                for event in events:
+                    self.delivery_log.append((event["seq"], event["event_id"], attempt, outcome))
                 if len(self.delivery_log) > 10_000:
                     del self.delivery_log[:5_000]
             if outcome == "ok":
-                self.delivery["delivered"] += 1
+                self.delivery["delivered"] += len(events)
+                if batch:
+                    self.delivery["batches"] += 1
                 return outcome
             self.delivery["failed_attempts"] += 1
             retryable = status is None or status >= 500 or status in (408, 429)
             if not retryable:
                 self.delivery["refused"] += 1
-                logger.warning("webhook refused event seq=%s with HTTP %s", event["seq"], status)
+                logger.warning("webhook refused %s with HTTP %s", what, status)
                 return outcome
             if attempt >= self.max_delivery_attempts:
-                self.delivery["dropped"] += 1
-                logger.warning("webhook gave up on event seq=%s after %d attempts", event["seq"], attempt)
+                self.delivery["dropped"] += len(events)
+                logger.warning("webhook gave up on %s after %d attempts", what, attempt)
                 return outcome
             delay = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1)) * self.rng.uniform(0.5, 1.0)
             if retry_after:

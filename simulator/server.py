@@ -108,6 +108,8 @@ class Simulator(EventsMixin, WorldMixin, CommandsMixin):
             "webhook_url": webhook_url,
             "webhook_secret": webhook_secret,
             "heartbeat_interval_s": int(heartbeat_interval_s),
+            # protocol 1.2: events per webhook request, as the platform's config push announces
+            "webhook_batch_max": None,
             "proxy": None,
             "rate_limits": dict(protocol.DEFAULT_RATE_LIMITS),
         }

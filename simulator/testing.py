@@ -29,6 +29,11 @@ class Delivery:
         self.headers = headers
         self.status = status
         self.event = json.loads(body) if body else None
+        # a batched delivery (protocol 1.2) is {"events": [...]}; one event is the body itself
+        if isinstance(self.event, dict) and "events" in self.event and "event_id" not in self.event:
+            self.events = list(self.event["events"])
+        else:
+            self.events = [self.event] if self.event is not None else []
 
     def signature_ok(self, secret, **kw):
         return protocol.verify(
@@ -116,7 +121,7 @@ class WebhookReceiver:
     def accepted_events(self):
         """Events whose delivery was answered 2xx, in arrival order."""
         with self.lock:
-            return [d.event for d in self.deliveries if 200 <= d.status < 300]
+            return [event for d in self.deliveries if 200 <= d.status < 300 for event in d.events]
 
     def wait_for(self, predicate, timeout=5.0, interval=0.02):
         """Wait until ``predicate(self)`` is true; returns its last value."""

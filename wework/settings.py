@@ -505,6 +505,9 @@ MESSAGING = env.json("MESSAGING_SETTINGS", default={})
 # --- Platform -------------------------------------------------------------------------------
 # The platform's address as instances reach it: webhook URLs pushed to instances start with it.
 PLATFORM_BASE_URL = env.str("PLATFORM_BASE_URL", default="http://127.0.0.1:8000")
+# The most events an instance may push in one webhook request (protocol 1.2, announced in the
+# config push as webhook_batch_max; at most 500). 1: one event a request, batches refused.
+INSTANCE_WEBHOOK_BATCH_MAX = env.int("INSTANCE_WEBHOOK_BATCH_MAX", default=100)
 # Outgoing mail (alert notifications) from one URL: smtp://user:pass@host:25,
 # smtp+tls://...:587, smtp+ssl://...:465, consolemail://, dummymail://. Django 6.1's MAILERS
 # replaces the deprecated EMAIL_* settings.

@@ -175,7 +175,8 @@ class InstanceMonitorViewSet(ShardedListViewSet):
 @csrf_exempt
 @require_POST
 def webhook_events(request, instance_uuid):
-    """POST /api/v1/instances/<uuid>/events: one signed event from an instance.
+    """POST /api/v1/instances/<uuid>/events: one signed event, or a batch of them (protocol
+    1.2), from an instance.
 
     Authentication is the HMAC signature (no session, no CSRF); see services.receive_webhook.
     """

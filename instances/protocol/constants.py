@@ -7,7 +7,7 @@ from __future__ import annotations
 #: Major version of the protocol. A breaking change bumps it and moves every path to /v<N>/.
 PROTOCOL_VERSION = "1"
 #: Minor revision: additive changes only (new optional fields, new commands, new event types).
-PROTOCOL_REVISION = "1.1"
+PROTOCOL_REVISION = "1.2"
 #: Sent on every request and every response (``X-Protocol-Version: 1.0``).
 VERSION_HEADER = "X-Protocol-Version"
 PATH_PREFIX = f"/v{PROTOCOL_VERSION}"
@@ -91,6 +91,9 @@ MAX_PAGE_LIMIT = 500
 DEFAULT_EVENTS_LIMIT = 500
 #: Most messages in one batch send (``send_messages``, revision 1.1).
 MAX_BATCH_SEND = 100
+#: Most events in one webhook delivery (revision 1.2): the platform announces its own limit, at
+#: most this, as ``webhook_batch_max`` in the config push; without it, one event a request.
+MAX_WEBHOOK_BATCH = 500
 
 DEFAULT_HEARTBEAT_INTERVAL_S = 30
 #: The platform marks an instance offline after this many missed heartbeats.

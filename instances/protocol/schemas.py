@@ -8,6 +8,7 @@ from .constants import (
     CONVERSATION_TYPES,
     LOGIN_STATUSES,
     MAX_BATCH_SEND,
+    MAX_WEBHOOK_BATCH,
     MAX_PAGE_LIMIT,
     MEMBER_ROLES,
     MESSAGE_STATUSES,
@@ -236,6 +237,9 @@ CONFIG_REQUEST = obj(
         "webhook_url": nullable(URL),
         "webhook_secret": nullable(STR),
         "heartbeat_interval_s": {"type": "integer", "minimum": 1, "maximum": 3600},
+        # Revision 1.2, optional: the most events the platform takes in one webhook delivery
+        # (section 5.3); absent or 1, one event a request.
+        "webhook_batch_max": {"type": "integer", "minimum": 1, "maximum": MAX_WEBHOOK_BATCH},
         "proxy": PROXY,
         "rate_limits": RATE_LIMITS,
         # Revision 1.1, optional: the puppet-service bridge's upstream endpoints, one token per

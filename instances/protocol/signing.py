@@ -13,6 +13,8 @@ SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Timestamp"
 EVENT_ID_HEADER = "X-Event-Id"
 SEQ_HEADER = "X-Event-Seq"
+#: Revision 1.2: the number of events in a batched delivery (absent: one event).
+EVENT_COUNT_HEADER = "X-Event-Count"
 INSTANCE_ID_HEADER = "X-Instance-Id"
 SIGNATURE_PREFIX = "sha256="
 #: Allowed clock difference between the instance and the platform, seconds, either way.
@@ -47,8 +49,10 @@ def sign(body, secret, timestamp):
     return SIGNATURE_PREFIX + digest
 
 
-def signature_headers(body, secret, *, event_id, seq=None, instance_id=None, timestamp=None):
-    """All headers an instance sends with one webhook delivery (freshly timestamped)."""
+def signature_headers(body, secret, *, event_id, seq=None, instance_id=None, timestamp=None,
+                      count=None):
+    """All headers an instance sends with one webhook delivery (freshly timestamped). For a
+    batch (revision 1.2), `event_id` and `seq` are its first event's and `count` its size."""
     ts = int(time.time() if timestamp is None else timestamp)
     headers = {
         "Content-Type": "application/json",
@@ -61,6 +65,8 @@ def signature_headers(body, secret, *, event_id, seq=None, instance_id=None, tim
         headers[SEQ_HEADER] = str(seq)
     if instance_id is not None:
         headers[INSTANCE_ID_HEADER] = str(instance_id)
+    if count is not None:
+        headers[EVENT_COUNT_HEADER] = str(count)
     return headers
 
 

@@ -86,4 +86,5 @@ from .intake import (
     replay_events,
     retry_stuck_events,
     store_event,
+    store_events,
 )

@@ -146,6 +146,12 @@ def webhook_url(instance):
     return base + reverse("api:instance-events", kwargs={"instance_uuid": instance.instance_uuid})
 
 
+def webhook_batch_max():
+    """The most events the webhook takes in one request (settings, within the protocol's cap)."""
+    return max(1, min(protocol.MAX_WEBHOOK_BATCH,
+                      int(getattr(settings, "INSTANCE_WEBHOOK_BATCH_MAX", 1) or 1)))
+
+
 def config_payload(instance):
     """The PUT /v1/config body: webhook, heartbeat interval, proxy, rate limits."""
     payload = {
@@ -173,6 +179,9 @@ def config_payload(instance):
             limits[name] = config_value(config)
     if limits:
         payload["rate_limits"] = limits
+    batch_max = webhook_batch_max()
+    if batch_max > 1:  # revision 1.2; an older runtime ignores the field and sends one by one
+        payload["webhook_batch_max"] = batch_max
     services = get_config(instance, PUPPET_SERVICES_KEY)
     if services:
         payload["puppet_services"] = services

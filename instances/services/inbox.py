@@ -7,9 +7,13 @@ one of them (the leader) on its own connection: one multi-row INSERT, which in a
 one statement and one commit, then one publish for the batch. Nobody answers before the
 statement that stored its event has committed: an acknowledged event is a stored event.
 
-Duplicates keep their meaning: the unique key (instance, event_id) refuses a delivery seen
-before; a batch holding one is written again row by row, so that exactly the duplicates are
-reported (a 200 `duplicate` answer) and the others stored.
+A delivery may itself hold several events (protocol 1.2, batched webhook deliveries): its rows
+go into the same statement and it is answered once all of them are stored.
+
+Duplicates keep their meaning: the unique key (instance, event_id) refuses an event seen
+before; a batch holding one is looked up (one SELECT) and the others written again by one
+statement, so that exactly the duplicates are reported (`duplicate` in the answer) and the
+others stored.
 
 The publish happens in a thread of the process (`Publisher`), one Celery message for all the
 events stored since the last one; should it fail, or the process die first, the events are
@@ -27,9 +31,11 @@ import logging
 import os
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from wework.db import literals
 from wework.db.layout import connection_for
@@ -41,9 +47,9 @@ connection = connection_for("instances")
 
 logger = logging.getLogger("wework.instances")
 
-#: At most this many events, and about this many bytes of payload, in one INSERT (well below
-#: MariaDB's max_allowed_packet).
-MAX_BATCH = 200
+#: At most this many events (a delivery's batch is never split), and about this many bytes of
+#: payload, in one INSERT (well below MariaDB's max_allowed_packet).
+MAX_BATCH = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 #: Events published to one Celery task (a worker processes them one after the other).
 PUBLISH_CHUNK = 50
@@ -57,14 +63,31 @@ _COLUMNS = ("instance", "event_id", "seq", "event_type", "account_wxid", "payloa
 
 @dataclass(eq=False)
 class Pending:
-    """One event waiting for the inbox write."""
+    """One delivery waiting for the inbox write: one event, or a batch of them (protocol 1.2)
+    that is stored and answered together."""
 
-    row: InstanceEvent
+    rows: list[InstanceEvent]
     publish: bool
     size: int
     done: bool = False
-    duplicate: bool = False
+    #: per row, whether the unique key refused it (received before, or twice in one write)
+    duplicates: list[bool] = dataclasses.field(default_factory=list)
     error: BaseException | None = None
+
+    @property
+    def row(self) -> InstanceEvent:
+        return self.rows[0]
+
+    @property
+    def duplicate(self) -> bool:
+        return bool(self.duplicates) and all(self.duplicates)
+
+    @property
+    def stored(self) -> bool:
+        """Every row of the delivery is in the inbox (written now, or received before)."""
+        return self.error is None and all(
+            row.pk is not None or duplicate
+            for row, duplicate in zip(self.rows, self.duplicates or [False] * len(self.rows)))
 
 
 class GroupCommit:
@@ -89,16 +112,16 @@ class GroupCommit:
                 batch = self._take()
             try:
                 write_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - every unstored event of the batch gets it
+            except Exception as exc:  # noqa: BLE001 - every delivery not wholly stored gets it
                 for other in batch:
-                    if other.row.pk is None and not other.duplicate:
+                    if not other.stored:
                         other.error = exc
             finally:
                 with self._cond:
                     for other in batch:
-                        if not other.done and other.error is None and other.row.pk is None \
-                                and not other.duplicate:
-                            other.error = RuntimeError("the inbox write was interrupted")
+                        if not other.done and not other.stored:
+                            other.error = other.error or RuntimeError(
+                                "the inbox write was interrupted")
                         other.done = True
                     self._leader = False
                     self._cond.notify_all()
@@ -106,13 +129,15 @@ class GroupCommit:
 
     def _take(self) -> list[Pending]:
         batch: list[Pending] = []
-        size = 0
-        while self._queue and len(batch) < MAX_BATCH:
-            if batch and size + self._queue[0].size > MAX_BATCH_BYTES:
+        size = rows = 0
+        while self._queue:
+            head = self._queue[0]
+            if batch and (rows + len(head.rows) > MAX_BATCH
+                          or size + head.size > MAX_BATCH_BYTES):
                 break
-            item = self._queue.pop(0)
-            batch.append(item)
-            size += item.size
+            batch.append(self._queue.pop(0))
+            size += head.size
+            rows += len(head.rows)
         return batch
 
 
@@ -122,24 +147,46 @@ _group = GroupCommit()
 def store(row: InstanceEvent, *, publish: bool, size: int = 0) -> tuple[InstanceEvent | None, bool]:
     """Write one inbox row; (row, duplicate). With `publish`, a stored row is enqueued for
     processing (once its commit is done)."""
+    return store_many([row], publish=publish, size=size)[0]
+
+
+def store_many(rows: list[InstanceEvent], *, publish: bool,
+               size: int = 0) -> list[tuple[InstanceEvent | None, bool]]:
+    """Write the events of one delivery; per row (row, False), or (None, True) for a duplicate.
+
+    Returns once every row is stored (or known as a duplicate); raises, having acknowledged
+    nothing, when the write failed. A batch is written by one statement when nothing in it was
+    received before, so a failed statement stores none of it; otherwise the duplicates are
+    looked up and the rest written by one statement again (see `write_batch`).
+    """
     if connection.in_atomic_block:
-        return _store_in_transaction(row, publish)
-    item = _group.submit(Pending(row, publish, size))
+        return _store_in_transaction(rows, publish)
+    item = _group.submit(Pending(list(rows), publish, size))
     if item.error is not None:
         raise item.error
-    return (None, True) if item.duplicate else (item.row, False)
+    duplicates = item.duplicates or [False] * len(item.rows)
+    return [(None, True) if duplicate else (row, False)
+            for row, duplicate in zip(item.rows, duplicates)]
 
 
-def _store_in_transaction(row, publish):
-    try:
-        with transaction.atomic():
-            _insert_one(row)
-    except IntegrityError:
-        return None, True
+def _store_in_transaction(rows, publish):
+    """Inside the caller's transaction: all rows or none (a savepoint), one savepoint per row
+    so that a duplicate is refused alone."""
+    result = []
+    with transaction.atomic(using=connection.alias):
+        for row in rows:
+            try:
+                with transaction.atomic(using=connection.alias):
+                    _insert_one(row)
+            except IntegrityError:
+                result.append((None, True))
+            else:
+                result.append((row, False))
     if publish:
-        pk = row.pk
-        transaction.on_commit(lambda: publisher.add([pk]))
-    return row, False
+        pks = [row.pk for row, _duplicate in result if row is not None]
+        if pks:
+            transaction.on_commit(lambda: publisher.add(pks), using=connection.alias)
+    return result
 
 
 # --- SQL ---------------------------------------------------------------------------------------
@@ -181,7 +228,7 @@ class _Statement:
         sql = (f"INSERT INTO {qn(InstanceEvent._meta.db_table)} "
                f"({', '.join(qn(f.column) for f in self.fields)}) VALUES " + ", ".join(self.rows))
         if returning:
-            sql += f" RETURNING {qn('id')}, {qn('event_id')}"
+            sql += f" RETURNING {qn('id')}, {qn('instance_id')}, {qn('event_id')}"
         return sql
 
 
@@ -198,37 +245,79 @@ def _insert_one(row):
 
 
 def write_batch(batch: list[Pending]) -> None:
-    """Store a batch in autocommit: one statement when possible, row by row for duplicates."""
-    if len(batch) > 1 and connection.features.can_return_rows_from_bulk_insert:
-        try:
-            with connection.cursor() as cursor:
-                statement = _Statement(_fields())
-                for item in batch:
-                    statement.add(item.row)
-                cursor.execute(statement.sql(True), statement.params)
-                returned = cursor.fetchall()
-        except IntegrityError:
-            pass  # a duplicate in the batch: nothing was stored, go row by row
-        else:
-            ids = dict((event_id, pk) for pk, event_id in returned)
-            for item in batch:
-                if len(ids) == len(batch):
-                    item.row.pk = ids[item.row.event_id]
-                else:  # two instances sent one event id in the same batch: look rows up
-                    item.row.pk = InstanceEvent.objects.filter(
-                        instance_id=item.row.instance_id, event_id=item.row.event_id,
-                    ).values_list("pk", flat=True).get()
-            return
+    """Store the rows of a batch of deliveries in autocommit, setting each one's duplicates."""
+    rows = [row for item in batch for row in item.rows]
+    duplicates = write_rows(rows)
     for item in batch:
+        item.duplicates = [id(row) in duplicates for row in item.rows]
+
+
+#: Times the duplicates of a batch are looked up and the rest written again before going row
+#: by row (each retry means a concurrent write stored one of its events meanwhile).
+_DUPLICATE_ROUNDS = 3
+
+
+def write_rows(rows: list[InstanceEvent]) -> set[int]:
+    """Insert `rows` (each gets its pk); the `id()`s of the rows refused as duplicates.
+
+    One multi-row statement when the backend returns the ids; when the unique key refuses it
+    (nothing stored: one statement), one SELECT finds the events received before, the first of
+    any event id repeated in `rows` is kept, and the rest is written by one statement again.
+    """
+    duplicates: set[int] = set()
+    pending = rows
+    if len(rows) > 1 and connection.features.can_return_rows_from_bulk_insert:
+        for _round in range(_DUPLICATE_ROUNDS):
+            try:
+                _insert_returning(pending)
+                return duplicates
+            except IntegrityError:
+                pass
+            stored = _stored_keys(pending)
+            kept: dict[tuple, InstanceEvent] = {}
+            for row in pending:
+                key = (row.instance_id, row.event_id)
+                if key in stored or key in kept:
+                    duplicates.add(id(row))
+                else:
+                    kept[key] = row
+            pending = list(kept.values())
+            if len(pending) <= 1:
+                break
+    for row in pending:
         try:
-            _insert_one(item.row)
+            _insert_one(row)
         except IntegrityError:
-            item.duplicate = True
+            duplicates.add(id(row))
+    return duplicates
+
+
+def _insert_returning(rows: list[InstanceEvent]) -> None:
+    with connection.cursor() as cursor:
+        statement = _Statement(_fields())
+        for row in rows:
+            statement.add(row)
+        cursor.execute(statement.sql(True), statement.params)
+        returned = cursor.fetchall()
+    ids = {(instance_id, event_id): pk for pk, instance_id, event_id in returned}
+    for row in rows:
+        row.pk = ids[(row.instance_id, row.event_id)]
+
+
+def _stored_keys(rows: list[InstanceEvent]) -> set[tuple]:
+    """(instance_id, event_id) of the rows' events already in the inbox: one query."""
+    by_instance: dict[int, list[str]] = {}
+    for row in rows:
+        by_instance.setdefault(row.instance_id, []).append(row.event_id)
+    condition = Q()
+    for instance_id, event_ids in by_instance.items():
+        condition |= Q(instance_id=instance_id, event_id__in=event_ids)
+    return set(InstanceEvent.objects.filter(condition).values_list("instance_id", "event_id"))
 
 
 def publish_batch(batch: list[Pending]) -> None:
-    pks = [item.row.pk for item in batch
-           if item.publish and item.error is None and not item.duplicate]
+    pks = [row.pk for item in batch if item.publish and item.error is None
+           for row, duplicate in zip(item.rows, item.duplicates) if not duplicate]
     if pks:
         publisher.add(pks)
 

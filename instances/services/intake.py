@@ -85,7 +85,8 @@ def _load_instance_secret(instance_uuid):
 
 
 def receive_webhook(instance_uuid, body, headers):
-    """Check, store and enqueue one webhook delivery. Never raises for bad input.
+    """Check, store and enqueue one webhook delivery: one event, or a batch (`_receive_batch`).
+    Never raises for bad input.
 
     401: unsigned, bad signature, stale timestamp. 400: not JSON or not a protocol event.
     404: unknown instance. 200 with duplicate=true: an event id already received (replay).
@@ -110,6 +111,8 @@ def receive_webhook(instance_uuid, body, headers):
         return _refuse(400, "invalid_json", _("The body is not valid JSON."))
     if not isinstance(event, dict):
         return _refuse(400, "invalid_event", _("The body must be a JSON object."))
+    if "events" in event and "event_id" not in event:
+        return _receive_batch(instance_id, event, len(body), headers)
     errors = protocol.event_errors(event)
     if errors:
         return IntakeResult(400, {"ok": False, "error": {
@@ -127,15 +130,80 @@ def receive_webhook(instance_uuid, body, headers):
     return IntakeResult(202, {"ok": True, "event_id": event["event_id"]})
 
 
-def store_event(instance_id, event, *, replayed=False, enqueue=False, size=0):
-    """Insert the event into the inbox; (row, duplicate). The unique key decides duplicates.
+def _receive_batch(instance_id, document, size, headers):
+    """A batched delivery (protocol 1.2): {"events": [...]}, consecutive events of one instance
+    in seq order. All or nothing: an item that is not a protocol event refuses the whole batch
+    (400 naming it, nothing stored); otherwise every event is stored, those received before
+    reported as duplicates, before the 2xx."""
+    from .commands import webhook_batch_max
 
-    With `enqueue`, a stored event is handed to Celery for processing once committed.
-    Concurrent callers of one process share one INSERT and one commit (`inbox`); inside a
-    transaction the row is written alone, in a savepoint. No model signals: the inbox is
-    bookkeeping, not an audited change (the audit log records what the events change).
-    """
-    row = InstanceEvent(
+    limit = webhook_batch_max()
+    events = document["events"]
+    if limit <= 1:
+        return _refuse(400, "batches_not_accepted", _(
+            "This platform takes one event per request; send the events one by one."))
+    if not isinstance(events, list) or not events:
+        return _refuse(400, "invalid_batch", _("'events' must be a non-empty list of events."))
+    if len(events) > limit:
+        return IntakeResult(400, {"ok": False, "error": {
+            "code": "too_many_events", "max_events": limit,
+            "message": _("The batch holds %(count)d events; this platform takes at most "
+                         "%(max)d per request.") % {"count": len(events), "max": limit}}})
+    seen_ids = set()
+    previous_seq = None
+    for index, event in enumerate(events):
+        refusal = _batch_item_refusal(index, event, previous_seq, seen_ids)
+        if refusal is not None:
+            return refusal
+        previous_seq = event["seq"]
+        seen_ids.add(event["event_id"])
+    header_id = headers.get(protocol.EVENT_ID_HEADER)
+    if header_id and header_id != events[0]["event_id"]:
+        return _refuse(400, "event_id_mismatch", _(
+            "X-Event-Id differs from the event_id of the batch's first event."))
+    stored = store_events(instance_id, events, enqueue=True, size=size)
+    duplicates = [event["event_id"] for event, (_row, duplicate) in zip(events, stored)
+                  if duplicate]
+    accepted = len(events) - len(duplicates)
+    return IntakeResult(202 if accepted else 200, {
+        "ok": True, "count": len(events), "accepted": accepted, "duplicates": duplicates})
+
+
+def _batch_item_refusal(index, event, previous_seq, seen_ids):
+    """The 400 for item `index` of a batch, or None when it is a protocol event in order."""
+    def refuse(code, message, **extra):
+        error = {"code": code, "message": str(message), "item": index}
+        if isinstance(event, dict) and isinstance(event.get("event_id"), str):
+            error["event_id"] = event["event_id"]
+        error.update(extra)
+        return IntakeResult(400, {"ok": False, "error": error})
+
+    if not isinstance(event, dict):
+        return refuse("invalid_event", _("Item %(item)d of the batch is not a JSON object.")
+                      % {"item": index})
+    errors = protocol.event_errors(event)
+    if errors:
+        return refuse("invalid_event", _("Item %(item)d of the batch does not follow the "
+                                         "protocol.") % {"item": index}, fields=errors[:20])
+    if previous_seq is not None and event["seq"] <= previous_seq:
+        return refuse("batch_out_of_order", _(
+            "Item %(item)d of the batch has seq %(seq)d, not after %(previous)d: a batch holds "
+            "events in seq order.") % {"item": index, "seq": event["seq"],
+                                       "previous": previous_seq})
+    if event["event_id"] in seen_ids:
+        return refuse("duplicate_in_batch", _(
+            "Item %(item)d of the batch repeats an event_id of the same batch.") % {"item": index})
+    return None
+
+
+def store_events(instance_id, events, *, enqueue=False, size=0):
+    """Insert a delivery's events into the inbox together: per event (row, duplicate)."""
+    rows = [_inbox_row(instance_id, event, replayed=False) for event in events]
+    return inbox.store_many(rows, publish=enqueue, size=size)
+
+
+def _inbox_row(instance_id, event, *, replayed):
+    return InstanceEvent(
         instance_id=instance_id,
         event_id=event["event_id"],
         seq=event["seq"],
@@ -145,7 +213,18 @@ def store_event(instance_id, event, *, replayed=False, enqueue=False, size=0):
         ts_ms=event["ts_ms"],
         replayed=replayed,
     )
-    return inbox.store(row, publish=enqueue, size=size)
+
+
+def store_event(instance_id, event, *, replayed=False, enqueue=False, size=0):
+    """Insert the event into the inbox; (row, duplicate). The unique key decides duplicates.
+
+    With `enqueue`, a stored event is handed to Celery for processing once committed.
+    Concurrent callers of one process share one INSERT and one commit (`inbox`); inside a
+    transaction the row is written alone, in a savepoint. No model signals: the inbox is
+    bookkeeping, not an audited change (the audit log records what the events change).
+    """
+    return inbox.store(_inbox_row(instance_id, event, replayed=replayed), publish=enqueue,
+                       size=size)
 
 
 def enqueue_event(event_pk):

@@ -23,7 +23,7 @@ def _row(instance, event, replayed=False):
 def _pending(instance, seq, *, event_id=None, publish=True):
     event = make_event(instance, "instance.heartbeat", heartbeat_data(), seq=seq,
                        event_id=event_id)
-    return inbox.Pending(_row(instance, event), publish, 100)
+    return inbox.Pending([_row(instance, event)], publish, 100)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -81,7 +81,7 @@ def test_concurrent_deliveries_share_one_write_and_wait_for_it():
     returned = {}
 
     def deliver(seq):
-        item = inbox.Pending(InstanceEvent(seq=seq, event_id=f"e{seq}"), False, 10)
+        item = inbox.Pending([InstanceEvent(seq=seq, event_id=f"e{seq}")], False, 10)
         group.submit(item)
         returned[seq] = (item.row.pk, len(batches))
 
@@ -109,7 +109,7 @@ def test_concurrent_deliveries_share_one_write_and_wait_for_it():
 
 def test_a_failed_write_fails_every_delivery_of_the_batch():
     group = inbox.GroupCommit()
-    item = inbox.Pending(InstanceEvent(seq=1, event_id="e1"), True, 10)
+    item = inbox.Pending([InstanceEvent(seq=1, event_id="e1")], True, 10)
     with mock.patch.object(inbox, "write_batch", side_effect=RuntimeError("db down")), \
             mock.patch.object(inbox.publisher, "add") as add:
         group.submit(item)
@@ -163,7 +163,7 @@ def test_rows_are_stored_exactly_as_given_whatever_their_text(batched):
         event = make_event(instance, "message.received", AWKWARD, seq=seq, event_id=f"evt_%s_{seq}'\\")
         row = _row(instance, event, replayed=seq == 2)
         row.account_wxid, row.received_at = wxid, received
-        items.append(inbox.Pending(row, False, 100))
+        items.append(inbox.Pending([row], False, 100))
     if batched:
         inbox.write_batch(items)
     else:
