@@ -169,15 +169,22 @@ class _KeptConnection:
                 if fresh:
                     return 0, time.perf_counter() - start
                 continue  # the server had closed the idle connection: once more on a new one
-            length, close = 0, False
+            length, close, chunked = 0, False, False
             for line in head.split(b"\r\n")[1:]:
                 name, _sep, value = line.partition(b":")
-                name = name.strip().lower()
+                name, value = name.strip().lower(), value.strip().lower()
                 if name == b"content-length":
                     length = int(value)
-                elif name == b"connection" and value.strip().lower() == b"close":
+                elif name == b"connection" and value == b"close":
                     close = True
-            await self.reader.readexactly(length)
+                elif name == b"transfer-encoding" and value == b"chunked":
+                    chunked = True
+            if chunked:  # no Content-Length (the lean route has no CommonMiddleware): gunicorn chunks
+                while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    await self.reader.readexactly(size + 2)
+                await self.reader.readuntil(b"\r\n")
+            else:
+                await self.reader.readexactly(length)
             if close:
                 self.close()
             status_line = head.split(b"\r\n", 1)[0]

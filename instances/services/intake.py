@@ -27,7 +27,7 @@ from ..models import (
 )
 from . import inbox
 from .base import WEBHOOK_SECRET_KEY, ServiceError
-from .commands import _call
+from .commands import _call, webhook_batch_max
 from .configs import _SECRETS, SECRET_CACHE_SECONDS, decrypt_text
 from .health import INSTANCE_HANDLERS
 
@@ -135,8 +135,6 @@ def _receive_batch(instance_id, document, size, headers):
     in seq order. All or nothing: an item that is not a protocol event refuses the whole batch
     (400 naming it, nothing stored); otherwise every event is stored, those received before
     reported as duplicates, before the 2xx."""
-    from .commands import webhook_batch_max
-
     limit = webhook_batch_max()
     events = document["events"]
     if limit <= 1:
