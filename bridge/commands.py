@@ -35,7 +35,7 @@ PUPPET_TYPES = {1: "file", 3: "card", 6: "image", 7: "text", 8: "location", 14: 
 PUPPET_TYPE_NAMES = {0: "unknown", 2: "voice", 4: "chat history", 5: "sticker", 9: "mini program", 10: "group note",
                      11: "transfer", 12: "red envelope", 13: "recalled message", 16: "post"}
 CONFIG_KEYS = ("instance_id", "webhook_url", "webhook_secret", "heartbeat_interval_s", "proxy", "rate_limits",
-               "puppet_services")
+               "puppet_services", "webhook_batch_max")
 LOGIN_TTL_S = 120
 QR_WAIT_S = 5.0
 

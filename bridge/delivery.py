@@ -1,5 +1,6 @@
 """Pushes the outbox to the platform's webhook, in seq order, one at a time (docs/instance-
-protocol.md 5.2): signed, retried with back-off and jitter on timeouts, 5xx, 408 and 429, then
+protocol.md 5.2; revision 1.2's `webhook_batch_max` is accepted in the config push, and a
+runtime may still send single events): signed, retried with back-off and jitter on timeouts, 5xx, 408 and 429, then
 moved past (the event stays replayable). The delivered seq is stored (at most twice a second),
 so a restarted bridge goes on from about where it was; the platform deduplicates on event_id
 the events of that last half second, pushed again after a crash."""

@@ -152,8 +152,21 @@ def webhook_batch_max():
                       int(getattr(settings, "INSTANCE_WEBHOOK_BATCH_MAX", 1) or 1)))
 
 
-def config_payload(instance):
-    """The PUT /v1/config body: webhook, heartbeat interval, proxy, rate limits."""
+def takes_webhook_batches(capabilities):
+    """Whether a runtime's capabilities list protocol revision 1.2 or later, which knows
+    `webhook_batch_max`: an older runtime refuses unknown configuration keys."""
+    for version in capabilities.get("protocol_versions") or ():
+        try:
+            if tuple(int(part) for part in str(version).split(".")[:2]) >= (1, 2):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def config_payload(instance, *, webhook_batches=True):
+    """The PUT /v1/config body: webhook, heartbeat interval, proxy, rate limits; the webhook's
+    batch size only with `webhook_batches` (a runtime of revision 1.2 or later)."""
     payload = {
         "instance_id": instance.instance_uuid,
         "webhook_url": instance.webhook_url or webhook_url(instance),
@@ -180,7 +193,7 @@ def config_payload(instance):
     if limits:
         payload["rate_limits"] = limits
     batch_max = webhook_batch_max()
-    if batch_max > 1:  # revision 1.2; an older runtime ignores the field and sends one by one
+    if batch_max > 1 and webhook_batches:  # revision 1.2: absent, one event a request
         payload["webhook_batch_max"] = batch_max
     services = get_config(instance, PUPPET_SERVICES_KEY)
     if services:
@@ -191,7 +204,8 @@ def config_payload(instance):
 def push_config(instance):
     """Send the configuration to the instance; returns the instance's answer."""
     try:
-        result = _call(instance, "push_config", **config_payload(instance))
+        batches = webhook_batch_max() > 1 and takes_webhook_batches(_call(instance, "capabilities"))
+        result = _call(instance, "push_config", **config_payload(instance, webhook_batches=batches))
     except ServiceError as exc:
         audit("instance.push_config", instance, error=exc.message)
         raise

@@ -6,6 +6,7 @@ import pytest
 from instances import protocol, services
 from instances.models import InstanceEvent
 from simulator.testing import WebhookReceiver, wait_until
+from wework.testing.databases import needs_file_database
 from wework.testing.instances import SECRET, TOKEN
 
 
@@ -28,6 +29,7 @@ def _stored_seqs(instance):
 @pytest.mark.parametrize("batch_max", [20, 1], ids=["announced", "not announced"])
 def test_the_simulator_pushes_its_backlog_to_the_platform(live_server, settings, make_sim,
                                                           admin_user, batch_max):
+    needs_file_database()
     settings.PLATFORM_BASE_URL = live_server.url
     settings.INSTANCE_WEBHOOK_BATCH_MAX = batch_max
     sim, instance = _register_with_backlog(make_sim, admin_user, 45)
@@ -85,3 +87,39 @@ def test_a_refused_batch_is_pushed_again_one_event_at_a_time(make_sim):
     assert all(len(d.events) == 1 for d in receiver.deliveries[1:])
     assert [e["seq"] for e in receiver.accepted_events()] == list(range(1, sim.last_seq + 1))
     assert sim.stats()["events"]["batches_split"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runtime_older_than_revision_1_2_is_not_sent_the_batch_size(live_server, settings,
+                                                                       make_sim, admin_user,
+                                                                       monkeypatch):
+    """Runtimes refuse unknown configuration keys (PUT /v1/config): the platform announces
+    `webhook_batch_max` only to one whose capabilities list revision 1.2 or later, and a 1.1
+    runtime is configured as before and sent single events."""
+    settings.PLATFORM_BASE_URL = live_server.url
+    settings.INSTANCE_WEBHOOK_BATCH_MAX = 20
+    pushed = []
+    real_push = services.commands._call
+
+    def spy(instance, command, *args, **kwargs):
+        if command == "capabilities":
+            return dict(real_push(instance, command, *args, **kwargs), protocol_versions=["1.1"])
+        if command == "push_config":
+            pushed.append(kwargs)
+        return real_push(instance, command, *args, **kwargs)
+
+    monkeypatch.setattr(services.commands, "_call", spy)
+    sim, instance = _register_with_backlog(make_sim, admin_user, 10)
+    assert pushed and all(payload.get("webhook_batch_max") is None for payload in pushed)
+    assert sim.config["webhook_batch_max"] is None
+    assert wait_until(lambda: len(_stored_seqs(instance)) >= sim.last_seq, timeout=20)
+    assert sim.stats()["events"].get("batches", 0) == 0
+
+
+def test_revision_1_2_or_later_takes_webhook_batches():
+    assert services.commands.takes_webhook_batches({"protocol_versions": ["1.2"]})
+    assert services.commands.takes_webhook_batches({"protocol_versions": ["1.1", "1.10"]})
+    assert services.commands.takes_webhook_batches({"protocol_versions": ["2.0"]})
+    assert not services.commands.takes_webhook_batches({"protocol_versions": ["1.1"]})
+    assert not services.commands.takes_webhook_batches({"protocol_versions": ["x", "1"]})
+    assert not services.commands.takes_webhook_batches({})

@@ -5,6 +5,7 @@ only DATABASE_URL would read the modules' settings inherited from the parent's e
 which name the real (not the test) databases."""
 from __future__ import annotations
 
+import pytest
 from django.conf import settings
 from django.db import connections
 
@@ -25,3 +26,12 @@ def database_env():
     for module in MODULES:
         env[f"DATABASE_URL_{module.upper()}"] = database_url(aliases.get(module, "default"))
     return env
+
+
+def needs_file_database():
+    """Skip a test whose live server and test process write concurrently: an in-memory SQLite
+    database locks its tables for that ("database table is locked"); MariaDB and a file SQLite
+    database (TEST_SQLITE_NAME) run it."""
+    if connections["default"].vendor == "sqlite" and connections["default"].is_in_memory_db():
+        pytest.skip("needs a file database: the live server and the test write concurrently "
+                    "(set TEST_SQLITE_NAME, or run on MariaDB)")
