@@ -9,7 +9,6 @@ from django.db import OperationalError
 from instances import protocol, services
 from instances.models import EventState, InstanceEvent, InstanceMonitor, InstanceStatus
 from instances.services import inbox
-from instances.tests.factories import WeworkInstanceFactory
 from wework import shards
 from wework.db.layout import connection_for
 from wework.testing.instances import SECRET, heartbeat_data, make_event
@@ -18,11 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def instance(platform_url):
-    inst = WeworkInstanceFactory(status=InstanceStatus.OFFLINE, last_heartbeat=None,
-                                 version=None)
-    services.set_config(inst, services.WEBHOOK_SECRET_KEY, SECRET, encrypted=True, system=True)
-    return inst
+def instance(signed_instance):
+    return signed_instance
 
 
 def heartbeats(instance, seqs):

@@ -10,7 +10,6 @@ from django.utils import timezone
 from instances import services
 from instances.services import intake
 from instances.models import EventState, InstanceEvent, InstanceMonitor, InstanceStatus
-from instances.tests.factories import WeworkInstanceFactory
 from wework import shards
 
 from wework.testing.instances import SECRET, heartbeat_data, make_event, post_event
@@ -19,11 +18,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def instance(platform_url):
-    inst = WeworkInstanceFactory(status=InstanceStatus.OFFLINE, last_heartbeat=None,
-                                 version=None)
-    services.set_config(inst, services.WEBHOOK_SECRET_KEY, SECRET, encrypted=True, system=True)
-    return inst
+def instance(signed_instance):
+    return signed_instance
 
 
 def test_signed_heartbeat_is_accepted_and_processed(client, instance):

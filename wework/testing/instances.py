@@ -63,6 +63,20 @@ def make_sim():
 
 
 @pytest.fixture
+def signed_instance(platform_url):
+    """An offline instance never heard from, with its webhook secret (SECRET) set."""
+    # imported here: the plugin is loaded before Django's settings
+    from instances import services
+    from instances.models import InstanceStatus
+    from instances.tests.factories import WeworkInstanceFactory
+
+    inst = WeworkInstanceFactory(status=InstanceStatus.OFFLINE, last_heartbeat=None,
+                                 version=None)
+    services.set_config(inst, services.WEBHOOK_SECRET_KEY, SECRET, encrypted=True, system=True)
+    return inst
+
+
+@pytest.fixture
 def registered(simulator, admin_user, platform_url):
     from instances import services
 

@@ -7,10 +7,9 @@ import pytest
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import RequestFactory
 
-from instances import protocol, services
-from instances.models import EventState, InstanceEvent, InstanceStatus
+from instances import protocol
+from instances.models import EventState, InstanceEvent
 from instances.services import intake
-from instances.tests.factories import WeworkInstanceFactory
 from wework.testing.instances import SECRET, heartbeat_data, make_event
 from wework.webhook_wsgi import wrap
 
@@ -21,11 +20,8 @@ SAME_HEADERS = ("Content-Type", "X-Frame-Options", "X-Content-Type-Options", "Al
 
 
 @pytest.fixture
-def instance(platform_url):
-    inst = WeworkInstanceFactory(status=InstanceStatus.OFFLINE, last_heartbeat=None,
-                                 version=None)
-    services.set_config(inst, services.WEBHOOK_SECRET_KEY, SECRET, encrypted=True, system=True)
-    return inst
+def instance(signed_instance):
+    return signed_instance
 
 
 @pytest.fixture(params=["django", "lean"])
