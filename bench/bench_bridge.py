@@ -5,6 +5,8 @@ mock puppet, each figure next to a raw baseline measured in the same run:
   gRPC MessageSendText calls to the same server, sequential (one account sends one at a time);
 - events/s from the mock's stream to a webhook receiver through the bridge (payload fetched,
   numbered in the outbox, signed, pushed) against a bare gRPC stream reader of the same events;
+- a backlog of the same number of events (stored while no webhook was configured) drained to
+  the webhook, one event a request and in batches of up to 100 (protocol revision 1.2);
 - the bridge's memory (RSS) with 20 tokens against the bridge with none.
 
     .venv/bin/python bench/bench_bridge.py [--quick]
@@ -57,6 +59,30 @@ def wait_for(predicate, timeout=120.0):
             return True
         time.sleep(0.01)
     raise RuntimeError("timed out")
+
+
+def drain_backlog(http, mock, receiver, webhook_url, sender, n_events, batch_max):
+    """Store n_events in the bridge's outbox with no webhook configured, then configure it (and
+    `webhook_batch_max`) and time until the receiver has them all; returns (seconds, requests)."""
+    assert http.put("/config", json={"webhook_url": None, "webhook_batch_max": batch_max}).status_code == 200
+    first = last_seq(http) + 1
+    mock.ctl("/inbound", **{"from": sender, "text": "backlog", "count": n_events})
+    wait_for(lambda: last_seq(http, first - 1) >= first + n_events - 1, timeout=120)
+    time.sleep(0.5)  # the deliverer is idle, waiting for a webhook URL
+    receiver.clear()
+    started = time.perf_counter()
+    assert http.put("/config", json={"webhook_url": webhook_url}).status_code == 200
+    wait_for(lambda: receiver.count("message.received") >= n_events, timeout=120)
+    return time.perf_counter() - started, receiver.requests
+
+
+def last_seq(http, after=0):
+    """The outbox's last seq (its pages' last_seq, read up to the end)."""
+    while True:
+        page = http.get("/events", params={"after_seq": after, "limit": 500}).json()["data"]
+        after = page["last_seq"]
+        if not page["has_more"]:
+            return after
 
 
 def bench_sends_and_events(n_sends, n_events, tmp):
@@ -126,8 +152,15 @@ def bench_sends_and_events(n_sends, n_events, tmp):
         bridge_s = time.perf_counter() - started
         stream.cancel()
         channel.close()
-        report("events mock -> bridge -> webhook", n_events / bridge_s, "events/s", n_events / bare_s,
-               "events/s (bare gRPC stream)")
+        report("events mock -> bridge -> webhook, one event a request", n_events / bridge_s, "events/s",
+               n_events / bare_s, "events/s (bare gRPC stream)")
+        # a backlog (the webhook was away): events stored while no webhook is configured, then
+        # drained, one event a request and in batches (protocol 1.2, as the config push announces)
+        for batch_max in (1, 100):
+            drained_s, requests = drain_backlog(http, mock, receiver, webhook_url, contacts[0], n_events, batch_max)
+            report(f"backlog of {n_events:,} events drained to the webhook, "
+                   + (f"batches of up to {batch_max} ({requests} requests)" if batch_max > 1 else "one event a request"),
+                   n_events / drained_s, "events/s", n_events / bare_s, "events/s (bare gRPC stream)")
         http.close()
     finally:
         if bridge:

@@ -19,6 +19,7 @@ import threading
 
 from bridge.runtime import Bridge
 from bridge.server import BridgeServer
+from instances.protocol import MAX_WEBHOOK_BATCH
 
 
 def parse_provider(value, ca_file, server_name):
@@ -29,6 +30,16 @@ def parse_provider(value, ca_file, server_name):
     if ca_file:
         spec["ca_file"] = ca_file
     return spec
+
+
+def batch_size(value):
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_WEBHOOK_BATCH:
+        raise argparse.ArgumentTypeError(f"{value!r}: an integer from 1 to {MAX_WEBHOOK_BATCH}")
+    return size
 
 
 def main(argv=None):
@@ -44,6 +55,9 @@ def main(argv=None):
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-secret")
     parser.add_argument("--heartbeat-interval", type=int)
+    parser.add_argument("--webhook-batch-max", type=batch_size, metavar="N",
+                        help="events a webhook request may carry (protocol 1.2; the platform's config push "
+                             f"sets it too), 1 to {MAX_WEBHOOK_BATCH}")
     parser.add_argument("--echo-wait", type=float, default=30.0)
     parser.add_argument("--ding-interval", type=float, default=10.0)
     parser.add_argument("--public-url", help="base URL of the media links in inbound messages "
@@ -57,7 +71,8 @@ def main(argv=None):
         parser.error(str(exc))
     bridge = Bridge(args.state, token=args.token, providers=providers, instance_id=args.instance_id,
                     webhook_url=args.webhook_url, webhook_secret=args.webhook_secret,
-                    heartbeat_interval_s=args.heartbeat_interval, echo_wait_s=args.echo_wait,
+                    heartbeat_interval_s=args.heartbeat_interval, webhook_batch_max=args.webhook_batch_max,
+                    echo_wait_s=args.echo_wait,
                     ding_interval_s=args.ding_interval, public_url=args.public_url)
     try:
         server = BridgeServer(bridge, args.host, args.port)

@@ -41,7 +41,7 @@ OUTCOME_UNKNOWN = "outcome_unknown"
 class Bridge(Commands):
     def __init__(self, store_path, *, token, providers=(), instance_id=None, webhook_url=None, webhook_secret=None,
                  heartbeat_interval_s=None, echo_wait_s=ECHO_WAIT_S, ding_interval_s=10.0, send_timeout_s=15.0,
-                 retry_base_s=0.5, retry_max_s=30.0, max_delivery_attempts=8, public_url=None):
+                 retry_base_s=0.5, retry_max_s=30.0, max_delivery_attempts=8, public_url=None, webhook_batch_max=None):
         self.store = Store(store_path)
         # the base of the media URLs in inbound messages (docs/bridge.md); the server fills it in
         # from its address when not given
@@ -54,7 +54,8 @@ class Bridge(Commands):
         self.send_timeout_s = send_timeout_s
         config = self.store.get("config") or {}
         for key, value in (("instance_id", instance_id), ("webhook_url", webhook_url),
-                           ("webhook_secret", webhook_secret), ("heartbeat_interval_s", heartbeat_interval_s)):
+                           ("webhook_secret", webhook_secret), ("heartbeat_interval_s", heartbeat_interval_s),
+                           ("webhook_batch_max", webhook_batch_max)):
             if value is not None:
                 config[key] = value
         config.setdefault("instance_id", "")

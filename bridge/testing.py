@@ -34,6 +34,7 @@ class EventSink:
 
     def __init__(self):
         self.events = []
+        self.requests = 0
         self.lock = threading.Lock()
         sink = self
 
@@ -45,8 +46,12 @@ class EventSink:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                document = json.loads(body)
+                # a batched delivery (protocol 1.2) is {"events": [...]}; one event is the body itself
+                batch = document["events"] if "events" in document and "event_id" not in document else [document]
                 with sink.lock:
-                    sink.events.append(json.loads(body))
+                    sink.events.extend(batch)
+                    sink.requests += 1
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -63,6 +68,7 @@ class EventSink:
     def clear(self):
         with self.lock:
             self.events.clear()
+            self.requests = 0
 
     def stop(self):
         self.httpd.shutdown()

@@ -254,3 +254,14 @@ def test_every_answer_passes_the_platform_clients_schema_checks(running, world):
     assert client.events_after(0)["events"]
     assert client.restart(reason="test")["restarting"]
     client.close()
+
+
+def test_the_webhook_batch_size_is_checked_when_pushed(running):
+    for bad in (0, 501, "100", True, 2.5):
+        answer = running.http.put("/config", json={"webhook_batch_max": bad})
+        assert answer.status_code == 400, bad
+        assert "webhook_batch_max" in answer.json()["error"]["message"]
+    assert running.bridge.config.get("webhook_batch_max") is None  # nothing of a refused push applied
+    answer = running.http.put("/config", json={"webhook_batch_max": 100})
+    assert answer.status_code == 200 and answer.json()["data"]["applied"] == ["webhook_batch_max"]
+    assert running.bridge.config["webhook_batch_max"] == 100
