@@ -154,14 +154,21 @@ class Commands:
             self._heartbeat_due.set()
         return 200, {"applied": applied, "config": self.config_view()}
 
+    #: a restart starts this long after its answer (the answer goes first, section 4)
+    restart_delay_s = 0.05
+
     def cmd_restart(self, params, query, body):
         """Reconnect every provider's stream (puppet-service cannot restart the WeCom client)."""
         def run():
+            if self._stop.is_set():  # the bridge stopped since: its store is closed
+                return
             self.emit(EventType.INSTANCE_CLIENT_EXITED, None, {"reason": "restart", "exit_code": 0})
             for provider in list(self.providers.values()):
                 provider.reconnect()
             self.emit(EventType.INSTANCE_STARTED, None, {"reason": "restart", "client_version": "1.0"})
-        threading.Timer(0.05, run).start()
+        timer = threading.Timer(self.restart_delay_s, run)
+        self._timers.append(timer)  # stop() cancels it, or waits for it, before closing the store
+        timer.start()
         return 202, {"restarting": True}
 
     # ---------------------------------------------------------------- logins

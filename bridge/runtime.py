@@ -78,6 +78,7 @@ class Bridge(Commands):
         self._wake = {}  # token -> threading.Event for its sender
         self._stop = threading.Event()
         self._threads = []
+        self._timers = []  # a restart's delayed work (cmd_restart)
         self.deliverer = delivery.Deliverer(self, retry_base_s=retry_base_s, retry_max_s=retry_max_s,
                                             max_attempts=max_delivery_attempts)
         self._heartbeat_due = threading.Event()
@@ -97,6 +98,9 @@ class Bridge(Commands):
 
     def stop(self):
         self._stop.set()
+        for timer in self._timers:
+            timer.cancel()
+            timer.join(timeout=5)
         self._heartbeat_due.set()
         for event in self._wake.values():
             event.set()

@@ -265,3 +265,20 @@ def test_the_webhook_batch_size_is_checked_when_pushed(running):
     answer = running.http.put("/config", json={"webhook_batch_max": 100})
     assert answer.status_code == 200 and answer.json()["data"]["applied"] == ["webhook_batch_max"]
     assert running.bridge.config["webhook_batch_max"] == 100
+
+
+def test_a_stop_right_after_a_restart_request_leaves_no_failing_thread(puppet_mock, world, ports, tmp_path):
+    """The restart's delayed work is cancelled or waited for: it never writes to a closed store."""
+    import threading
+
+    errors = []
+    previous, threading.excepthook = threading.excepthook, lambda args: errors.append(args.exc_value)
+    try:
+        r = Running(tmp_path / "restart.sqlite3", ports[0])
+        r.bridge.restart_delay_s = 0.5  # the restart comes due after the stop
+        assert r.http.post("/restart", json={"reason": "test"}).status_code == 202
+        r.stop()
+        time.sleep(0.7)
+    finally:
+        threading.excepthook = previous
+    assert errors == []
