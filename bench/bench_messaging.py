@@ -52,6 +52,8 @@ def _extra(parser):
     parser.add_argument("--memory", type=int, default=None, help="receivers of the memory run")
     parser.add_argument("--profile", default=None,
                         help="cProfile create_task of the materialize part into FILE")
+    parser.add_argument("--compare-background", action="store_true",
+                        help="dispatch: also run the batch sends with RECORD_IN_BACKGROUND off")
     parser.add_argument("--only", default="materialize,dispatch,memory,pacing",
                         help="comma-separated parts to run (materialize,dispatch,memory,pacing)")
 
@@ -367,6 +369,10 @@ def bench_dispatch(args, n):
         seconds, _peak, _idle = run_broadcast(n, workers)
         report(f"dispatch: {workers} worker(s), {n:,} receivers, batch sends of {size}", n / seconds, "receivers/s",
                n / base_batch, f"receivers/s raw loop (batch sends of {size})")
+        if args.compare_background:  # the same with every flush written by the loop itself
+            seconds, _peak, _idle = run_broadcast(n, workers, RECORD_IN_BACKGROUND=False)
+            report(f"dispatch: {workers} worker(s), {n:,} receivers, batch sends of {size}, flushes in the loop",
+                   n / seconds, "receivers/s", n / base_batch, f"receivers/s raw loop (batch sends of {size})")
     for workers in (1, 2):
         seconds, _peak, _idle = run_broadcast(n, workers, BATCH_SEND_SIZE=0)
         report(f"dispatch: {workers} worker(s), {n:,} receivers, single sends ({width} in flight)", n / seconds,

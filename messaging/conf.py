@@ -46,6 +46,9 @@ DEFAULTS = {
     "CLAIM_TIMEOUT_S": 300,
     # Results are committed at least this often (and at the end of every claim).
     "FLUSH_INTERVAL_S": 0.5,
+    # A claim's outcomes are written by a thread of the dispatcher while it claims and sends the
+    # next (dispatch/background.py); off: written before the next claim.
+    "RECORD_IN_BACKGROUND": True,
     # One Celery run of a dispatcher works at most this long, then re-enqueues itself.
     "DISPATCH_SLICE_S": 60,
     # A dispatcher's lease (Redis) lives this long without a heartbeat (renewed with its claims);

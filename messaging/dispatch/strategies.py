@@ -134,7 +134,7 @@ class ConcurrentSending(Strategy):
             fill()
         if stop is not None or pause is not None or stopped:
             return d.end_claim(prepared[submitted:], outcomes, stop, pause) or "stopped"
-        d.flush(outcomes)
+        d.flush(outcomes, in_background=True)
         d.settle_inflight(final=False)
         return None
 

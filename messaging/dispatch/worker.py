@@ -23,7 +23,7 @@ from .. import conf, pacing
 from ..clock import SYSTEM, Clock
 from ..models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
 from ..services import stops, transitions
-from . import claims, leases
+from . import background, claims, leases
 from .acks import Acknowledgements
 from .heartbeat import ClaimLease, ClaimLeaseLost
 from .outcomes import Outcome, OutcomeKind as K
@@ -85,6 +85,7 @@ class Dispatcher:
         self._takeover_at: float | None = None
         # "queued" answers not written yet: {receiver_id: (Outcome, held since)}, see QUEUED_HOLD_S
         self._held_queued: dict[int, tuple[Outcome, float]] = {}
+        self.recorder: background.Recorder | None = None  # see background.py; set by connect()
         return task
 
     def _claim_size(self) -> int:
@@ -101,6 +102,8 @@ class Dispatcher:
         self.acks = Acknowledgements(self.sender, self.clock, self.stats)
         self.strategy = choose_strategy(self)
         self.acks.open()
+        if background.available():
+            self.recorder = background.Recorder(f"record-{self.task_id}")
 
     # --- main loop ---------------------------------------------------------------------------
 
@@ -135,6 +138,7 @@ class Dispatcher:
         try:
             reason = self._loop()
             self.apply([], write_held=True)  # answers still unconfirmed: recorded as handed over
+            self.recorded()
             return reason
         except ClaimLeaseLost as exc:
             # Its claims may be another dispatcher's now: send, record and hand back nothing more
@@ -149,6 +153,8 @@ class Dispatcher:
             self._release_claims()
             raise
         finally:
+            if self.recorder is not None:
+                self.recorder.close()
             self.lease.stop()
             self.strategy.close()
             self.sender.close()
@@ -162,6 +168,9 @@ class Dispatcher:
             log.warning("task %s: lease %s not dropped (Redis unavailable)", self.task_id, self.token)
 
     def _release_claims(self) -> None:
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.close()  # what it writes leaves the claims; a failure was raised already
+            self.recorder = None
         lease = getattr(self, "lease", None)
         ids = sorted(lease.held) if lease is not None else []
         if not ids or not lease.valid():
@@ -206,9 +215,12 @@ class Dispatcher:
 
     def heartbeat(self) -> None:
         """The loop is alive: renew the claims when due (ClaimLeaseLost if they may have been
-        taken over meanwhile) and the dispatcher's lease in Redis."""
+        taken over meanwhile) and the dispatcher's lease in Redis; raise a failed background
+        flush."""
         self.lease.ensure()
         self._renew_dispatcher_lease()
+        if self.recorder is not None:
+            self.recorder.check()
 
     def _renew_dispatcher_lease(self) -> None:
         if self.token:
@@ -243,9 +255,11 @@ class Dispatcher:
 
     def continue_later(self, countdown: float) -> str:
         """A new run of this task's dispatcher in `countdown` seconds (this one ends)."""
+        self.recorded()
         return leases.continue_later(self.task, countdown)
 
     def _finish_or_wait(self) -> str:
+        self.recorded()
         if transitions.finish_if_done(self.task_id):
             return "completed"
         # Receivers waiting for a retry time, or in flight elsewhere: come back when due.
@@ -317,9 +331,10 @@ class Dispatcher:
         return None
 
     def checkpoint(self, outcomes: list[Outcome], check_running: bool = True) -> bool:
-        """Record `outcomes` (then empty), renew the lease, confirm acknowledgements; returns
-        whether the task may go on (checked when `check_running`)."""
-        self.flush(outcomes)
+        """Record `outcomes` (then empty; in the background where available), renew the lease,
+        confirm acknowledgements; returns whether the task may go on (checked when
+        `check_running`)."""
+        self.flush(outcomes, in_background=True)
         outcomes.clear()
         self.heartbeat()
         self.settle_inflight(final=False)
@@ -413,17 +428,34 @@ class Dispatcher:
                 self.wait(ACK_LOOK_INTERVAL_S)
 
     def _stop_after_ack(self, stop: Outcome) -> None:
+        self.recorded()
         stops.stop_account(self.account.pk, stop.code or "risk_control", stop.error)
         self.acks.forget_all()
 
-    def apply(self, outcomes: list[Outcome], write_held: bool = False) -> None:
+    def apply(self, outcomes: list[Outcome], write_held: bool = False, in_background: bool = False) -> None:
         """Record `outcomes`; "queued" answers wait up to QUEUED_HOLD_S for their final state
-        (all of them are written when `write_held`)."""
+        (all of them are written when `write_held`). `in_background`: handed to the recorder
+        thread where there is one (background.py); otherwise written now, after what it holds."""
         outcomes = self._hold_queued(outcomes, write_held)
-        if outcomes:
-            self.guard()
-            apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk, now=self.clock.now())
-            self.lease.discard(o.receiver_id for o in outcomes if o.kind != K.QUEUED)
+        if not outcomes:
+            return
+        self.guard()
+        now = self.clock.now()
+        if in_background and self.recorder is not None:
+            self.recorder.submit(lambda: self._record(outcomes, now))
+            return
+        self.recorded()
+        self._record(outcomes, now)
+
+    def _record(self, outcomes: list[Outcome], now) -> None:
+        apply_outcomes(self.task_id, outcomes, self.account.pk, self.instance.pk, now=now)
+        # settled receivers leave the lease only once written (until then it renews their claim)
+        self.lease.discard(o.receiver_id for o in outcomes if o.kind != K.QUEUED)
+
+    def recorded(self) -> None:
+        """Wait until the outcomes handed to the recorder are written (raises a failed write)."""
+        if self.recorder is not None:
+            self.recorder.wait()
 
     def _hold_queued(self, outcomes: list[Outcome], write_all: bool) -> list[Outcome]:
         """`outcomes` without the "queued" answers to hold, with the held ones now due: those
@@ -443,7 +475,7 @@ class Dispatcher:
             out.extend(held.pop(rid)[0] for rid in due)
         return out
 
-    def flush(self, outcomes: list[Outcome], write_held: bool = False) -> None:
+    def flush(self, outcomes: list[Outcome], write_held: bool = False, in_background: bool = False) -> None:
         """Record outcomes. Sends answered "queued" whose acknowledgement is already in the
         instance's event feed are recorded with their final state in the same write; the
         others are held (`apply`)."""
@@ -455,7 +487,7 @@ class Dispatcher:
             if results:
                 acked, stop = self.acks.outcomes(results)
                 outcomes = list(outcomes) + acked
-        self.apply(outcomes, write_held=write_held)
+        self.apply(outcomes, write_held=write_held, in_background=in_background)
         if stop is not None:
             self._stop_after_ack(stop)
 
