@@ -3,7 +3,9 @@
 A flush (one transaction of conditional UPDATEs, recording.apply_outcomes) was about a third of
 a broadcast's time with batch sends, and the loop waited for it before claiming again. The
 dispatcher now hands the flush that ends a claim to a recorder thread (its own database
-connections) and goes on: the next claim's receivers are other rows, so the two transactions
+connections) and goes on, when that flush only settles receivers or keeps them SENDING (a flush
+that hands receivers back, a retry, release or deferral, is written before the next claim, which
+must find them claimable): the next claim's receivers are other rows, so the two transactions
 meet no lock of each other's (the documented lock order holds within each). Flushes are written
 one at a time in the order they were handed over, so the task's counters grow as before.
 

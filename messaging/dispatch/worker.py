@@ -54,6 +54,10 @@ TAKEOVER_EVERY_S = 2.0
 #: receiver stays SENDING and linked to its message meanwhile, and its claim is renewed by the
 #: lease, so a crash in between re-sends it with the same uuid, as before.
 QUEUED_HOLD_S = 1.0
+#: Outcomes a background flush may hold (background.py): they settle receivers or keep them
+#: SENDING. A flush that hands receivers back (retry, release, defer) is written before the next
+#: claim, which must see them claimable again.
+SETTLING = frozenset({K.SUCCESS, K.FAILED, K.QUEUED})
 
 
 @dataclass
@@ -441,7 +445,7 @@ class Dispatcher:
             return
         self.guard()
         now = self.clock.now()
-        if in_background and self.recorder is not None:
+        if in_background and self.recorder is not None and all(o.kind in SETTLING for o in outcomes):
             self.recorder.submit(lambda: self._record(outcomes, now))
             return
         self.recorded()

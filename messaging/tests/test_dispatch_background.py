@@ -7,7 +7,10 @@ import threading
 import pytest
 from django.db import transaction
 
+from simulator.server import SimError
+
 from messaging.dispatch import background, worker
+from messaging.dispatch.outcomes import OutcomeKind
 from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
 from wework.db.layout import connection_for
 
@@ -26,17 +29,23 @@ def _running_task(world, n):
     return task
 
 
+#: (thread name, outcome kinds) of each flush recorded by the spy of _record_threads
+flushes: list = []
+
+
 def _record_threads(monkeypatch, fail_in_background=None):
     """Spy on the flushes: the thread each ran on; `fail_in_background` (a list): the first one
     written by the recorder thread raises, after appending the messages sent by then. Every
     claim's end writes something: its "queued" answers are not held for their acknowledgement
     (which the loop may read itself, or not, as the simulator's timing goes)."""
     monkeypatch.setattr(worker, "QUEUED_HOLD_S", 0.0)
+    flushes.clear()
     real = worker.apply_outcomes
     threads = []
 
     def spy(*args, **kwargs):
         name = threading.current_thread().name
+        flushes.append((name, {o.kind for o in args[1]}))
         first_in_background = name.startswith("record-") and not any(t.startswith("record-") for t in threads)
         threads.append(name)
         if fail_in_background is not None and first_in_background:
@@ -85,6 +94,34 @@ def test_a_failed_background_write_stops_the_run_and_the_next_run_loses_nothing(
     assert len(sim.messages) == 50  # re-sent with the same uuid: the instance kept one of each
     world.account.refresh_from_db()
     assert world.account.total_messages == 50
+
+
+@needs_mysql
+def test_a_flush_that_hands_receivers_back_is_written_before_the_next_claim(world, sim, fast, monkeypatch):
+    """A lost batch answer retries its receivers at once (RETRY_BASE_S 0): the next claim of the
+    same run must find them, so that flush is not left to the recorder thread."""
+    fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 10})
+    original = sim.cmd_send_messages
+    calls = []
+
+    def lose_first_answers(path, query, body):
+        calls.append(1)
+        status, data = original(path, query, body)
+        if len(calls) <= 2:  # the answer is lost, also for the client's own retry
+            raise SimError("internal", "Crashed before answering.")
+        return status, data
+
+    monkeypatch.setattr(sim, "cmd_send_messages", lose_first_answers)
+    task = _running_task(world, 10)
+    task.max_retry = 3
+    task.save(update_fields=["max_retry"])
+    _record_threads(monkeypatch)
+    assert worker.Dispatcher(task.pk).run() == "completed"  # in this one run
+    retries = [name for name, kinds in flushes if OutcomeKind.RETRY in kinds]
+    assert retries and set(retries) == {threading.current_thread().name}
+    assert any(name.startswith("record-") for name, _kinds in flushes)  # the rest went there
+    task.refresh_from_db()
+    assert task.success_count == 10 and len(sim.messages) == 10
 
 
 def test_without_background_recording_the_loop_writes_itself(world, sim, fast, monkeypatch):
