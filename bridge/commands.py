@@ -167,7 +167,8 @@ class Commands:
                 provider.reconnect()
             self.emit(EventType.INSTANCE_STARTED, None, {"reason": "restart", "client_version": "1.0"})
         timer = threading.Timer(self.restart_delay_s, run)
-        self._timers.append(timer)  # stop() cancels it, or waits for it, before closing the store
+        # stop() cancels it, or waits for it, before closing the store (finished ones are dropped)
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
         return 202, {"restarting": True}
 

@@ -62,10 +62,6 @@ class Recorder:
         while self._pending and self._pending[0].done():
             self._pending.popleft().result()
 
-    @property
-    def pending(self) -> int:
-        return sum(1 for f in self._pending if not f.done())
-
     def wait(self) -> None:
         """Until every flush handed over is written; raises the first one that failed."""
         while self._pending:
