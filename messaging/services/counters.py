@@ -102,10 +102,15 @@ def in_flight(task_id: int, sending: int) -> int:
 def task_progress(task: MessageTask) -> dict:
     """The JSON the progress bar polls. `sending` counts the receivers really in flight (handed
     to the instance, outcome awaited); receivers a dispatcher claimed but has not sent yet are
-    `pending`, like the ones not claimed."""
+    `pending`, like the ones not claimed.
+
+    The figures come from one GROUP BY over the task's receivers, not from the task row's
+    counters: read a moment apart (READ COMMITTED), a receiver settling in between was counted
+    twice or not at all, and the parts did not add up to the receivers."""
     counts = receiver_counts(task.pk)
+    sent, failed, total = counts.get(RS.SUCCESS, 0), counts.get(RS.FAILED, 0), sum(counts.values())
     claimed = counts.get(RS.SENDING, 0)
-    flying = in_flight(task.pk, claimed)
+    flying = min(in_flight(task.pk, claimed), claimed)  # a later read: never more than the claimed
     outcome, outcome_text = task_outcome(task.status, counts)
     retrying, last_error = retry_state(task.pk)
     return {
@@ -113,12 +118,12 @@ def task_progress(task: MessageTask) -> dict:
         "status": task.status,
         "status_label": str(TaskStatus(task.status).label),
         "target_count": task.target_count,
-        "success_count": task.success_count,
-        "fail_count": task.fail_count,
+        "success_count": sent,
+        "fail_count": failed,
         "pending": counts.get(RS.PENDING, 0) + claimed - flying,
         "sending": flying,
         "skipped": counts.get(RS.SKIPPED, 0),
-        "progress": float(task.progress),
+        "progress": round((sent + failed) * 100 / total, 2) if total else float(task.progress),
         "outcome": outcome,
         "outcome_text": outcome_text,
         "retrying": retrying,

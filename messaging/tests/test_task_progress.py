@@ -99,6 +99,23 @@ def test_in_flight_counts_only_receivers_handed_to_the_instance(browser, world):
     assert '<span id="p-sending">1</span>' in page and 'style="width:20.0%"' in page
 
 
+def test_progress_figures_add_up_when_a_receiver_settles_after_the_task_was_read(world):
+    """The progress endpoint reads the task, then its receivers: a send recorded in between (the
+    dispatcher's flush) must not make the parts miss a receiver (the browser suite saw
+    pending 6 + in flight 0 + sent 1 of 8)."""
+    task, rows = _task(world, 4)
+    read_before = MessageTask.objects.get(pk=task.pk)
+    MessageReceiver.objects.filter(pk__in=[rows[0].pk, rows[1].pk]).update(send_status=RS.SUCCESS)
+    MessageReceiver.objects.filter(pk=rows[2].pk).update(send_status=RS.FAILED)
+    MessageTask.objects.filter(pk=task.pk).update(success_count=2, fail_count=1, progress=75)
+
+    p = counters.task_progress(read_before)
+
+    assert (p["success_count"], p["fail_count"], p["pending"], p["sending"]) == (2, 1, 1, 0)
+    assert p["pending"] + p["sending"] + p["success_count"] + p["fail_count"] + p["skipped"] == 4
+    assert p["progress"] == 75.0
+
+
 def test_one_receiver_reads_in_the_singular():
     counts = {RS.SUCCESS: 1}
     assert counters.task_outcome(TaskStatus.COMPLETED, counts)[1] == "Finished: 1 receiver sent."
