@@ -53,7 +53,7 @@ def _extra(parser):
     parser.add_argument("--profile", default=None,
                         help="cProfile create_task of the materialize part into FILE")
     parser.add_argument("--compare-background", action="store_true",
-                        help="dispatch: also run each case with RECORD_IN_BACKGROUND off")
+                        help="dispatch: also run each case with CLAIM_AHEAD off, and with RECORD_IN_BACKGROUND too")
     parser.add_argument("--only", default="materialize,dispatch,memory,pacing",
                         help="comma-separated parts to run (materialize,dispatch,memory,pacing)")
 
@@ -366,8 +366,9 @@ def bench_dispatch(args, n):
     width = int(WORKER_SETTINGS.get("SEND_CONCURRENCY", conf.DEFAULTS["SEND_CONCURRENCY"]))
     size = int(conf.DEFAULTS["BATCH_SEND_SIZE"])
     variants = [({}, "")]
-    if args.compare_background:  # the same with every flush written by the loop itself
-        variants.append(({"RECORD_IN_BACKGROUND": False}, ", flushes in the loop"))
+    if args.compare_background:  # the same without claims made ahead, then also flushes in the loop
+        variants.append(({"CLAIM_AHEAD": False}, ", no claim ahead"))
+        variants.append(({"CLAIM_AHEAD": False, "RECORD_IN_BACKGROUND": False}, ", no claim ahead, flushes in the loop"))
 
     def group(raw, label, baseline_label, overrides, extra_baseline=None):
         before = raw()

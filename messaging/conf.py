@@ -49,6 +49,9 @@ DEFAULTS = {
     # A claim's outcomes are written by a thread of the dispatcher while it claims and sends the
     # next (dispatch/background.py); off: written before the next claim.
     "RECORD_IN_BACKGROUND": True,
+    # Without pacing, the next claim is made by a thread of the dispatcher while it sends the
+    # current one (dispatch/background.py, same conditions); off: claimed after the sends.
+    "CLAIM_AHEAD": True,
     # One Celery run of a dispatcher works at most this long, then re-enqueues itself.
     "DISPATCH_SLICE_S": 60,
     # A dispatcher's lease (Redis) lives this long without a heartbeat (renewed with its claims);

@@ -90,6 +90,7 @@ class Dispatcher:
         # "queued" answers not written yet: {receiver_id: (Outcome, held since)}, see QUEUED_HOLD_S
         self._held_queued: dict[int, tuple[Outcome, float]] = {}
         self.recorder: background.Recorder | None = None  # see background.py; set by connect()
+        self.ahead: background.ClaimAhead | None = None  # likewise
         return task
 
     def _claim_size(self) -> int:
@@ -108,6 +109,9 @@ class Dispatcher:
         self.acks.open()
         if background.available():
             self.recorder = background.Recorder(f"record-{self.task_id}")
+        if not self.paced and background.available("CLAIM_AHEAD"):
+            # with pacing a claim holds minutes of sends: nothing to gain, only claims held longer
+            self.ahead = background.ClaimAhead(f"claim-{self.task_id}")
 
     # --- main loop ---------------------------------------------------------------------------
 
@@ -157,6 +161,8 @@ class Dispatcher:
             self._release_claims()
             raise
         finally:
+            if self.ahead is not None:
+                self.ahead.close()
             if self.recorder is not None:
                 self.recorder.close()
             self.lease.stop()
@@ -172,6 +178,9 @@ class Dispatcher:
             log.warning("task %s: lease %s not dropped (Redis unavailable)", self.task_id, self.token)
 
     def _release_claims(self) -> None:
+        if getattr(self, "ahead", None) is not None:
+            self.ahead.close()  # a claim made ahead joins the lease: handed back with the others
+            self.ahead = None
         if getattr(self, "recorder", None) is not None:
             self.recorder.close()  # what it writes leaves the claims; a failure was raised already
             self.recorder = None
@@ -192,10 +201,14 @@ class Dispatcher:
         while True:
             self.heartbeat()
             if self.clock.monotonic() > self.deadline:
+                self.hand_back_ahead()
                 self.settle_inflight(final=False)
                 return self.continue_later(0)
             self.take_over_expired()
-            prepared, failed = self.claim(cursor)
+            if self.ahead is not None and self.ahead.pending:
+                prepared, failed = self.ahead.take()
+            else:
+                prepared, failed = self.claim(cursor)
             self.stats["claims"] += 1
             if not prepared and not failed:
                 if cursor:
@@ -212,10 +225,27 @@ class Dispatcher:
                 return self._finish_or_wait()
             skipped_claims = 0
             cursor = max([p.row["id"] for p in prepared] + [o.receiver_id for o in failed])
+            if self.ahead is not None:
+                self.ahead.start(lambda after=cursor: self.claim(after))
             reason = self.strategy.process(prepared, failed)
+            if not reason and not self.still_running():
+                # paused, cancelled or its account stopped while this claim went out (a strategy
+                # looks only between the sends of a claim, so a claim sent in one go never did)
+                reason = "stopped"
             if reason:
+                self.hand_back_ahead()
                 self.settle_inflight(final=True)
                 return reason
+
+    def hand_back_ahead(self) -> None:
+        """The run stops with a claim made ahead: its receivers go back to PENDING unsent (with
+        their message rows, re-used by the next claim), its unrenderable rows are recorded."""
+        if self.ahead is None or not self.ahead.pending:
+            return
+        prepared, failed = self.ahead.take()
+        outcomes = list(failed)
+        self.release(prepared, outcomes)
+        self.apply(outcomes)
 
     def heartbeat(self) -> None:
         """The loop is alive: renew the claims when due (ClaimLeaseLost if they may have been
