@@ -18,6 +18,7 @@ from instances import services as instance_services
 from simulator.server import Simulator
 from messaging import inbound
 from messaging.clock import FakeClock
+from messaging.models import MessageTask, ReceiverSendStatus, TaskStatus
 from messaging.services import sending
 from messaging.services.requests import TaskRequest
 from messaging.signals import account_stopped
@@ -95,6 +96,26 @@ def make_task(world, *, user=None, start=True, **fields):
     """A task created by the service for `world`'s account (as its admin unless `user`)."""
     fields.setdefault("account", world.account)
     return sending.create_task(user or world.admin, TaskRequest(**fields), start=start)
+
+
+def assert_each_sent_once(world, sim, task, n):
+    """The task completed with its `n` receivers sent, each message reached the instance once
+    (one attempt per uuid), and the account counted them."""
+    task.refresh_from_db()
+    assert (task.status, task.success_count, task.fail_count) == (TaskStatus.COMPLETED, n, 0)
+    assert set(task.receivers.values_list("send_status", flat=True)) == {ReceiverSendStatus.SUCCESS}
+    assert len(sim.messages) == n and set(sim.receipts.values()) == {1}
+    world.account.refresh_from_db()
+    assert world.account.total_messages == n
+
+
+def running_task(world, n, content="Hi {{ receiver_name }}", **fields):
+    """A text task to the world's first `n` contacts, RUNNING without a dispatcher started (the
+    test runs one itself)."""
+    task = make_task(world, message_type="text", content=content,
+                     receivers=[{"wxid": w} for w in world.contacts[:n]], start=False, **fields)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    return task
 
 
 @pytest.fixture

@@ -11,22 +11,15 @@ from simulator.server import SimError
 
 from messaging.dispatch import background, worker
 from messaging.dispatch.outcomes import OutcomeKind
-from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
+from messaging.models import ReceiverSendStatus as RS
 from wework.db.layout import connection_for
 
-from .conftest import make_task
+from .conftest import assert_each_sent_once, running_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 needs_mysql = pytest.mark.skipif(connection_for("messaging").vendor != "mysql",
                                  reason="background recording is for MariaDB/MySQL (SQLite takes one writer at a time)")
-
-
-def _running_task(world, n):
-    task = make_task(world, message_type="text", content="Hi {{ receiver_name }}",
-                     receivers=[{"wxid": w} for w in world.contacts[:n]], start=False)
-    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
-    return task
 
 
 #: (thread name, outcome kinds) of each flush recorded by the spy of _record_threads
@@ -60,24 +53,19 @@ def _record_threads(monkeypatch, fail_in_background=None):
 @needs_mysql
 def test_claims_are_recorded_in_the_background_each_message_once(world, sim, fast, monkeypatch):
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 5})
-    task = _running_task(world, 40)
+    task = running_task(world, 40)
     threads = _record_threads(monkeypatch)
     d = worker.Dispatcher(task.pk)
     assert d.run() == "completed"
     assert any(name.startswith(f"record-{task.pk}") for name in threads)
-    task.refresh_from_db()
-    assert (task.status, task.success_count, task.fail_count) == (TaskStatus.COMPLETED, 40, 0)
-    assert set(task.receivers.values_list("send_status", flat=True)) == {RS.SUCCESS}
-    assert len(sim.messages) == 40 and set(sim.receipts.values()) == {1}
-    world.account.refresh_from_db()
-    assert world.account.total_messages == 40
+    assert_each_sent_once(world, sim, task, 40)
     assert not any(t.name.startswith(f"record-{task.pk}") for t in threading.enumerate())  # closed
 
 
 @needs_mysql
 def test_a_failed_background_write_stops_the_run_and_the_next_run_loses_nothing(world, sim, fast, monkeypatch):
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 10})
-    task = _running_task(world, 50)
+    task = running_task(world, 50)
     failure = [sim]
     threads = _record_threads(monkeypatch, fail_in_background=failure)
     with pytest.raises(RuntimeError, match="went away"):
@@ -112,7 +100,7 @@ def test_a_flush_that_hands_receivers_back_is_written_before_the_next_claim(worl
         return status, data
 
     monkeypatch.setattr(sim, "cmd_send_messages", lose_first_answers)
-    task = _running_task(world, 10)
+    task = running_task(world, 10)
     task.max_retry = 3
     task.save(update_fields=["max_retry"])
     _record_threads(monkeypatch)
@@ -126,7 +114,7 @@ def test_a_flush_that_hands_receivers_back_is_written_before_the_next_claim(worl
 
 def test_without_background_recording_the_loop_writes_itself(world, sim, fast, monkeypatch):
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 5, "RECORD_IN_BACKGROUND": False})
-    task = _running_task(world, 20)
+    task = running_task(world, 20)
     threads = _record_threads(monkeypatch)
     d = worker.Dispatcher(task.pk)
     assert d.run() == "completed" and d.recorder is None

@@ -12,19 +12,12 @@ from messaging.dispatch import background, claims, worker
 from messaging.models import MessageTask, ReceiverSendStatus as RS, TaskStatus
 from wework.db.layout import connection_for
 
-from .conftest import make_task
+from .conftest import assert_each_sent_once, running_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 needs_mysql = pytest.mark.skipif(connection_for("messaging").vendor != "mysql",
                                  reason="claims ahead are for MariaDB/MySQL (SQLite takes one writer at a time)")
-
-
-def _running_task(world, n, **fields):
-    task = make_task(world, message_type="text", content="Hi {{ receiver_name }}",
-                     receivers=[{"wxid": w} for w in world.contacts[:n]], start=False, **fields)
-    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
-    return task
 
 
 def _claim_spy(monkeypatch):
@@ -44,25 +37,21 @@ def _claim_spy(monkeypatch):
 @needs_mysql
 def test_claims_are_made_ahead_in_order_and_each_message_goes_once(world, sim, fast, monkeypatch):
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 5})
-    task = _running_task(world, 40)
+    task = running_task(world, 40)
     seen = _claim_spy(monkeypatch)
     d = worker.Dispatcher(task.pk)
     assert d.run() == "completed"
     assert sum(1 for name, _after, _ids in seen if name.startswith(f"claim-{task.pk}")) >= 3
     claimed = [i for _name, _after, ids in seen for i in ids]
     assert claimed == sorted(claimed) and len(claimed) == len(set(claimed)) == 40  # one at a time, id order
-    task.refresh_from_db()
-    assert (task.status, task.success_count, task.fail_count) == (TaskStatus.COMPLETED, 40, 0)
-    assert len(sim.messages) == 40 and set(sim.receipts.values()) == {1}
-    world.account.refresh_from_db()
-    assert world.account.total_messages == 40
+    assert_each_sent_once(world, sim, task, 40)
     assert not any(t.name.startswith(f"claim-{task.pk}") for t in threading.enumerate())  # closed
 
 
 @needs_mysql
 def test_a_pause_hands_back_the_claim_made_ahead_unsent(world, sim, fast, monkeypatch):
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 10})
-    task = _running_task(world, 40)
+    task = running_task(world, 40)
     original = sim.cmd_send_messages
 
     def pause_on_first_send(path, query, body):
@@ -90,7 +79,7 @@ def test_a_claim_failing_ahead_stops_the_run_and_every_claim_is_handed_back(worl
     """The claim made ahead committed (its receivers SENDING), then its thread failed: the run
     raises that failure and hands those receivers back with the others, not after the lease."""
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 10})
-    task = _running_task(world, 40)
+    task = running_task(world, 40)
     real = worker.Dispatcher.claim
     failed_after = []
 
@@ -120,7 +109,7 @@ def test_a_claim_failing_ahead_stops_the_run_and_every_claim_is_handed_back(worl
 
 def test_no_claim_ahead_with_pacing_or_with_the_setting_off(world, sim, fast, monkeypatch):
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 5, "CLAIM_AHEAD": False})
-    task = _running_task(world, 12)
+    task = running_task(world, 12)
     seen = _claim_spy(monkeypatch)
     d = worker.Dispatcher(task.pk)
     assert d.run() == "completed" and d.ahead is None
@@ -128,7 +117,7 @@ def test_no_claim_ahead_with_pacing_or_with_the_setting_off(world, sim, fast, mo
     assert len(sim.messages) == 12
 
     fast.update({"CLAIM_AHEAD": True, "MIN_INTERVAL_S": 0.01})  # paced: claims hold minutes of sends
-    paced = _running_task(world, 2)
+    paced = running_task(world, 2)
     d = worker.Dispatcher(paced.pk)
     assert d.run() == "completed" and d.ahead is None
 
@@ -147,7 +136,7 @@ def test_a_pause_stops_a_run_whose_claims_go_out_in_one_batch_each(world, sim, f
     sends: a paused broadcast kept going until its slice ended (found with claims made ahead).
     The loop now looks after every claim, with or without claims ahead."""
     fast.update({"CLAIM_BATCH": 10, "BATCH_SEND_SIZE": 10, "CLAIM_AHEAD": False})
-    task = _running_task(world, 40)
+    task = running_task(world, 40)
     original = sim.cmd_send_messages
 
     def pause_on_first_send(path, query, body):

@@ -11,9 +11,9 @@ from django.db import OperationalError
 
 from messaging import pacing
 from messaging.dispatch import claims, heartbeat, transport, worker
-from messaging.models import MessageReceiver, MessageTask, ReceiverSendStatus as RS, TaskStatus
+from messaging.models import MessageReceiver, ReceiverSendStatus as RS
 
-from .conftest import make_task
+from .conftest import running_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,19 +26,12 @@ def leased(fast):
     return fast
 
 
-def _running_task(world, n):
-    task = make_task(world, message_type="text", content="x", receivers=[{"wxid": w} for w in world.contacts[:n]],
-                     start=False)
-    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
-    return task
-
-
 def _sending(task):
     return MessageReceiver.objects.filter(task=task, send_status=RS.SENDING).count()
 
 
 def test_a_dead_workers_claims_are_taken_over_after_the_lease_not_before(world, sim, leased, clock):
-    task = _running_task(world, 6)
+    task = running_task(world, content="x", n=6)
     # A worker claims 4 receivers, hands one message over, and dies (no renewal ever again).
     dead = worker.Dispatcher(task.pk, clock=clock)
     dead.load()
@@ -66,7 +59,7 @@ def test_a_dead_workers_claims_are_taken_over_after_the_lease_not_before(world, 
 
 
 def test_beats_kick_takes_over_expired_claims(world, sim, leased, clock):
-    task = _running_task(world, 3)
+    task = running_task(world, content="x", n=3)
     dead = worker.Dispatcher(task.pk, clock=clock)
     dead.load()
     dead.claim(0)
@@ -80,7 +73,7 @@ def test_a_live_workers_long_claim_renews_and_is_not_stolen(world, sim, leased, 
     renewed while it runs, and a reclaim at every send (beat, another worker) finds nothing."""
     leased.update({"MIN_INTERVAL_S": 10.0})
     pacing.pacer().reset(world.account.pk)
-    task = _running_task(world, 8)
+    task = running_task(world, content="x", n=8)
     reclaimed, stamps = [], []
     real_send = transport.Sender.send
 
@@ -108,7 +101,7 @@ def test_a_dispatcher_that_cannot_renew_stops_before_anyone_may_take_over(world,
     every message once."""
     leased.update({"MIN_INTERVAL_S": 10.0})
     pacing.pacer().reset(world.account.pk)
-    task = _running_task(world, 6)
+    task = running_task(world, content="x", n=6)
     sends = []
     real_send = transport.Sender.send
 
@@ -141,7 +134,7 @@ def test_a_dispatcher_that_cannot_renew_stops_before_anyone_may_take_over(world,
 def test_the_renewing_thread_renews_while_the_loop_is_blocked(world, sim, leased):
     """System clock: the thread renews held claims on its own (the loop is blocked in a send)."""
     leased.update({"CLAIM_LEASE_S": 3, "CLAIM_HEARTBEAT_S": 0.5})
-    task = _running_task(world, 2)
+    task = running_task(world, content="x", n=2)
     d = worker.Dispatcher(task.pk)
     d.load()
     d.claim(0)
