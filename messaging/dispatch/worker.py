@@ -422,15 +422,16 @@ class Dispatcher:
     def _older_message_waits(self, item: Prepared) -> bool:
         """Whether a running task of the same account created before this one still has a
         message to the same conversation to send (pending or in flight)."""
-        if self._older_tasks is None:
-            self._older_tasks = list(
+        older = self._older_tasks  # a local: a claim (made ahead, on its thread) resets the field
+        if older is None:
+            older = self._older_tasks = list(
                 MessageTask.objects.filter(account_id=self.account.pk, status=TaskStatus.RUNNING,
                                            pk__lt=self.task_id).values_list("pk", flat=True)[:OLDER_TASKS_LIMIT]
             )
-        if not self._older_tasks:
+        if not older:
             return False
         return MessageReceiver.objects.filter(
-            task_id__in=self._older_tasks, receiver_wxid=item.row["receiver_wxid"],
+            task_id__in=older, receiver_wxid=item.row["receiver_wxid"],
             send_status__in=[RS.PENDING, RS.SENDING],
         ).exists()
 
