@@ -412,12 +412,21 @@ def new_uuid(when: datetime | None = None) -> str:
     """A time-ordered UUIDv7 as a 36-character string (for *_uuid columns)."""
     if when is None:
         return str(uuid6.uuid7())
-    # UUIDv7 for a given time: 48-bit ms timestamp, then random bits (RFC 9562).
-    ms = _ms(when)
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    return _uuid7_text(_ms(when), os.urandom(10))
+
+
+def new_uuids(count: int) -> list[str]:
+    """`count` UUIDv7 strings of this millisecond, from one read of the system's random source
+    (a dispatcher's claim makes 200: a read and a UUID object each cost three times as much)."""
+    ms = time.time_ns() // 1_000_000
+    rand = os.urandom(10 * count)
+    return [_uuid7_text(ms, rand[i : i + 10]) for i in range(0, 10 * count, 10)]
+
+
+def _uuid7_text(ms: int, rand: bytes) -> str:
+    """UUIDv7 (RFC 9562): a 48-bit ms timestamp, the version, 12 random bits, the variant, 62
+    random bits; 8-4-4-4-12 hexadecimal digits."""
+    bits = int.from_bytes(rand, "big")
+    value = ((ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (((bits >> 62) & 0xFFF) << 64) | (0b10 << 62)
+    h = f"{value | (bits & ((1 << 62) - 1)):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -83,9 +83,13 @@ class Acknowledgements:
                 break
         return found
 
-    def take_from_feed(self) -> list[Ack]:
-        """Acknowledgements already in the feed; their items are no longer in flight."""
+    def take_from_feed(self, every_s: float = 0.0) -> list[Ack]:
+        """Acknowledgements already in the feed; their items are no longer in flight. Nothing
+        when the feed was read less than `every_s` ago (its acknowledgements wait for the next
+        read; the answers they confirm are held meanwhile, see worker.QUEUED_HOLD_S)."""
         if self.cursor is None or not self.inflight:
+            return []
+        if every_s > 0 and self.clock.monotonic() - self.read_at < every_s:
             return []
         results = self._read_feed()
         if results:

@@ -33,8 +33,10 @@ def lease_add(task_id: int, token: str, ttl: int | None = None) -> None:
     if client is None:
         _local_leases.setdefault(task_id, {})[token] = expiry
         return
-    client.zadd(_key(task_id), {token: expiry})
-    client.expire(_key(task_id), ttl * 2)
+    pipe = client.pipeline(transaction=False)  # one round trip (one key: one cluster slot)
+    pipe.zadd(_key(task_id), {token: expiry})
+    pipe.expire(_key(task_id), ttl * 2)
+    pipe.execute()
 
 
 def lease_drop(task_id: int, token: str) -> None:

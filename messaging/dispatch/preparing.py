@@ -62,6 +62,7 @@ class Preparer:
         {receiver_id: new message_id}). Runs inside the claim's transaction."""
         existing = self._existing_messages(rows)
         prepared, failed, new_rows = [], [], []
+        uuids = iter(shards.new_uuids(len(rows)))
         for r in rows:
             ctype = "room" if r["receiver_type"] == ReceiverType.GROUP else "single"
             m = existing.get(r["message_id"]) if r["message_id"] else None
@@ -79,7 +80,8 @@ class Preparer:
                 failed.append(Outcome(r["id"], None, OutcomeKind.FAILED, "template_error", str(exc)))
                 continue
             mentions = (r["variables"] or {}).get(MENTIONS_KEY, self.mentions) if ctype == "room" else None
-            new_rows.append((r, ctype, rendered, mentions, self._message_row(r, ctype, rendered, mentions, now)))
+            new_rows.append((r, ctype, rendered, mentions,
+                             self._message_row(r, ctype, rendered, mentions, now, next(uuids))))
         links = {}
         if new_rows:
             ids = insert_messages([n[4] for n in new_rows])
@@ -104,10 +106,10 @@ class Preparer:
                 existing[m.pk] = m
         return existing
 
-    def _message_row(self, r: dict, ctype: str, rendered: dict, mentions, now: datetime) -> dict:
+    def _message_row(self, r: dict, ctype: str, rendered: dict, mentions, now: datetime, message_uuid: str) -> dict:
         task = self.task
         return {
-            "message_uuid": shards.new_uuid(),
+            "message_uuid": message_uuid,
             "account_id": task.account_id,
             "chat_type": ChatType.GROUP if ctype == "room" else ChatType.PRIVATE,
             "chat_wxid": r["receiver_wxid"],

@@ -48,6 +48,10 @@ OLDER_TASKS_LIMIT = 200
 PACED_CLAIM_S = 100.0
 #: A running dispatcher hands back its task's expired claims (a dead worker's) at most this often.
 TAKEOVER_EVERY_S = 2.0
+#: The loop renews the dispatcher's lease in Redis (it lives LEASE_TTL_S) at most this often: two
+#: renewals a claim were a tenth of a one-worker broadcast's time. The claim lease's thread
+#: renews it too; a Redis outage stops the run at the loop's next renewal.
+LEASE_RENEW_EVERY_S = 1.0
 #: A "queued" answer is written (message SENDING) only when its acknowledgement has not come
 #: within this time; usually it comes first and the send is written once, with its final state
 #: (two UPDATEs of every message and receiver row were a fifth of a broadcast's statements). The
@@ -58,6 +62,10 @@ QUEUED_HOLD_S = 1.0
 #: SENDING. A flush that hands receivers back (retry, release, defer) is written before the next
 #: claim, which must see them claimable again.
 SETTLING = frozenset({K.SUCCESS, K.FAILED, K.QUEUED})
+#: A flush reads the instance's event feed for acknowledgements at most this often: with claims
+#: sent in tens of milliseconds, a read each claim was a tenth of the loop's time, and the
+#: answers it did not confirm yet are held (QUEUED_HOLD_S) and written with the next read's.
+FEED_EVERY_S = 0.1
 
 
 @dataclass
@@ -87,6 +95,7 @@ class Dispatcher:
         # the receivers this run claimed and holds, renewed while it runs (handed back if it fails)
         self.lease = ClaimLease(self.task_id, self.clock, on_renew=self._renew_dispatcher_lease)
         self._takeover_at: float | None = None
+        self._lease_renewed_at: float | None = None  # by the loop's heartbeat
         # "queued" answers not written yet: {receiver_id: (Outcome, held since)}, see QUEUED_HOLD_S
         self._held_queued: dict[int, tuple[Outcome, float]] = {}
         self.recorder: background.Recorder | None = None  # see background.py; set by connect()
@@ -249,10 +258,13 @@ class Dispatcher:
 
     def heartbeat(self) -> None:
         """The loop is alive: renew the claims when due (ClaimLeaseLost if they may have been
-        taken over meanwhile) and the dispatcher's lease in Redis; raise a failed background
-        flush."""
+        taken over meanwhile) and, at most every LEASE_RENEW_EVERY_S, the dispatcher's lease in
+        Redis; raise a failed background flush."""
         self.lease.ensure()
-        self._renew_dispatcher_lease()
+        now = self.clock.monotonic()
+        if self._lease_renewed_at is None or now - self._lease_renewed_at >= LEASE_RENEW_EVERY_S:
+            self._renew_dispatcher_lease()
+            self._lease_renewed_at = now
         if self.recorder is not None:
             self.recorder.check()
 
@@ -518,7 +530,7 @@ class Dispatcher:
             return
         stop = None
         if self._held_queued or any(o.kind == K.QUEUED for o in outcomes):
-            results = self.acks.take_from_feed()
+            results = self.acks.take_from_feed(0.0 if write_held else FEED_EVERY_S)
             if results:
                 acked, stop = self.acks.outcomes(results)
                 outcomes = list(outcomes) + acked

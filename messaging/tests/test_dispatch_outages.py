@@ -5,6 +5,7 @@ import threading
 import pytest
 import redis
 
+from messaging.clock import FakeClock
 from messaging.dispatch import leases, recording, worker
 from messaging.dispatch.outcomes import Outcome, OutcomeKind
 from messaging.models import Message, MessageReceiver, MessageTask, ReceiverSendStatus as RS, SendStatus, TaskStatus
@@ -34,6 +35,8 @@ def test_early_exit_drops_the_lease(world, state):
 def test_redis_outage_mid_dispatch_releases_claims_and_lease(world, sim, monkeypatch, fast):
     # Claims of 10 (run() reloads the task, so the setting, not an attribute, sets the size).
     fast.update({"CLAIM_BATCH": 10})
+    # the loop renews the lease at every claim here, as it does once a second in a longer run
+    monkeypatch.setattr(worker, "LEASE_RENEW_EVERY_S", 0)
     task = _task(world, 30)
     MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
     leases.lease_add(task.pk, "tok-outage")
@@ -61,6 +64,35 @@ def test_redis_outage_mid_dispatch_releases_claims_and_lease(world, sim, monkeyp
     assert leases.lease_count(task.pk) == 0
     assert worker.run(task.pk) == "completed"
     assert len(sim.messages) == 30
+
+
+def test_the_loop_renews_the_dispatcher_lease_at_most_once_an_interval(world, sim, monkeypatch, fast):
+    fast.update({"CLAIM_BATCH": 10})
+    task = _task(world, 50)
+    MessageTask.objects.filter(pk=task.pk).update(status=TaskStatus.RUNNING)
+    renewals = []
+    real_add = leases.lease_add
+
+    def counted_add(task_id, token, ttl=None):
+        if threading.current_thread() is threading.main_thread():
+            renewals.append(token)
+        return real_add(task_id, token, ttl)
+
+    monkeypatch.setattr(leases, "lease_add", counted_add)
+    clock = FakeClock()  # moves only when the run sleeps
+    start = clock.monotonic()
+    d = worker.Dispatcher(task.pk, token="tok-renew", clock=clock)
+    assert d.run() == "completed"
+    assert d.stats["claims"] >= 5 and len(sim.messages) == 50
+    # once at the first heartbeat, then once a second of the run's clock (it was twice a claim);
+    # the claim lease's thread renews it as well, on its own schedule
+    assert 1 <= len(renewals) <= 1 + (clock.monotonic() - start) / worker.LEASE_RENEW_EVERY_S < d.stats["claims"]
+    monkeypatch.setattr(worker, "LEASE_RENEW_EVERY_S", 0)
+    renewals.clear()
+    task2 = _task(world, 30)
+    MessageTask.objects.filter(pk=task2.pk).update(status=TaskStatus.RUNNING)
+    assert worker.Dispatcher(task2.pk, token="tok-every").run() == "completed"
+    assert len(renewals) >= 3  # at least one a claim when the interval is 0
 
 
 def test_a_deadlocked_flush_is_retried_at_once_and_counts_once(world, monkeypatch):

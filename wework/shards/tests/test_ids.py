@@ -36,5 +36,22 @@ def test_uuid7_is_time_ordered():
     assert first < second < ids.new_uuid()
 
 
+def test_uuid7_batches_are_valid_unique_and_of_now():
+    import time
+    import uuid
+
+    before_ms = time.time_ns() // 1_000_000
+    batch = ids.new_uuids(500)
+    after_ms = time.time_ns() // 1_000_000
+    assert len(set(batch)) == 500
+    for text in batch:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # canonical, lower-case 8-4-4-4-12
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before_ms <= parsed.int >> 80 <= after_ms
+    assert ids.new_uuid(datetime(2024, 1, 1, tzinfo=dt_timezone.utc)) < batch[0]
+    assert ids.new_uuids(0) == []
+
+
 # Uniqueness across live processes: wework/tests/test_ids_uniqueness.py (processes that hold
 # their worker ids until all have reported, since an exited process rightly gives its id back).
