@@ -102,7 +102,9 @@ def test_provider_errors_map_onto_protocol_codes(running, world, puppet_mock):
     running.send(me, "c-rc", to)
     status = wait_for(lambda: (lambda s: s if s["status"] != "queued" else None)(running.status(me, "c-rc")))
     assert status["status"] == "risk_control"
-    assert running.events("account.abnormal")
+    # the event is emitted just after the send's final status is stored: wait for it
+    abnormal = wait_for(lambda: running.events("account.abnormal"))
+    assert abnormal[0]["data"]["reason"] == "risk_control"
 
 
 @pytest.mark.parametrize("details, code", [
