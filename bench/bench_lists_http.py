@@ -8,7 +8,10 @@ application (DEBUG off, the production middleware, `WEWORK_PROCESS=web`: the sta
 limit on) plus the bare views below, on 127.0.0.1:--port; the load generator is wrk
 (`--connections` connections, one thread, keep-alive, `--seconds` a round), the rounds
 alternate a list and its bare view. Requests carry the session cookie of a super administrator
-(verified second factor).
+(verified second factor), or with `--auth token` the API lists and their bare views carry an
+access token of the same user (`Authorization: Bearer`, as integrators call the API; the bare
+views then authenticate it with the same service, `authenticate_access`); the admin page always
+uses the session.
 
 * users      -- GET /api/v1/users/?limit=50 (2,000 users) | bare: `.values()` of the
                 serializer's columns, 51 rows by id, JsonResponse
@@ -68,6 +71,8 @@ def _extra(parser):
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--only", default="", help="comma-separated: users,contacts,messages")
+    parser.add_argument("--auth", choices=["session", "token"], default="session",
+                        help="how the API lists and their bare views are called (the admin: session)")
     parser.add_argument("--stock-admin", action="store_true",
                         help="serve the admin with Django's row renderer and an app list built every page (baseline)")
     parser.add_argument("--cpu", type=int, default=50,
@@ -87,9 +92,22 @@ def build_urls():
     from messaging.models import Message
     from wework import shards
 
+    from accounts.services import sessions as session_services
+    from accounts.services.sessions import AuthFailed
+
+    def authenticated(request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if header.startswith("Bearer "):
+            try:
+                session_services.authenticate_access(header[7:])
+            except AuthFailed:
+                return False
+            return True
+        return request.user.is_authenticated
+
     def bare(rows):
         def view(request):
-            if not request.user.is_authenticated:
+            if not authenticated(request):
                 return HttpResponse(status=401)
             return JsonResponse({"results": rows(request)})
         return view
@@ -254,10 +272,10 @@ def fill_users(n):
 
 
 # --- load -------------------------------------------------------------------------------------------
-def wrk(port, path, cookie, args):
+def wrk(port, path, header, args):
     out = subprocess.run(
         ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--timeout", "35s", "-s", str(LUA),
-         "-H", f"Cookie: {cookie}", f"http://127.0.0.1:{port}{path}"],
+         "-H", header, f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("JSON "))
     data = json.loads(line[5:])
@@ -266,7 +284,7 @@ def wrk(port, path, cookie, args):
     return data
 
 
-def measure(port, cookie, args, pairs):
+def measure(port, header, args, pairs):
     """pairs: {name: (path, bare_path[, bare_all_path])}; rounds alternate the list and its bare
     views (the bare view of the same page with the bench's columns, and with all columns)."""
     results = {}
@@ -274,11 +292,11 @@ def measure(port, cookie, args, pairs):
         return results
     for name, paths in pairs.items():
         for each in paths:
-            wrk(port, each, cookie, argparse_short(args))  # warm
+            wrk(port, each, header, argparse_short(args))  # warm
         runs = [[] for _ in paths]
         for _ in range(args.rounds):
             for each, out in zip(paths, runs):
-                out.append(wrk(port, each, cookie, args))
+                out.append(wrk(port, each, header, args))
         results[name] = [combine(r) for r in runs]
         a, b = results[name][:2]
         load = os.getloadavg()[0]
@@ -363,6 +381,7 @@ def main():
     from django.utils import timezone
 
     from accounts.models import User
+    from accounts.services import sessions as session_services
     from contacts.models import Contact, WeworkAccount
     from instances.models import WeworkInstance
     from messaging.models import Message
@@ -381,12 +400,19 @@ def main():
     fill_users(args.users)
     shards.create_instance_shards(instance.pk)
     cookie = session_cookie(admin)
+    browser = f"Cookie: {cookie}"
+    if args.auth == "token":
+        _row, access, _refresh = session_services.issue_tokens(admin, None)
+        api = f"Authorization: Bearer {access}"
+    else:
+        api = browser
+    print(f"# API lists called with a {args.auth}", flush=True)
     connection.close()
     server = start_server(args, url)
     try:
         if "users" in only:
             print(f"\n## users: {User.objects.count():,} rows", flush=True)
-            measure(args.port, cookie, args, {"users API list": ("/api/v1/users/?limit=50", "/bench/bare/users")})
+            measure(args.port, api, args, {"users API list": ("/api/v1/users/?limit=50", "/bench/bare/users")})
         if "contacts" in only:
             cmodel = shards.model_for(Contact, instance_id=instance.pk)
             present = cmodel._default_manager.count()
@@ -396,7 +422,7 @@ def main():
                 print(f"# filled {args.contacts - present:,} contacts in {t.seconds:.1f} s")
             print(f"\n## contacts shard {cmodel._meta.db_table}: {cmodel._default_manager.count():,} rows",
                   flush=True)
-            measure(args.port, cookie, args, {
+            measure(args.port, api, args, {
                 "contacts API list": (f"/api/v1/contacts/?instance={instance.pk}&limit=50",
                                       f"/bench/bare/contacts?instance={instance.pk}",
                                       f"/bench/bare/contacts?instance={instance.pk}&columns=all")})
@@ -415,10 +441,11 @@ def main():
                           f"({(size - present) / t.seconds:,.0f} rows/s)")
                 total = model._default_manager.count()
                 print(f"\n## messages shard {table}: {total:,} rows", flush=True)
-                measure(args.port, cookie, args, {
+                measure(args.port, api, args, {
                     f"messages API list ({total:,})": ("/api/v1/messaging/messages/?limit=50",
                                                        "/bench/bare/messages",
-                                                       "/bench/bare/messages?columns=all"),
+                                                       "/bench/bare/messages?columns=all")})
+                measure(args.port, browser, args, {
                     f"messages admin first page ({total:,})": ("/admin/messaging/message/",
                                                                "/bench/bare/messages")})
                 if args.cpu and not args.fill_only:

@@ -9,6 +9,8 @@ from rest_framework import exceptions
 from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.response import Response
 
+from wework.db.rows import plain_rows
+
 MAX_PAGE_SIZE = 500
 LIMIT_ERROR = _("limit must be a whole number from 1 to %(max)d.")
 AFTER_ERROR = _("Not an id: pass the next_after of the previous page.")
@@ -19,6 +21,10 @@ class KeysetPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = MAX_PAGE_SIZE
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # the page's rows without Model.__init__ where nothing can tell (wework/db/rows.py)
+        return super().paginate_queryset(plain_rows(queryset), request, view)
 
     def get_ordering(self, request, queryset, view):
         """The asked ordering (PlatformOrderingFilter allows only fields an index starts with),

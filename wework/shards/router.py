@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from wework.db.errors import error_code
 from wework.db.layout import cross_filter
+from wework.db.rows import plain_rows
 from wework.ids import id_bounds, id_time, new_id, new_uuid
 
 from . import builder, ddl, visibility
@@ -509,8 +510,7 @@ def paginate(base_model: type[models.Model], since: datetime | None = None, unti
                 time_q[f"{conf.time_field}__lt"] = until
             qs = qs.filter(**time_q)
         qs = qs.order_by("-pk")
-        if values:
-            qs = qs.values(*values)
+        qs = qs.values(*values) if values else plain_rows(qs)
         try:
             items.extend(qs[: limit + 1 - len(items)])
         except DatabaseError as exc:
