@@ -51,6 +51,21 @@ def sql(port, statement, params=None, db=None, causal=False):
         conn.close()
 
 
+def haproxy(command):
+    """One command on HAProxy's admin socket (scripts/services keeps it under its directory)."""
+    import socket
+
+    base = Path(os.environ.get("SERVICES_DIR", ROOT / "var" / "services"))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(base / "haproxy" / "admin.sock"))
+        sock.sendall(command.encode() + b"\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer.decode()
+
+
 def services(*args, check=True):
     result = subprocess.run([str(SERVICES), *args], capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:

@@ -20,7 +20,9 @@ from wework import shards
 from wework.db import errors as db_errors
 from wework.db.retry import run_idempotent
 
-from .conftest import GALERA_PORTS, HAPROXY_WRITE_PORT, connect, database_name, eventually, services, sql
+from .conftest import (
+    GALERA_PORTS, HAPROXY_WRITE_PORT, connect, database_name, eventually, haproxy, services, sql,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -143,6 +145,54 @@ def test_shard_ddl_replicates_in_total_order_to_every_node():
         later._default_manager.count()
     assert sql(GALERA_PORTS[2], "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = %s",
                [later._meta.db_table], causal=True)[0][0] >= 1
+
+
+def test_a_shard_created_through_another_node_is_applied_on_the_callers_node_before_it_is_used(
+        monkeypatch, caplog):
+    """Shard DDL runs on a dedicated connection. When that connection reaches another node than
+    the caller's (the proxy moved the write node between the two connects), the caller's node
+    may not have applied the CREATE yet: creating the shard waits for it (a causal read) rather
+    than letting the caller's next statement fail with "table doesn't exist". The caller's node
+    is held back on purpose here: its applier is paused (FLUSH TABLES WITH READ LOCK) for 1.5 s,
+    with HAProxy's checks of it suspended so that the proxy keeps the caller's session."""
+    from monitoring.models import SystemLog
+
+    caller_port = _write_node_port()
+    other_port = _other_node(caller_port)
+    create_connection = connections.create_connection
+
+    def on_the_other_node(alias):
+        wrapper = create_connection(alias)
+        wrapper.settings_dict = {**wrapper.settings_dict, "HOST": "127.0.0.1", "PORT": str(other_port)}
+        return wrapper
+
+    day = timezone.now() + timezone.timedelta(days=1)
+    server = f"galera_nodes/node{GALERA_PORTS.index(caller_port) + 1}"
+    pause = connect(caller_port)
+    haproxy(f"disable health {server}")
+    try:
+        pause.cursor().execute("FLUSH TABLES WITH READ LOCK")  # pauses the node's applier
+        resume = threading.Timer(1.5, lambda: pause.cursor().execute("UNLOCK TABLES"))
+        monkeypatch.setattr(connections, "create_connection", on_the_other_node)
+        started = time.monotonic()
+        resume.start()
+        with caplog.at_level("WARNING", logger="wework.shards"):
+            model = shards.model_for(SystemLog, when=day)
+        waited = time.monotonic() - started
+        monkeypatch.undo()
+        resume.join()
+        # The caller's connection (through the proxy, on the paused node) uses it at once.
+        assert model._default_manager.count() == 0
+        shards.create(SystemLog, level="INFO", service="t", module="t", message="x", context={},
+                      log_uuid=shards.new_uuid(), created_at=day)
+    finally:
+        resume.cancel()
+        pause.close()
+        haproxy(f"enable health {server}")
+    assert _write_node_port() == caller_port
+    assert waited >= 1.0, waited  # it did wait for the node
+    assert any("not yet applied on this connection's Galera node" in r.getMessage() for r in caplog.records)
+    assert sql(other_port, f"SELECT COUNT(*) FROM `{model._meta.db_table}`", db=database_name(), causal=True) == ((1,),)
 
 
 def _open_transaction_writing(table, pk):

@@ -11,10 +11,12 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connectio
 from django.utils import timezone
 
 from wework.db.backends import crosses_databases
+from wework.db import galera
 from wework.db.errors import error_code
 from wework.db.layout import alias_for_app, alias_for_model
 
 from . import builder, create_table
+from .exceptions import ShardMissing
 from .models import ShardState
 
 log = logging.getLogger("wework.shards")
@@ -335,8 +337,28 @@ def _create_shard_mysql(model, registry_values, using=None, cold=False):
                             attempt == create_table.DDL_ABORT_RETRIES - 1:
                         raise
                     time.sleep(0.1 * (attempt + 1))
+    visible_to_caller(table, using)
     remember(table)
     return created
+
+
+def visible_to_caller(table, using):
+    """Make sure the caller's own connection sees `table`, created (or found) on a dedicated
+    connection. On one server it does. On a Galera cluster the two connections can be on two
+    nodes (see wework/db/galera.py), and the caller's node may apply the CREATE a moment
+    later: the caller's next INSERT would fail with "table doesn't exist". A causal read waits
+    for that node to apply it; it runs only when the table is missing there, so only then
+    does it cost a cluster round trip."""
+    connection = _conn(using)
+    if table_exists(table, connection):
+        return
+    if galera.is_galera(connection):
+        log.warning("shard table %s is not yet applied on this connection's Galera node (%s); "
+                    "waiting for the node to apply it", table, galera.node_name(connection))
+        with galera.causal_reads(connection):
+            if table_exists(table, connection):
+                return
+    raise ShardMissing(f"The shard {table} was created but this connection does not see it.")
 
 
 def drop_table(model, using=None):
