@@ -33,6 +33,7 @@ Run: `BENCH_REDIS_URL=redis://127.0.0.1:6379/7 .venv/bin/python bench/bench_mess
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -55,7 +56,9 @@ def _extra(parser):
     parser.add_argument("--compare-background", action="store_true",
                         help="dispatch: also run each case with CLAIM_AHEAD off, and with RECORD_IN_BACKGROUND too")
     parser.add_argument("--only", default="materialize,dispatch,memory,pacing",
-                        help="comma-separated parts to run (materialize,dispatch,memory,pacing)")
+                        help="comma-separated parts to run (materialize,dispatch,memory,pacing,alternate)")
+    parser.add_argument("--alternations", type=int, default=6,
+                        help="alternate: one-worker broadcasts, each between two raw loop runs (6)")
 
 
 def world(n_contacts):
@@ -389,6 +392,29 @@ def bench_dispatch(args, n):
           f"{width} single sends in flight", {"BATCH_SEND_SIZE": 0}, extra_baseline=serial)
 
 
+def bench_dispatch_alternating(args, n):
+    """One worker with batch sends, the case whose ratio spreads most from run to run: raw loop,
+    broadcast, raw loop, broadcast, ..., raw loop. Each broadcast is reported against the mean
+    of the two raw runs around it; the median, the lowest and the highest ratio are printed."""
+    from messaging import conf
+
+    size = int(conf.DEFAULTS["BATCH_SEND_SIZE"])
+    raws = [raw_loop(n, batch=size)]
+    ratios = []
+    for round_ in range(args.alternations):
+        seconds = run_broadcast(n, 1)[0]
+        raws.append(raw_loop(n, batch=size))
+        mean = (raws[-2] + raws[-1]) / 2
+        ratios.append(mean / seconds)
+        print(f"  round {round_ + 1}: broadcast {n / seconds:,.0f}/s, raw loop {n / raws[-2]:,.0f} / "
+              f"{n / raws[-1]:,.0f}/s, ratio {mean / seconds:.2f}", flush=True)
+    ratios.sort()
+    median = statistics.median(ratios)
+    report(f"dispatch, alternating: 1 worker, batch sends of {size}, {n:,} receivers, median of "
+           f"{len(ratios)} ratios (lowest {ratios[0]:.2f}, highest {ratios[-1]:.2f})", median, "x raw loop",
+           1.0, "x (the raw loop itself)")
+
+
 def bench_memory(args, n):
     seconds, peak, idle = run_broadcast(n, 1, sample_memory=True)
     report(f"memory: worker peak RSS, {n:,}-receiver broadcast ({n / seconds:,.0f}/s)", peak / 1024, "MiB",
@@ -483,6 +509,8 @@ def main():
         bench_materialize(args, args.receivers or (10_000 if quick else 100_000))
     if "dispatch" in parts:
         bench_dispatch(args, args.dispatch or (2_000 if quick else 20_000))
+    if "alternate" in parts:
+        bench_dispatch_alternating(args, args.dispatch or (2_000 if quick else 20_000))
     if "memory" in parts:
         bench_memory(args, args.memory or (5_000 if quick else 100_000))
     if "pacing" in parts:

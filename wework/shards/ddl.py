@@ -337,12 +337,12 @@ def _create_shard_mysql(model, registry_values, using=None, cold=False):
                             attempt == create_table.DDL_ABORT_RETRIES - 1:
                         raise
                     time.sleep(0.1 * (attempt + 1))
-    visible_to_caller(table, using)
+            visible_to_caller(table, using, creator=connection)
     remember(table)
     return created
 
 
-def visible_to_caller(table, using):
+def visible_to_caller(table, using, creator=None):
     """Make sure the caller's own connection sees `table`, created (or found) on a dedicated
     connection. On one server it does. On a Galera cluster the two connections can be on two
     nodes (see wework/db/galera.py), and the caller's node may apply the CREATE a moment
@@ -353,8 +353,9 @@ def visible_to_caller(table, using):
     if table_exists(table, connection):
         return
     if galera.is_galera(connection):
-        log.warning("shard table %s is not yet applied on this connection's Galera node (%s); "
-                    "waiting for the node to apply it", table, galera.node_name(connection))
+        log.warning("shard table %s is not yet applied on this connection's Galera node (%s; "
+                    "created through %s); waiting for the node to apply it", table,
+                    galera.node_name(connection), galera.node_name(creator) if creator else "?")
         with galera.causal_reads(connection):
             if table_exists(table, connection):
                 return
