@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from instances import event_failures, hooks, protocol
 from instances.exceptions import InstanceError
 from wework import shards
+from wework.api.parsers import surrogate_message
 from wework.db.retry import run_idempotent
 
 from ..models import (
@@ -109,6 +110,9 @@ def receive_webhook(instance_uuid, body, headers):
         event = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         return _refuse(400, "invalid_json", _("The body is not valid JSON."))
+    unpaired = surrogate_message(body, event)  # "\ud800": no character, the row could not be shown
+    if unpaired:
+        return _refuse(400, "invalid_json", unpaired)
     if not isinstance(event, dict):
         return _refuse(400, "invalid_event", _("The body must be a JSON object."))
     if "events" in event and "event_id" not in event:

@@ -93,6 +93,19 @@ def test_malformed_bodies_get_400_with_reasons(client, instance):
     assert not InstanceEvent.objects.exists()
 
 
+def test_an_unpaired_surrogate_in_an_event_is_invalid_json(client, instance):
+    """`"\\ud800"` is valid JSON but no character: stored, the event's text could never be shown
+    or encoded again (wework.api.parsers, the same check as the API's bodies)."""
+    event = make_event(instance, "instance.heartbeat", heartbeat_data(client_version="1.0 \ud800"), seq=1)
+    answer = post_event(client, instance, event)  # json.dumps escapes it: "\\ud800"
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["error"]["code"] == "invalid_json"
+    assert "surrogate" in answer.json()["error"]["message"]
+    assert not InstanceEvent.objects.exists()
+    paired = make_event(instance, "instance.heartbeat", heartbeat_data(client_version="1.0 \U0001F600"), seq=1)
+    assert post_event(client, instance, paired).status_code == 202
+
+
 def test_unknown_instance_and_wrong_method(client, instance):
     event = make_event(instance, "instance.heartbeat", heartbeat_data(), seq=1)
     body = json.dumps(event).encode()

@@ -117,3 +117,52 @@ def test_unknown_ordering_fields_are_400(root, url):
     r = root.get(url)
     assert r.status_code == 400, (url, r.status_code, r.content[:200])
     assert list(r.json()) == ["ordering"] and "It accepts" in r.json()["ordering"][0]
+
+
+# --- bodies the parser refuses --------------------------------------------------------------------
+TOO_BIG = 2 ** 70  # beyond a signed BIGINT: SQLite cannot even bind it (OverflowError)
+
+
+@pytest.fixture
+def token_api(super_admin, api_client_for):
+    return api_client_for(super_admin)
+
+
+@pytest.mark.parametrize("path, body, where", [
+    ("/api/v1/auth/login", '{"username": "\\ud800", "password": "\\ud800"}', "$.username"),
+    ("/api/v1/messaging/tasks/", '{"account": 1, "content": "hi \\ud800"}', "$.content"),
+    ("/api/v1/messaging/tasks/", '{"account": 1, "template_variables": {"name": "\\uDFFF"}}',
+     "$.template_variables.name"),
+    ("/api/v1/messaging/tasks/", '{"account": 1, "receivers": [{"wxid": "a", "variables": {"\\udc00": "v"}}]}',
+     "$.receivers[0].variables (a key)"),
+    ("/api/v1/messaging/templates/", '{"name": "t", "tags": ["ok", "\\ud83d"]}', "$.tags[1]"),
+    ("/api/v1/monitoring/alert-rules/", '{"name": "r", "notify_channels": ["\\ud800x"]}', "$.notify_channels[0]"),
+])
+def test_an_unpaired_surrogate_anywhere_in_a_json_body_is_a_parse_error(token_api, path, body, where):
+    """`"\\ud800"` is valid JSON but no character: saved, it made every list showing the row a 500
+    (the renderer cannot encode it). The parser refuses it, key or value, at any depth."""
+    r = token_api.post(path, body, content_type="application/json")
+    assert r.status_code == 400, (path, r.status_code, r.content[:300])
+    detail = r.json()["detail"]
+    assert "parse error" in detail.lower() and "surrogate" in detail and where in detail, detail
+
+
+def test_a_paired_surrogate_escape_is_a_character_and_accepted():
+    r = APIClient().post("/api/v1/auth/login", '{"username": "\\ud83d\\ude00", "password": "x"}',
+                         content_type="application/json")
+    assert r.status_code == 401, r.content  # parsed (an emoji), then an ordinary failed login
+
+
+def test_the_parser_walks_the_data_only_when_the_body_has_a_surrogate_escape():
+    from unittest import mock
+
+    from wework.api import parsers
+
+    with mock.patch.object(parsers, "lone_surrogate_path", wraps=parsers.lone_surrogate_path) as walk:
+        assert parsers.surrogate_message(b'{"a": ["\\u00e9", "\xc3\xa9", "\\ue000"]}', {"a": ["x"]}) is None
+        assert not walk.called
+        assert parsers.surrogate_message(b'{"a": "\\ud83d\\ude00"}', {"a": "\U0001F600"}) is None
+        assert walk.call_count == 1
+    # an encoding where "\u" is not ASCII bytes: always walked
+    assert parsers.surrogate_message('{"a": "\ud800"}'.encode("utf-16", "surrogatepass"), {"a": "\ud800"},
+                                     "utf-16")
