@@ -337,6 +337,10 @@ ACCESS_CACHE_SECONDS = 300  # resolved permissions, never beyond the next grant 
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="WeWork")
 
 # --- API ------------------------------------------------------------------------------------
+# The largest request body (JSON or form fields) read into memory; beyond it the API answers 413
+# (wework.api.exceptions). Django's 2.5 MB default is too small for a legitimate task of many
+# receivers (MAX_RECEIVERS_PER_TASK is 100,000; about 300 bytes each with a name and variables).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "wework.api.authentication.TokenAuthentication",

@@ -4,13 +4,17 @@ Maps the platform's `DomainError`, Django's `ValidationError` and `PermissionDen
 status, in the same shapes as DRF's own errors: `{"detail", "code"}`, or field messages as
 `{"<field>": ["..."]}`; a delete refused because other rows refer to the row is a 409. A database that cannot serve the request now (unreachable, switching
 over to another node, a conflict that outlived its retries: wework.db.errors) is a 503 with
-Retry-After, never a 500.
+Retry-After, never a 500. A body over settings.DATA_UPLOAD_MAX_MEMORY_SIZE (Django's
+RequestDataTooBig, raised when DRF reads the body) is a 413 saying the limit.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
+from django.template.defaultfilters import filesizeformat
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from django.utils.translation import gettext_lazy as _
@@ -22,6 +26,8 @@ from wework.db.retry import UNAVAILABLE_MESSAGE
 from wework.errors import DomainError, UnavailableError
 
 
+TOO_LARGE_MESSAGE = _("The request body is larger than the %(limit)s the API accepts; send less in "
+                      "one request (split a broadcast into several tasks).")
 CACHE_UNAVAILABLE_MESSAGE = _("A platform service (Redis) is not available right now; retry in a few seconds.")
 
 
@@ -34,7 +40,16 @@ def _validation_detail(exc: DjangoValidationError):
     return {"non_field_errors": [str(m) for m in exc.messages]}
 
 
+def too_large_response():
+    """413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, naming the limit."""
+    size = filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)  # "32.0 MB", translated
+    return Response({"detail": str(TOO_LARGE_MESSAGE) % {"limit": size}, "code": "too_large"},
+                    status=413)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        return too_large_response()
     code = outages.outage_code(exc)
     if code == outages.DATABASE:
         db_errors.log_unavailable(exc, context.get("request"))

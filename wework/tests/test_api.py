@@ -166,3 +166,25 @@ def test_the_parser_walks_the_data_only_when_the_body_has_a_surrogate_escape():
     # an encoding where "\u" is not ASCII bytes: always walked
     assert parsers.surrogate_message('{"a": "\ud800"}'.encode("utf-16", "surrogatepass"), {"a": "\ud800"},
                                      "utf-16")
+
+
+# --- bodies over the upload limit -----------------------------------------------------------------
+def test_a_body_over_the_upload_limit_is_a_json_413_naming_the_limit(token_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    settings.DEBUG = True  # not Django's HTML page either
+    r = token_api.post("/api/v1/messaging/tasks/", {"account": 1, "content": "x" * 2000}, format="json")
+    assert r.status_code == 413, r.content[:300]
+    body = r.json()
+    assert body["code"] == "too_large" and "1000" in body["detail"].replace("\xa0", " ")
+
+
+def test_the_upload_limit_takes_a_task_with_the_most_receivers_allowed(settings):
+    """MAX_RECEIVERS_PER_TASK receivers, each with a name and a variable, fit in one body."""
+    import json
+
+    from messaging.services.receivers import max_receivers
+
+    receivers = [{"wxid": f"wxid_{n:020d}", "type": "contact", "name": f"customer {n:08d}",
+                  "variables": {"name": f"customer {n:08d}"}} for n in range(max_receivers())]
+    body = json.dumps({"account": 1, "content": "hello {name}", "receivers": receivers}).encode()
+    assert len(body) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE
