@@ -1,17 +1,16 @@
 """FilterSets of accounts (the API lists). Every field has a filter or is exempt with a reason
 (tests/test_filter_coverage.py)."""
-import django_filters
-
 from accounts.models import LoginLog, Permission, Role, User, UserRole
+from wework.api.filters import IsoDateTimeFilter, PlatformFilterSet
 
 
-class CreatedFilters(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+class CreatedFilters(PlatformFilterSet):
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
 
 class UserFilterSet(CreatedFilters):
-    last_login_since = django_filters.IsoDateTimeFilter(field_name="last_login", lookup_expr="gte")
+    last_login_since = IsoDateTimeFilter(field_name="last_login", lookup_expr="gte")
 
     class Meta:
         model = User
@@ -32,7 +31,7 @@ class PermissionFilterSet(CreatedFilters):
 
 
 class UserRoleFilterSet(CreatedFilters):
-    expires_before = django_filters.IsoDateTimeFilter(field_name="expires_at", lookup_expr="lte")
+    expires_before = IsoDateTimeFilter(field_name="expires_at", lookup_expr="lte")
 
     class Meta:
         model = UserRole

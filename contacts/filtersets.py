@@ -3,6 +3,8 @@ import django_filters
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from wework.api.filters import IdFilter, NumberFilter, PlatformFilterSet
+
 from .models import (
     AccountStatus,
     Contact,
@@ -15,7 +17,7 @@ from .models import (
 )
 
 
-class WeworkAccountFilterSet(django_filters.FilterSet):
+class WeworkAccountFilterSet(PlatformFilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"))
     status = django_filters.MultipleChoiceFilter(choices=AccountStatus.choices)
 
@@ -29,7 +31,7 @@ class WeworkAccountFilterSet(django_filters.FilterSet):
         )
 
 
-class ContactFilterSet(django_filters.FilterSet):
+class ContactFilterSet(PlatformFilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"))
     contact_type = django_filters.ChoiceFilter(choices=ContactType.choices)
     friend_status = django_filters.ChoiceFilter(choices=FriendStatus.choices)
@@ -44,10 +46,10 @@ class ContactFilterSet(django_filters.FilterSet):
         )
 
 
-class GroupFilterSet(django_filters.FilterSet):
+class GroupFilterSet(PlatformFilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"))
     my_role = django_filters.ChoiceFilter(choices=GroupRole.choices)
-    min_members = django_filters.NumberFilter(field_name="member_count", lookup_expr="gte")
+    min_members = NumberFilter(field_name="member_count", lookup_expr="gte")
 
     class Meta:
         model = Group
@@ -57,11 +59,11 @@ class GroupFilterSet(django_filters.FilterSet):
         return queryset.filter(Q(group_wxid__icontains=value) | Q(group_name__icontains=value))
 
 
-class GroupMemberFilterSet(django_filters.FilterSet):
+class GroupMemberFilterSet(PlatformFilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"))
     role = django_filters.ChoiceFilter(choices=GroupRole.choices)
     # groups live in the instance's shard: filter by id, not by a choice from the base table
-    group = django_filters.NumberFilter(field_name="group_id", label=_("Group id"))
+    group = IdFilter(field_name="group_id", label=_("Group id"))
     present = django_filters.BooleanFilter(
         field_name="left_at", lookup_expr="isnull", label=_("Still in the group")
     )

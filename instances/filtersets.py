@@ -2,6 +2,8 @@
 import django_filters
 from django.utils.translation import gettext_lazy as _
 
+from wework.api.filters import IsoDateTimeFilter, PlatformFilterSet
+
 from .models import (
     ConfigType,
     EventState,
@@ -13,14 +15,14 @@ from .models import (
 )
 
 
-class WeworkInstanceFilterSet(django_filters.FilterSet):
+class WeworkInstanceFilterSet(PlatformFilterSet):
     q = django_filters.CharFilter(method="search", label=_("Search"))
     status = django_filters.MultipleChoiceFilter(choices=InstanceStatus.choices)
     name = django_filters.CharFilter(lookup_expr="icontains")
-    heartbeat_before = django_filters.IsoDateTimeFilter(
+    heartbeat_before = IsoDateTimeFilter(
         field_name="last_heartbeat", lookup_expr="lt", label=_("Last heartbeat before")
     )
-    heartbeat_after = django_filters.IsoDateTimeFilter(
+    heartbeat_after = IsoDateTimeFilter(
         field_name="last_heartbeat", lookup_expr="gte", label=_("Last heartbeat after")
     )
 
@@ -36,7 +38,7 @@ class WeworkInstanceFilterSet(django_filters.FilterSet):
         )
 
 
-class InstanceConfigFilterSet(django_filters.FilterSet):
+class InstanceConfigFilterSet(PlatformFilterSet):
     config_type = django_filters.ChoiceFilter(choices=ConfigType.choices)
     config_key = django_filters.CharFilter(lookup_expr="icontains")
 
@@ -45,16 +47,16 @@ class InstanceConfigFilterSet(django_filters.FilterSet):
         fields = ["instance", "config_key", "config_type", "is_encrypted", "is_system"]
 
 
-class InstanceMonitorFilterSet(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="collected_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="collected_at", lookup_expr="lt")
+class InstanceMonitorFilterSet(PlatformFilterSet):
+    since = IsoDateTimeFilter(field_name="collected_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="collected_at", lookup_expr="lt")
 
     class Meta:
         model = InstanceMonitor
         fields = ["instance", "metric_name"]
 
 
-class InstanceEventFilterSet(django_filters.FilterSet):
+class InstanceEventFilterSet(PlatformFilterSet):
     state = django_filters.MultipleChoiceFilter(choices=EventState.choices)
 
     class Meta:

@@ -5,45 +5,47 @@ import django_filters
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from wework.api.filters import IdFilter, IsoDateTimeFilter, PlatformFilterSet
+
 from .models import (
     ChatType, Message, MessageReceiver, MessageTask, MessageTemplate, MessageType,
     ReceiverSendStatus, ReceiverType, SendStatus, TaskPriority, TaskStatus, TaskType, TemplateStatus,
 )
 
 
-class MessageFilterSet(django_filters.FilterSet):
+class MessageFilterSet(PlatformFilterSet):
     """Applied inside one monthly shard (see the API's `month` parameter)."""
 
-    account = django_filters.NumberFilter(field_name="account_id", label=_("account"))
+    account = IdFilter(field_name="account_id", label=_("account"))
     chat_wxid = django_filters.CharFilter(label=_("chat WeCom ID"))
     chat_type = django_filters.ChoiceFilter(choices=ChatType.choices)
     message_type = django_filters.ChoiceFilter(choices=MessageType.choices)
     send_status = django_filters.ChoiceFilter(choices=SendStatus.choices)
-    task_id = django_filters.NumberFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    task_id = IdFilter()
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Message
         fields = ["account", "chat_wxid", "chat_type", "message_type", "send_status", "task_id"]
 
 
-class MessageTaskFilterSet(django_filters.FilterSet):
-    account = django_filters.NumberFilter(field_name="account_id", label=_("account"))
+class MessageTaskFilterSet(PlatformFilterSet):
+    account = IdFilter(field_name="account_id", label=_("account"))
     status = django_filters.ChoiceFilter(choices=TaskStatus.choices)
     task_type = django_filters.ChoiceFilter(choices=TaskType.choices)
     message_type = django_filters.ChoiceFilter(choices=MessageType.choices)
     priority = django_filters.ChoiceFilter(choices=TaskPriority.choices)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = MessageTask
         fields = ["account", "status", "task_type", "message_type", "priority"]
 
 
-class MessageReceiverFilterSet(django_filters.FilterSet):
-    task = django_filters.NumberFilter(field_name="task_id", label=_("task"))
+class MessageReceiverFilterSet(PlatformFilterSet):
+    task = IdFilter(field_name="task_id", label=_("task"))
     send_status = django_filters.ChoiceFilter(choices=ReceiverSendStatus.choices)
     receiver_type = django_filters.ChoiceFilter(choices=ReceiverType.choices)
     receiver_wxid = django_filters.CharFilter()
@@ -54,7 +56,7 @@ class MessageReceiverFilterSet(django_filters.FilterSet):
         fields = ["task", "send_status", "receiver_type", "receiver_wxid", "error_code"]
 
 
-class MessageTemplateFilterSet(django_filters.FilterSet):
+class MessageTemplateFilterSet(PlatformFilterSet):
     category = django_filters.CharFilter()
     message_type = django_filters.ChoiceFilter(choices=MessageType.choices)
     status = django_filters.ChoiceFilter(choices=TemplateStatus.choices)

@@ -1,14 +1,16 @@
 """FilterSets of monitoring (API; the admin uses list_filter with fixed choices)."""
 import django_filters
 
+from wework.api.filters import IsoDateTimeFilter, PlatformFilterSet
+
 from .models import (
     OPEN_STATUSES, AlertLevel, AlertRecord, AlertRule, AlertStatus, AuditLog, OperationType,
 )
 
 
-class CreatedFilters(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+class CreatedFilters(PlatformFilterSet):
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
 
 class AuditLogFilterSet(CreatedFilters):

@@ -2,6 +2,8 @@
 import django_filters
 from django.utils.translation import gettext_lazy as _
 
+from wework.api.filters import IsoDateTimeFilter, PlatformFilterSet
+
 from .models import (
     AutoReply,
     ContactTag,
@@ -16,10 +18,10 @@ from .models import (
 )
 
 
-class CreatedFilterSet(django_filters.FilterSet):
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte",
+class CreatedFilterSet(PlatformFilterSet):
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte",
                                                      label=_("Created at or after"))
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt",
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt",
                                                       label=_("Created before"))
 
 
@@ -66,9 +68,9 @@ class OptOutKeywordFilterSet(CreatedFilterSet):
 
 class OptOutFilterSet(CreatedFilterSet):
     opted_out = django_filters.BooleanFilter(field_name="is_opted_out", label=_("Opted out"))
-    opted_out_after = django_filters.IsoDateTimeFilter(field_name="opted_out_at", lookup_expr="gte",
+    opted_out_after = IsoDateTimeFilter(field_name="opted_out_at", lookup_expr="gte",
                                                        label=_("Opted out at or after"))
-    opted_in_after = django_filters.IsoDateTimeFilter(field_name="opted_in_at", lookup_expr="gte",
+    opted_in_after = IsoDateTimeFilter(field_name="opted_in_at", lookup_expr="gte",
                                                       label=_("Opted back in at or after"))
 
     class Meta:

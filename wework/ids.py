@@ -58,6 +58,15 @@ MAX_LIVE_SEQUENCE = EXPLICIT_FLAG - 1
 EXPLICIT_EPOCH_BITS = SEQUENCE_BITS - 1
 MAX_EPOCH = (1 << EXPLICIT_EPOCH_BITS) - 1
 LAST_MS_TTL = 24 * 3600
+# The range of a signed BIGINT, every id column's type: a number outside it names no row (and
+# SQLite cannot even bind it: OverflowError), so input naming one is refused as an invalid choice.
+BIGINT_MIN = -(1 << 63)
+BIGINT_MAX = (1 << 63) - 1
+
+
+def fits_bigint(value: int) -> bool:
+    """Whether the integer `value` can be a row's id (a signed BIGINT)."""
+    return BIGINT_MIN <= value <= BIGINT_MAX
 
 
 def lease_ttl() -> int:

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from accounts.models import LoginLog, Permission, Role, Status, User, UserRole, UserSession
 from accounts.services.permissions import grantable_on_instance, instance_model
+from wework.api.serializers import IdField, ModelSerializer, PrimaryKeyRelatedField
 
 
 class LoginSerializer(serializers.Serializer):
@@ -36,7 +37,7 @@ class TokenPairSerializer(serializers.Serializer):
     session = serializers.IntegerField()
 
 
-class UserSessionSerializer(serializers.ModelSerializer):
+class UserSessionSerializer(ModelSerializer):
     current = serializers.SerializerMethodField()
 
     class Meta:
@@ -51,7 +52,7 @@ class UserSessionSerializer(serializers.ModelSerializer):
         return isinstance(auth, UserSession) and auth.pk == obj.pk
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(ModelSerializer):
     class Meta:
         model = User
         fields = ["id", "username", "email", "phone", "nickname", "avatar_url", "status",
@@ -66,7 +67,7 @@ class UserSerializer(serializers.ModelSerializer):
         return (value or "").strip() or None
 
 
-class RoleSerializer(serializers.ModelSerializer):
+class RoleSerializer(ModelSerializer):
     permissions = serializers.SlugRelatedField(
         many=True, required=False, slug_field="name",
         queryset=Permission.objects.filter(status=Status.ENABLED),
@@ -81,7 +82,7 @@ class RoleSerializer(serializers.ModelSerializer):
         read_only_fields = ["is_system", "created_at", "updated_at"]
 
 
-class PermissionSerializer(serializers.ModelSerializer):
+class PermissionSerializer(ModelSerializer):
     class Meta:
         model = Permission
         fields = ["id", "name", "display_name", "description", "module", "resource", "action",
@@ -89,7 +90,7 @@ class PermissionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class UserRoleSerializer(serializers.ModelSerializer):
+class UserRoleSerializer(ModelSerializer):
     class Meta:
         model = UserRole
         fields = ["id", "user", "role", "granted_by", "expires_at", "created_at"]
@@ -101,7 +102,7 @@ class UserRoleSerializer(serializers.ModelSerializer):
         return value
 
 
-class LoginLogSerializer(serializers.ModelSerializer):
+class LoginLogSerializer(ModelSerializer):
     class Meta:
         model = LoginLog
         fields = ["id", "user", "username", "success", "result", "channel", "ip_address",
@@ -112,8 +113,8 @@ class LoginLogSerializer(serializers.ModelSerializer):
 class InstanceGrantSerializer(serializers.Serializer):
     """Grant (or revoke) permissions on one instance: a role's grantable permissions, or names."""
 
-    user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
-    instance = serializers.IntegerField(min_value=1)
+    user = PrimaryKeyRelatedField(queryset=User.objects.all())
+    instance = IdField(min_value=1)
     role = serializers.SlugRelatedField(slug_field="name", queryset=Role.objects.all(), required=False)
     permissions = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
 

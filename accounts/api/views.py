@@ -24,6 +24,7 @@ from accounts.services import roles as role_services
 from accounts.services import sessions as session_services
 from accounts.services import users as user_services
 from wework.api.authentication import UNIFORM_MESSAGE
+from wework.api.filters import query_id
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
 
 
@@ -289,10 +290,10 @@ class InstanceGrantView(APIView):
     def get(self, request):
         model = perm_services.instance_model()
         rows = UserObjectPermission.objects.filter(content_type=ContentType.objects.get_for_model(model))
-        if (user := request.query_params.get("user", "")).isdigit():
-            rows = rows.filter(user_id=int(user))
-        if (inst := request.query_params.get("instance", "")).isdigit():
-            rows = rows.filter(object_pk=inst)
+        if (user := query_id(request.query_params, "user")) is not None:
+            rows = rows.filter(user_id=user)
+        if (inst := query_id(request.query_params, "instance")) is not None:
+            rows = rows.filter(object_pk=str(inst))
         grants = {}
         for user_id, object_pk, codename in rows.values_list("user_id", "object_pk", "permission__codename")[:5000]:
             name = codename if "." in codename else f"instances.{codename}"

@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
 from contacts.models import Contact, Group, GroupMember, WeworkAccount
+from wework.api.serializers import ModelSerializer
 
 
-class WeworkAccountSerializer(serializers.ModelSerializer):
+class WeworkAccountSerializer(ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
 
     class Meta:
@@ -17,7 +18,7 @@ class WeworkAccountSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(ModelSerializer):
     class Meta:
         model = Contact
         fields = [
@@ -29,7 +30,7 @@ class ContactSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class GroupSerializer(serializers.ModelSerializer):
+class GroupSerializer(ModelSerializer):
     class Meta:
         model = Group
         fields = [
@@ -42,7 +43,7 @@ class GroupSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class GroupMemberSerializer(serializers.ModelSerializer):
+class GroupMemberSerializer(ModelSerializer):
     class Meta:
         model = GroupMember
         fields = [

@@ -25,6 +25,7 @@ from wework.api.filters import (
     PlatformSearchFilter,
     no_filter_asked,
     query_errors,
+    query_id,
     view_params,
 )
 from wework.api.views import PlatformReadOnlyViewSet, ScopedQuerysetMixin
@@ -116,11 +117,7 @@ class InstanceShardViewSet(PlatformReadOnlyViewSet):
         return {"account_id__in": sorted(accounts.values_list("pk", flat=True))}
 
     def instance_id(self):
-        raw = self.request.query_params.get("instance", "")
-        try:
-            instance_id = int(raw)
-        except ValueError:
-            raise ValidationError({"instance": [_("An instance id is required.")]}) from None
+        instance_id = query_id(self.request.query_params, "instance", _("An instance id is required."))
         if not permissions.allowed(self.request.user, self.view_perm, instance_id):
             raise NotFound(_("No such instance."))
         return instance_id

@@ -10,9 +10,10 @@ from instances.models import (
     InstanceMonitor,
     WeworkInstance,
 )
+from wework.api.serializers import ModelSerializer
 
 
-class WeworkInstanceSerializer(serializers.ModelSerializer):
+class WeworkInstanceSerializer(ModelSerializer):
     status_display = serializers.CharField(source="get_status_display", read_only=True)
 
     class Meta:
@@ -27,7 +28,7 @@ class WeworkInstanceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InstanceConfigSerializer(serializers.ModelSerializer):
+class InstanceConfigSerializer(ModelSerializer):
     """`config_value` is write-only for encrypted configs: reads show a mask, never the value."""
 
     config_value = serializers.CharField(allow_null=True, allow_blank=True, required=False)
@@ -88,14 +89,14 @@ class InstanceConfigSerializer(serializers.ModelSerializer):
         )
 
 
-class InstanceMonitorSerializer(serializers.ModelSerializer):
+class InstanceMonitorSerializer(ModelSerializer):
     class Meta:
         model = InstanceMonitor
         fields = ["id", "instance", "metric_name", "metric_value", "metric_unit", "collected_at"]
         read_only_fields = fields
 
 
-class InstanceEventSerializer(serializers.ModelSerializer):
+class InstanceEventSerializer(ModelSerializer):
     class Meta:
         model = InstanceEvent
         fields = [

@@ -20,6 +20,7 @@ from instances.filtersets import (
     WeworkInstanceFilterSet,
 )
 from instances.models import InstanceConfig, InstanceEvent, InstanceMonitor, WeworkInstance
+from wework.api.filters import query_id
 from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet, ShardedListViewSet
 
 from .serializers import (
@@ -155,10 +156,7 @@ class InstanceMonitorViewSet(ShardedListViewSet):
     filterset_class = InstanceMonitorFilterSet
 
     def shard_scope(self, request):
-        raw = request.query_params.get("instance", "")
-        if not raw.isdigit():
-            raise ValidationError({"instance": [_("An instance id is required.")]})
-        instance_id = int(raw)
+        instance_id = query_id(request.query_params, "instance", _("An instance id is required."))
         if not permissions.allowed(request.user, "instances.view_instancemonitor", instance_id):
             raise NotFound(_("No such instance."))
         return {"instance_id": instance_id}

@@ -22,6 +22,7 @@ from rest_framework.viewsets import ViewSet
 
 from wework.api.permissions import PlatformPermission
 from wework.api.pagination import AfterIdPagination
+from wework.api.serializers import IdField
 from wework.api.views import KEYSET_PARAMS
 
 from .. import display, permissions
@@ -61,21 +62,21 @@ class ConversationMessageSerializer(serializers.Serializer):
 
 
 class ConversationKeySerializer(serializers.Serializer):
-    account = serializers.IntegerField(min_value=1)
+    account = IdField(min_value=1)
     chat_wxid = serializers.CharField(max_length=100)
 
 
 class ReadSerializer(ConversationKeySerializer):
-    message_id = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    message_id = IdField(min_value=1, required=False, allow_null=True)
 
 
 class ReplySerializer(ConversationKeySerializer):
     message_type = serializers.ChoiceField(choices=MessageType.choices, required=False)
     content = serializers.JSONField(required=False, help_text="Text, or the content object of the type.")
-    template = serializers.IntegerField(required=False, allow_null=True)
+    template = IdField(required=False, allow_null=True)
     template_variables = serializers.DictField(required=False)
     at_members = serializers.JSONField(required=False)
-    reply_to = serializers.IntegerField(required=False, allow_null=True)
+    reply_to = IdField(required=False, allow_null=True)
     idempotency_key = serializers.CharField(required=False, max_length=100)
 
     def validate(self, attrs):

@@ -6,6 +6,8 @@ import json
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from wework.api.serializers import IdField, ModelSerializer
+
 from .. import content as content_mod
 from ..models import Message, MessageReceiver, MessageTask, MessageTemplate, MessageType, TaskPriority, TaskType
 from ..services import receivers as receivers_mod
@@ -21,7 +23,7 @@ def _check_request(request: TaskRequest) -> None:
         raise serializers.ValidationError(errors)
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(ModelSerializer):
     content = serializers.SerializerMethodField()
     direction = serializers.SerializerMethodField()
 
@@ -44,7 +46,7 @@ class MessageSerializer(serializers.ModelSerializer):
         return meta.get("direction") or ("out" if obj.task_id else "in")
 
 
-class MessageTaskSerializer(serializers.ModelSerializer):
+class MessageTaskSerializer(ModelSerializer):
     status_label = serializers.CharField(source="get_status_display", read_only=True)
 
     class Meta:
@@ -78,13 +80,13 @@ class ReceiverFiltersSerializer(serializers.Serializer):
 class TaskCreateSerializer(serializers.Serializer):
     """Input of POST /messaging/tasks/: a batch or broadcast (or single) task."""
 
-    account = serializers.IntegerField()
+    account = IdField()
     task_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     task_type = serializers.ChoiceField(choices=TaskType.choices, required=False,
                                         error_messages={"invalid_choice": TASK_TYPE_ERROR})
     message_type = serializers.ChoiceField(choices=MessageType.choices, required=False)
     content = serializers.JSONField(required=False, help_text=_("Text, or the content object of the type."))
-    template = serializers.IntegerField(required=False)
+    template = IdField(required=False)
     template_variables = serializers.DictField(required=False)
     receivers = ReceiverInputSerializer(many=True, required=False)
     filters = ReceiverFiltersSerializer(required=False)
@@ -98,7 +100,7 @@ class TaskCreateSerializer(serializers.Serializer):
         min_value=0, max_value=MAX_RETRY_MAX, default=3,
         error_messages={"min_value": MAX_RETRY_ERROR, "max_value": MAX_RETRY_ERROR})
     at_members = serializers.JSONField(required=False)
-    reply_to = serializers.IntegerField(required=False)
+    reply_to = IdField(required=False)
 
     def to_internal_value(self, data):
         # Guard before DRF builds one serializer per receiver (1,000,000 of them would be slow).
@@ -120,13 +122,13 @@ class TaskCreateSerializer(serializers.Serializer):
 class SendMessageSerializer(serializers.Serializer):
     """Input of POST /messaging/messages/send/: one message to one contact or group."""
 
-    account = serializers.IntegerField()
+    account = IdField()
     receiver_wxid = serializers.CharField(max_length=100)
     receiver_type = serializers.ChoiceField(choices=["contact", "group"], default="contact")
     message_type = serializers.ChoiceField(choices=MessageType.choices)
     content = serializers.JSONField(help_text=_("Text, or the content object of the type."))
     at_members = serializers.JSONField(required=False)
-    reply_to = serializers.IntegerField(required=False)
+    reply_to = IdField(required=False)
     scheduled_time = serializers.DateTimeField(required=False, allow_null=True)
 
     def validate(self, attrs):
@@ -143,7 +145,7 @@ class SendMessageSerializer(serializers.Serializer):
         )
 
 
-class MessageReceiverSerializer(serializers.ModelSerializer):
+class MessageReceiverSerializer(ModelSerializer):
     failure_reason = serializers.CharField(
         read_only=True, help_text="Why the receiver failed, in the request's language (error_message "
                                   "is the instance's or the platform's own text).")
@@ -158,7 +160,7 @@ class MessageReceiverSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MessageTemplateSerializer(serializers.ModelSerializer):
+class MessageTemplateSerializer(ModelSerializer):
     class Meta:
         model = MessageTemplate
         fields = [

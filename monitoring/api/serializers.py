@@ -3,15 +3,16 @@ from rest_framework import serializers
 from monitoring.admin import LOG_COLUMNS
 from monitoring.forms import rule_errors
 from monitoring.models import AlertRecord, AlertRule, AuditLog, SystemLog
+from wework.api.serializers import ModelSerializer
 
 
-class SystemLogSerializer(serializers.ModelSerializer):
+class SystemLogSerializer(ModelSerializer):
     class Meta:
         model = SystemLog
         fields = "__all__"
 
 
-class SystemLogRowSerializer(serializers.ModelSerializer):
+class SystemLogRowSerializer(ModelSerializer):
     """A row of the system log list (the columns the list reads: monitoring.admin.LOG_COLUMNS)."""
 
     class Meta:
@@ -19,13 +20,13 @@ class SystemLogRowSerializer(serializers.ModelSerializer):
         fields = LOG_COLUMNS
 
 
-class AuditLogSerializer(serializers.ModelSerializer):
+class AuditLogSerializer(ModelSerializer):
     class Meta:
         model = AuditLog
         fields = "__all__"
 
 
-class AlertRecordSerializer(serializers.ModelSerializer):
+class AlertRecordSerializer(ModelSerializer):
     display_title = serializers.CharField(
         read_only=True, help_text="alert_title in the language of the request (Accept-Language)")
     display_message = serializers.CharField(
@@ -38,7 +39,7 @@ class AlertRecordSerializer(serializers.ModelSerializer):
         read_only_fields = [f.name for f in AlertRecord._meta.fields]
 
 
-class AlertRuleSerializer(serializers.ModelSerializer):
+class AlertRuleSerializer(ModelSerializer):
     class Meta:
         model = AlertRule
         fields = ["id", "name", "display_name", "rule_type", "metric_name", "comparison",

@@ -2,6 +2,8 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from wework.api.serializers import IdField, ModelSerializer
+
 from ..forms import check_rule
 from ..models import (
     AutoReply,
@@ -18,19 +20,19 @@ from ..models import (
 from ..services import sensitive
 
 
-class TagGroupSerializer(serializers.ModelSerializer):
+class TagGroupSerializer(ModelSerializer):
     class Meta:
         model = TagGroup
         fields = ["id", "name", "sort_order", "created_at", "updated_at"]
 
 
-class TagSerializer(serializers.ModelSerializer):
+class TagSerializer(ModelSerializer):
     class Meta:
         model = Tag
         fields = ["id", "group", "name", "color", "sort_order", "created_at", "updated_at"]
 
 
-class ContactTagSerializer(serializers.ModelSerializer):
+class ContactTagSerializer(ModelSerializer):
     tag_name = serializers.CharField(source="tag.name", read_only=True)
 
     class Meta:
@@ -42,12 +44,12 @@ class ContactTagSerializer(serializers.ModelSerializer):
 class TagContactsSerializer(serializers.Serializer):
     """`POST /scrm/contact-tags/add/` and `/remove/`: tags (names or ids) on contacts of one account."""
 
-    account = serializers.IntegerField()
+    account = IdField()
     contacts = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=100_000)
     tags = serializers.ListField(child=serializers.CharField(max_length=50), min_length=1, max_length=100)
 
 
-class TagRuleSerializer(serializers.ModelSerializer):
+class TagRuleSerializer(ModelSerializer):
     class Meta:
         model = TagRule
         fields = ["id", "name", "kind", "tag", "account", "keyword", "match_type", "task", "is_enabled",
@@ -75,7 +77,7 @@ class TagNamesField(serializers.ListField):
         return names
 
 
-class SegmentSerializer(serializers.ModelSerializer):
+class SegmentSerializer(ModelSerializer):
     tags_all = TagNamesField(required=False)
     tags_any = TagNamesField(required=False)
     tags_none = TagNamesField(required=False)
@@ -101,13 +103,13 @@ class SegmentCountSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
-class OptOutKeywordSerializer(serializers.ModelSerializer):
+class OptOutKeywordSerializer(ModelSerializer):
     class Meta:
         model = OptOutKeyword
         fields = ["id", "keyword", "match_type", "is_enabled", "created_at", "updated_at"]
 
 
-class OptOutSerializer(serializers.ModelSerializer):
+class OptOutSerializer(ModelSerializer):
     class Meta:
         model = OptOut
         fields = ["id", "account", "contact_wxid", "is_opted_out", "keyword", "event_id", "opted_out_at",
@@ -116,7 +118,7 @@ class OptOutSerializer(serializers.ModelSerializer):
 
 
 class OptOutContactsSerializer(serializers.Serializer):
-    account = serializers.IntegerField()
+    account = IdField()
     contacts = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=10_000)
 
 
@@ -128,7 +130,7 @@ def _no_sensitive_words(value):
     return value
 
 
-class WelcomeMessageSerializer(serializers.ModelSerializer):
+class WelcomeMessageSerializer(ModelSerializer):
     class Meta:
         model = WelcomeMessage
         fields = ["id", "account", "kind", "content", "is_enabled", "created_by", "created_at", "updated_at"]
@@ -138,7 +140,7 @@ class WelcomeMessageSerializer(serializers.ModelSerializer):
         return _no_sensitive_words(value)
 
 
-class AutoReplySerializer(serializers.ModelSerializer):
+class AutoReplySerializer(ModelSerializer):
     class Meta:
         model = AutoReply
         fields = ["id", "account", "keyword", "match_type", "reply", "sort_order", "is_enabled", "created_by",
@@ -149,7 +151,7 @@ class AutoReplySerializer(serializers.ModelSerializer):
         return _no_sensitive_words(value)
 
 
-class SensitiveWordSerializer(serializers.ModelSerializer):
+class SensitiveWordSerializer(ModelSerializer):
     class Meta:
         model = SensitiveWord
         fields = ["id", "word", "is_enabled", "created_at", "updated_at"]

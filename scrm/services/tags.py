@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from contacts.models import Contact, WeworkAccount
 from messaging.models import MessageReceiver, ReceiverType
 from wework import audit, shards
+from wework.ids import fits_bigint
 from wework.db.layout import connection_for
 
 from .. import conf
@@ -34,10 +35,11 @@ def resolve_tags(tags: Iterable[Tag | str | int]) -> list[Tag]:
     """Tags given as objects, names or ids; ScrmInvalid (field `tags`) naming unknown ones."""
     wanted = list(tags or [])
     objs = [t for t in wanted if isinstance(t, Tag)]
-    ids = [int(t) for t in wanted if isinstance(t, int) or (isinstance(t, str) and t.isdigit())]
-    names = [t for t in wanted if isinstance(t, str) and not t.isdigit()]
+    ids = [int(t) for t in wanted if isinstance(t, int) or (isinstance(t, str) and t.isascii() and t.isdigit())]
+    names = [t for t in wanted if isinstance(t, str) and not (t.isascii() and t.isdigit())]
     found = {t.pk: t for t in objs}
-    found.update({t.pk: t for t in Tag.objects.filter(pk__in=ids)})
+    # an id beyond a BIGINT names no tag (and SQLite could not bind it): unknown, not queried
+    found.update({t.pk: t for t in Tag.objects.filter(pk__in=[i for i in ids if fits_bigint(i)])})
     by_name = {t.name: t for t in Tag.objects.filter(name__in=names)}
     found.update({t.pk: t for t in by_name.values()})
     unknown = [str(i) for i in ids if i not in found] + [n for n in names if n not in by_name]

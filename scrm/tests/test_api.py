@@ -54,6 +54,19 @@ def test_tagging_errors_are_400_with_fields(world, api):
     assert not ContactTag.objects.exists()
 
 
+def test_tag_ids_and_accounts_beyond_a_bigint_are_unknown_not_a_500(world, api):
+    """2**70 cannot be bound by SQLite (OverflowError): it names no row, so it is refused as one."""
+    too_big = 2 ** 70
+    answer = api.post(f"{API}/contact-tags/add/", {"account": world.account.pk, "contacts": world.contacts[:1],
+                                                   "tags": [too_big]}, format="json")
+    assert answer.status_code == 400, answer.content
+    assert str(too_big) in answer.json()["tags"][0]
+    answer = api.post(f"{API}/contact-tags/add/", {"account": too_big, "contacts": world.contacts[:1],
+                                                   "tags": ["vip"]}, format="json")
+    assert answer.status_code == 400 and list(answer.json()) == ["account"], answer.content
+    assert not ContactTag.objects.exists()
+
+
 def test_tagging_needs_the_permission_on_the_instance(world, operator, api_client_for):
     from instances.tests.factories import WeworkInstanceFactory
 

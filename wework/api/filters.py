@@ -10,13 +10,185 @@ two cases slipped through and answered 200 with the whole, unfiltered list:
 `PlatformFilterBackend` (settings.REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]) refuses both with
 `{"<parameter>": ["<message>"]}`, like every other field error. Views that run a filterset by
 hand (keyset-paged lists) call `validate_query(request, filterset, view)`.
+
+Every app's FilterSet derives from `PlatformFilterSet` and declares its filters with the classes
+below, so that a value the database cannot take is a field error there, not a 500 at the query:
+
+- `IsoDateTimeFilter` / `DateTimeFilter`: a time whose UTC value falls outside years 1-9999
+  (`0001-01-01T00:00:00+14:00`) is refused "Datetime value out of range." (DRF's sentence);
+- `IdFilter` (a row's id as a number) and the model-choice filters of foreign keys: an integer
+  outside a signed BIGINT (`2**70`) is "Select a valid choice" like an id of no row;
+- `NumberFilter` on integer columns: the BIGINT range, Django's min/max sentences.
 """
+import copy
+import datetime
+
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_filters import fields as filter_fields
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.widgets import SuffixedMultiWidget
 from rest_framework import exceptions, filters as drf_filters
 
 from wework.db.indexes import SEARCH_REFUSED, describe_search, index_leads, indexed_search
+from wework.ids import BIGINT_MAX, BIGINT_MIN, fits_bigint
+
+DATETIME_OVERFLOW = _("Datetime value out of range.")  # DRF's msgid: the same answer as bodies
+INVALID_CHOICE = forms.ModelChoiceField.default_error_messages["invalid_choice"]
+
+
+# --- values the database can take --------------------------------------------------------------
+def check_utc_range(value):
+    """`value` (an aware datetime) unless its UTC value is outside years 1-9999 (the database
+    stores UTC: converting it would raise OverflowError); a ValidationError then."""
+    if isinstance(value, datetime.datetime) and timezone.is_aware(value):
+        try:
+            value.astimezone(datetime.timezone.utc)
+        except OverflowError:
+            raise ValidationError(DATETIME_OVERFLOW, code="overflow") from None
+    return value
+
+
+def out_of_id_range(value) -> bool:
+    """Whether `value` reads as a whole number outside a signed BIGINT (no row has that id)."""
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return False  # not a number: the field's own check answers
+    return not fits_bigint(number)
+
+
+def _integer_key(queryset, to_field_name) -> bool:
+    model = queryset.model
+    field = model._meta.get_field(to_field_name) if to_field_name else model._meta.pk
+    return isinstance(getattr(field, "target_field", field), models.IntegerField)
+
+
+class UtcRangeDateTimeField(forms.DateTimeField):
+    def to_python(self, value):
+        return check_utc_range(super().to_python(value))
+
+
+class UtcRangeIsoDateTimeField(filter_fields.IsoDateTimeField):
+    def to_python(self, value):
+        return check_utc_range(super().to_python(value))
+
+
+class IdField(forms.IntegerField):
+    """A row's id: a whole number; one outside a signed BIGINT is an invalid choice."""
+
+    default_error_messages = {"invalid_choice": INVALID_CHOICE}
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and not fits_bigint(value):
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice",
+                                  params={"value": value})
+        return value
+
+
+class BigIntegerNumberField(forms.DecimalField):
+    """NumberFilter's field on an integer column: within a signed BIGINT."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.max_value is None:
+            self.validators.append(MaxValueValidator(BIGINT_MAX))
+        if self.min_value is None:
+            self.validators.append(MinValueValidator(BIGINT_MIN))
+
+
+class IdChoiceField(filter_fields.ModelChoiceField):
+    def to_python(self, value):
+        if (value not in self.empty_values and out_of_id_range(value)
+                and _integer_key(self.queryset, self.to_field_name)):
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice",
+                                  params={"value": value})
+        return super().to_python(value)
+
+
+class IdMultipleChoiceField(filter_fields.ModelMultipleChoiceField):
+    def _check_values(self, value):
+        if _integer_key(self.queryset, self.to_field_name):
+            for item in value:
+                if out_of_id_range(item):
+                    raise ValidationError(self.error_messages["invalid_choice"],
+                                          code="invalid_choice", params={"value": item})
+        return super()._check_values(value)
+
+
+def query_id(query_params, name, required_message=None):
+    """The row id in query parameter `name` of a view that reads it by hand (no FilterSet):
+    None when absent or blank (a 400 with `required_message` when given), a 400 under `name`
+    when it is not a whole number ("Enter a whole number.", or `required_message`) or is outside
+    a signed BIGINT (an invalid choice, as the id filters answer)."""
+    raw = (query_params.get(name) or "").strip()
+    if not raw.isascii() or not raw.isdigit():
+        if not raw and not required_message:
+            return None
+        message = required_message or forms.IntegerField.default_error_messages["invalid"]
+        raise exceptions.ValidationError({name: [str(message)]})
+    value = int(raw)
+    if not fits_bigint(value):
+        raise exceptions.ValidationError({name: [str(INVALID_CHOICE)]})
+    return value
+
+
+# --- the filters every FilterSet declares with ----------------------------------------------------
+class DateTimeFilter(django_filters.DateTimeFilter):
+    field_class = UtcRangeDateTimeField
+
+
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcRangeIsoDateTimeField
+
+
+class NumberFilter(django_filters.NumberFilter):
+    """A number compared with an integer column (counts, sizes): within a signed BIGINT."""
+
+    field_class = BigIntegerNumberField
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A row's id given as a number (`account`, `task` on tables that hold no foreign key)."""
+
+    field_class = IdField
+
+
+class ModelChoiceFilter(django_filters.ModelChoiceFilter):
+    field_class = IdChoiceField
+
+
+class ModelMultipleChoiceFilter(django_filters.ModelMultipleChoiceFilter):
+    field_class = IdMultipleChoiceField
+
+
+def _filter_defaults():
+    replace = {
+        django_filters.DateTimeFilter: DateTimeFilter,
+        django_filters.IsoDateTimeFilter: IsoDateTimeFilter,
+        django_filters.ModelChoiceFilter: ModelChoiceFilter,
+        django_filters.ModelMultipleChoiceFilter: ModelMultipleChoiceFilter,
+    }
+    defaults = copy.deepcopy(django_filters.FilterSet.FILTER_DEFAULTS)
+    for db_field, spec in defaults.items():
+        if spec["filter_class"] in replace:
+            spec["filter_class"] = replace[spec["filter_class"]]
+        elif spec["filter_class"] is django_filters.NumberFilter and issubclass(db_field, models.IntegerField):
+            spec["filter_class"] = IdFilter if issubclass(db_field, models.AutoField) else NumberFilter
+    return defaults
+
+
+class PlatformFilterSet(django_filters.FilterSet):
+    """The base of every app's FilterSet: filters generated from `Meta.fields` are the classes
+    above (times within the database's range, ids within a BIGINT)."""
+
+    FILTER_DEFAULTS = _filter_defaults()
 
 # Always accepted: DRF's format override.
 COMMON_PARAMS = frozenset({"format"})

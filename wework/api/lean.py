@@ -35,6 +35,11 @@ from rest_framework import relations, serializers
 from rest_framework.fields import SkipField
 from rest_framework.settings import api_settings
 
+from wework.api.serializers import PrimaryKeyRelatedField
+
+#: DRF's foreign key field and the platform's (wework.api.serializers: the same output, a
+#: checked input).
+PK_RELATED = (relations.PrimaryKeyRelatedField, PrimaryKeyRelatedField)
 #: Serializer field classes (exactly these) and the Python type whose values they give back
 #: unchanged (`CharField.to_representation` is `str(value)`, `IntegerField`'s `int(value)`...).
 IDENTITY = {
@@ -46,7 +51,7 @@ _DIRECT, _FK, _DRF, _DATETIME, _METHOD, _CHOICE, _JSON = 0, 1, 2, 3, 4, 5, 6
 #: these is kept for the serializer class (_cached_plan).
 CONTEXT_FREE = (*IDENTITY, f.BigIntegerField, f.ChoiceField, f.DateTimeField, f.DateField, f.TimeField, f.DecimalField,
                 f.JSONField, f.ReadOnlyField, f.UUIDField, f.DictField, f.ListField,
-                relations.PrimaryKeyRelatedField, relations.SlugRelatedField,
+                *PK_RELATED, relations.SlugRelatedField,
                 f.SerializerMethodField)
 
 
@@ -82,7 +87,7 @@ def _plan(child):
         elif name in columns:
             if wanted is not None and columns[name] == name:
                 kind = _DIRECT
-            elif (type(field) is relations.PrimaryKeyRelatedField and field.pk_field is None
+            elif (type(field) in PK_RELATED and field.pk_field is None
                   and columns[name] != name):
                 kind, name = _FK, columns[name]
             elif type(field) is f.ChoiceField and columns[name] == name:

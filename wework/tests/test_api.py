@@ -188,3 +188,106 @@ def test_the_upload_limit_takes_a_task_with_the_most_receivers_allowed(settings)
                   "variables": {"name": f"customer {n:08d}"}} for n in range(max_receivers())]
     body = json.dumps({"account": 1, "content": "hello {name}", "receivers": receivers}).encode()
     assert len(body) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+# --- filter values the database cannot take ------------------------------------------------------
+@pytest.mark.parametrize("url, param", [
+    ("/api/v1/messaging/tasks/?created_after=0001-01-01T00:00:00%2B14:00", "created_after"),
+    ("/api/v1/messaging/tasks/?created_before=9999-12-31T23:59:59-12:00", "created_before"),
+    ("/api/v1/messaging/messages/?created_before=9999-12-31T23:59:59-12:00", "created_before"),
+    ("/api/v1/instances/?heartbeat_after=9999-12-31T23:59:59-12:00", "heartbeat_after"),
+    ("/api/v1/users/?since=0001-01-01T00:00:00%2B14:00", "since"),
+    ("/api/v1/users/?last_login_since=0001-01-01T00:00:00", "last_login_since"),
+    ("/api/v1/login-logs/?until=9999-12-31T23:59:59-12:00", "until"),
+    ("/api/v1/monitoring/audit-logs/?since=9999-12-31T23:59:59-12:00", "since"),
+    ("/api/v1/monitoring/alerts/?until=0001-01-01T00:00:00%2B14:00", "until"),
+    ("/api/v1/monitoring/alert-rules/?since=9999-12-31T23:59:59-12:00", "since"),
+    ("/api/v1/permissions/?since=9999-12-31T23:59:59-12:00", "since"),
+    ("/api/v1/roles/?until=9999-12-31T23:59:59-12:00", "until"),
+    ("/api/v1/role-grants/?expires_before=9999-12-31T23:59:59-12:00", "expires_before"),
+    ("/api/v1/scrm/tags/?created_after=9999-12-31T23:59:59-12:00", "created_after"),
+    ("/api/v1/scrm/opt-outs/?opted_out_after=9999-12-31T23:59:59-12:00", "opted_out_after"),
+])
+def test_a_time_whose_utc_value_is_out_of_range_is_a_field_error(token_api, url, param):
+    r = token_api.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.content[:300])
+    assert r.json() == {param: ["Datetime value out of range."]}
+
+
+def test_times_at_the_edge_but_in_range_still_filter(token_api):
+    for url in ("/api/v1/messaging/tasks/?created_after=0001-01-01T00:00:00Z",
+                "/api/v1/messaging/tasks/?created_before=9999-12-31T23:59:59Z",
+                "/api/v1/users/?since=0001-01-01T12:00:00%2B08:00"):
+        assert token_api.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize("url, param", [
+    (f"/api/v1/messaging/tasks/?account={TOO_BIG}", "account"),
+    (f"/api/v1/messaging/messages/?account={TOO_BIG}", "account"),
+    (f"/api/v1/messaging/receivers/?task={TOO_BIG}", "task"),
+    (f"/api/v1/group-members/?instance=1&group={TOO_BIG}", "group"),
+    (f"/api/v1/group-members/?instance={TOO_BIG}", "instance"),
+    (f"/api/v1/instance-monitors/?instance={TOO_BIG}", "instance"),
+    (f"/api/v1/instance-grants/?user={TOO_BIG}", "user"),
+    (f"/api/v1/instance-grants/?instance={TOO_BIG}", "instance"),
+    (f"/api/v1/role-grants/?user={TOO_BIG}", "user"),  # a foreign key's model choice
+    (f"/api/v1/login-logs/?user=-{TOO_BIG}", "user"),
+    (f"/api/v1/contacts/?instance=1&account={TOO_BIG}", "account"),
+])
+def test_an_id_beyond_a_bigint_in_a_filter_is_an_invalid_choice(token_api, url, param):
+    r = token_api.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.content[:300])
+    assert r.json() == {param: ["Select a valid choice. That choice is not one of the available choices."]}
+
+
+def test_a_count_beyond_a_bigint_in_a_filter_is_a_field_error(token_api):
+    r = token_api.get(f"/api/v1/groups/?instance=1&min_members={TOO_BIG}")
+    assert r.status_code == 400 and list(r.json()) == ["min_members"], r.content[:300]
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/v1/messaging/tasks/", {"account": TOO_BIG, "content": "x", "receivers": ["a"]}, "account"),
+    ("/api/v1/messaging/tasks/", {"account": 1, "template": TOO_BIG, "receivers": ["a"]}, "template"),
+    ("/api/v1/scrm/tag-rules/", {"name": "r", "kind": 1, "tag": TOO_BIG}, "tag"),
+])
+def test_an_id_beyond_a_bigint_in_a_body_is_an_unknown_row(token_api, path, body, field):
+    r = token_api.post(path, body, format="json")
+    assert r.status_code == 400, (path, r.status_code, r.content[:300])
+    assert r.json()[field] == [f'Invalid pk "{TOO_BIG}" - object does not exist.'], r.content[:300]
+
+
+def test_an_id_beyond_a_bigint_in_a_grant_is_an_unknown_row(root):
+    """Grants need sudo mode (the session client): a foreign key and an explicit related field."""
+    unknown = [f'Invalid pk "{TOO_BIG}" - object does not exist.']
+    r = root.post("/api/v1/role-grants/", {"user": TOO_BIG, "role": 1}, content_type="application/json")
+    assert r.status_code == 400 and r.json()["user"] == unknown, r.content[:300]
+    r = root.post("/api/v1/instance-grants/", {"user": TOO_BIG, "instance": TOO_BIG, "permissions": ["x"]},
+                  content_type="application/json")
+    assert r.status_code == 400 and r.json()["user"] == r.json()["instance"] == unknown, r.content[:300]
+
+
+def test_every_list_filters_and_serializes_through_the_platform_bases():
+    """The checks above hold for lists added later: their FilterSets and model serializers derive
+    from the platform's bases, and no filter is django-filter's unchecked time or number filter."""
+    import django_filters
+    from rest_framework import serializers
+
+    from wework.api.filters import PlatformFilterSet
+    from wework.api.serializers import ModelSerializer
+    from wework.api.urls import _modules
+
+    unchecked = {django_filters.DateTimeFilter, django_filters.IsoDateTimeFilter, django_filters.NumberFilter,
+                 django_filters.ModelChoiceFilter, django_filters.ModelMultipleChoiceFilter}
+    seen = 0
+    for module in _modules:
+        for _prefix, viewset, basename in module.router.registry:
+            filterset = getattr(viewset, "filterset_class", None)
+            if filterset is not None:
+                seen += 1
+                assert issubclass(filterset, PlatformFilterSet), (basename, filterset)
+                plain = [name for name, f in filterset.base_filters.items() if type(f) in unchecked]
+                assert not plain, (basename, plain)
+            serializer = getattr(viewset, "serializer_class", None)
+            if serializer is not None and issubclass(serializer, serializers.ModelSerializer):
+                assert issubclass(serializer, ModelSerializer), (basename, serializer)
+    assert seen >= 20, seen
