@@ -4,12 +4,19 @@ page number: a page costs O(page) whatever the table's size, and no page runs CO
 `?limit=` sets the page size (1-500, default 50; anything else is a 400 under `limit`), and
 `next` / `previous` are the links to follow. Lists over shards (messages, system logs, instance
 metrics) page by id with `?after=` and answer `next_after` (AfterIdPagination)."""
+import datetime
+
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
-from rest_framework.pagination import BasePagination, CursorPagination
+from rest_framework.pagination import BasePagination, Cursor, CursorPagination
 from rest_framework.response import Response
 
+from wework.api.filters import check_utc_range
 from wework.db.rows import plain_rows
+from wework.ids import fits_bigint
 
 MAX_PAGE_SIZE = 500
 LIMIT_ERROR = _("limit must be a whole number from 1 to %(max)d.")
@@ -23,8 +30,45 @@ class KeysetPagination(CursorPagination):
     max_page_size = MAX_PAGE_SIZE
 
     def paginate_queryset(self, queryset, request, view=None):
+        self.model = queryset.model  # decode_cursor reads the position as its ordering field's value
         # the page's rows without Model.__init__ where nothing can tell (wework/db/rows.py)
         return super().paginate_queryset(plain_rows(queryset), request, view)
+
+    def decode_cursor(self, request):
+        """DRF's, plus the position checked as a value of the ordering's first field before any
+        query: a cursor someone edited (`p=abc` on the ids, `p=2**70`, a time whose UTC value
+        is outside years 1-9999) is DRF's invalid cursor (404 "Invalid cursor"), like one that
+        is not base64 at all, never a 500 at the query."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            position = self.position_value(cursor.position)
+            if position is None:
+                raise exceptions.NotFound(self.invalid_cursor_message)
+            cursor = Cursor(offset=cursor.offset, reverse=cursor.reverse, position=position)
+        return cursor
+
+    def position_value(self, raw):
+        """The cursor position `raw` as a value of the ordering field, or None when it is no
+        value that field can hold (so that no query can fail on it)."""
+        model = getattr(self, "model", None)
+        name = self.ordering[0].lstrip("-")
+        if model is None:
+            return raw
+        try:
+            field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return raw  # an annotation or a lookup path: the query itself says what it takes
+        field = getattr(field, "target_field", field)  # a foreign key orders by its id
+        try:
+            value = field.to_python(raw)
+            if isinstance(value, int) and isinstance(field, models.IntegerField) and not fits_bigint(value):
+                return None
+            if isinstance(value, datetime.datetime):
+                aware = value if timezone.is_aware(value) else timezone.make_aware(value)
+                check_utc_range(aware)
+        except (ValidationError, ValueError, TypeError, OverflowError):
+            return None
+        return raw
 
     def get_ordering(self, request, queryset, view):
         """The asked ordering (PlatformOrderingFilter allows only fields an index starts with),

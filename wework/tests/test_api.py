@@ -190,6 +190,43 @@ def test_the_upload_limit_takes_a_task_with_the_most_receivers_allowed(settings)
     assert len(body) < settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
+# --- tampered cursors -----------------------------------------------------------------------------
+def _cursor(position):
+    import base64
+
+    return base64.b64encode(f"p={position}".encode()).decode()
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/users/", "/api/v1/messaging/tasks/", "/api/v1/monitoring/audit-logs/", "/api/v1/scrm/tags/",
+])
+@pytest.mark.parametrize("query", [
+    "cursor=abc",  # not base64: DRF's own answer
+    f"cursor={_cursor('abc')}",  # an id that is no number
+    f"cursor={_cursor(TOO_BIG)}",  # an id beyond a BIGINT
+    f"cursor={_cursor('1e3')}",
+])
+def test_every_tampered_cursor_is_the_same_invalid_cursor_answer(token_api, url, query):
+    r = token_api.get(f"{url}?{query}")
+    assert r.status_code == 404, (url, query, r.status_code, r.content[:300])
+    assert r.json()["detail"] == "Invalid cursor"
+
+
+@pytest.mark.parametrize("position", ["9999-12-31 23:59:59-12:00", "0001-01-01 00:00:00+14:00",
+                                      "0001-01-01 00:00:00", "yesterday"])
+def test_a_tampered_time_cursor_is_an_invalid_cursor(token_api, position):
+    r = token_api.get(f"/api/v1/users/?ordering=-created_at&cursor={_cursor(position)}")
+    assert r.status_code == 404 and r.json()["detail"] == "Invalid cursor", r.content[:300]
+
+
+def test_a_cursor_from_a_page_still_pages(token_api):
+    UserFactory.create_batch(3)
+    for ordering in ("-id", "-created_at"):
+        page = token_api.get(f"/api/v1/users/?limit=2&ordering={ordering}").json()
+        second = token_api.get(page["next"])
+        assert second.status_code == 200 and second.json()["results"], (ordering, second.content[:300])
+
+
 # --- filter values the database cannot take ------------------------------------------------------
 @pytest.mark.parametrize("url, param", [
     ("/api/v1/messaging/tasks/?created_after=0001-01-01T00:00:00%2B14:00", "created_after"),
