@@ -355,7 +355,8 @@ class MessageTemplateAdmin(SoftDeleteAdminMixin, PlatformModelAdmin):
                 data = super().clean()
                 if data.get("message_type") and data.get("content") is not None:
                     try:
-                        templates.validate_template(data["message_type"], data["content"], data.get("variables"))
+                        templates.validate_template(data["message_type"], data["content"], data.get("variables"),
+                                                    thumbnail_url=data.get("thumbnail_url"))
                     except MessagingInvalid as exc:
                         for field, msgs in exc.fields.items():
                             self.add_error(field if field in self.fields else None, msgs)

@@ -33,6 +33,8 @@ FIELDS_BY_TYPE = {  # field: required
     "location": {"latitude": True, "longitude": True, "title": False, "address": False},
 }
 _URL_FIELDS = ("url", "thumb_url")
+#: Fields whose value is text (placeholders allowed); a list, object or number there is refused.
+TEXT_FIELDS = ("text", "title", "desc", "filename", "address", "contact_id")
 
 
 def parse_content(message_type, raw):
@@ -68,6 +70,7 @@ def validate_content(message_type: str, content, check_media: bool | None = None
         raise invalid("message_type", _("Unknown message type %(type)r; use one of: %(types)s.")
                       % {"type": message_type, "types": ", ".join(MESSAGE_TYPES)})
     clean = _known_fields(message_type, content)
+    _check_strings(clean)
     if message_type == "text":
         _check_text(clean["text"])
     for name in _URL_FIELDS:
@@ -79,15 +82,38 @@ def validate_content(message_type: str, content, check_media: bool | None = None
     if message_type == "location":
         for name, bound in (("latitude", 90), ("longitude", 180)):
             clean[name] = _coordinate(clean[name], name, bound)
-    for name in ("title", "desc", "filename", "address", "contact_id"):
-        if name in clean and not isinstance(clean[name], str):
-            clean[name] = str(clean[name])
     if message_type in MEDIA_TYPES:
         if check_media is None:
             check_media = bool(conf.get("CHECK_MEDIA_URLS"))
         if check_media:
             check_media_url(clean["url"])
     return clean
+
+
+def validate_unrendered(message_type: str, content) -> dict:
+    """The content of a task or template as stored, placeholders still in it: known fields,
+    text where text belongs, no null characters. Content without placeholders is checked whole
+    (numbers converted, URLs checked offline); with placeholders the rendered content is checked
+    for the receivers when the task is created. Raises MessagingInvalid (field `content`)."""
+    if message_type not in MESSAGE_TYPES:
+        raise invalid("message_type", _("Unknown message type %(type)r; use one of: %(types)s.")
+                      % {"type": message_type, "types": ", ".join(MESSAGE_TYPES)})
+    clean = _known_fields(message_type, content)
+    _check_strings(clean)
+    if any("{{" in value for value in clean.values() if isinstance(value, str)):
+        return clean
+    return validate_content(message_type, clean, check_media=False)
+
+
+def _check_strings(clean: dict) -> None:
+    """Text fields hold text, and no string holds a null character (the database and the
+    instance would cut or refuse it)."""
+    for name in TEXT_FIELDS + _URL_FIELDS:
+        if name in clean and not isinstance(clean[name], str):
+            raise invalid("content", _("content.%(field)s must be text.") % {"field": name})
+    for name, value in clean.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise invalid("content", _("content.%(field)s must not contain null characters.") % {"field": name})
 
 
 def _known_fields(message_type: str, content) -> dict:
@@ -142,11 +168,18 @@ def _coordinate(value, name: str, bound: int) -> float:
     return number
 
 
+def is_http_url(value) -> bool:
+    """An http or https URL with a host, of at most 500 characters (no javascript:, data:, ...)."""
+    if not isinstance(value, str) or len(value) > 500:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _check_url(value, field):
     if not isinstance(value, str):
         raise invalid("content", _("%(field)s must be a URL.") % {"field": field})
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 500:
+    if not is_http_url(value):
         raise invalid("content", _("%(field)s must be an http(s) URL of at most 500 characters.")
                       % {"field": field})
 

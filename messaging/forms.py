@@ -3,12 +3,10 @@
 The compose form builds the page's `TaskRequest` (services/requests.py) and shows its rules'
 messages on its fields: `clean()` runs the checks that need no database, `add_request_errors()`
 places the service's refusals."""
-import datetime
 import json
 
 from django import forms
 from django.db.models.utils import get_blank_choice_label
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import rendering
@@ -234,14 +232,6 @@ class ComposeForm(forms.Form):
 
     def clean_variables(self):
         return parse_variables(self.cleaned_data.get("variables"))
-
-    def clean_scheduled_time(self):
-        when = self.cleaned_data.get("scheduled_time")
-        # A minute of grace for the time it takes to fill the form.
-        if when is not None and when < timezone.now() - datetime.timedelta(minutes=1):
-            raise forms.ValidationError(
-                _("This time has passed: leave it empty to send now, or choose a later time."))
-        return when
 
     def clean(self):
         data = super().clean()

@@ -33,6 +33,15 @@ class TemplateSyntaxError(MessagingInvalid, ValueError):
     code = "template_syntax"
 
 
+class RenderedTooLongError(TemplateSyntaxError):
+    """The rendered text is over MAX_RENDERED_LENGTH (a template, or a value, far too long)."""
+
+    code = "too_long"
+
+    def __init__(self):
+        super().__init__(_("The rendered text is too long."))
+
+
 class MissingVariablesError(MessagingInvalid, ValueError):
     """Some placeholders have no value."""
 
@@ -96,7 +105,7 @@ def render_text(text, values):
         raise MissingVariablesError(missing)
     out = "".join(p if isinstance(p, str) else _to_str(values[p.name]) for p in parts)
     if len(out) > MAX_RENDERED_LENGTH:
-        raise TemplateSyntaxError(_("The rendered text is too long."))
+        raise RenderedTooLongError()
     return out
 
 
@@ -166,7 +175,7 @@ def _render_tree(node, values):
     if kind == "s":
         out = "".join(p if isinstance(p, str) else _to_str(values[p.name]) for p in body)
         if len(out) > MAX_RENDERED_LENGTH:
-            raise TemplateSyntaxError(_("The rendered text is too long."))
+            raise RenderedTooLongError()
         return out
     if kind == "d":
         return {k: _render_tree(v, values) for k, v in body}
@@ -212,6 +221,10 @@ BUILTIN_VARIABLES = {
 }
 
 
+#: The keys of a variable declaration.
+DECLARATION_KEYS = frozenset({"name", "label", "default", "required"})
+
+
 class DeclarationError(MessagingInvalid, ValueError):
     """A template's variable declarations are malformed, or do not cover its placeholders."""
 
@@ -244,6 +257,15 @@ def normalize_declarations(variables):
             raise DeclarationError(_("Invalid variable name %(name)r.") % {"name": name})
         if name in seen:
             raise DeclarationError(_("Variable %(name)r is declared twice.") % {"name": name})
+        unknown = sorted(str(key) for key in set(item) - DECLARATION_KEYS)
+        if unknown:
+            raise DeclarationError(
+                _("Unknown keys in the declaration of %(name)r: %(keys)s. A declaration has a name, a label, "
+                  "a default and whether it is required.") % {"name": name, "keys": ", ".join(unknown)})
+        if item.get("label") is not None and not isinstance(item["label"], str):
+            raise DeclarationError(_("The label of %(name)r must be text.") % {"name": name})
+        if item.get("required") is not None and not isinstance(item["required"], bool):
+            raise DeclarationError(_("Whether %(name)r is required must be true or false.") % {"name": name})
         seen.add(name)
         default = item.get("default")
         if default is not None and not isinstance(default, (str, int, float)):

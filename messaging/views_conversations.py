@@ -18,6 +18,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from wework.errors import ConflictError
+
 from . import display, extensions, permissions
 from .errors import MessagingInvalid, SendPermissionDenied
 from .forms import CONTENT_FIELDS, TYPE_FIELDS, ComposeForm
@@ -80,6 +82,8 @@ def conversation(request, account_id, chat_wxid):
                 raise PermissionDenied(exc.message) from exc
             except MessagingInvalid as exc:
                 form.add_request_errors(exc)
+            except ConflictError as exc:  # the key of another reply, or this one still being sent
+                form.add_error(None, exc.message)
             else:
                 flash.success(request, _("Reply queued (task %(id)s).") % {"id": task.pk})
                 return redirect(request.path)

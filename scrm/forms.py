@@ -2,8 +2,11 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from messaging.errors import error_messages
+from wework.errors import DomainError
+
 from .models import AutoReply, RuleKind, Segment, Tag, TagRule, WelcomeMessage
-from .services import sensitive
+from .services import autoreplies, sensitive, welcome
 
 
 class TagsForm(forms.Form):
@@ -52,12 +55,23 @@ class SegmentForm(forms.ModelForm):
 
 
 class SensitiveTextForm(forms.ModelForm):
-    """A text sent to customers: refused with the sensitive words it contains."""
+    """A text sent to customers: checked as its send will check it (`check`, a service's), and
+    refused with the sensitive words it contains."""
 
     text_field = ""
 
+    @staticmethod
+    def check(text):
+        return text
+
     def clean(self):
         data = super().clean()
+        if data.get(self.text_field):
+            try:
+                self.check(data[self.text_field])
+            except DomainError as exc:
+                self.add_error(self.text_field, error_messages(exc))
+                return data
         words = sensitive.found_words(data.get(self.text_field) or "")
         if words:
             self.add_error(self.text_field, _("The text contains sensitive words: %(words)s.")
@@ -67,6 +81,7 @@ class SensitiveTextForm(forms.ModelForm):
 
 class WelcomeMessageForm(SensitiveTextForm):
     text_field = "content"
+    check = staticmethod(welcome.check_content)
 
     class Meta:
         model = WelcomeMessage
@@ -75,6 +90,7 @@ class WelcomeMessageForm(SensitiveTextForm):
 
 class AutoReplyForm(SensitiveTextForm):
     text_field = "reply"
+    check = staticmethod(autoreplies.check_reply)
 
     class Meta:
         model = AutoReply

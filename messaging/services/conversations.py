@@ -13,6 +13,8 @@ counted on the same index range and capped at UNREAD_CAP. Replies go through the
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,12 +253,9 @@ def reply(user: User, conversation: Conversation, request: TaskRequest, *,
     request.filters = None
     request.task_type = TaskType.SINGLE
     key = f"wework:msg:reply:{getattr(user, 'pk', 0)}:{idempotency_key}" if idempotency_key else None
-    if key is not None and not cache.add(key, "pending", IDEMPOTENCY_TTL_S):
-        previous = cache.get(key)
-        task = MessageTask.objects.filter(pk=previous).first() if str(previous).isdigit() else None
-        if task is None:
-            raise ConflictError(_("This reply is being sent already."))
-        return task
+    fingerprint = request_fingerprint(request)
+    if key is not None and not cache.add(key, f"pending:{fingerprint}", IDEMPOTENCY_TTL_S):
+        return _replay(cache.get(key), fingerprint)
     try:
         task = sending.create_task(user, request)
     except Exception:
@@ -264,7 +263,30 @@ def reply(user: User, conversation: Conversation, request: TaskRequest, *,
             cache.delete(key)
         raise
     if key is not None:
-        cache.set(key, task.pk, IDEMPOTENCY_TTL_S)
+        cache.set(key, f"{task.pk}:{fingerprint}", IDEMPOTENCY_TTL_S)
     if permissions.may(user, VIEW_MESSAGE, conversation.account.instance_id):
         mark_read(user, conversation)
+    return task
+
+
+def request_fingerprint(request: TaskRequest) -> str:
+    """What a reply asks for, as a hash: the same idempotency key with another request is a
+    conflict, not a replay."""
+    asked = {name: getattr(request, name) for name in (
+        "account", "receivers", "message_type", "content", "template", "template_variables", "at_members",
+        "reply_to", "scheduled_time")}
+    asked["account"] = getattr(asked["account"], "pk", asked["account"])
+    raw = json.dumps(asked, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _replay(stored, fingerprint: str) -> MessageTask:
+    """The first task of an idempotency key (stored as "<task id or pending>:<fingerprint>")."""
+    previous, _sep, first_fingerprint = str(stored or "").partition(":")
+    if first_fingerprint and first_fingerprint != fingerprint:
+        raise ConflictError(_("This idempotency key was used for a different request: use a new key "
+                              "for a new message."), code="idempotency_conflict")
+    task = MessageTask.objects.filter(pk=previous).first() if previous.isdigit() else None
+    if task is None:
+        raise ConflictError(_("This reply is being sent already."))
     return task

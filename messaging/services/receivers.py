@@ -415,3 +415,12 @@ _TIMESTAMP_RE = re.compile(r"\A[0-9][0-9 :.T+-]*\Z")
 
 def failed_receivers(task: MessageTask) -> QuerySet:
     return MessageReceiver.objects.filter(task_id=task.pk, send_status=RS.FAILED).order_by("id")
+
+
+def unknown_contacts(account: WeworkAccount, wxids: Sequence[str]) -> list[str]:
+    """Of `wxids`, those that are not contacts of the account (a card shares one of them)."""
+    qs = shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
+    found: set[str] = set()
+    for start in range(0, len(wxids), 1000):
+        found.update(qs.filter(wxid__in=wxids[start:start + 1000]).values_list("wxid", flat=True))
+    return [w for w in wxids if w not in found]

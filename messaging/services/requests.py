@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -37,6 +37,10 @@ PRIORITY_ERROR = gettext_lazy("Priority must be 1 (high), 2 (medium) or 3 (low).
 SEND_INTERVAL_ERROR = gettext_lazy("The interval must be between 0 and 3600 seconds.")
 MAX_RETRY_ERROR = gettext_lazy("Retries must be between 0 and 10.")
 TASK_TYPE_ERROR = gettext_lazy("Unknown task type.")
+#: A scheduled time this far in the past still sends at once; an older one is refused.
+SCHEDULE_GRACE = timedelta(minutes=5)
+#: How far ahead a task may be scheduled.
+SCHEDULE_HORIZON = timedelta(days=365)
 #: Media URLs checked online per task (they usually differ only by a receiver's variable).
 MEDIA_URLS_CHECKED = 5
 
@@ -134,6 +138,9 @@ class TaskRequest:
             receivers_mod.parse_mentions(self._mentions_given())
         except MessagingInvalid as exc:
             errors.setdefault("at_members", []).extend(exc.fields["at_members"])
+        schedule_error = scheduled_time_error(self.scheduled_time)
+        if schedule_error:
+            errors.setdefault("scheduled_time", []).append(schedule_error)
         return errors
 
     def _options(self) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -179,13 +186,16 @@ class TaskRequest:
         if mentions:
             receivers_mod.check_mentions_are_members(account, mentions, resolved)
         task_type = self._clean_task_type(len(resolved))
-        media_urls = _check_rendering(message_type, body, declarations, variables, resolved)
+        media_urls, card_ids = _check_rendering(message_type, body, declarations, variables, resolved)
         if message_type in content_mod.MEDIA_TYPES and conf.get("CHECK_MEDIA_URLS"):
             for url in media_urls:
                 content_mod.check_media_url(url)
-        scheduled_time = self.scheduled_time
-        if scheduled_time is not None and timezone.is_naive(scheduled_time):
-            scheduled_time = timezone.make_aware(scheduled_time)
+        if card_ids:
+            unknown = receivers_mod.unknown_contacts(account, sorted(card_ids))
+            if unknown:
+                raise invalid("content", _("content.contact_id: %(list)s is not a contact of this account.")
+                              % {"list": ", ".join(unknown[:10])})
+        scheduled_time = _aware(self.scheduled_time)
         return ValidTask(
             account=account, task_type=task_type, message_type=message_type, body=body, template=template,
             template_variables=variables, receivers=resolved, task_name=(self.task_name or "")[:200] or None,
@@ -200,13 +210,15 @@ class TaskRequest:
             if self.message_type and self.message_type != template.message_type:
                 raise invalid("message_type", _("The template is for %(type)s messages.")
                               % {"type": template.message_type})
-            body = content_mod.parse_content(template.message_type, template.content)
+            body = content_mod.validate_unrendered(
+                template.message_type, content_mod.parse_content(template.message_type, template.content))
             return template, template.message_type, body, rendering.normalize_declarations(template.variables)
         if not self.message_type:
             raise invalid("message_type", _("Choose a message type."))
         if self.message_type not in content_mod.MESSAGE_TYPES:
             raise invalid("message_type", _("Unknown message type %(type)r.") % {"type": self.message_type})
-        body = content_mod.parse_content(self.message_type, self.content)
+        body = content_mod.validate_unrendered(self.message_type,
+                                               content_mod.parse_content(self.message_type, self.content))
         try:
             rendering.placeholders(body)
         except rendering.TemplateSyntaxError as exc:
@@ -266,16 +278,40 @@ class TaskRequest:
         return task_type
 
 
+def _aware(when: datetime | None) -> datetime | None:
+    if when is not None and timezone.is_naive(when):
+        return timezone.make_aware(when)
+    return when
+
+
+def scheduled_time_error(when: datetime | None, now: datetime | None = None) -> str | None:
+    """Why `when` cannot be a task's scheduled time, or None. A time up to SCHEDULE_GRACE in the
+    past is sent at once (the time it takes to fill a form, clocks a little apart); an older one
+    is a mistake; one beyond SCHEDULE_HORIZON is refused (docs/messaging.md, "Scheduling")."""
+    if when is None:
+        return None
+    if not isinstance(when, datetime):
+        return _("Give a date and time.")
+    when = _aware(when)
+    now = now or timezone.now()
+    if when < now - SCHEDULE_GRACE:
+        return _("This time has passed: leave it empty to send now, or choose a later time.")
+    if when > now + SCHEDULE_HORIZON:
+        return _("A task can be scheduled at most %(days)d days ahead.") % {"days": SCHEDULE_HORIZON.days}
+    return None
+
+
 def _check_rendering(message_type: str, body: dict, declarations: list, variables: dict,
-                     resolved: list[Receiver]) -> set[str]:
+                     resolved: list[Receiver]) -> tuple[set[str], set[str]]:
     """Render for every receiver: a missing variable (named, with how many receivers lack it and
     one of them) or an over-long text is an error now, never when sending. Returns up to
-    MEDIA_URLS_CHECKED media URLs to check."""
+    MEDIA_URLS_CHECKED media URLs to check, and the contacts a card shares."""
     defaults = rendering.defaults_of(declarations)
     limit = int(conf.get("TEXT_MAX_LENGTH"))
     missing_by_name: dict[str, list[str]] = {}
     first_rendered = None
     media_urls: set[str] = set()
+    card_ids: set[str] = set()
     try:
         template = rendering.compile_content(body)  # parsed once, rendered per receiver
         values_of = receivers_mod.values_for_receivers(variables, defaults)
@@ -292,6 +328,8 @@ def _check_rendering(message_type: str, body: dict, declarations: list, variable
             elif message_type == "text" and len(rendered.get("text", "")) > limit:
                 raise invalid("content", _("The text for %(wxid)s has %(n)d characters; the limit is %(limit)d.")
                               % {"wxid": r["wxid"], "n": len(rendered["text"]), "limit": limit})
+            if message_type == "card":
+                card_ids.add(rendered.get("contact_id"))
             if message_type in content_mod.MEDIA_TYPES and len(media_urls) < MEDIA_URLS_CHECKED:
                 media_urls.add(rendered.get("url"))
     except rendering.TemplateSyntaxError as exc:
@@ -302,4 +340,4 @@ def _check_rendering(message_type: str, body: dict, declarations: list, variable
             for name, w in sorted(missing_by_name.items())
         ]
         raise invalid("template_variables", _("Missing template variables: %(list)s.") % {"list": "; ".join(parts)})
-    return {url for url in media_urls if url}
+    return {url for url in media_urls if url}, {c for c in card_ids if isinstance(c, str) and c}

@@ -27,11 +27,15 @@ def compose_templates() -> QuerySet:
     return MessageTemplate.objects.filter(status=TemplateStatus.ENABLED).order_by("sort_order", "name")
 
 
-def validate_template(message_type: str, content_text, variables) -> tuple[list[dict], dict]:
-    """Check type, syntax and declarations; return (normalized declarations, content dict).
-    Raises MessagingInvalid naming the field (`message_type`, `variables`, `content`)."""
+def validate_template(message_type: str, content_text, variables, *,
+                      thumbnail_url: str | None = None) -> tuple[list[dict], dict]:
+    """Check type, syntax and declarations (and the thumbnail's URL when given); return
+    (normalized declarations, checked content dict). Raises MessagingInvalid naming the field
+    (`message_type`, `variables`, `content`, `thumbnail_url`)."""
     if message_type not in content_mod.MESSAGE_TYPES:
         raise invalid("message_type", _("Unknown message type."))
+    if thumbnail_url and not content_mod.is_http_url(thumbnail_url):
+        raise invalid("thumbnail_url", _("Use an http(s) URL of at most 500 characters."))
     try:
         declarations = rendering.normalize_declarations(variables)
     except rendering.DeclarationError as exc:
@@ -46,9 +50,34 @@ def validate_template(message_type: str, content_text, variables) -> tuple[list[
     # The shape must be valid once rendered with sample values (URLs etc. not checked online).
     sample = {d["name"]: (d["default"] if d["default"] is not None else d["name"]) for d in declarations}
     sample.update({k: k for k in rendering.BUILTIN_VARIABLES})
-    rendered = rendering.render(content, sample)
+    try:
+        rendered = rendering.render(content, sample)
+    except rendering.TemplateSyntaxError as exc:  # RenderedTooLongError: far over any limit
+        raise invalid_field("content", exc) from None
     content_mod.validate_content(message_type, rendered, check_media=False)
-    return declarations, content
+    return declarations, content_mod.validate_unrendered(message_type, content)
+
+
+def validate_plain_text(text) -> str:
+    """A text sent without a template (scrm's welcome messages and auto-replies): the template
+    syntax with only the built-in variables (what a send fills for every receiver:
+    `receivers.values_for_receivers`), and the text rules once rendered. Raises MessagingInvalid
+    under `content`, as a task with the same text would be refused."""
+    content = content_mod.validate_unrendered("text", {"text": text})
+    try:
+        names = rendering.placeholders(content)
+    except rendering.TemplateSyntaxError as exc:
+        raise invalid_field("content", exc) from None
+    unknown = names - set(rendering.BUILTIN_VARIABLES)
+    if unknown:
+        raise invalid("content", _("Unknown template variables: %(names)s. This text can use %(builtins)s.")
+                      % {"names": ", ".join(sorted(unknown)), "builtins": ", ".join(rendering.BUILTIN_VARIABLES)})
+    try:
+        rendered = rendering.render(content, {name: name for name in rendering.BUILTIN_VARIABLES})
+    except rendering.TemplateSyntaxError as exc:
+        raise invalid_field("content", exc) from None
+    content_mod.validate_content("text", rendered, check_media=False)
+    return content["text"]
 
 
 def preview_template(template_or_data: MessageTemplate | tuple, values: Mapping | None = None) -> dict:
@@ -81,7 +110,8 @@ def preview_template(template_or_data: MessageTemplate | tuple, values: Mapping 
 
 def prepare_template(template: MessageTemplate) -> MessageTemplate:
     """Validate a template's content and variables; normalize them and fill the preview."""
-    declarations, content = validate_template(template.message_type, template.content, template.variables)
+    declarations, content = validate_template(template.message_type, template.content, template.variables,
+                                              thumbnail_url=template.thumbnail_url)
     tags = template.tags
     if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
         raise invalid("tags", _("Tags must be a list of strings."))

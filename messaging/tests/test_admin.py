@@ -77,6 +77,9 @@ def test_template_admin_validates_like_the_service(browser, world):
     r = browser.post(url, {"name": "Bad", "message_type": "text", "content": "{{ a.b }}", "status": 1,
                            "sort_order": 0, "variables": "", "tags": ""})
     assert r.status_code == 200 and "content" in r.context["adminform"].form.errors
+    r = browser.post(url, {"name": "Bad", "message_type": "text", "content": "Hi", "status": 1, "sort_order": 0,
+                           "variables": "", "tags": "", "thumbnail_url": "javascript:alert(1)"})
+    assert r.status_code == 200 and "thumbnail_url" in r.context["adminform"].form.errors
     r = browser.post(url, {"name": "Good", "message_type": "text", "content": "Hi {{ who }}", "status": 1,
                            "sort_order": 0, "variables": "who", "tags": ""})
     assert r.status_code == 302, r.context and r.context["adminform"].form.errors

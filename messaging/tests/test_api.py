@@ -215,3 +215,78 @@ def test_failed_receivers_carry_a_reason_in_the_request_language(api, world):
         sentence = str(USER_MESSAGES["target_not_found"])
     assert row["error_message"] == "conversation_id: no contact x."
     assert row["failure_reason"].startswith(sentence) and "conversation_id: no contact x." in row["failure_reason"]
+
+
+@pytest.mark.parametrize("message_type,content,named", [
+    ("link", {"url": "http://x", "title": ["a"]}, "content.title"),
+    ("link", {"url": "http://x", "title": "t", "desc": {"a": 1}}, "content.desc"),
+    ("location", {"latitude": 1, "longitude": 2, "title": [1]}, "content.title"),
+    ("location", {"latitude": 1, "longitude": 2, "address": {"a": 1}}, "content.address"),
+    ("card", {"contact_id": {"a": 1}}, "content.contact_id"),
+    ("card", {"contact_id": "nobody-xyz"}, "nobody-xyz"),
+    ("file", {"url": "http://x/f", "filename": 7}, "content.filename"),
+    ("text", {"text": "a\u0000b"}, "content.text"),
+])
+def test_task_content_of_the_wrong_type_is_400_naming_the_field(api, world, message_type, content, named):
+    r = _post(api, TASKS, {"account": world.account.pk, "task_type": "batch", "message_type": message_type,
+                           "content": content, "receivers": [{"wxid": world.contacts[0]}]})
+    assert r.status_code == 400, r.content
+    assert list(r.json()) == ["content"] and named in r.json()["content"][0]
+    assert not MessageTask.objects.exists()
+
+
+def test_send_content_of_the_wrong_type_is_400_and_only_checked_content_is_stored(api, world, sim):
+    r = _post(api, SEND, {"account": world.account.pk, "receiver_wxid": world.contacts[0], "message_type": "link",
+                          "content": {"url": "http://x", "title": {"a": 1}}})
+    assert r.status_code == 400 and "content.title" in r.json()["content"][0]
+    assert not MessageTask.objects.exists()
+    r = _post(api, SEND, {"account": world.account.pk, "receiver_wxid": world.contacts[0], "message_type": "card",
+                          "content": {"contact_id": world.contacts[1]}})
+    assert r.status_code == 201, r.content
+    r = _post(api, SEND, {"account": world.account.pk, "receiver_wxid": world.contacts[0], "message_type": "location",
+                          "content": {"latitude": "31.2", "longitude": "121.5", "title": "HQ", "address": ""}})
+    assert r.status_code == 201, r.content
+    assert MessageTask.objects.get(pk=r.json()["id"]).message_content == (
+        '{"latitude": 31.2, "longitude": 121.5, "title": "HQ"}')
+
+
+@pytest.mark.parametrize("data,field", [
+    ({"message_type": "link", "content": {"url": "http://x", "title": [1, 2]}}, "content"),
+    ({"message_type": "text", "content": "a\u0000b"}, "content"),
+    ({"message_type": "text", "content": "hi", "thumbnail_url": "javascript:alert(1)"}, "thumbnail_url"),
+    ({"message_type": "text", "content": "hi {{ a }}", "variables": {"a": {"b": [1]}}}, "variables"),
+    ({"message_type": "text", "content": "hi", "variables": [{"name": "a", "label": ["x"]}]}, "variables"),
+    ({"message_type": "text", "content": "x" * 2_000_000}, "content"),
+])
+def test_template_bad_input_is_400_under_its_field(api, world, data, field):
+    r = _post(api, "/api/v1/messaging/templates/", {"name": "T", **data})
+    assert r.status_code == 400, r.content[:500]
+    assert list(r.json()) == [field]
+    assert not MessageTemplate.objects.exists()
+
+
+def test_template_thumbnail_may_be_an_http_url(api, world):
+    r = _post(api, "/api/v1/messaging/templates/", {"name": "T", "message_type": "text", "content": "hi",
+                                                    "thumbnail_url": "https://example.com/t.png"})
+    assert r.status_code == 201, r.content
+
+
+@pytest.mark.parametrize("when,status", [
+    ("2000-01-01T00:00:00Z", 400),
+    ("2999-01-01T00:00:00Z", 400),
+    ("past-minute", 201),
+    ("in-30-days", 201),
+])
+def test_scheduled_time_is_within_the_grace_and_the_horizon(api, world, when, status):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    offsets = {"past-minute": timedelta(minutes=-1), "in-30-days": timedelta(days=30)}
+    if when in offsets:
+        when = (timezone.now() + offsets[when]).isoformat()
+    r = _post(api, SEND, {"account": world.account.pk, "receiver_wxid": world.contacts[0], "message_type": "text",
+                          "content": "hi", "scheduled_time": when})
+    assert r.status_code == status, r.content
+    if status == 400:
+        assert list(r.json()) == ["scheduled_time"]

@@ -114,3 +114,32 @@ def test_media_check_never_requests_private_addresses(settings):
         assert seen == ["/secret.png"]
     finally:
         srv.shutdown()
+
+
+@pytest.mark.parametrize("mtype,content,fragment", [
+    ("link", {"url": "https://x.example", "title": ["a"]}, "content.title must be text"),
+    ("link", {"url": "https://x.example", "title": "t", "desc": 3}, "content.desc must be text"),
+    ("location", {"latitude": 1, "longitude": 2, "address": {"a": 1}}, "content.address must be text"),
+    ("card", {"contact_id": 42}, "content.contact_id must be text"),
+    ("file", {"url": "https://x.example/a", "filename": ["a"]}, "content.filename must be text"),
+    ("text", {"text": "a\x00b"}, "content.text must not contain null characters"),
+    ("link", {"url": "https://x.example", "title": "a\x00"}, "content.title must not contain null characters"),
+])
+def test_text_fields_must_be_text_without_null_characters(mtype, content, fragment):
+    for check in (c.validate_content, c.validate_unrendered):
+        with pytest.raises(MessagingInvalid) as exc:
+            check(mtype, content)
+        assert list(exc.value.fields) == ["content"] and fragment in exc.value.fields["content"][0]
+
+
+def test_unrendered_content_is_stored_checked():
+    assert c.validate_unrendered("location", {"latitude": "1.5", "longitude": 2, "title": ""}) == {
+        "latitude": 1.5, "longitude": 2.0}
+    # placeholders: kept as given; the rendered content is checked for the receivers
+    assert c.validate_unrendered("link", {"url": "{{ url }}", "title": "Hi {{ receiver_name }}"}) == {
+        "url": "{{ url }}", "title": "Hi {{ receiver_name }}"}
+
+
+def test_http_urls_only():
+    assert c.is_http_url("https://example.com/a.png")
+    assert not any(c.is_http_url(v) for v in ("javascript:alert(1)", "data:text/html,x", "http://", None, 3))

@@ -16,6 +16,7 @@ from messaging.services import conversations, templates
 from messaging.services.requests import TaskRequest
 from monitoring.models import AuditLog
 from wework import shards
+from wework.errors import ConflictError
 from wework.testing.factories import make
 from wework.testing.fixtures import api_client_for, login_verified
 
@@ -96,9 +97,13 @@ def test_reply_goes_through_the_send_path_once_per_idempotency_key_and_marks_rea
     conv = conversations.open_conversation(world.admin, world.account.pk, wxid)
     request = TaskRequest(message_type="text", content={"text": "Thanks!"}, reply_to=ids[-1])
     task = conversations.reply(world.admin, conv, request, idempotency_key="k1")
-    again = conversations.reply(world.admin, conv, TaskRequest(message_type="text", content={"text": "Thanks!"}),
-                                idempotency_key="k1")
+    again = conversations.reply(world.admin, conv, TaskRequest(message_type="text", content={"text": "Thanks!"},
+                                                               reply_to=ids[-1]), idempotency_key="k1")
     assert again.pk == task.pk and MessageTask.objects.count() == 1
+    with pytest.raises(ConflictError):  # the same key with another message
+        conversations.reply(world.admin, conv, TaskRequest(message_type="text", content={"text": "Other"},
+                                                           reply_to=ids[-1]), idempotency_key="k1")
+    assert MessageTask.objects.count() == 1
     task.refresh_from_db()
     assert task.task_type == "single" and task.success_count == 1
     out = conversations.history(conv, limit=1).items[0]
@@ -140,7 +145,12 @@ def test_conversation_page_shows_history_unread_quick_replies_and_sends_a_reply(
     assert r.status_code == 302
     assert list(MessageTask.objects.order_by("id").values_list("message_type", flat=True)) == ["text", "link"]
     # a repeated submission (same key) sends nothing more
-    browser.post(url, {"message_type": "text", "text": "Hello back", "idempotency_key": "p1"})
+    browser.post(url, {"message_type": "text", "text": "Hello back", "idempotency_key": "p1", "reply_to": ids[1]})
+    assert MessageTask.objects.count() == 2
+    # the same key with another message: the form says so, nothing sent
+    other = browser.post(url, {"message_type": "text", "text": "Something else", "idempotency_key": "p1",
+                               "reply_to": ids[1]})
+    assert other.status_code == 200 and "different request" in other.content.decode()
     assert MessageTask.objects.count() == 2
     # a bad reply: the form's message, nothing sent
     bad = browser.post(url, {"message_type": "link", "title": "No URL", "idempotency_key": "p3"})
@@ -202,6 +212,10 @@ def test_api_lists_replies_and_reads(world, sim, outsider):
     again = api.post(reply, {"account": world.account.pk, "chat_wxid": wxid, "message_type": "text",
                              "content": "Got it"}, format="json", HTTP_IDEMPOTENCY_KEY="a1")
     assert again.json()["id"] == r.json()["id"] and MessageTask.objects.count() == 1
+    other = api.post(reply, {"account": world.account.pk, "chat_wxid": wxid, "message_type": "text",
+                             "content": "Something else"}, format="json", HTTP_IDEMPOTENCY_KEY="a1")
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+    assert "different request" in other.json()["detail"] and MessageTask.objects.count() == 1
     bad = api.post(reply, {"account": world.account.pk, "chat_wxid": wxid, "message_type": "image",
                            "content": {"url": "not a url"}}, format="json")
     assert bad.status_code == 400 and "content" in bad.json()

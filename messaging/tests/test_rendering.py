@@ -53,6 +53,22 @@ def test_declarations_normalized_and_checked():
     r.check_declared("{{ name }} {{ receiver_name }}", decl)
 
 
+@pytest.mark.parametrize("variables,fragment", [
+    ({"a": {"b": [1]}}, "Unknown keys in the declaration of 'a': b"),
+    ([{"name": "a", "label": ["x"]}], "label of 'a' must be text"),
+    ([{"name": "a", "required": "yes"}], "'a' is required must be true or false"),
+])
+def test_declarations_of_another_shape_are_refused(variables, fragment):
+    with pytest.raises(r.DeclarationError, match=fragment):
+        r.normalize_declarations(variables)
+
+
+def test_a_rendered_text_far_too_long_is_its_own_error():
+    with pytest.raises(r.RenderedTooLongError) as exc:
+        r.render_text("{{ a }}", {"a": "x" * (r.MAX_RENDERED_LENGTH + 1)})
+    assert exc.value.code == "too_long"
+
+
 @pytest.mark.parametrize("content", [
     "Hi {{ name }}, code {{code}} {single} braces",
     {"title": "For {{ name }}", "items": ["{{ code }}", 3, None], "url": "https://x/{{code}}"},

@@ -8,7 +8,7 @@ from messaging.errors import MessagingInvalid
 from messaging.forms import ComposeForm
 from messaging.models import TaskType
 from messaging.services.requests import (
-    MAX_RETRY_ERROR, PRIORITY_ERROR, SEND_INTERVAL_ERROR, TaskRequest,
+    MAX_RETRY_ERROR, PRIORITY_ERROR, SCHEDULE_HORIZON, SEND_INTERVAL_ERROR, TaskRequest, scheduled_time_error,
 )
 
 from .conftest import make_task
@@ -29,6 +29,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ])
 def test_input_errors_without_the_database(fields, errors):
     assert TaskRequest(**fields).input_errors() == errors
+
+
+def test_scheduled_time_within_the_grace_and_the_horizon():
+    from datetime import datetime, timedelta, timezone as tz
+
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=tz.utc)
+    assert scheduled_time_error(None, now) is None
+    assert scheduled_time_error(now - timedelta(minutes=4), now) is None  # sent at once
+    assert scheduled_time_error(now + SCHEDULE_HORIZON, now) is None
+    assert "has passed" in scheduled_time_error(now - timedelta(minutes=6), now)
+    assert "365 days ahead" in scheduled_time_error(now + SCHEDULE_HORIZON + timedelta(seconds=1), now)
+    errors = TaskRequest(scheduled_time=datetime(2000, 1, 1, tzinfo=tz.utc)).input_errors()
+    assert list(errors) == ["scheduled_time"]
 
 
 def test_the_receiver_limit_is_checked_before_anything_else(settings):

@@ -33,6 +33,11 @@ def test_saved_template_is_normalized_and_previewed(admin):
     ({"name": "T", "message_type": "text", "content": "x", "variables": ["a", "a"]}, "variables"),
     ({"name": "T", "message_type": "text", "content": "x", "tags": "a,b"}, "tags"),
     ({"name": "T", "message_type": "link", "content": {"title": "{{ t }}"}, "variables": ["t"]}, "content"),
+    ({"name": "T", "message_type": "link", "content": {"url": "https://x.example", "title": [1, 2]}}, "content"),
+    ({"name": "T", "message_type": "text", "content": "x", "thumbnail_url": "javascript:alert(1)"},
+     "thumbnail_url"),
+    ({"name": "T", "message_type": "text", "content": "{{ a }}", "variables": {"a": {"b": [1]}}}, "variables"),
+    ({"name": "T", "message_type": "text", "content": "x" * 2_000_000}, "content"),
 ])
 def test_invalid_templates_name_the_field(admin, data, field):
     with pytest.raises(MessagingInvalid) as exc:
@@ -61,3 +66,21 @@ def test_use_is_counted(admin):
     templates.mark_template_used(tmpl.pk)
     tmpl.refresh_from_db()
     assert tmpl.use_count == 1 and tmpl.last_used_at is not None
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("{{ bad", "Unclosed '{{' at position 0"),
+    ("hi {{no_such_var}}", "Unknown template variables: no_such_var"),
+    ("a\x00b", "null characters"),
+    ("x" * 2001, "limit"),
+    ("", "required"),
+])
+def test_plain_texts_are_checked_as_their_send_checks_them(text, fragment):
+    with pytest.raises(MessagingInvalid) as exc:
+        templates.validate_plain_text(text)
+    assert list(exc.value.fields) == ["content"] and fragment in exc.value.fields["content"][0]
+
+
+def test_plain_texts_may_use_the_built_in_variables():
+    text = "Hi {{ receiver_name }} ({{ receiver_remark }}, {{receiver_wxid}})"
+    assert templates.validate_plain_text(text) == text

@@ -2,7 +2,9 @@
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from messaging.errors import error_messages
 from wework.api.serializers import IdField, ModelSerializer
+from wework.errors import DomainError
 
 from ..forms import check_rule
 from ..models import (
@@ -17,7 +19,7 @@ from ..models import (
     TagRule,
     WelcomeMessage,
 )
-from ..services import sensitive
+from ..services import autoreplies, sensitive, welcome
 
 
 class TagGroupSerializer(ModelSerializer):
@@ -117,9 +119,26 @@ class OptOutSerializer(ModelSerializer):
         read_only_fields = fields
 
 
+class WxidField(serializers.CharField):
+    """A WeCom id: text only (DRF's CharField would take 1 for "1")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class OptOutContactsSerializer(serializers.Serializer):
     account = IdField()
-    contacts = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=10_000)
+    contacts = serializers.ListField(child=WxidField(max_length=100), min_length=1, max_length=10_000)
+
+
+def _sendable(check, value):
+    """`value` checked by a service as a send will check it; its messages as the field's."""
+    try:
+        return check(value)
+    except DomainError as exc:
+        raise serializers.ValidationError(error_messages(exc)) from None
 
 
 def _no_sensitive_words(value):
@@ -137,7 +156,7 @@ class WelcomeMessageSerializer(ModelSerializer):
         read_only_fields = ["created_by", "created_at", "updated_at"]
 
     def validate_content(self, value):
-        return _no_sensitive_words(value)
+        return _no_sensitive_words(_sendable(welcome.check_content, value))
 
 
 class AutoReplySerializer(ModelSerializer):
@@ -148,7 +167,7 @@ class AutoReplySerializer(ModelSerializer):
         read_only_fields = ["created_by", "created_at", "updated_at"]
 
     def validate_reply(self, value):
-        return _no_sensitive_words(value)
+        return _no_sensitive_words(_sendable(autoreplies.check_reply, value))
 
 
 class SensitiveWordSerializer(ModelSerializer):

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from contacts.models import WeworkAccount
-from messaging.services import sending
+from messaging.services import sending, templates
 from messaging.services.requests import TaskRequest
 from wework.errors import DomainError
 
@@ -26,6 +26,12 @@ from . import matching, optouts
 log = logging.getLogger("scrm.autoreplies")
 KEY = "scrm:autoreply:"
 
+
+
+def check_reply(text) -> str:
+    """The text of an auto-reply, checked as its send will check it (messaging's template
+    syntax, the built-in variables only). Raises MessagingInvalid under `content`."""
+    return templates.validate_plain_text(text)
 
 def matching_rule(account_id: int, text: str | None) -> AutoReply | None:
     if not text:

@@ -24,7 +24,8 @@ from wework.errors import DomainError
 
 from .. import conf
 from ..models import MatchType, OptOut, OptOutKeyword
-from . import access, matching
+from ..errors import invalid
+from . import access, matching, tags
 
 log = logging.getLogger("scrm.optouts")
 
@@ -117,10 +118,13 @@ def opt_in(user, rows: Iterable[OptOut]) -> int:
 
 
 def opt_out_by_operator(user, account: WeworkAccount, wxids: Iterable[str]) -> int:
-    """Opt contacts out on their behalf (they asked in another channel); no confirmation."""
+    """Opt contacts out on their behalf (they asked in another channel); no confirmation.
+    `wxids` are WeCom ids of the account's contacts: anything else is refused (ScrmInvalid under
+    `contacts`, nothing written), as tagging refuses it."""
     access.require(user, access.CHANGE_OPT_OUT, account.instance_id)
+    wanted = _contact_wxids(account, wxids)
     done = 0
-    for wxid in wxids:
+    for wxid in wanted:
         with transaction.atomic():
             row, created = OptOut.objects.get_or_create(account=account, contact_wxid=wxid)
             if row.is_opted_out and not created:
@@ -130,6 +134,23 @@ def opt_out_by_operator(user, account: WeworkAccount, wxids: Iterable[str]) -> i
             _skip_in_running_broadcasts(account, wxid)
             done += 1
     return done
+
+
+def _contact_wxids(account: WeworkAccount, wxids: Iterable[str]) -> list[str]:
+    """`wxids` without repeats, when every one is a contact of the account."""
+    wxids = list(wxids or [])
+    if not all(isinstance(w, str) and w.strip() for w in wxids):
+        raise invalid("contacts", _("Contacts are given by their WeCom ids (text)."))
+    wanted = list(dict.fromkeys(wxids))
+    if not wanted:
+        raise invalid("contacts", _("Choose at least one contact."))
+    found = set(tags.existing_wxids(account, wanted))
+    unknown = [w for w in wanted if w not in found]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise invalid("contacts", _("%(n)d are not contacts of this account: %(list)s.")
+                      % {"n": len(unknown), "list": shown})
+    return wanted
 
 
 def opted_out_wxids(account_id: int, wxids: Iterable[str] | None = None) -> set[str]:

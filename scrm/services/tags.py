@@ -54,7 +54,7 @@ def _contacts(account: WeworkAccount):
     return shards.for_instance(Contact, account.instance_id).filter(account_id=account.pk)
 
 
-def _existing_wxids(account: WeworkAccount, wxids: Sequence[str]) -> list[str]:
+def existing_wxids(account: WeworkAccount, wxids: Sequence[str]) -> list[str]:
     found: list[str] = []
     qs = _contacts(account)
     for start in range(0, len(wxids), 1000):
@@ -218,7 +218,7 @@ def apply_keyword_rules(account: WeworkAccount, wxid: str, text: str | None) -> 
         return 0
     tags = [rule.tag for rule in TagRule.objects.filter(account=account, kind="keyword", is_enabled=True)
             .select_related("tag") if matching.matches(text, rule.keyword, rule.match_type)]
-    if not tags or not _existing_wxids(account, [wxid]):
+    if not tags or not existing_wxids(account, [wxid]):
         return 0
     return tag_contacts(None, account, [wxid], tags, source=TagSource.RULE)
 

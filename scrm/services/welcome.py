@@ -13,7 +13,7 @@ import logging
 from django.db import IntegrityError, transaction
 
 from contacts.models import WeworkAccount
-from messaging.services import sending
+from messaging.services import sending, templates
 from messaging.services.requests import TaskRequest
 from wework.errors import DomainError
 
@@ -21,6 +21,13 @@ from ..models import WelcomeKind, WelcomeMessage, WelcomeSent
 from . import optouts
 
 log = logging.getLogger("scrm.welcome")
+
+
+def check_content(text) -> str:
+    """The text of a welcome message, checked as its send will check it (messaging's template
+    syntax; the built-in variables only: a welcome has no template or task variables). Raises
+    MessagingInvalid under `content`."""
+    return templates.validate_plain_text(text)
 
 
 def _account(instance, event) -> WeworkAccount | None:

@@ -5,7 +5,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from contacts.models import Contact
-from scrm.models import AutoReply, ContactTag, OptOut
+from scrm.models import AutoReply, ContactTag, OptOut, WelcomeMessage
 from scrm.services import optouts, tags
 from scrm.tests.factories import SegmentFactory, SensitiveWordFactory, TagFactory
 from wework import shards
@@ -79,6 +79,18 @@ def test_auto_reply_form_names_sensitive_words(world, browser):
         "account": world.account.pk, "keyword": "hello", "match_type": "exact", "reply": "Hi!",
         "sort_order": 0, "is_enabled": "on"})
     assert done.status_code == 302 and AutoReply.objects.get().created_by == world.admin
+
+
+def test_welcome_form_checks_the_text_as_its_send_does(world, browser):
+    url = reverse("admin:scrm_welcomemessage_add")
+    page = browser.post(url, {"account": world.account.pk, "kind": "contact", "content": "hi {{no_such_var}}",
+                              "is_enabled": "on"})
+    assert page.status_code == 200
+    assert "no_such_var" in str(page.context["adminform"].form.errors["content"])
+    assert not WelcomeMessage.objects.exists()
+    done = browser.post(url, {"account": world.account.pk, "kind": "contact", "content": "Hi {{ receiver_name }}",
+                              "is_enabled": "on"})
+    assert done.status_code == 302 and WelcomeMessage.objects.get().created_by == world.admin
 
 
 def test_segment_page_shows_its_live_count(world, browser):

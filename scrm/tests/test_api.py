@@ -108,6 +108,33 @@ def test_opt_outs_listed_and_opted_back_in(world, api):
     assert OptOut.objects.filter(is_opted_out=True).count() == 2
 
 
+@pytest.mark.parametrize("contacts,fragment", [
+    (["nobody-xyz-2"], "nobody-xyz-2"),
+    ([1, 2], "Not a valid string."),
+])
+def test_opting_out_takes_only_the_accounts_contacts(world, api, contacts, fragment):
+    answer = api.post(f"{API}/opt-outs/opt_out/", {"account": world.account.pk, "contacts": contacts},
+                      format="json")
+    assert answer.status_code == 400, answer.content
+    assert list(answer.json()) == ["contacts"] and fragment in str(answer.json()["contacts"])
+    assert not OptOut.objects.exists()
+
+
+@pytest.mark.parametrize("path,field", [("welcome-messages", "content"), ("auto-replies", "reply")])
+@pytest.mark.parametrize("text,fragment", [
+    ("{{ bad", "Unclosed '{{' at position 0"),
+    ("hi {{no_such_var}}", "no_such_var"),
+    ("a\u0000b", "ull characters"),
+])
+def test_rule_texts_are_checked_as_their_send_checks_them(world, api, path, field, text, fragment):
+    body = {"account": world.account.pk, field: text, **({"keyword": "x"} if path == "auto-replies" else {})}
+    answer = api.post(f"{API}/{path}/", body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert list(answer.json()) == [field] and fragment in answer.json()[field][0]
+    body[field] = "Hi {{ receiver_name }}"
+    assert api.post(f"{API}/{path}/", body, format="json").status_code == 201
+
+
 def test_rules_refuse_sensitive_words(world, api):
     SensitiveWordFactory(word="返现")
     answer = api.post(f"{API}/welcome-messages/", {"account": world.account.pk, "content": "关注返现"}, format="json")

@@ -7,6 +7,7 @@ from messaging.errors import MessagingInvalid
 from messaging.models import MessageReceiver, MessageTask, TaskType
 from messaging.services import sending
 from messaging.services.requests import TaskRequest
+from scrm.errors import ScrmInvalid
 from scrm.models import OptOut
 from scrm.services import optouts
 
@@ -104,3 +105,16 @@ def test_opt_out_skips_a_running_broadcast(world):
     row = MessageReceiver.objects.get(task=task, receiver_wxid=world.contacts[1])
     assert row.send_status == ReceiverSendStatus.SKIPPED and row.error_code == "opted_out"
     assert MessageReceiver.objects.filter(task=task, send_status=ReceiverSendStatus.PENDING).count() == 2
+
+
+@pytest.mark.parametrize("wxids,fragment", [
+    (["nobody-xyz-2"], "1 are not contacts of this account: nobody-xyz-2"),
+    ([1, 2], "WeCom ids (text)"),
+    ([], "at least one contact"),
+])
+def test_an_operator_opts_out_only_the_accounts_contacts(world, wxids, fragment):
+    with pytest.raises(ScrmInvalid) as exc:
+        optouts.opt_out_by_operator(world.admin, world.account, [world.contacts[0], *wxids] if wxids else [])
+    assert list(exc.value.fields) == ["contacts"] and fragment in exc.value.fields["contacts"][0]
+    assert not OptOut.objects.exists()
+    assert optouts.opt_out_by_operator(world.admin, world.account, [world.contacts[0], world.contacts[0]]) == 1
