@@ -3,7 +3,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import AutoReply, RuleKind, Segment, Tag, TagRule, WelcomeMessage
-from .services import sensitive
+from .services import segments, sensitive
 
 
 class TagsForm(forms.Form):
@@ -40,9 +40,7 @@ class SegmentForm(forms.ModelForm):
         data = super().clean()
         for name in ("tags_all", "tags_any", "tags_none"):
             data[name] = sorted(t.name for t in data.get(name) or [])
-        account, instance = data.get("account"), data.get("instance")
-        if account is not None and instance is not None and account.instance_id != instance.pk:
-            self.add_error("account", _("The account is not on this instance."))
+        segments.check_segment(data, self.add_error)
         return data
 
     def save(self, commit=True):
