@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Field
 from django.utils.translation import gettext as _
 
 from accounts.models import User, UserStatus
@@ -57,6 +58,7 @@ def check_contact_fields(user: User) -> None:
     errors: dict[str, list[str]] = {}
     for name in CONTACT_FIELDS:
         field = User._meta.get_field(name)
+        assert isinstance(field, Field)
         value = getattr(user, name)
         if value in field.empty_values:
             continue
