@@ -6,7 +6,7 @@ from messaging.errors import error_messages
 from wework.errors import DomainError
 
 from .models import AutoReply, RuleKind, Segment, Tag, TagRule, WelcomeMessage
-from .services import autoreplies, sensitive, welcome
+from .services import autoreplies, segments, sensitive, welcome
 
 
 class TagsForm(forms.Form):
@@ -43,9 +43,7 @@ class SegmentForm(forms.ModelForm):
         data = super().clean()
         for name in ("tags_all", "tags_any", "tags_none"):
             data[name] = sorted(t.name for t in data.get(name) or [])
-        account, instance = data.get("account"), data.get("instance")
-        if account is not None and instance is not None and account.instance_id != instance.pk:
-            self.add_error("account", _("The account is not on this instance."))
+        segments.check_segment(data, self.add_error)
         return data
 
     def save(self, commit=True):

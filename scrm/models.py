@@ -15,6 +15,7 @@ from instances.models import WeworkInstance
 from messaging.models import MessageTask
 from wework.db.fields import DateTimeField, TextField, UnsignedBigAutoField
 from wework.db.models import CreatedAtModel, TableIndex, TableUniqueConstraint, TimestampedModel
+from .validators import validate_color
 
 
 class MatchType(models.TextChoices):
@@ -68,7 +69,8 @@ class Tag(TimestampedModel):
     group = models.ForeignKey(TagGroup, on_delete=models.DO_NOTHING, related_name="tags",
                               verbose_name=_("tag group"), db_comment="标签组ID")
     name = models.CharField(_("name"), max_length=50, unique=True, db_comment="标签名")
-    color = models.CharField(_("colour"), max_length=20, blank=True, default="", db_comment="颜色")
+    color = models.CharField(_("colour"), max_length=20, blank=True, default="", validators=[validate_color],
+                             db_comment="颜色")
     sort_order = models.IntegerField(_("sort order"), default=0, db_comment="排序")
 
     class Meta:

@@ -3,8 +3,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from accounts.models import LoginLog, Permission, Role, Status, User, UserRole, UserSession
-from accounts.services.permissions import grantable_on_instance, instance_model
+from accounts.services.permissions import check_grantable_on_instance, instance_model
 from wework.api.serializers import IdField, ModelSerializer, PrimaryKeyRelatedField
+from wework.errors import DomainError
 
 
 class LoginSerializer(serializers.Serializer):
@@ -127,7 +128,8 @@ class InstanceGrantSerializer(serializers.Serializer):
         names = attrs.get("permissions")
         if not names and attrs.get("role") is None and self.context.get("require_permissions", True):
             raise serializers.ValidationError(_("Give a role or a list of permissions."))
-        bad = [n for n in names or [] if not grantable_on_instance(n)]
-        if bad:
-            raise serializers.ValidationError({"permissions": _("Not grantable per instance: %(names)s") % {"names": ", ".join(bad)}})
+        try:
+            check_grantable_on_instance(names or [])
+        except DomainError as exc:
+            raise serializers.ValidationError(exc.as_dict()) from exc
         return attrs

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from guardian.models import UserObjectPermission
@@ -25,7 +26,7 @@ from accounts.services import sessions as session_services
 from accounts.services import users as user_services
 from wework.api.authentication import UNIFORM_MESSAGE
 from wework.api.filters import query_id
-from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet
+from wework.api.views import PlatformModelViewSet, PlatformReadOnlyViewSet, not_found_message
 
 
 class _CacheThrottle(throttling.SimpleRateThrottle):
@@ -168,6 +169,13 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
             if self.request.query_params.get("all") == "1":
                 return qs
         return qs.filter(user=user)
+
+    def get_object(self):
+        """A 404 in the user's language, as the platform's other detail endpoints answer."""
+        try:
+            return super().get_object()
+        except Http404:
+            raise exceptions.NotFound(not_found_message(UserSession)) from None
 
     def perform_destroy(self, instance):
         user = self.request.user

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.validators import validate_avatar_url, validate_email, validate_phone
 from wework.db.fields import DateTimeField, TinyIntegerField, UnsignedBigAutoField
 from wework.db.models import (
     SoftDeleteModel, SoftDeleteQuerySet, TableIndex, TableUniqueConstraint, TimestampedModel,
@@ -56,15 +57,17 @@ class User(AbstractBaseUser, PermissionsMixin, SoftDeleteModel, TimestampedModel
 
     id = UnsignedBigAutoField(primary_key=True, db_comment="用户ID")
     username = models.CharField(_("username"), max_length=50, db_comment="用户名")
-    email = models.CharField(_("email"), max_length=100, db_comment="邮箱")
+    email = models.CharField(_("email"), max_length=100, validators=[validate_email], db_comment="邮箱")
     phone = models.CharField(
-        _("phone"), max_length=20, null=True, blank=True, db_comment="手机号"
+        _("phone"), max_length=20, null=True, blank=True, validators=[validate_phone],
+        db_comment="手机号"
     )
     nickname = models.CharField(
         _("nickname"), max_length=100, null=True, blank=True, db_comment="昵称"
     )
     avatar_url = models.CharField(
-        _("avatar URL"), max_length=500, null=True, blank=True, db_comment="头像URL"
+        _("avatar URL"), max_length=500, null=True, blank=True, validators=[validate_avatar_url],
+        db_comment="头像URL"
     )
     password = models.CharField(
         _("password"), max_length=255, db_column="password_hash", db_comment="密码哈希"

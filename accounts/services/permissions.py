@@ -313,13 +313,18 @@ def _carrier_permission(name):
     return perm
 
 
-def grantable_on_instance(name: str) -> bool:
+def grantable_on_instance(name: object) -> bool:
     """Whether `name` may be granted per instance: it concerns the instance or a model below it
-    (a model with INSTANCE_PATH), or is an instance-scoped platform action."""
+    (a model with INSTANCE_PATH), or is an instance-scoped platform action. Anything but a
+    string "app_label.codename" is not."""
+    if not isinstance(name, str):
+        return False
     action = registry.actions().get(name)
     if action is not None:
         return action.instance_scoped
-    app_label, codename = name.split(".", 1)
+    app_label, dot, codename = name.partition(".")
+    if not dot or not app_label or not codename:
+        return False
     try:
         app = apps.get_app_config(app_label)
     except LookupError:
@@ -331,6 +336,17 @@ def grantable_on_instance(name: str) -> bool:
         if model._meta.model_name == model_name:
             return getattr(model, "INSTANCE_PATH", None) is not None
     return False
+
+
+def check_grantable_on_instance(names: Iterable[object]) -> list[str]:
+    """The names as a list when every one may be granted per instance (grantable_on_instance);
+    else a DomainError on `permissions` naming the entries that may not."""
+    names = list(names)
+    bad = [n if isinstance(n, str) else repr(n) for n in names if not grantable_on_instance(n)]
+    if bad:
+        raise DomainError(fields={"permissions": _("Not grantable per instance: %(names)s")
+                                  % {"names": ", ".join(bad)}})
+    return [n for n in names if isinstance(n, str)]  # every one is, after the check
 
 
 @transaction.atomic
@@ -346,11 +362,7 @@ def grant_instance(user: User, instance: models.Model, permissions: Iterable[str
     if isinstance(permissions, Role):
         names = [n for n in permissions.permissions.values_list("name", flat=True) if grantable_on_instance(n)]
     else:
-        names = list(permissions)
-        bad = [n for n in names if not grantable_on_instance(n)]
-        if bad:
-            raise DomainError(fields={"permissions": _("Not grantable per instance: %(names)s")
-                                      % {"names": ", ".join(bad)}})
+        names = check_grantable_on_instance(permissions)
     for name in names:
         UserObjectPermission.objects.assign_perm(_carrier_permission(name), user, instance)
     transaction.on_commit(lambda: forget_user(user.pk))
@@ -367,7 +379,7 @@ def revoke_instance(user: User, instance: models.Model, permissions: Iterable[st
         object_pk=str(instance.pk),
     )
     if permissions is not None:
-        perms = [_carrier_permission(n).pk for n in permissions]
+        perms = [_carrier_permission(n).pk for n in check_grantable_on_instance(permissions)]
         rows = rows.filter(permission_id__in=perms)
     deleted, _rows = rows.delete()
     transaction.on_commit(lambda: forget_user(user.pk))

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Field
 from django.utils.translation import gettext as _
 
 from accounts.models import User, UserStatus
@@ -48,10 +49,32 @@ def changeable(actor: User | None, users: SoftDeleteQuerySet) -> SoftDeleteQuery
     return users if actor.is_superuser else users.filter(is_superuser=False)
 
 
+CONTACT_FIELDS = ("email", "phone", "avatar_url")
+
+
+def check_contact_fields(user: User) -> None:
+    """Raise a DomainError naming each of email, phone and avatar URL that its validator refuses
+    (accounts.validators; the model's forms and serializers run the same validators)."""
+    errors: dict[str, list[str]] = {}
+    for name in CONTACT_FIELDS:
+        field = User._meta.get_field(name)
+        assert isinstance(field, Field)
+        value = getattr(user, name)
+        if value in field.empty_values:
+            continue
+        try:
+            field.run_validators(value)
+        except ValidationError as exc:
+            errors[name] = list(exc.messages)
+    if errors:
+        raise DomainError(fields=errors)
+
+
 @transaction.atomic
 def create_user(actor: User | None, user: User, password: str | None = None) -> User:
     """Save a new user with `password` (validated; None: no usable password)."""
     check_change(actor, user, ["is_superuser"] if user.is_superuser else [])
+    check_contact_fields(user)
     if password:
         try:
             validate_password(password, user)
@@ -68,6 +91,7 @@ def create_user(actor: User | None, user: User, password: str | None = None) -> 
 def save_user(actor: User | None, user: User, changed: Iterable[str]) -> User:
     """Save the changes made on `user` (`changed`: the names of the changed fields)."""
     check_change(actor, User.all_objects.get(pk=user.pk) if user.pk else user, changed)
+    check_contact_fields(user)
     user.save()
     return user
 

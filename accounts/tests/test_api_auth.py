@@ -181,6 +181,21 @@ def test_my_sessions_list_and_revoke(api):
     assert api.get("/api/v1/auth/sessions/").status_code == 401
 
 
+def test_missing_session_answers_the_translated_404(api):
+    user = _operator()
+    _auth(api, _login(api, user.username).json()["access"])
+    for pk in ("999999", "1180591620717411303424"):
+        for lang, sentence in (("en", "No such session."), ("zh-hans", None)):
+            answer = api.get(f"/api/v1/auth/sessions/{pk}/", HTTP_ACCEPT_LANGUAGE=lang)
+            assert answer.status_code == 404
+            detail = answer.json()["detail"]
+            assert "UserSession" not in detail and "matches the given query" not in detail
+            if sentence:
+                assert detail == sentence
+    gone = api.delete("/api/v1/auth/sessions/999999/", HTTP_ACCEPT_LANGUAGE="en")
+    assert gone.status_code == 404 and gone.json()["detail"] == "No such session."
+
+
 def test_login_with_otp_when_enrolled(api):
     user = _operator()
     device = enroll(user)

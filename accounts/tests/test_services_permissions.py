@@ -205,6 +205,41 @@ def test_only_role_managers_grant_and_only_super_admins_grant_super_admin():
         perm_services.grant_role(manager, operator, _fresh(target))
 
 
+@pytest.mark.parametrize("names", [["x.y.z", 1], ["nodot"], ["contacts."], [".view_contact"], [None],
+                                   [VIEW_ACCOUNT, "accounts.view_role"]])
+def test_instance_grant_and_revoke_refuse_malformed_permission_names(names):
+    instance, target = WeworkInstanceFactory(), UserFactory()
+    for call in (perm_services.grant_instance, perm_services.revoke_instance):
+        with pytest.raises(DomainError) as exc:
+            call(target, instance, names)
+        assert list(exc.value.fields) == ["permissions"]
+        assert all(str(n) in exc.value.fields["permissions"][0] for n in names if n != VIEW_ACCOUNT)
+    assert not perm_services.grantable_on_instance(1)
+    assert not _fresh(target).has_perm(VIEW_ACCOUNT, instance)
+
+
+def test_instance_grants_api_names_bad_permission_entries():
+    from rest_framework.test import APIClient
+
+    from accounts.services import sessions as session_services
+    from wework.testing.fixtures import enroll, totp_code
+
+    admin_user = UserFactory(is_superuser=True)
+    device = enroll(admin_user)
+    _row, access, _refresh = session_services.issue_tokens(admin_user, None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    instance, target = WeworkInstanceFactory(), UserFactory()
+    for path in ("/api/v1/instance-grants/", "/api/v1/instance-grants/revoke/"):
+        answer = client.post(path, {"user": target.pk, "instance": instance.pk, "permissions": ["x.y.z", 1]},
+                             format="json", HTTP_X_OTP_CODE=totp_code(device), HTTP_ACCEPT_LANGUAGE="en")
+        assert answer.status_code == 400, answer.content
+        assert answer.json() == {"permissions": ["Not grantable per instance: x.y.z, 1"]}
+    from django.contrib.auth.models import Permission as AuthPermission
+
+    assert not AuthPermission.objects.filter(codename__in=["x.y.z", "1"]).exists()
+
+
 def test_instance_grants_api():
     from rest_framework.test import APIClient
 

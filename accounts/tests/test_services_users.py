@@ -10,7 +10,7 @@ from accounts.models import User, UserStatus
 from accounts.services import users as user_services
 from accounts.tests.factories import UserFactory
 from monitoring.models import AuditLog
-from wework.errors import PermissionDeniedError
+from wework.errors import DomainError, PermissionDeniedError
 
 pytestmark = pytest.mark.django_db
 
@@ -116,3 +116,61 @@ def test_api_create_validates_the_password(grant, api_client_for):
                                         "password": "a-long-Passphrase-9"}, format="json")
     assert ok.status_code == 201
     assert User.objects.get(username="newbie").check_password("a-long-Passphrase-9")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("email", "not-an-email"), ("phone", "abc"), ("phone", "1234"), ("phone", "+86 138--"),
+    ("phone", "+" + "1" * 21), ("avatar_url", "javascript:alert(1)"), ("avatar_url", "ftp://x.example/a.png"),
+])
+def test_contact_fields_are_validated_on_create_and_save(field, value):
+    user = User(**{"username": "u-contact", "email": "u@example.com", field: value})
+    with pytest.raises(DomainError) as info:
+        user_services.create_user(None, user)
+    assert list(info.value.fields) == [field]
+    assert not User.objects.filter(username="u-contact").exists()
+    existing = UserFactory()
+    setattr(existing, field, value)
+    with pytest.raises(DomainError):
+        user_services.save_user(None, existing, [field])
+    assert getattr(User.objects.get(pk=existing.pk), field) != value
+
+
+def test_contact_fields_accept_usual_values():
+    user = User(username="u-ok", email="u.ok@example.com", phone="+86 138-0000-0000",
+                avatar_url="https://cdn.example.com/a.png")
+    user_services.create_user(None, user)
+    existing = UserFactory()
+    existing.phone = "13800000000"
+    user_services.save_user(None, existing, ["phone"])
+    assert User.objects.get(pk=existing.pk).phone == "13800000000"
+
+
+def test_admin_user_form_refuses_bad_contact_fields(rf, super_admin):
+    from django.contrib import admin
+
+    request = rf.post("/")
+    request.user = super_admin
+    target = UserFactory()
+    form_class = admin.site._registry[User].get_form(request, target)
+    data = {"username": target.username, "email": "not-an-email", "phone": "abc",
+            "avatar_url": "javascript:alert(1)", "status": target.status}
+    form = form_class(data, instance=target)
+    assert not form.is_valid()
+    assert {"email", "phone", "avatar_url"} <= set(form.errors)
+
+
+def test_api_refuses_bad_contact_fields_on_create_and_patch(grant, api_client_for):
+    actor = grant(UserFactory(), "accounts.add_user", "accounts.change_user", "accounts.view_user")
+    client = api_client_for(actor)
+    for body in ({"email": "not-an-email"}, {"phone": "abc"}, {"avatar_url": "javascript:alert(1)"}):
+        created = client.post("/api/v1/users/", {"username": "u1", "email": "u1@example.com", **body},
+                              format="json")
+        assert created.status_code == 400, created.content
+        assert list(created.json()) == list(body)
+        target = UserFactory()
+        patched = client.patch(f"/api/v1/users/{target.pk}/", body, format="json")
+        assert patched.status_code == 400 and list(patched.json()) == list(body)
+    assert not User.objects.filter(username="u1").exists()
+    ok = client.post("/api/v1/users/", {"username": "u1", "email": "u1@example.com", "phone": "+86 138 0000 0000",
+                                        "avatar_url": "https://cdn.example.com/a.png"}, format="json")
+    assert ok.status_code == 201, ok.content

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 import secrets
 
 from django.core.exceptions import ValidationError
@@ -23,6 +24,21 @@ from .base import WEBHOOK_SECRET_KEY
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# Numbers are exact in a double (the instance reads JSON) well beyond this.
+NUMBER_LIMIT = 10**15
+
+
+def _reject_constant(name):
+    """json.loads' parse_constant: NaN, Infinity and -Infinity are not standard JSON."""
+    raise ValueError(_("%(name)s is not standard JSON") % {"name": name})
+
+
+def _finite_float(text):
+    """json.loads' parse_float: 1e999 would be an infinity."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(_("%(value)s is too large a number") % {"value": text})
+    return number
 
 
 def parse_config_value(config_type, raw):
@@ -36,6 +52,9 @@ def parse_config_value(config_type, raw):
             raise ValidationError(_("“%(value)s” is not a number.") % {"value": raw}) from None
         if not number.is_finite():
             raise ValidationError(_("“%(value)s” is not a number.") % {"value": raw})
+        if abs(number) > NUMBER_LIMIT:
+            raise ValidationError(_("“%(value)s” is out of range: numbers lie between -1e15 and "
+                                    "1e15.") % {"value": raw})
         return int(number) if number == number.to_integral_value() else float(number)
     if config_type == ConfigType.BOOLEAN:
         text = str(raw).strip().lower()
@@ -48,7 +67,9 @@ def parse_config_value(config_type, raw):
         if not isinstance(raw, str):
             return raw
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise ValidationError(_("Not valid JSON: %(error)s") % {"error": _("nested too deeply")}) from None
         except ValueError as exc:
             raise ValidationError(_("Not valid JSON: %(error)s") % {"error": exc}) from None
     if config_type == ConfigType.STRING:
@@ -64,7 +85,10 @@ def format_config_value(config_type, value):
         if isinstance(value, str):
             parse_config_value(config_type, value)
             return value
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        try:
+            return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+        except ValueError as exc:
+            raise ValidationError(_("Not valid JSON: %(error)s") % {"error": exc}) from None
     if config_type == ConfigType.BOOLEAN:
         return "true" if parse_config_value(config_type, value) else "false"
     if config_type == ConfigType.NUMBER:

@@ -43,6 +43,13 @@ def test_api_config_create_validates_typed_values(root_client, registered):
                            content_type="application/json")
     assert bad.status_code == 400
     assert "config_value" in bad.json()
+    for config_type, value in [("number", "1e999"), ("json", '[1,{"a":NaN}]')]:
+        bad = root_client.post(url, {"instance": registered.pk, "config_key": "n",
+                                     "config_type": config_type, "config_value": value},
+                               content_type="application/json")
+        assert bad.status_code == 400, (value, bad.content)
+        assert list(bad.json()) == ["config_value"]
+    assert not InstanceConfig.objects.filter(config_key="n").exists()
     good = root_client.post(url, {"instance": registered.pk, "config_key": "secret_x",
                                   "config_type": "string", "config_value": "s3cret",
                                   "is_encrypted": True}, content_type="application/json")

@@ -104,6 +104,8 @@ def test_timeout_is_recorded(registered, simulator):
     (ConfigType.STRING, "abc", "abc", "abc"),
     (ConfigType.NUMBER, "12", "12", 12),
     (ConfigType.NUMBER, 2.5, "2.5", 2.5),
+    (ConfigType.NUMBER, "-1e15", "-1000000000000000", -10**15),
+    (ConfigType.JSON, "[1.5e300, null]", "[1.5e300, null]", [1.5e300, None]),
     (ConfigType.BOOLEAN, "yes", "true", True),
     (ConfigType.BOOLEAN, False, "false", False),
     (ConfigType.JSON, {"a": [1, 2]}, '{"a": [1, 2]}', {"a": [1, 2]}),
@@ -119,6 +121,10 @@ def test_typed_config_values(admin_user, platform_url, config_type, value, store
 
 @pytest.mark.parametrize("config_type,value", [
     (ConfigType.NUMBER, "twelve"), (ConfigType.BOOLEAN, "maybe"), (ConfigType.JSON, "{x"),
+    # numbers are finite and within +-1e15; JSON is standard JSON (no NaN, Infinity, 1e999)
+    (ConfigType.NUMBER, "1e999"), (ConfigType.NUMBER, "-1e16"), (ConfigType.NUMBER, "NaN"),
+    (ConfigType.JSON, '[1,{"a":NaN}]'), (ConfigType.JSON, "[Infinity]"), (ConfigType.JSON, "-Infinity"),
+    (ConfigType.JSON, '{"a": 1e999}'), (ConfigType.JSON, {"a": float("nan")}), (ConfigType.JSON, "[" * 100_000),
 ])
 def test_typed_config_rejects_bad_values(config_type, value):
     with pytest.raises(ValidationError):

@@ -19,7 +19,7 @@ from ..models import (
     TagRule,
     WelcomeMessage,
 )
-from ..services import autoreplies, sensitive, welcome
+from ..services import autoreplies, segments, sensitive, welcome
 
 
 class TagGroupSerializer(ModelSerializer):
@@ -92,10 +92,12 @@ class SegmentSerializer(ModelSerializer):
         read_only_fields = ["created_by", "created_at", "updated_at"]
 
     def validate(self, attrs):
-        account = attrs.get("account", getattr(self.instance, "account", None))
-        instance = attrs.get("instance", getattr(self.instance, "instance", None))
-        if account is not None and instance is not None and account.instance_id != instance.pk:
-            raise serializers.ValidationError({"account": [_("The account is not on this instance.")]})
+        fields = ["account", "instance", *(name for pair in segments.DATE_RANGES for name in pair)]
+        data = {**({f: getattr(self.instance, f) for f in fields} if self.instance else {}), **attrs}
+        errors: dict = {}
+        segments.check_segment(data, lambda field, message: errors.setdefault(field, []).append(message))
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 

@@ -47,6 +47,23 @@ class SegmentFilters:
                    opted_out=segment.opted_out)
 
 
+# Each (later-than, earlier-than) pair of a segment's date conditions.
+DATE_RANGES = (("added_after", "added_before"), ("last_message_after", "last_message_before"))
+
+
+def check_segment(data: Mapping, add_error) -> None:
+    """A segment's rules (the admin's form and the API's serializer call this): its account is on
+    its instance, and each date range ends after it starts (`add_error(field, message)`)."""
+    account, instance = data.get("account"), data.get("instance")
+    if account is not None and instance is not None and account.instance_id != instance.pk:
+        add_error("account", _("The account is not on this instance."))
+    for after, before in DATE_RANGES:
+        start, end = data.get(after), data.get(before)
+        if start is not None and end is not None and start >= end:
+            add_error(before, _("This date must be later than the one in “%(field)s”.")
+                      % {"field": Segment._meta.get_field(after).verbose_name})
+
+
 def _tagged(names: Iterable[str]) -> Exists:
     return Exists(ContactTag.objects.filter(account_id=OuterRef("account_id"), contact_wxid=OuterRef("wxid"),
                                             tag__name__in=list(names)))

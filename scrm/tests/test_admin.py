@@ -121,3 +121,23 @@ def test_compose_page_sends_to_a_segment_and_by_tags(world, browser):
         world.contacts[1:3])  # opted out left out
     assert set(MessageReceiver.objects.filter(task=second).values_list("receiver_wxid", flat=True)) == {
         world.contacts[1]}
+
+
+def test_tag_and_segment_forms_refuse_bad_colours_and_reversed_date_ranges():
+    from django.forms import modelform_factory
+
+    from instances.tests.factories import WeworkInstanceFactory
+    from scrm.forms import SegmentForm
+    from scrm.models import Tag
+    from scrm.tests.factories import TagGroupFactory
+
+    group = TagGroupFactory()
+    tag_form = modelform_factory(Tag, fields=["group", "name", "color"])
+    assert not tag_form({"group": group.pk, "name": "vip", "color": "notacolor"}).is_valid()
+    assert tag_form({"group": group.pk, "name": "vip", "color": "#1e90FF"}).is_valid()
+    instance = WeworkInstanceFactory()
+    form = SegmentForm({"name": "s", "instance": instance.pk,
+                        "added_after": "2026-05-02 00:00:00", "added_before": "2026-05-01 00:00:00",
+                        "last_message_after": "2026-05-01 00:00:00", "last_message_before": "2026-05-01 00:00:00"})
+    assert not form.is_valid()
+    assert set(form.errors) == {"added_before", "last_message_before"}

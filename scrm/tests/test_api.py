@@ -96,6 +96,32 @@ def test_segment_with_count(world, api):
     assert answer.status_code == 400 and "nope" in str(answer.json()["tags_any"])
 
 
+def test_tag_colour_must_be_hex(world, api):
+    group = api.post(f"{API}/tag-groups/", {"name": "G"}, format="json").json()["id"]
+    for color in ("notacolor", "#12345", "#GGGGGG", "red", "#1234567"):
+        answer = api.post(f"{API}/tags/", {"group": group, "name": "t", "color": color}, format="json")
+        assert answer.status_code == 400 and list(answer.json()) == ["color"], (color, answer.content)
+    answer = api.post(f"{API}/tags/", {"group": group, "name": "t", "color": "#1E90ff"}, format="json")
+    assert answer.status_code == 201, answer.content
+    assert api.patch(f"{API}/tags/{answer.json()['id']}/", {"color": "blue"}, format="json").status_code == 400
+    assert api.post(f"{API}/tags/", {"group": group, "name": "u"}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("after, before", [("added_after", "added_before"),
+                                           ("last_message_after", "last_message_before")])
+def test_segment_date_ranges_end_after_they_start(world, api, after, before):
+    body = {"name": "s", "instance": world.instance.pk,
+            after: "2026-05-02T00:00:00Z", before: "2026-05-01T00:00:00Z"}
+    answer = api.post(f"{API}/segments/", body, format="json")
+    assert answer.status_code == 400 and list(answer.json()) == [before], answer.content
+    assert not Segment.objects.exists()
+    answer = api.post(f"{API}/segments/", {**body, before: "2026-05-03T00:00:00Z"}, format="json")
+    assert answer.status_code == 201, answer.content
+    pk = answer.json()["id"]
+    answer = api.patch(f"{API}/segments/{pk}/", {after: "2026-06-01T00:00:00Z"}, format="json")
+    assert answer.status_code == 400 and list(answer.json()) == [before], answer.content
+
+
 def test_opt_outs_listed_and_opted_back_in(world, api):
     optouts.opt_out(world.account, world.contacts[0], keyword="TD")
     rows = api.get(f"{API}/opt-outs/", {"opted_out": "true"}).json()["results"]
