@@ -11,6 +11,8 @@ Reading needs `messaging.view_message` on the account's instance (else 404, as f
 conversation); replying the send path's `messaging.send_message` (checked by the service).
 A reply with an `Idempotency-Key` header (or `idempotency_key`) sent twice creates one task.
 """
+import re
+
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -20,10 +22,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.viewsets import ViewSet
 
-from wework.api.permissions import PlatformPermission
 from wework.api.pagination import AfterIdPagination
+from wework.api.permissions import PlatformPermission
 from wework.api.serializers import IdField
 from wework.api.views import KEYSET_PARAMS
+from wework.ids import fits_bigint
 
 from .. import display, permissions
 from ..models import Message, MessageType
@@ -181,12 +184,24 @@ class ConversationViewSet(ViewSet):
         params = request.query_params
         unknown = sorted(set(params) - {"account", "before", "after", "limit", "format"})
         errors = {name: [_("Unknown parameter.")] for name in unknown}
+        numbers = {}
         for name in ("account", "before", "after", "limit"):
-            if params.get(name, "") and not params[name].isdigit():
+            value = params.get(name, "")
+            if not value:
+                continue
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+            if re.fullmatch(r"-?[0-9]{1,19}", value) is None or not fits_bigint(int(value)):
                 errors[name] = [_("Not a number.")]
+            else:
+                numbers[name] = int(value)
+        limit = numbers.get("limit", inbox.PAGE_SIZE)
+        if "limit" in numbers and not 1 <= limit <= inbox.MAX_LIMIT:
+            errors["limit"] = [_("Give a number from 1 to %(most)d.") % {"most": inbox.MAX_LIMIT}]
+        for name in ("account", "before", "after"):
+            if numbers.get(name, 0) < 0:
+                errors[name] = [_("Must not be negative.")]
         if errors:
             raise ValidationError(errors)
-        limit = int(params.get("limit") or inbox.PAGE_SIZE)
         if params.get("after"):
             page = inbox.newer(request.user, int(params["after"]), account=params.get("account"), limit=limit)
         else:

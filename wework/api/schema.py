@@ -55,6 +55,20 @@ def _unwrap_pages(responses):
                 media["schema"] = {"$ref": ref}
 
 
+#: Query parameters whose empty value is not "not given" (an empty cursor is a forged one).
+EMPTY_IS_A_VALUE = frozenset({"cursor"})
+
+
+def _allow_empty_filters(op):
+    """A list's optional query parameters may be sent empty (`?created_before=&status=`, as an
+    HTML form sends them): an empty filter is no filter (django-filter, DRF's search, ordering
+    and page size), so the schema says so (`allowEmptyValue`)."""
+    for param in op.get("parameters", []):
+        if (param.get("in") == "query" and not param.get("required")
+                and param.get("name") not in EMPTY_IS_A_VALUE):
+            param["allowEmptyValue"] = True
+
+
 def postprocess(result, generator, request, public):
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Error", ERROR_SCHEMA)
@@ -66,6 +80,8 @@ def postprocess(result, generator, request, public):
             if path.startswith(INSTANCE_PATHS):
                 params = [p for p in op.get("parameters", []) if p.get("name") != "instance"]
                 op["parameters"] = [_instance_param(), *params]
+            if method == "get":
+                _allow_empty_filters(op)
             codes = ["400", "401", "403", "429", "503"]
             if ("{" in path or path.startswith(INSTANCE_PATHS) or method == "get"
                     or path.startswith(BODY_LOOKUP_PATHS)):

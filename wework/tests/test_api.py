@@ -328,3 +328,21 @@ def test_every_list_filters_and_serializes_through_the_platform_bases():
             if serializer is not None and issubclass(serializer, serializers.ModelSerializer):
                 assert issubclass(serializer, ModelSerializer), (basename, serializer)
     assert seen >= 20, seen
+
+
+@pytest.mark.parametrize("url", ["/api/v1/instances/", "/api/v1/monitoring/audit-logs/"])
+def test_a_null_character_in_a_search_is_a_field_error_named_search(token_api, url):
+    # the second list is a large table (indexed search), the first an ordinary one
+    response = token_api.get(url, {"search": "a\x00b"}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"search": ["不允许包含空字符（NUL）。"]}  # not Django's 不允许是用空字符串
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"limit": "-3"}, "limit"), ({"limit": "0"}, "limit"), ({"limit": "201"}, "limit"),
+    ({"limit": "²"}, "limit"), ({"before": "-1"}, "before"), ({"account": "1180591620717411303424"}, "account"),
+])
+def test_inbox_parameters_out_of_range_are_field_errors(token_api, query, field):
+    response = token_api.get("/api/v1/messaging/conversations/inbox/", query)
+    assert response.status_code == 400, response.content
+    assert field in response.json()
