@@ -292,7 +292,8 @@ def scheduled_time_error(when: datetime | None, now: datetime | None = None) -> 
         return None
     if not isinstance(when, datetime):
         return _("Give a date and time.")
-    when = _aware(when)
+    if timezone.is_naive(when):
+        when = timezone.make_aware(when)
     now = now or timezone.now()
     if when < now - SCHEDULE_GRACE:
         return _("This time has passed: leave it empty to send now, or choose a later time.")

@@ -61,7 +61,12 @@ def check_segment(data: Mapping, add_error) -> None:
         start, end = data.get(after), data.get(before)
         if start is not None and end is not None and start >= end:
             add_error(before, _("This date must be later than the one in “%(field)s”.")
-                      % {"field": Segment._meta.get_field(after).verbose_name})
+                      % {"field": _field_label(after)})
+
+
+def _field_label(name: str) -> str:
+    field = Segment._meta.get_field(name)
+    return str(getattr(field, "verbose_name", name))
 
 
 def _tagged(names: Iterable[str]) -> Exists:
