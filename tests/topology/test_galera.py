@@ -353,6 +353,52 @@ def test_claims_through_two_nodes_are_disjoint_and_retried_at_commit(caplog):
     assert conflicts, "no claim met another on the other node in 10 rounds"
 
 
+def _server_name(port):
+    return f"node{GALERA_PORTS.index(port) + 1}"
+
+
+def test_after_a_failover_every_connection_reaches_the_node_that_took_over():
+    """The write port's stick table keeps the node that took over, also when the old node is
+    back and many clients connect at once. With a one-entry table, HAProxy made room for each
+    connection's store by evicting the entry, and a connection arriving meanwhile was balanced
+    to the returned first node: a second writer (CI saw a shard missing, then a task's pause
+    not seen)."""
+    old = _write_node_port()
+    connections.close_all()
+    haproxy(f"set server galera_write/{_server_name(old)} state maint")
+    try:
+        first = connect(HAPROXY_WRITE_PORT)
+        try:
+            cursor = first.cursor()
+            cursor.execute("SELECT @@port")
+            took_over = cursor.fetchone()[0]
+        finally:
+            first.close()
+        assert took_over != old
+    finally:
+        haproxy(f"set server galera_write/{_server_name(old)} state ready")
+    try:
+        reached = []
+
+        def connect_many(_n):
+            for _ in range(40):
+                conn = connect(HAPROXY_WRITE_PORT)
+                try:
+                    cursor = conn.cursor()
+                    cursor.execute("SELECT @@port")
+                    reached.append(cursor.fetchone()[0])
+                finally:
+                    conn.close()
+
+        assert run_at_once(connect_many, threads=12) == []
+        counts = {port: reached.count(port) for port in set(reached)}
+        assert counts == {took_over: 480}, f"write port connections by node port: {counts}"
+    finally:
+        # Back to the first node as writer, as the other tests expect a fresh cluster to be.
+        haproxy("clear table galera_write")
+        connections.close_all()
+
+
 def test_a_killed_write_node_costs_503s_for_seconds_never_a_500_or_a_lost_write(client, django_user_model, replica_health):
     """Requests keep coming while the write node is killed: each is a 201 (stored) or a 503
     (maybe stored: the client retries); none is a 500; writes resume on another node."""
