@@ -2,6 +2,7 @@ from importlib import import_module
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from wework.api.docs import ApiDocsView
@@ -24,6 +25,8 @@ def _page_patterns():
 
 
 urlpatterns = [
+    # The address scripts/run prints is the admin's; the bare host leads there too.
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False), name="home"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(("wework.api.urls", "api"), namespace="api")),

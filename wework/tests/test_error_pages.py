@@ -23,3 +23,11 @@ def test_missing_api_path_answers_json(client, settings):
     response = client.get("/api/v1/no-such-endpoint/")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_the_bare_host_leads_to_the_admin_and_its_login(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    login = client.get("/", follow=True)
+    assert login.status_code == 200 and login.redirect_chain[-1][0].startswith("/admin/login/")
