@@ -179,9 +179,13 @@ def test_provider_liveness_reconnect_and_restart(running, world, puppet_mock, po
     gap = wait_for(lambda: running.events("instance.stream_gap"))[0]
     assert gap["data"]["account_id"] == me and gap["data"]["from_ms"] <= gap["data"]["to_ms"]
     assert {"instance.client_exited", "instance.started"} <= {e["type"] for e in running.events()}
-    # the provider goes away: the account goes offline (network), heartbeats say not running
+    # the provider goes away: the account goes offline (network), heartbeats say not running.
+    # The restart above already reported one such offline (the stream it dropped): wait for
+    # the next, not for any.
+    network_offline = lambda: [e for e in running.events("account.offline") if e["data"]["reason"] == "network"]  # noqa: E731
+    before = len(network_offline())
     puppet_mock.stop()
-    wait_for(lambda: [e for e in running.events("account.offline") if e["data"]["reason"] == "network"])
+    wait_for(lambda: len(network_offline()) > before)
     assert not health()["client_running"]
     running.bridge.heartbeat()
     assert running.events("instance.heartbeat")[-1]["data"]["client_running"] is False
